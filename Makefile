@@ -1,0 +1,81 @@
+# trackflow — developer entry points.
+#
+# Needs only GNU make and python3 (>= 3.11, with the venv module) plus access to PyPI.
+# Every target bootstraps the project virtualenv in $(VENV) on first use and reinstalls
+# the project into it whenever pyproject.toml changes.
+#
+#   make up      run the local stack (trackflow up $(ARGS); ARGS defaults to --demo)
+#   make test    ruff check, ruff format --check, mypy, pytest — stops at the first failure
+#   make lint    ruff check + ruff format --check
+#   make fmt     ruff format + ruff check --fix
+#   make clean   remove .trackflow/ and tool caches (keeps $(VENV))
+
+PYTHON ?= python3
+VENV ?= .venv
+ARGS ?= --demo
+PYTEST_ARGS ?=
+MYPY_TARGETS ?= trackflow workflows activities
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+.PHONY: help venv up test lint fmt typecheck clean
+
+help:
+	@echo "make up         run trackflow locally (ARGS='$(ARGS)')"
+	@echo "make test       lint, format check, mypy, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
+	@echo "make lint       ruff check + ruff format --check"
+	@echo "make fmt        ruff format + ruff check --fix"
+	@echo "make typecheck  mypy $(MYPY_TARGETS)"
+	@echo "make clean      remove .trackflow/ and caches (not $(VENV))"
+
+# --- virtualenv bootstrap ---------------------------------------------------------------
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
+	  echo "error: trackflow needs Python >= 3.11; '$(PYTHON)' is $$($(PYTHON) --version 2>&1)." >&2; \
+	  echo "       Run e.g. 'make PYTHON=python3.11 ...'." >&2; \
+	  exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
+	  echo "error: '$(PYTHON)' cannot create virtual environments (the venv/ensurepip modules are missing)." >&2; \
+	  echo "       On Debian/Ubuntu install them with:  apt-get install python3-venv" >&2; \
+	  exit 1; }
+	@rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV) || { \
+	  echo "error: '$(PYTHON) -m venv $(VENV)' failed. On Debian/Ubuntu: apt-get install python3-venv" >&2; \
+	  rm -rf $(VENV); exit 1; }
+
+$(STAMP): pyproject.toml $(BIN)/python
+	PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip install -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+# --- entry points -----------------------------------------------------------------------
+
+up: $(STAMP)
+	$(BIN)/trackflow up $(ARGS)
+
+# One recipe line per gate: make stops at the first one that fails.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_TARGETS)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy $(MYPY_TARGETS)
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf .trackflow .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

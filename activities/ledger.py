@@ -1,0 +1,418 @@
+"""The notification ledger: the durable record that makes every message go out exactly once.
+
+One row per idempotency key. A row is either 'sent' (a complete `LedgerRecord`) or
+'sending' (a lease taken with `claim` by a sender whose provider is not idempotent).
+`record_once` inserts a new key or completes a claimed one, atomically, so concurrent
+senders of the same key agree on a single stored record.
+
+Two backends share the SQL: SQLite (embedded default, stdlib sqlite3 run in a thread,
+WAL so a worker and the CLI can share the file) and PostgreSQL via asyncpg for several
+workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import itertools
+import re
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, field_validator
+
+DEFAULT_TABLE = "notification_ledger"
+SQLITE_FILE_NAME = "ledger.sqlite3"
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_RECORD_COLUMNS = (
+    "kind",
+    "tracking_number",
+    "order_id",
+    '"trigger"',
+    "exception",
+    "channel",
+    "recipient",
+    "subject",
+    "body",
+    "html",
+    "transport",
+    "provider_message_id",
+    "sent_at",
+)
+
+
+class LedgerRecord(BaseModel):
+    """One message (or alert, or helpdesk ticket) that went out."""
+
+    model_config = ConfigDict(frozen=True)
+
+    idempotency_key: str
+    kind: Literal["message", "alert", "helpdesk"] = "message"
+    tracking_number: str
+    order_id: str
+    trigger: str
+    exception: str | None = None
+    channel: str
+    to: str
+    subject: str | None = None
+    body: str
+    html: str | None = None
+    transport: str
+    provider_message_id: str | None = None
+    sent_at: datetime
+
+    @field_validator("sent_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("sent_at needs a time zone")
+        return value.astimezone(UTC)
+
+
+class Claim(BaseModel):
+    """The outcome of `Ledger.claim`.
+
+    acquired: the caller holds the lease and may send, then call `record_once`.
+    attempt: how many owners have held the key; above 1 an earlier owner's lease expired
+        and that attempt may or may not have reached the provider.
+    record: set when the key was already sent; nothing to do.
+    Otherwise another owner holds a live lease until `lease_expires_at`: try again later.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    idempotency_key: str
+    acquired: bool
+    attempt: int = 0
+    owner: str | None = None
+    lease_expires_at: datetime | None = None
+    record: LedgerRecord | None = None
+
+
+class Ledger(Protocol):
+    async def record_once(self, record: LedgerRecord) -> tuple[LedgerRecord, bool]:
+        """Store the record unless its key is already sent; return the stored record and
+        whether this call stored it. Completes a claim on the key, whoever holds it."""
+        ...
+
+    async def claim(
+        self, idempotency_key: str, owner: str, lease: timedelta, *, now: datetime | None = None
+    ) -> Claim:
+        """Take (or renew, for the same owner) the sending lease on a key not yet sent."""
+        ...
+
+    async def release(self, idempotency_key: str, owner: str) -> bool:
+        """Give up a lease after a send that certainly failed, so a retry may claim at once."""
+        ...
+
+    async def get(self, idempotency_key: str) -> LedgerRecord | None: ...
+
+    async def list(self, tracking_number: str | None = None) -> builtins.list[LedgerRecord]:
+        """Sent records, oldest first (sent_at, then insertion order)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class _SqlLedger(ABC):
+    """The ledger logic in SQL common to SQLite and PostgreSQL (written with `?` markers)."""
+
+    def __init__(self, table: str) -> None:
+        if not _TABLE_NAME.match(table):
+            raise ValueError(f"invalid ledger table name: {table!r}")
+        self.table = table
+
+    @abstractmethod
+    async def _fetch(self, sql: str, *args: object) -> builtins.list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def _to_db_time(self, value: datetime) -> object: ...
+
+    @abstractmethod
+    def _from_db_time(self, value: Any) -> datetime: ...
+
+    async def record_once(self, record: LedgerRecord) -> tuple[LedgerRecord, bool]:
+        t = self.table
+        columns = ", ".join(_RECORD_COLUMNS)
+        markers = ", ".join("?" for _ in _RECORD_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _RECORD_COLUMNS)
+        created = await self._fetch(
+            f"INSERT INTO {t} (idempotency_key, status, {columns}) VALUES (?, 'sent', {markers}) "
+            f"ON CONFLICT (idempotency_key) DO UPDATE SET {updates}, "
+            f"status = 'sent', owner = NULL, lease_until = NULL "
+            f"WHERE {t}.status = 'sending' RETURNING seq",
+            record.idempotency_key,
+            record.kind,
+            record.tracking_number,
+            record.order_id,
+            record.trigger,
+            record.exception,
+            record.channel,
+            record.to,
+            record.subject,
+            record.body,
+            record.html,
+            record.transport,
+            record.provider_message_id,
+            self._to_db_time(record.sent_at),
+        )
+        if created:
+            return record, True
+        stored = await self.get(record.idempotency_key)
+        if stored is None:
+            raise RuntimeError(f"ledger row for {record.idempotency_key!r} vanished")
+        return stored, False
+
+    async def claim(
+        self, idempotency_key: str, owner: str, lease: timedelta, *, now: datetime | None = None
+    ) -> Claim:
+        t = self.table
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        until = now + lease
+        while True:
+            taken = await self._fetch(
+                f"INSERT INTO {t} (idempotency_key, status, owner, lease_until, attempts) "
+                f"VALUES (?, 'sending', ?, ?, 1) "
+                f"ON CONFLICT (idempotency_key) DO UPDATE SET owner = excluded.owner, "
+                f"lease_until = excluded.lease_until, attempts = {t}.attempts + "
+                f"CASE WHEN {t}.owner = excluded.owner THEN 0 ELSE 1 END "
+                f"WHERE {t}.status = 'sending' "
+                f"AND ({t}.owner = excluded.owner OR {t}.lease_until <= ?) "
+                f"RETURNING attempts",
+                idempotency_key,
+                owner,
+                self._to_db_time(until),
+                self._to_db_time(now),
+            )
+            if taken:
+                return Claim(
+                    idempotency_key=idempotency_key,
+                    acquired=True,
+                    attempt=taken[0]["attempts"],
+                    owner=owner,
+                    lease_expires_at=until,
+                )
+            rows = await self._fetch(
+                f"SELECT * FROM {t} WHERE idempotency_key = ?", idempotency_key
+            )
+            if not rows:
+                continue
+            row = rows[0]
+            if row["status"] == "sent":
+                return Claim(
+                    idempotency_key=idempotency_key,
+                    acquired=False,
+                    attempt=row["attempts"],
+                    record=self._record(row),
+                )
+            return Claim(
+                idempotency_key=idempotency_key,
+                acquired=False,
+                attempt=row["attempts"],
+                owner=row["owner"],
+                lease_expires_at=self._from_db_time(row["lease_until"]),
+            )
+
+    async def release(self, idempotency_key: str, owner: str) -> bool:
+        rows = await self._fetch(
+            f"DELETE FROM {self.table} WHERE idempotency_key = ? AND status = 'sending' "
+            f"AND owner = ? RETURNING seq",
+            idempotency_key,
+            owner,
+        )
+        return bool(rows)
+
+    async def get(self, idempotency_key: str) -> LedgerRecord | None:
+        rows = await self._fetch(
+            f"SELECT * FROM {self.table} WHERE idempotency_key = ? AND status = 'sent'",
+            idempotency_key,
+        )
+        return self._record(rows[0]) if rows else None
+
+    async def list(self, tracking_number: str | None = None) -> builtins.list[LedgerRecord]:
+        if tracking_number is None:
+            rows = await self._fetch(
+                f"SELECT * FROM {self.table} WHERE status = 'sent' ORDER BY sent_at, seq"
+            )
+        else:
+            rows = await self._fetch(
+                f"SELECT * FROM {self.table} WHERE status = 'sent' AND tracking_number = ? "
+                f"ORDER BY sent_at, seq",
+                tracking_number,
+            )
+        return [self._record(row) for row in rows]
+
+    def _record(self, row: dict[str, Any]) -> LedgerRecord:
+        return LedgerRecord(
+            idempotency_key=row["idempotency_key"],
+            kind=row["kind"],
+            tracking_number=row["tracking_number"],
+            order_id=row["order_id"],
+            trigger=row["trigger"],
+            exception=row["exception"],
+            channel=row["channel"],
+            to=row["recipient"],
+            subject=row["subject"],
+            body=row["body"],
+            html=row["html"],
+            transport=row["transport"],
+            provider_message_id=row["provider_message_id"],
+            sent_at=self._from_db_time(row["sent_at"]),
+        )
+
+
+def _schema(table: str, *, postgres: bool) -> str:
+    if postgres:
+        seq, time = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TIMESTAMPTZ"
+    else:
+        seq, time = "INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"
+    return f"""
+CREATE TABLE IF NOT EXISTS {table} (
+    seq {seq},
+    idempotency_key TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL CHECK (status IN ('sending', 'sent')),
+    owner TEXT,
+    lease_until {time},
+    attempts INTEGER NOT NULL DEFAULT 0,
+    kind TEXT,
+    tracking_number TEXT,
+    order_id TEXT,
+    "trigger" TEXT,
+    exception TEXT,
+    channel TEXT,
+    recipient TEXT,
+    subject TEXT,
+    body TEXT,
+    html TEXT,
+    transport TEXT,
+    provider_message_id TEXT,
+    sent_at {time}
+);
+CREATE INDEX IF NOT EXISTS {table}_sent_at ON {table} (sent_at, seq);
+CREATE INDEX IF NOT EXISTS {table}_tracking ON {table} (tracking_number, sent_at, seq);
+"""
+
+
+class SqliteLedger(_SqlLedger):
+    """One sqlite3 connection, used from worker threads one call at a time."""
+
+    def __init__(self, path: Path, table: str = DEFAULT_TABLE) -> None:
+        super().__init__(table)
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(f"BEGIN IMMEDIATE; {_schema(self.table, postgres=False)} COMMIT;")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _run(self, sql: str, args: tuple[object, ...]) -> builtins.list[dict[str, Any]]:
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            return [dict(row) for row in self._conn.execute(sql, args).fetchall()]
+
+    async def _fetch(self, sql: str, *args: object) -> builtins.list[dict[str, Any]]:
+        return await asyncio.to_thread(self._run, sql, args)
+
+    def _to_db_time(self, value: datetime) -> object:
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def _from_db_time(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+
+class PostgresLedger(_SqlLedger):
+    """An asyncpg pool, opened on first use; the schema is created under an advisory lock."""
+
+    def __init__(self, dsn: str, table: str = DEFAULT_TABLE, max_connections: int = 10) -> None:
+        super().__init__(table)
+        self.dsn = dsn
+        self._max_connections = max_connections
+        self._pool: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _get_pool(self) -> Any:
+        if self._pool is not None:
+            return self._pool
+        async with self._lock:
+            if self._pool is None:
+                pool = await asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=self._max_connections
+                )
+                try:
+                    async with pool.acquire() as conn, conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
+                        await conn.execute(_schema(self.table, postgres=True))
+                except BaseException:
+                    await pool.close()
+                    raise
+                self._pool = pool
+            return self._pool
+
+    async def _fetch(self, sql: str, *args: object) -> builtins.list[dict[str, Any]]:
+        pool = await self._get_pool()
+        numbers = itertools.count(1)
+        numbered = re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
+        return [dict(row) for row in await pool.fetch(numbered, *args)]
+
+    def _to_db_time(self, value: datetime) -> object:
+        return value
+
+    def _from_db_time(self, value: Any) -> datetime:
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a timestamp, got {value!r}")
+        return value.astimezone(UTC)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+
+
+def open_ledger(url: str, *, table: str = DEFAULT_TABLE) -> Ledger:
+    """`postgresql://...` / `postgres://...` -> PostgreSQL; `sqlite:///path` (SQLAlchemy
+    style: three slashes then the path, so four for an absolute one) or a plain path ->
+    SQLite. Nothing is opened until first use."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresLedger(url, table)
+    if url.startswith("sqlite:"):
+        if not url.startswith("sqlite:///") or url == "sqlite:///":
+            raise ValueError(f"sqlite ledger url must be sqlite:///<path>, got {url!r}")
+        return SqliteLedger(Path(url.removeprefix("sqlite:///")), table)
+    if "://" in url:
+        raise ValueError(f"unsupported ledger url: {url!r}")
+    return SqliteLedger(Path(url), table)
+
+
+def default_ledger_url(data_dir: Path, env_value: str | None = None) -> str:
+    """The `TRACKFLOW_LEDGER_URL` value if set (the caller reads it), else a SQLite file in
+    the data dir."""
+    if env_value and env_value.strip():
+        return env_value.strip()
+    return f"sqlite:///{(data_dir / SQLITE_FILE_NAME).as_posix()}"

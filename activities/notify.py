@@ -1,0 +1,83 @@
+"""The send activity: render the message, hand it to a transport, record it in the ledger.
+
+The ledger is keyed by the business idempotency key (shipment + trigger + episode +
+channel), so a retried activity, a replayed workflow or a restarted worker never
+delivers the same message twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+from temporalio import activity
+
+from activities.ledger import Ledger, LedgerRecord
+from trackflow.contracts import DeliveryReceipt, NotificationRequest
+from trackflow.messages import Brand, RenderedMessage, render
+
+
+class Notifier(Protocol):
+    """A transport that delivers one rendered message and records it under its key."""
+
+    name: str
+
+    async def deliver(
+        self, request: NotificationRequest, message: RenderedMessage
+    ) -> LedgerRecord: ...
+
+
+class OutboxNotifier:
+    """Delivers into the local outbox (the ledger itself): the default without provider keys."""
+
+    name = "outbox"
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def deliver(self, request: NotificationRequest, message: RenderedMessage) -> LedgerRecord:
+        send = request.send
+        record, _created = await self._ledger.record_once(
+            LedgerRecord(
+                idempotency_key=send.idempotency_key,
+                tracking_number=request.shipment.tracking_number,
+                order_id=request.shipment.order_id,
+                trigger=send.trigger.value,
+                exception=send.exception.value if send.exception else None,
+                channel=send.channel.value,
+                to=message.to,
+                subject=message.subject,
+                body=message.body,
+                html=message.html,
+                transport=self.name,
+                sent_at=datetime.now(UTC),
+            )
+        )
+        return record
+
+
+class NotificationActivities:
+    def __init__(self, ledger: Ledger, notifier: Notifier, brand: Brand) -> None:
+        self._ledger = ledger
+        self._notifier = notifier
+        self._brand = brand
+
+    @activity.defn(name="send_notification")
+    async def send_notification(self, request: NotificationRequest) -> DeliveryReceipt:
+        key = request.send.idempotency_key
+        existing = await self._ledger.get(key)
+        if existing is not None:
+            activity.logger.info("already sent, not sending again: %s", key)
+            return _receipt(existing, already_sent=True)
+        message = render(request.shipment, request.send, self._brand)
+        record = await self._notifier.deliver(request, message)
+        return _receipt(record, already_sent=False)
+
+
+def _receipt(record: LedgerRecord, *, already_sent: bool) -> DeliveryReceipt:
+    return DeliveryReceipt(
+        idempotency_key=record.idempotency_key,
+        transport=record.transport,
+        sent_at=record.sent_at,
+        already_sent=already_sent,
+    )

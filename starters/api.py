@@ -1,0 +1,174 @@
+"""The HTTP service: Shopify webhooks and the plain JSON API, answered 2xx only once durable."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from starters.shipments import (
+    ShipmentClosed,
+    ShipmentNotFound,
+    cancel_shipment,
+    register_shipment,
+    shipment_view,
+    signal_event,
+)
+from trackflow.models import CarrierEvent, Shipment
+from trackflow.policy import ShipmentView
+from trackflow.settings import Settings
+from trackflow.sources.shopify import (
+    FulfillmentInput,
+    ShopifyPayloadError,
+    parse_fulfillment,
+    verify_hmac,
+)
+from trackflow.tracking_policy import TrackingPolicy
+
+ClientFactory = Callable[[], Awaitable[Client]]
+SHOPIFY_FULFILLMENT_TOPICS = {"fulfillments/create", "fulfillments/update"}
+
+
+class TemporalUnavailable(RuntimeError):
+    pass
+
+
+class TemporalGateway:
+    """Connects lazily and reconnects after failures, so the service starts before Temporal."""
+
+    def __init__(self, connect: ClientFactory) -> None:
+        self._connect = connect
+        self._client: Client | None = None
+
+    async def client(self) -> Client:
+        if self._client is None:
+            try:
+                self._client = await self._connect()
+            except Exception as error:  # the SDK raises RuntimeError on a refused connection
+                raise TemporalUnavailable(f"Temporal is unreachable: {error}") from error
+        return self._client
+
+    async def healthy(self) -> bool:
+        try:
+            client = await self.client()
+            return await client.service_client.check_health()
+        except (TemporalUnavailable, RPCError):
+            return False
+
+
+async def _temporal_client(request: Request) -> Client:
+    gateway: TemporalGateway = request.app.state.gateway
+    return await gateway.client()
+
+
+TemporalClient = Annotated[Client, Depends(_temporal_client)]
+
+
+def create_app(settings: Settings, connect: ClientFactory) -> FastAPI:
+    gateway = TemporalGateway(connect)
+    policy = TrackingPolicy().scaled(settings.time_scale)
+
+    app = FastAPI(
+        title="trackflow",
+        summary="Proactive order tracking: shipments in, carrier events in, messages out.",
+    )
+    app.state.gateway = gateway
+
+    @app.exception_handler(TemporalUnavailable)
+    async def _temporal_down(_: Request, error: TemporalUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503)
+
+    @app.exception_handler(RPCError)
+    async def _temporal_error(_: Request, error: RPCError) -> JSONResponse:
+        return JSONResponse({"detail": f"Temporal call failed: {error.message}"}, status_code=503)
+
+    @app.exception_handler(ShipmentNotFound)
+    async def _not_found(_: Request, error: ShipmentNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    def bearer(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not settings.api_token:
+            raise HTTPException(503, "TRACKFLOW_API_TOKEN is not configured")
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token, settings.api_token):
+            raise HTTPException(401, "missing or wrong bearer token")
+
+    Authorized = Depends(bearer)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        if await gateway.healthy():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "temporal unreachable"}, status_code=503)
+
+    @app.post("/v1/shipments", status_code=202, dependencies=[Authorized])
+    async def create_shipment(shipment: Shipment, client: TemporalClient) -> dict[str, Any]:
+        try:
+            await register_shipment(client, shipment, policy, task_queue=settings.task_queue)
+        except ShipmentClosed as closed:
+            return {"ignored": str(closed), "tracking_number": shipment.tracking_number}
+        return {"workflow_id": shipment.workflow_id, "tracking_number": shipment.tracking_number}
+
+    @app.post("/v1/events", status_code=202, dependencies=[Authorized])
+    async def carrier_event(event: CarrierEvent, client: TemporalClient) -> dict[str, Any]:
+        await signal_event(client, event)
+        return {"accepted": True, "tracking_number": event.tracking_number}
+
+    @app.get("/v1/shipments/{tracking_number}", dependencies=[Authorized])
+    async def get_shipment(tracking_number: str, client: TemporalClient) -> ShipmentView:
+        return await shipment_view(client, tracking_number)
+
+    @app.post("/webhooks/shopify")
+    async def shopify_webhook(
+        request: Request,
+        x_shopify_topic: Annotated[str | None, Header()] = None,
+        x_shopify_hmac_sha256: Annotated[str | None, Header()] = None,
+        x_shopify_webhook_id: Annotated[str | None, Header()] = None,
+        x_shopify_shop_domain: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        if not settings.shopify_webhook_secret:
+            raise HTTPException(503, "TRACKFLOW_SHOPIFY_WEBHOOK_SECRET is not configured")
+        raw = await request.body()
+        if not verify_hmac(raw, x_shopify_hmac_sha256, settings.shopify_webhook_secret):
+            raise HTTPException(401, "X-Shopify-Hmac-Sha256 is missing or does not match the body")
+        if x_shopify_topic not in SHOPIFY_FULFILLMENT_TOPICS:
+            return JSONResponse({"ignored": f"topic {x_shopify_topic!r} is not handled"})
+        try:
+            payload = json.loads(raw)
+            if not isinstance(payload, dict):
+                raise ShopifyPayloadError("body must be a JSON object")
+            fulfillment = parse_fulfillment(payload, shop_domain=x_shopify_shop_domain)
+        except (ValueError, ShopifyPayloadError) as error:
+            raise HTTPException(422, f"fulfillment payload rejected: {error}") from error
+        client = await gateway.client()
+        results = []
+        for shipment in fulfillment.shipments:
+            results.append(
+                await _apply_fulfillment(client, shipment, fulfillment, x_shopify_webhook_id)
+            )
+        return JSONResponse({"shipments": results})
+
+    async def _apply_fulfillment(
+        client: Client, shipment: Shipment, fulfillment: FulfillmentInput, webhook_id: str | None
+    ) -> dict[str, str]:
+        number = shipment.tracking_number
+        try:
+            await register_shipment(
+                client, shipment, policy, task_queue=settings.task_queue, update_id=webhook_id
+            )
+        except ShipmentClosed:
+            return {"tracking_number": number, "result": "already completed"}
+        for event in fulfillment.events:
+            if event.tracking_number == number:
+                await signal_event(client, event)
+        if fulfillment.cancelled:
+            await cancel_shipment(client, number, "fulfillment cancelled in Shopify")
+        return {"tracking_number": number, "workflow_id": shipment.workflow_id}
+
+    return app

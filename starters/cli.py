@@ -1,0 +1,176 @@
+"""The `trackflow` console script."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from trackflow.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env(os.environ)
+    if getattr(args, "data_dir", None):
+        settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
+    code = args.run(args, settings)
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    """Leave without interpreter teardown: the Temporal client's runtime can crash there
+    after success (sdk-python#300)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trackflow", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run the embedded stack: Temporal dev server, worker, API")
+    up.add_argument("--demo", action="store_true", help="also play sample orders end to end")
+    up.add_argument("--data-dir", help="state directory (default ./.trackflow)")
+    up.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    up.add_argument("--temporal-port", type=int, default=7233)
+    up.add_argument("--ui-port", type=int, default=8233)
+    up.set_defaults(run=_run_up)
+
+    worker = commands.add_parser(
+        "worker", help="run a worker (Temporal at TRACKFLOW_TEMPORAL_ADDRESS)"
+    )
+    worker.add_argument("--data-dir")
+    worker.set_defaults(run=_run_worker)
+
+    api = commands.add_parser("api", help="run the HTTP webhook/API service")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(run=_run_api)
+
+    shipment = commands.add_parser("shipment", help="inspect shipments")
+    shipment_commands = shipment.add_subparsers(required=True, metavar="ACTION")
+    show = shipment_commands.add_parser("show", help="a shipment's state, from its workflow")
+    show.add_argument("tracking_number")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=_run_shipment_show)
+
+    outbox = commands.add_parser(
+        "outbox", help="messages delivered by the local outbox, oldest first"
+    )
+    outbox.add_argument("--tracking-number")
+    outbox.add_argument("--json", action="store_true")
+    outbox.add_argument("--data-dir")
+    outbox.set_defaults(run=_run_outbox)
+    return parser
+
+
+def _run_up(args: argparse.Namespace, settings: Settings) -> int:
+    from starters.embedded import EmbeddedStack
+
+    stack = EmbeddedStack(
+        settings,
+        api_port=args.port,
+        temporal_port=args.temporal_port,
+        ui_port=args.ui_port,
+        demo=args.demo,
+    )
+    return stack.run()
+
+
+def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.worker import run_worker
+
+    return _run_until_signal(run_worker(settings))
+
+
+def _run_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from starters.api import create_app
+    from workers.runtime import connect
+
+    app = create_app(settings, lambda: connect(settings))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _run_shipment_show(args: argparse.Namespace, settings: Settings) -> int:
+    from starters.shipments import ShipmentNotFound, shipment_view
+    from workers.runtime import connect
+
+    async def show() -> int:
+        client = await connect(settings)
+        try:
+            view = await shipment_view(client, args.tracking_number)
+        except ShipmentNotFound as missing:
+            print(missing, file=sys.stderr)
+            return 1
+        if args.json:
+            print(view.model_dump_json(indent=2))
+        else:
+            from starters.render import format_shipment
+
+            print(format_shipment(view))
+        return 0
+
+    return asyncio.run(show())
+
+
+def _run_outbox(args: argparse.Namespace, settings: Settings) -> int:
+    from activities.ledger import open_ledger
+
+    async def show() -> int:
+        ledger = open_ledger(settings.resolved_ledger_url)
+        try:
+            records = await ledger.list(tracking_number=_normalized(args.tracking_number))
+        finally:
+            await ledger.close()
+        if args.json:
+            print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        else:
+            from starters.render import format_outbox_line
+
+            for record in records:
+                print(format_outbox_line(record))
+        return 0
+
+    return asyncio.run(show())
+
+
+def _normalized(tracking_number: str | None) -> str | None:
+    from trackflow.models import normalize_tracking_number
+
+    return normalize_tracking_number(tracking_number) if tracking_number else None
+
+
+def _run_until_signal(coroutine: object) -> int:
+    import signal
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(runner())
+    return 0
+
+
+if __name__ == "__main__":
+    main()

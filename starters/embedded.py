@@ -1,0 +1,180 @@
+"""`trackflow up`: the embedded stack — Temporal dev server (SQLite file), one worker, the API."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from trackflow.settings import Settings
+from workflows.search_attributes import ALL_KEYS
+
+READY_TIMEOUT_S = 60.0
+
+
+class EmbeddedStack:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api_port: int,
+        temporal_port: int,
+        ui_port: int,
+        demo: bool,
+    ) -> None:
+        self.settings = settings.model_copy(
+            update={"temporal_address": f"127.0.0.1:{temporal_port}"}
+        )
+        if demo and "TRACKFLOW_TIME_SCALE" not in os.environ:
+            # One policy hour becomes one second, so a lifecycle plays out in a minute.
+            self.settings = self.settings.model_copy(update={"time_scale": 3600.0})
+        self.api_port = api_port
+        self.temporal_port = temporal_port
+        self.ui_port = ui_port
+        self.demo = demo
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    def run(self) -> int:
+        data_dir = self.settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for port in (self.temporal_port, self.ui_port, self.api_port):
+            if _port_in_use(port):
+                print(f"trackflow up: port {port} is already in use", file=sys.stderr)
+                return 2
+        env = self._child_env(data_dir)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            self._start_temporal(data_dir)
+            self._wait_for_port(self.temporal_port, "Temporal")
+            self._spawn([sys.executable, "-m", "starters.cli", "worker"], env)
+            self._spawn(
+                [sys.executable, "-m", "starters.cli", "api", "--port", str(self.api_port)], env
+            )
+            self._wait_for_port(self.api_port, "the trackflow API")
+            self._print_banner(env)
+            if self.demo:
+                from starters.demo import play_demo
+
+                play_demo(
+                    api_url=f"http://127.0.0.1:{self.api_port}",
+                    api_token=env["TRACKFLOW_API_TOKEN"],
+                    shopify_secret=env["TRACKFLOW_SHOPIFY_WEBHOOK_SECRET"],
+                    ledger_url=self.settings.resolved_ledger_url,
+                )
+            self._supervise()
+        except KeyboardInterrupt:
+            print("\ntrackflow up: stopping…", flush=True)
+        except RuntimeError as error:
+            print(f"trackflow up: {error}", file=sys.stderr)
+            return 1
+        finally:
+            self._stop_children()
+        return 0
+
+    def _child_env(self, data_dir: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            TRACKFLOW_TEMPORAL_ADDRESS=self.settings.temporal_address,
+            TRACKFLOW_DATA_DIR=str(data_dir),
+            TRACKFLOW_TIME_SCALE=str(self.settings.time_scale),
+            TRACKFLOW_API_TOKEN=self.settings.api_token or _local_secret(data_dir, "api_token"),
+            TRACKFLOW_SHOPIFY_WEBHOOK_SECRET=self.settings.shopify_webhook_secret
+            or _local_secret(data_dir, "shopify_webhook_secret"),
+        )
+        return env
+
+    def _start_temporal(self, data_dir: Path) -> None:
+        temporal = Path(sys.executable).parent / "temporal"
+        command = [
+            str(temporal) if temporal.exists() else "temporal",
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(data_dir / "temporal.sqlite"),
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.temporal_port),
+            "--ui-port",
+            str(self.ui_port),
+            "--log-level",
+            "error",
+        ]
+        for key in ALL_KEYS:
+            command += ["--search-attribute", f"{key.name}=Keyword"]
+        log = (data_dir / "temporal.log").open("ab")
+        self._children.append(
+            subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        )
+
+    def _spawn(self, command: list[str], env: dict[str, str]) -> None:
+        self._children.append(subprocess.Popen(command, env=env, start_new_session=True))
+
+    def _wait_for_port(self, port: int, what: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not _port_in_use(port):
+            self._check_children()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start listening on port {port}")
+            time.sleep(0.2)
+
+    def _check_children(self) -> None:
+        for child in self._children:
+            if child.poll() is not None:
+                raise RuntimeError(
+                    f"{' '.join(map(str, child.args[:3]))} exited ({child.returncode})"
+                )
+
+    def _supervise(self) -> None:
+        while True:
+            self._check_children()
+            time.sleep(0.5)
+
+    def _stop_children(self) -> None:
+        for child in reversed(self._children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(self._children):
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    def _print_banner(self, env: dict[str, str]) -> None:
+        print(
+            "\ntrackflow is up\n"
+            f"  Temporal Web UI : http://127.0.0.1:{self.ui_port}\n"
+            f"  Temporal gRPC   : {self.settings.temporal_address}\n"
+            f"  trackflow API   : http://127.0.0.1:{self.api_port}  (docs at /docs)\n"
+            f"  API token       : in {self.settings.data_dir / 'api_token'} "
+            "(or TRACKFLOW_API_TOKEN)\n"
+            f"  data            : {self.settings.data_dir.resolve()}\n"
+            f"  time scale      : {self.settings.time_scale:g}x\n"
+            "Ctrl-C stops everything; running it again resumes in-flight shipments.\n",
+            flush=True,
+        )
+
+
+def _local_secret(data_dir: Path, name: str) -> str:
+    """A per-install secret kept in the data dir, so restarts keep working with the same one."""
+    path = data_dir / name
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,43 @@
+"""Human-readable lines for the CLI."""
+
+from __future__ import annotations
+
+from activities.ledger import LedgerRecord
+from trackflow.policy import ShipmentView
+
+
+def format_outbox_line(record: LedgerRecord) -> str:
+    what = record.trigger + (f"/{record.exception}" if record.exception else "")
+    headline = record.subject if record.subject else record.body.replace("\n", " ")
+    return (
+        f"{record.sent_at:%Y-%m-%d %H:%M:%S} {record.channel:<5} {record.tracking_number} "
+        f"order {record.order_id} {what:<28} → {record.to}: {headline}"
+    )
+
+
+def format_shipment(view: ShipmentView) -> str:
+    status = view.status.value + (f" ({view.exception.value})" if view.exception else "")
+    lines = [
+        f"{view.tracking_number}  order {view.order_id}  carrier {view.carrier or '?'}",
+        f"status: {status}" + (f" — {view.closed_reason}" if view.closed_reason else ""),
+        f"estimated delivery: {view.estimated_delivery or 'unknown'}",
+        f"next: {view.next_action.kind}"
+        + (
+            f" at {view.next_action.due_at:%Y-%m-%d %H:%M:%S %Z}" if view.next_action.due_at else ""
+        ),
+        "timeline:",
+        *(
+            f"  {e.occurred_at:%Y-%m-%d %H:%M} {e.status.value}"
+            + (f"/{e.exception.value}" if e.exception else "")
+            + (f" @ {e.location}" if e.location else "")
+            + f"  [{e.effect}]"
+            for e in view.timeline
+        ),
+        "notifications:",
+        *(
+            f"  {n.sent_at:%Y-%m-%d %H:%M:%S} {n.channel.value:<5} {n.trigger.value}"
+            + (f"/{n.exception.value}" if n.exception else "")
+            for n in view.notifications
+        ),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Starting, signalling and querying shipment workflows: shared by the HTTP service and the CLI.
+
+Every call returns only once its effect is durable in Temporal (the start or the signal
+is in the workflow's history); callers answer 2xx only after that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from trackflow.contracts import (
+    QUERY_STATE,
+    SIGNAL_CANCEL,
+    SIGNAL_CARRIER_EVENT,
+    SIGNAL_UPDATE_SHIPMENT,
+    WORKFLOW_NAME,
+    Cancel,
+    ShipmentWorkflowInput,
+)
+from trackflow.models import CarrierEvent, Shipment, ShipmentUpdate, workflow_id_for
+from trackflow.policy import ShipmentView
+from trackflow.tracking_policy import TrackingPolicy
+from workflows.search_attributes import initial_search_attributes
+
+T = TypeVar("T")
+
+
+class ShipmentNotFound(LookupError):
+    def __init__(self, tracking_number: str) -> None:
+        super().__init__(f"no active shipment for tracking number {tracking_number}")
+        self.tracking_number = tracking_number
+
+
+class ShipmentClosed(RuntimeError):
+    """The shipment's workflow already completed; a late webhook must not start it again."""
+
+
+async def register_shipment(
+    client: Client,
+    shipment: Shipment,
+    policy: TrackingPolicy,
+    *,
+    task_queue: str,
+    update_id: str | None = None,
+) -> WorkflowHandle[object, ShipmentView]:
+    """Signal-with-start: the first call starts the workflow, later ones update it."""
+    try:
+        return await client.start_workflow(
+            WORKFLOW_NAME,
+            ShipmentWorkflowInput(shipment=shipment, policy=policy),
+            id=shipment.workflow_id,
+            task_queue=task_queue,
+            result_type=ShipmentView,
+            start_signal=SIGNAL_UPDATE_SHIPMENT,
+            start_signal_args=[ShipmentUpdate(shipment=shipment, update_id=update_id)],
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(initial_search_attributes(shipment)),
+            static_summary=f"Order {shipment.order_name or shipment.order_id} · "
+            f"{shipment.carrier or 'carrier?'} {shipment.tracking_number}",
+        )
+    except WorkflowAlreadyStartedError as error:
+        raise ShipmentClosed(
+            f"shipment {shipment.tracking_number} already completed; not started again"
+        ) from error
+
+
+async def signal_event(client: Client, event: CarrierEvent) -> None:
+    handle = client.get_workflow_handle(workflow_id_for(event.tracking_number))
+    await _not_found_as(event.tracking_number, handle.signal(SIGNAL_CARRIER_EVENT, event))
+
+
+async def cancel_shipment(client: Client, tracking_number: str, reason: str) -> None:
+    handle = client.get_workflow_handle(workflow_id_for(tracking_number))
+    await _not_found_as(tracking_number, handle.signal(SIGNAL_CANCEL, Cancel(reason=reason)))
+
+
+async def shipment_view(client: Client, tracking_number: str) -> ShipmentView:
+    handle = client.get_workflow_handle(workflow_id_for(tracking_number))
+    view: ShipmentView = await _not_found_as(
+        tracking_number, handle.query(QUERY_STATE, result_type=ShipmentView)
+    )
+    return view
+
+
+async def _not_found_as(tracking_number: str, call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise ShipmentNotFound(tracking_number) from error
+        raise

@@ -1,0 +1,57 @@
+"""Shared helpers for tests that run workflows on the real dev server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.ledger import Ledger, LedgerRecord, open_ledger
+from trackflow.settings import Settings
+from workers.worker import build_worker
+
+T = TypeVar("T")
+DEADLINE_S = 30.0
+
+
+@asynccontextmanager
+async def running_worker(client: Client, task_queue: str, data_dir: Path) -> AsyncIterator[Worker]:
+    settings = Settings(task_queue=task_queue, data_dir=data_dir)
+    async with build_worker(client, settings) as worker, worker:
+        yield worker
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    *,
+    deadline_s: float = DEADLINE_S,
+    what: str = "condition",
+) -> T:
+    """Poll `probe` until `accept` holds, or fail with the last value seen."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while True:
+        value = await probe()
+        if accept(value):
+            return value
+        if loop.time() > end:
+            raise AssertionError(f"{what} not reached within {deadline_s}s; last value: {value!r}")
+        await asyncio.sleep(0.1)
+
+
+async def outbox(data_dir: Path, tracking_number: str | None = None) -> list[LedgerRecord]:
+    ledger: Ledger = open_ledger(str(data_dir / "ledger.sqlite3"))
+    try:
+        return await ledger.list(tracking_number=tracking_number)
+    finally:
+        await ledger.close()
+
+
+def sent(records: list[LedgerRecord]) -> list[tuple[str, str]]:
+    return [(r.trigger, r.channel) for r in records]

@@ -1,0 +1,346 @@
+"""The HTTP service against the real dev server: auth, validation, durability, dedupe."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from starters.api import create_app
+from tests.harness import eventually, outbox, running_worker, sent
+from trackflow.models import workflow_id_for
+from trackflow.settings import Settings
+from workers.runtime import connect
+
+TOKEN = "test-token"
+SECRET = "shopify-secret"
+FIXTURES = Path(__file__).parent / "fixtures" / "shopify"
+
+
+def _settings(address: str, task_queue: str, tmp_path: Path) -> Settings:
+    return Settings(
+        temporal_address=address,
+        task_queue=task_queue,
+        data_dir=tmp_path,
+        api_token=TOKEN,
+        shopify_webhook_secret=SECRET,
+    )
+
+
+@pytest.fixture
+async def api(
+    temporal_address: str, task_queue: str, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = _settings(temporal_address, task_queue, tmp_path)
+    app = create_app(settings, lambda: connect(settings))
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://trackflow", headers=headers
+    ) as http:
+        yield http
+
+
+def _tracking_number() -> str:
+    return "1Z" + uuid.uuid4().hex[:16].upper()
+
+
+def _shipment_body(tracking_number: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "order_id": "1001",
+        "tracking_number": tracking_number,
+        "carrier": "ups",
+        "customer": {
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "phone": "+15025550123",
+            "sms_consent": True,
+            "timezone": "America/New_York",
+        },
+        "order_value": 212.50,
+        "currency": "USD",
+        "shipping_speed": "standard",
+        "customer_order_count": 1,
+        "tracking_url": "https://example.com/track",
+    }
+    body.update(overrides)
+    return body
+
+
+def _event_body(tracking_number: str, status: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "tracking_number": tracking_number,
+        "status": status,
+        "occurred_at": "2026-11-20T14:03:00Z",
+        "event_id": f"evt-{status}",
+    }
+    body.update(overrides)
+    return body
+
+
+def _fulfillment(*tracking_numbers: str, status: str | None = None) -> dict[str, Any]:
+    payload = json.loads((FIXTURES / "shopify_fulfillments_create.json").read_text())
+    payload = copy.deepcopy(payload)
+    payload["tracking_numbers"] = list(tracking_numbers)
+    payload["tracking_number"] = tracking_numbers[0]
+    payload["tracking_urls"] = [f"https://www.ups.com/track?n={n}" for n in tracking_numbers]
+    payload["shipment_status"] = status
+    return payload
+
+
+def _signed(body: bytes, secret: str = SECRET) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+async def _post_shopify(
+    http: httpx.AsyncClient,
+    payload: dict[str, Any],
+    *,
+    topic: str = "fulfillments/create",
+    webhook_id: str = "wh-1",
+    signature: str | None = None,
+) -> httpx.Response:
+    body = json.dumps(payload).encode()
+    headers = {
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": signature if signature is not None else _signed(body),
+        "X-Shopify-Webhook-Id": webhook_id,
+        "X-Shopify-Shop-Domain": "example.myshopify.com",
+        "Content-Type": "application/json",
+    }
+    return await http.post("/webhooks/shopify", content=body, headers=headers)
+
+
+async def _workflow_exists(client: Client, tracking_number: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id_for(tracking_number)).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def test_shopify_webhook_with_valid_hmac_starts_the_workflow(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    number = _tracking_number()
+    response = await _post_shopify(api, _fulfillment(number))
+    assert response.status_code == 200, response.text
+    assert response.json()["shipments"][0]["workflow_id"] == f"shipment-{number}"
+    description = await client.get_workflow_handle(f"shipment-{number}").describe()
+    assert description.workflow_type == "ShipmentTrackingWorkflow"
+
+
+@pytest.mark.parametrize("signature", ["", "bm90IHRoZSByaWdodCBvbmU=", "tampered!"])
+async def test_shopify_webhook_with_bad_hmac_is_401_and_starts_nothing(
+    api: httpx.AsyncClient, client: Client, signature: str
+) -> None:
+    number = _tracking_number()
+    response = await _post_shopify(api, _fulfillment(number), signature=signature)
+    assert response.status_code == 401
+    assert "X-Shopify-Hmac-Sha256" in response.json()["detail"]
+    assert not await _workflow_exists(client, number)
+
+
+async def test_shopify_webhook_without_hmac_header_is_401(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    number = _tracking_number()
+    body = json.dumps(_fulfillment(number)).encode()
+    headers = {"X-Shopify-Topic": "fulfillments/create"}
+    response = await api.post("/webhooks/shopify", content=body, headers=headers)
+    assert response.status_code == 401
+    assert not await _workflow_exists(client, number)
+
+
+async def test_shopify_body_signed_with_other_secret_is_rejected(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    number = _tracking_number()
+    body = json.dumps(_fulfillment(number)).encode()
+    response = await _post_shopify(
+        api, _fulfillment(number), signature=_signed(body, secret="someone-else")
+    )
+    assert response.status_code == 401
+    assert not await _workflow_exists(client, number)
+
+
+async def test_repeated_shopify_delivery_has_no_second_effect(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    number = _tracking_number()
+    payload = _fulfillment(number, status="in_transit")
+    async with running_worker(client, task_queue, tmp_path):
+        for _ in range(5):
+            response = await _post_shopify(api, payload, webhook_id="wh-same")
+            assert response.status_code == 200, response.text
+        records = await eventually(
+            lambda: outbox(tmp_path, number), lambda r: len(r) >= 1, what="in-transit email"
+        )
+        view = await eventually(
+            lambda: _view(api, number),
+            lambda v: len(v["timeline"]) >= 1,
+            what="event recorded",
+        )
+    assert sent(records) == [("in_transit", "email")]
+    assert len(view["timeline"]) == 1
+    assert len(view["notifications"]) == 1
+
+
+async def _view(api: httpx.AsyncClient, number: str) -> dict[str, Any]:
+    response = await api.get(f"/v1/shipments/{number}")
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def test_split_fulfillment_starts_one_workflow_per_tracking_number(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    first, second = _tracking_number(), _tracking_number()
+    response = await _post_shopify(api, _fulfillment(first, second))
+    assert response.status_code == 200, response.text
+    assert [s["tracking_number"] for s in response.json()["shipments"]] == [first, second]
+    assert await _workflow_exists(client, first)
+    assert await _workflow_exists(client, second)
+
+
+async def test_unknown_shopify_topic_is_acknowledged_and_ignored(api: httpx.AsyncClient) -> None:
+    response = await _post_shopify(api, {"id": 1}, topic="products/update")
+    assert response.status_code == 200
+    assert "products/update" in response.json()["ignored"]
+
+
+async def test_shopify_payload_without_tracking_number_is_422_with_reason(
+    api: httpx.AsyncClient,
+) -> None:
+    payload = _fulfillment(_tracking_number())
+    payload["tracking_numbers"] = []
+    payload["tracking_number"] = None
+    response = await _post_shopify(api, payload)
+    assert response.status_code == 422
+    assert "tracking number" in response.json()["detail"]
+
+
+async def test_register_shipment_then_events_flow_to_messages(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    number = _tracking_number()
+    async with running_worker(client, task_queue, tmp_path):
+        response = await api.post("/v1/shipments", json=_shipment_body(number))
+        assert response.status_code == 202, response.text
+        for status in ("label_created", "in_transit"):
+            response = await api.post("/v1/events", json=_event_body(number, status))
+            assert response.status_code == 202, response.text
+        records = await eventually(
+            lambda: outbox(tmp_path, number), lambda r: len(r) >= 4, what="four messages"
+        )
+        view = await _view(api, number)
+    assert sent(records) == [
+        ("label_created", "email"),
+        ("label_created", "sms"),
+        ("in_transit", "email"),
+        ("in_transit", "sms"),
+    ]
+    assert view["status"] == "in_transit"
+    assert view["carrier"] == "ups"
+    assert [n["trigger"] for n in view["notifications"]] == [
+        "label_created",
+        "label_created",
+        "in_transit",
+        "in_transit",
+    ]
+    assert view["next_action"]["kind"] == "await_carrier_event"
+
+
+async def test_value_segmentation_low_value_order_gets_email_only(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    number = _tracking_number()
+    async with running_worker(client, task_queue, tmp_path):
+        body = _shipment_body(number, order_value=149.99)
+        assert (await api.post("/v1/shipments", json=body)).status_code == 202
+        event = _event_body(number, "out_for_delivery")
+        assert (await api.post("/v1/events", json=event)).status_code == 202
+        records = await eventually(
+            lambda: outbox(tmp_path, number), lambda r: len(r) >= 1, what="one email"
+        )
+        await eventually(
+            lambda: _view(api, number), lambda v: len(v["notifications"]) == 1, what="recorded"
+        )
+    assert sent(records) == [("out_for_delivery", "email")]
+    assert records[0].to == "ada@example.com"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/shipments", {"order_id": "1", "customer": {"email": "a@b.co"}}, "tracking_number"),
+        ("/v1/shipments", _shipment_body("1Z999", order_value=-3), "order_value"),
+        ("/v1/shipments", _shipment_body("1Z999AA1", customer={"email": "nope"}), "email"),
+        ("/v1/events", _event_body("1Z999AA1", "teleported"), "status"),
+        (
+            "/v1/events",
+            _event_body("1Z999AA1", "in_transit", occurred_at="yesterday"),
+            "occurred_at",
+        ),
+    ],
+)
+async def test_malformed_input_is_422_naming_the_field(
+    api: httpx.AsyncClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    response = await api.post(path, json=body)
+    assert response.status_code == 422
+    locations = [error["loc"] for error in response.json()["detail"]]
+    assert any(field in location for location in locations), locations
+
+
+async def test_event_for_unknown_tracking_number_is_404(api: httpx.AsyncClient) -> None:
+    response = await api.post("/v1/events", json=_event_body(_tracking_number(), "in_transit"))
+    assert response.status_code == 404
+    assert "no active shipment" in response.json()["detail"]
+
+
+async def test_missing_or_wrong_bearer_token_is_401(api: httpx.AsyncClient) -> None:
+    body = _shipment_body(_tracking_number())
+    assert (
+        await api.post("/v1/shipments", json=body, headers={"Authorization": ""})
+    ).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert (await api.post("/v1/shipments", json=body, headers=wrong)).status_code == 401
+
+
+async def test_healthz_is_200_when_temporal_is_reachable(api: httpx.AsyncClient) -> None:
+    response = await api.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_temporal_unavailable_is_503_so_the_sender_retries(
+    task_queue: str, tmp_path: Path
+) -> None:
+    settings = _settings("127.0.0.1:1", task_queue, tmp_path)
+    app = create_app(settings, lambda: connect(settings))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
+    ) as http:
+        shipment = await http.post("/v1/shipments", json=_shipment_body(_tracking_number()))
+        webhook = await _post_shopify(http, _fulfillment(_tracking_number()))
+        health = await http.get("/healthz")
+    assert shipment.status_code == 503
+    assert "Temporal" in shipment.json()["detail"]
+    assert webhook.status_code == 503
+    assert health.status_code == 503

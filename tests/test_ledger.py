@@ -1,0 +1,237 @@
+"""The notification ledger against both backends: SQLite in tmp_path and a real PostgreSQL.
+
+PostgreSQL comes from TRACKFLOW_TEST_POSTGRES_DSN; when it is unreachable the tests fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from activities.ledger import (
+    Ledger,
+    LedgerRecord,
+    PostgresLedger,
+    SqliteLedger,
+    default_ledger_url,
+    open_ledger,
+)
+
+POSTGRES_DSN = os.environ.get(
+    "TRACKFLOW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+
+LedgerFactory = Callable[[], Ledger]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def open_same(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerFactory]:
+    """Opens ledgers on one store, as separate processes (worker, CLI) would."""
+    opened: list[Ledger] = []
+    if request.param == "sqlite":
+        url, table = f"sqlite:///{tmp_path / 'data' / 'ledger.sqlite3'}", "notification_ledger"
+    else:
+        url, table = POSTGRES_DSN, f"ledger_test_{uuid.uuid4().hex[:12]}"
+
+    def factory() -> Ledger:
+        ledger = open_ledger(url, table=table)
+        opened.append(ledger)
+        return ledger
+
+    try:
+        yield factory
+    finally:
+        for ledger in opened:
+            await ledger.close()
+        if request.param == "postgres":
+            conn = await asyncpg.connect(POSTGRES_DSN)
+            try:
+                await conn.execute(f"DROP TABLE IF EXISTS {table}")
+            finally:
+                await conn.close()
+
+
+@pytest.fixture
+def ledger(open_same: LedgerFactory) -> Ledger:
+    return open_same()
+
+
+def make_record(key: str = "shipment-1Z999:delivered:1:email", **changes: object) -> LedgerRecord:
+    fields: dict[str, object] = {
+        "idempotency_key": key,
+        "tracking_number": "1Z999",
+        "order_id": "5432109876543210987",
+        "trigger": "delivered",
+        "channel": "email",
+        "to": "ana@example.com",
+        "subject": "Delivered",
+        "body": "Your order arrived.",
+        "transport": "outbox",
+        "sent_at": T0,
+    }
+    fields.update(changes)
+    return LedgerRecord.model_validate(fields)
+
+
+async def test_record_once_keeps_the_first_record(ledger: Ledger) -> None:
+    first = make_record(body="first")
+    stored, created = await ledger.record_once(first)
+    assert created and stored == first
+
+    again, created = await ledger.record_once(make_record(body="second", sent_at=T0 + timedelta(1)))
+    assert not created
+    assert again == first
+    assert await ledger.get(first.idempotency_key) == first
+    assert await ledger.list() == [first]
+
+
+async def test_get_unknown_key(ledger: Ledger) -> None:
+    assert await ledger.get("nope") is None
+
+
+async def test_concurrent_record_once_creates_exactly_once(ledger: Ledger) -> None:
+    records = [make_record(body=f"attempt {i}") for i in range(20)]
+    results = await asyncio.gather(*(ledger.record_once(r) for r in records))
+
+    assert sum(created for _, created in results) == 1
+    winner = next(r for r, created in results if created)
+    assert all(stored == winner for stored, _ in results)
+    assert await ledger.list() == [winner]
+
+
+async def test_two_ledgers_on_one_store_race_and_see_each_other(open_same: LedgerFactory) -> None:
+    worker, cli = open_same(), open_same()
+    records = [make_record(body=f"attempt {i}") for i in range(20)]
+    results = await asyncio.gather(
+        *((worker if i % 2 else cli).record_once(r) for i, r in enumerate(records))
+    )
+    assert sum(created for _, created in results) == 1
+
+    other = make_record("shipment-1Z999:in_transit:1:email", trigger="in_transit")
+    await worker.record_once(other)
+    assert await cli.get(other.idempotency_key) == other
+    assert {r.idempotency_key for r in await cli.list()} == {
+        records[0].idempotency_key,
+        other.idempotency_key,
+    }
+
+
+async def test_list_orders_by_sent_at_then_insertion_and_filters(ledger: Ledger) -> None:
+    late = make_record("a:late", sent_at=T0 + timedelta(hours=2))
+    tie_1 = make_record("z:tie-1", sent_at=T0)
+    tie_2 = make_record("b:tie-2", sent_at=T0)
+    other = make_record("c:other", tracking_number="9400TRACK", sent_at=T0 + timedelta(hours=1))
+    for record in (late, tie_1, tie_2, other):
+        await ledger.record_once(record)
+
+    assert await ledger.list() == [tie_1, tie_2, other, late]
+    assert await ledger.list("1Z999") == [tie_1, tie_2, late]
+    assert await ledger.list("9400TRACK") == [other]
+    assert await ledger.list("UNKNOWN") == []
+
+
+async def test_values_round_trip(ledger: Ledger) -> None:
+    record = make_record(
+        kind="alert",
+        order_id=str(2**63 - 1),
+        exception="weather_delay",
+        channel="sms",
+        to="+15025550123",
+        subject=None,
+        body="Ça arrive bientôt 📦 — 配達中\nline two",
+        html="<p>Ça 📦</p>",
+        provider_message_id="SM123",
+        sent_at=datetime(2026, 11, 20, 9, 30, 15, 123456, tzinfo=UTC),
+    )
+    await ledger.record_once(record)
+    stored = await ledger.get(record.idempotency_key)
+    assert stored == record
+    assert stored is not None and stored.order_id == "9223372036854775807"
+    assert stored.sent_at.tzinfo is not None and stored.sent_at.utcoffset() == timedelta(0)
+
+
+def test_sent_at_is_normalized_to_utc() -> None:
+    local = datetime.fromisoformat("2026-11-20T09:00:00-05:00")
+    assert make_record(sent_at=local).sent_at == datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+    with pytest.raises(ValueError, match="time zone"):
+        make_record(sent_at=datetime(2026, 11, 20, 14, 0))
+
+
+async def test_claim_lease_lifecycle(ledger: Ledger) -> None:
+    key = "shipment-1Z999:exception:1-lost:sms"
+    lease = timedelta(minutes=5)
+
+    first = await ledger.claim(key, "worker-a", lease, now=T0)
+    assert first.acquired and first.attempt == 1 and first.lease_expires_at == T0 + lease
+    assert await ledger.get(key) is None
+    assert await ledger.list() == []
+
+    held = await ledger.claim(key, "worker-b", lease, now=T0 + timedelta(minutes=1))
+    assert not held.acquired and held.owner == "worker-a" and held.record is None
+    assert held.lease_expires_at == T0 + lease
+
+    renewed = await ledger.claim(key, "worker-a", lease, now=T0 + timedelta(minutes=2))
+    assert renewed.acquired and renewed.attempt == 1
+
+    taken_over = await ledger.claim(key, "worker-b", lease, now=T0 + timedelta(minutes=8))
+    assert taken_over.acquired and taken_over.attempt == 2
+    assert not await ledger.release(key, "worker-a")
+
+    record = make_record(key, transport="twilio", provider_message_id="SM1")
+    stored, created = await ledger.record_once(record)
+    assert created and stored == record
+    assert await ledger.get(key) == record
+
+    done = await ledger.claim(key, "worker-c", lease, now=T0 + timedelta(hours=1))
+    assert not done.acquired and done.record == record
+    _, created = await ledger.record_once(make_record(key, body="late duplicate"))
+    assert not created
+
+
+async def test_release_lets_the_next_sender_claim(ledger: Ledger) -> None:
+    key = "shipment-1Z999:delivered:1:sms"
+    assert (await ledger.claim(key, "worker-a", timedelta(minutes=5))).acquired
+    assert await ledger.release(key, "worker-a")
+    again = await ledger.claim(key, "worker-b", timedelta(minutes=5))
+    assert again.acquired and again.attempt == 1
+
+
+async def test_concurrent_claims_have_one_winner(ledger: Ledger) -> None:
+    claims = await asyncio.gather(
+        *(ledger.claim("k", f"owner-{i}", timedelta(minutes=5)) for i in range(20))
+    )
+    assert sum(c.acquired for c in claims) == 1
+
+
+def test_open_ledger_urls(tmp_path: Path) -> None:
+    relative = open_ledger("sqlite:///.trackflow/ledger.sqlite3")
+    assert isinstance(relative, SqliteLedger) and relative.path == Path(".trackflow/ledger.sqlite3")
+    absolute = open_ledger(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    assert isinstance(absolute, SqliteLedger) and absolute.path == tmp_path / "x.sqlite3"
+    plain = open_ledger(str(tmp_path / "y.sqlite3"))
+    assert isinstance(plain, SqliteLedger) and plain.path == tmp_path / "y.sqlite3"
+    assert isinstance(open_ledger("postgres://u@h/db"), PostgresLedger)
+    assert isinstance(open_ledger("postgresql://u@h/db"), PostgresLedger)
+    for bad in ("mysql://h/db", "sqlite://x.db", "sqlite:///"):
+        with pytest.raises(ValueError):
+            open_ledger(bad)
+    with pytest.raises(ValueError, match="table"):
+        open_ledger("sqlite:///x.db", table="x; DROP TABLE y")
+
+
+def test_default_ledger_url(tmp_path: Path) -> None:
+    url = default_ledger_url(tmp_path)
+    assert url == f"sqlite:///{tmp_path}/ledger.sqlite3"
+    ledger = open_ledger(url)
+    assert isinstance(ledger, SqliteLedger) and ledger.path == tmp_path / "ledger.sqlite3"
+    assert default_ledger_url(Path(".trackflow")) == "sqlite:///.trackflow/ledger.sqlite3"
+    assert default_ledger_url(tmp_path, "postgresql://h/db") == "postgresql://h/db"
+    assert default_ledger_url(tmp_path, " ") == url

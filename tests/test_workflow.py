@@ -1,0 +1,147 @@
+"""ShipmentTrackingWorkflow on the real dev server, with an in-process worker."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from starters.shipments import register_shipment, shipment_view, signal_event
+from tests.factories import at, make_event, make_shipment
+from tests.harness import eventually, outbox, running_worker, sent
+from trackflow.models import CarrierStatus, ExceptionKind, Shipment, ShippingSpeed
+from trackflow.tracking_policy import TrackingPolicy
+from workflows.search_attributes import STATUS
+
+POLICY = TrackingPolicy()
+MILESTONES = [
+    CarrierStatus.LABEL_CREATED,
+    CarrierStatus.IN_TRANSIT,
+    CarrierStatus.OUT_FOR_DELIVERY,
+    CarrierStatus.DELIVERED,
+]
+
+
+def _unique_shipment(**overrides: object) -> Shipment:
+    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    return make_shipment(tracking_number=number, **overrides)  # type: ignore[arg-type]
+
+
+async def _messages_count(data_dir: Path, shipment: Shipment, count: int) -> list[tuple[str, str]]:
+    records = await eventually(
+        lambda: outbox(data_dir, shipment.tracking_number),
+        lambda r: len(r) >= count,
+        what=f"{count} messages for {shipment.tracking_number}",
+    )
+    return sent(records)
+
+
+async def test_happy_path_sends_each_milestone_once_per_channel(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    shipment = _unique_shipment(order_value="212.50")
+    async with running_worker(client, task_queue, tmp_path):
+        with temporal_env.with_time_skipping_disabled():
+            handle = await register_shipment(client, shipment, POLICY, task_queue=task_queue)
+        for hour, status in enumerate(MILESTONES):
+            await signal_event(
+                client, make_event(status, at(hour), tracking_number=shipment.tracking_number)
+            )
+        messages = await _messages_count(tmp_path, shipment, 8)
+        assert messages == [
+            (status.value, channel) for status in MILESTONES for channel in ("email", "sms")
+        ]
+        view = await shipment_view(client, shipment.tracking_number)
+        assert view.status == "delivered"
+        assert view.next_action.kind == "close_after_delivery"
+        description = await handle.describe()
+        assert description.typed_search_attributes.get(STATUS) == "delivered"
+
+        await temporal_env.fast_forward(handle, timedelta(hours=25))
+        result = await handle.result()
+        assert result.status == "delivered"
+        assert len(result.notifications) == 8
+    assert len(await outbox(tmp_path, shipment.tracking_number)) == 8
+
+
+async def test_duplicate_and_out_of_order_events_send_nothing_more(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    shipment = _unique_shipment(order_value="40.00")
+    number = shipment.tracking_number
+    async with running_worker(client, task_queue, tmp_path):
+        with temporal_env.with_time_skipping_disabled():
+            await register_shipment(client, shipment, POLICY, task_queue=task_queue)
+        out_for_delivery = make_event(
+            CarrierStatus.OUT_FOR_DELIVERY, at(5), event_id="e-ofd", tracking_number=number
+        )
+        for _ in range(3):
+            await signal_event(client, out_for_delivery)
+        await signal_event(
+            client, make_event(CarrierStatus.IN_TRANSIT, at(2), tracking_number=number)
+        )
+        await signal_event(
+            client,
+            make_event(
+                CarrierStatus.EXCEPTION,
+                at(3),
+                exception=ExceptionKind.WEATHER_DELAY,
+                tracking_number=number,
+            ),
+        )
+        await signal_event(
+            client, make_event(CarrierStatus.DELIVERED, at(9), tracking_number=number)
+        )
+        await _messages_count(tmp_path, shipment, 2)
+        view = await eventually(
+            lambda: shipment_view(client, number),
+            lambda v: len(v.timeline) == 4,
+            what="all four distinct events in the timeline",
+        )
+    assert sent(await outbox(tmp_path, number)) == [
+        ("out_for_delivery", "email"),
+        ("delivered", "email"),
+    ]
+    assert [entry.effect for entry in view.timeline] == [
+        "ignored: milestone already reached",
+        "ignored: older than the last milestone",
+        "milestone",
+        "milestone",
+    ]
+
+
+async def test_express_shipment_closes_after_the_express_hold(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    express = _unique_shipment(shipping_speed=ShippingSpeed.EXPRESS)
+    standard = _unique_shipment()
+    async with running_worker(client, task_queue, tmp_path):
+        handles = {}
+        for shipment in (express, standard):
+            with temporal_env.with_time_skipping_disabled():
+                handles[shipment.shipping_speed] = await register_shipment(
+                    client, shipment, POLICY, task_queue=task_queue
+                )
+            await signal_event(
+                client,
+                make_event(
+                    CarrierStatus.DELIVERED, at(1), tracking_number=shipment.tracking_number
+                ),
+            )
+            await _messages_count(tmp_path, shipment, 1)
+
+        for handle in handles.values():
+            await temporal_env.fast_forward(
+                handle, POLICY.express.post_delivery_hold + timedelta(minutes=1)
+            )
+        assert (await handles[ShippingSpeed.EXPRESS].describe()).status == (
+            WorkflowExecutionStatus.COMPLETED
+        )
+        assert (await handles[ShippingSpeed.STANDARD].describe()).status == (
+            WorkflowExecutionStatus.RUNNING
+        )
+        await temporal_env.fast_forward(handles[ShippingSpeed.STANDARD], timedelta(hours=12))
+        assert (await handles[ShippingSpeed.STANDARD].result()).status == "delivered"

@@ -1,0 +1,49 @@
+"""The messages that cross the Temporal boundary: workflow input, signals, activity I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from trackflow.models import CarrierEvent, Model, Shipment, ShipmentUpdate
+from trackflow.policy import SendNotification, ShipmentState
+from trackflow.tracking_policy import TrackingPolicy
+
+TASK_QUEUE = "trackflow"
+WORKFLOW_NAME = "ShipmentTrackingWorkflow"
+SIGNAL_CARRIER_EVENT = "carrier_event"
+SIGNAL_UPDATE_SHIPMENT = "update_shipment"
+SIGNAL_CANCEL = "cancel"
+QUERY_STATE = "state"
+
+
+class Cancel(Model):
+    reason: str = "cancelled by merchant"
+
+
+class InboxItem(Model):
+    """One received signal, kept in arrival order; exactly one field is set."""
+
+    event: CarrierEvent | None = None
+    update: ShipmentUpdate | None = None
+    cancel: Cancel | None = None
+
+
+class ShipmentWorkflowInput(Model):
+    shipment: Shipment
+    policy: TrackingPolicy
+    state: ShipmentState | None = None
+    inbox: list[InboxItem] = Field(default_factory=list)
+
+
+class NotificationRequest(Model):
+    shipment: Shipment
+    send: SendNotification
+
+
+class DeliveryReceipt(Model):
+    idempotency_key: str
+    transport: str
+    sent_at: datetime
+    already_sent: bool = False

@@ -1,0 +1,217 @@
+"""Typed domain models shared by the starters, the workflow and the activities.
+
+Everything here is plain data (pydantic v2) and safe inside the workflow sandbox.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_TRACKING_NOISE = re.compile(r"[\s\-]+")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def normalize_tracking_number(raw: str) -> str:
+    """Carriers print numbers with spaces and dashes and in any case; we key on the bare form."""
+    number = _TRACKING_NOISE.sub("", raw).upper()
+    if not number or not number.isalnum():
+        raise ValueError("tracking number must be letters and digits (spaces and dashes allowed)")
+    if not 5 <= len(number) <= 40:
+        raise ValueError("tracking number must be 5 to 40 characters")
+    return number
+
+
+def workflow_id_for(tracking_number: str) -> str:
+    return f"shipment-{normalize_tracking_number(tracking_number)}"
+
+
+def _check_email(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    value = value.strip()
+    if not _EMAIL.match(value):
+        raise ValueError("not an email address")
+    return value
+
+
+def _check_phone(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    compact = re.sub(r"[\s\-().]", "", value)
+    if not _E164.match(compact):
+        raise ValueError("phone must be in E.164 form, e.g. +15025550123")
+    return compact
+
+
+TrackingNumber = Annotated[str, AfterValidator(normalize_tracking_number)]
+Email = Annotated[str | None, AfterValidator(_check_email)]
+Phone = Annotated[str | None, AfterValidator(_check_phone)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class CarrierStatus(StrEnum):
+    """The normalized status of one carrier event."""
+
+    LABEL_CREATED = "label_created"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
+    EXCEPTION = "exception"
+    AVAILABLE_FOR_PICKUP = "available_for_pickup"
+    RETURNED = "returned"
+
+
+class ExceptionKind(StrEnum):
+    WEATHER_DELAY = "weather_delay"
+    CARRIER_DELAY = "carrier_delay"
+    ADDRESS_ISSUE = "address_issue"
+    FAILED_ATTEMPT = "failed_attempt"
+    HELD_AT_FACILITY = "held_at_facility"
+    CUSTOMS_HOLD = "customs_hold"
+    DAMAGED = "damaged"
+    LOST = "lost"
+    RETURN_TO_SENDER = "return_to_sender"
+    UNKNOWN = "unknown"
+
+
+class Trigger(StrEnum):
+    """Why a message is sent; also the `trigger` column of the outbox."""
+
+    LABEL_CREATED = "label_created"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
+    EXCEPTION = "exception"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class ShippingSpeed(StrEnum):
+    STANDARD = "standard"
+    EXPRESS = "express"
+
+
+class Address(Model):
+    name: str | None = None
+    address1: str | None = None
+    address2: str | None = None
+    city: str | None = None
+    province: str | None = None
+    province_code: str | None = None
+    zip: str | None = None
+    country: str | None = None
+    country_code: str | None = None
+
+
+class Customer(Model):
+    name: str | None = None
+    email: Email = None
+    phone: Phone = None
+    sms_consent: bool = False
+    timezone: str | None = None
+    address: Address | None = None
+
+    @property
+    def first_name(self) -> str | None:
+        return self.name.split()[0] if self.name and self.name.strip() else None
+
+
+class LineItem(Model):
+    title: str
+    quantity: int = Field(default=1, ge=1)
+    sku: str | None = None
+
+
+class Shipment(Model):
+    """One tracking number of one order: the unit a workflow follows."""
+
+    order_id: str = Field(min_length=1, max_length=64)
+    order_name: str | None = None
+    tracking_number: TrackingNumber
+    carrier: str | None = None
+    customer: Customer
+    order_value: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    shipping_speed: ShippingSpeed = ShippingSpeed.STANDARD
+    customer_order_count: int = Field(default=1, ge=0)
+    tracking_url: str | None = None
+    items: list[LineItem] = Field(default_factory=list)
+    source: Literal["api", "shopify"] = "api"
+    shop_domain: str | None = None
+    fulfillment_id: str | None = None
+
+    @field_validator("order_id", mode="before")
+    @classmethod
+    def _order_id_as_text(cls, value: object) -> object:
+        # Shopify ids exceed 2^53: accept a JSON number but keep its exact digits.
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("carrier")
+    @classmethod
+    def _carrier_code(cls, value: str | None) -> str | None:
+        return value.strip().lower().replace(" ", "_") if value and value.strip() else None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Shipment:
+        if not self.customer.email and not self.customer.phone:
+            raise ValueError("customer needs an email or a phone to be notified")
+        return self
+
+    @property
+    def workflow_id(self) -> str:
+        return workflow_id_for(self.tracking_number)
+
+
+class CarrierEvent(Model):
+    """A normalized carrier scan, whatever source it came from."""
+
+    tracking_number: TrackingNumber
+    status: CarrierStatus
+    exception: ExceptionKind | None = None
+    occurred_at: datetime
+    description: str | None = Field(default=None, max_length=500)
+    location: str | None = Field(default=None, max_length=200)
+    estimated_delivery: date | None = None
+    event_id: str | None = Field(default=None, max_length=200)
+    source: str = "api"
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("occurred_at needs a time zone offset, e.g. 2026-11-20T14:03:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _exception_only_with_exception_status(self) -> CarrierEvent:
+        if self.exception is not None and self.status != CarrierStatus.EXCEPTION:
+            raise ValueError("exception is only allowed with status 'exception'")
+        return self
+
+    @property
+    def dedupe_key(self) -> str:
+        """Duplicates are recognised by event id, else by content."""
+        if self.event_id:
+            return f"{self.source}:{self.event_id}"
+        stamp = self.occurred_at.timestamp()
+        return f"{self.status}:{self.exception or ''}:{stamp:.0f}:{self.location or ''}"
+
+
+class ShipmentUpdate(Model):
+    """New facts about the order (address, phone, consent, ...) from a later webhook."""
+
+    shipment: Shipment
+    update_id: str | None = None

@@ -1,0 +1,38 @@
+"""Runtime configuration, read from TRACKFLOW_* environment variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trackflow.contracts import TASK_QUEUE
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = TASK_QUEUE
+    data_dir: Path = Path(".trackflow")
+    ledger_url: str | None = None
+    api_token: str | None = None
+    shopify_webhook_secret: str | None = None
+    time_scale: float = Field(default=1.0, gt=0)
+    store_name: str = "Our store"
+    support_email: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        values = {
+            field: env[f"TRACKFLOW_{field.upper()}"]
+            for field in cls.model_fields
+            if env.get(f"TRACKFLOW_{field.upper()}")
+        }
+        return cls.model_validate(values)
+
+    @property
+    def resolved_ledger_url(self) -> str:
+        return self.ledger_url or str(self.data_dir / "ledger.sqlite3")
