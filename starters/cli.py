@@ -19,7 +19,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings.from_env(os.environ)
     if getattr(args, "data_dir", None):
         settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
-    code = args.run(args, settings)
+    try:
+        code = args.run(args, settings)
+    except BrokenPipeError:  # e.g. `trackflow outbox --json | head`
+        code = 0
     _exit(code)
 
 

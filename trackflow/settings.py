@@ -21,7 +21,7 @@ class Settings(BaseModel):
     api_token: str | None = None
     shopify_webhook_secret: str | None = None
     time_scale: float = Field(default=1.0, gt=0)
-    store_name: str = "Our store"
+    store_name: str = "Acme"
     support_email: str | None = None
 
     @classmethod

@@ -108,7 +108,7 @@ class ShipmentTrackingWorkflow:
             "send_notification",
             NotificationRequest(shipment=self._shipment, send=send),
             result_type=DeliveryReceipt,
-            start_to_close_timeout=timedelta(seconds=60),
+            start_to_close_timeout=timedelta(seconds=20),
             retry_policy=SEND_RETRY,
         )
         self._state = policy.record_sent(self._state, send, receipt.sent_at)

@@ -1,0 +1,90 @@
+"""A worker process killed with SIGKILL mid-lifecycle: nothing lost, nothing sent twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from starters.shipments import register_shipment, signal_event
+from tests.factories import at, make_event, make_shipment
+from tests.harness import eventually, outbox, sent
+from trackflow.models import CarrierStatus
+from trackflow.tracking_policy import TrackingPolicy
+
+MILESTONES = [
+    CarrierStatus.LABEL_CREATED,
+    CarrierStatus.IN_TRANSIT,
+    CarrierStatus.OUT_FOR_DELIVERY,
+    CarrierStatus.DELIVERED,
+]
+
+
+@contextmanager
+def worker_process(address: str, task_queue: str, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = dict(
+        os.environ,
+        TRACKFLOW_TEMPORAL_ADDRESS=address,
+        TRACKFLOW_TASK_QUEUE=task_queue,
+        TRACKFLOW_DATA_DIR=str(data_dir),
+    )
+    process = subprocess.Popen([sys.executable, "-m", "starters.cli", "worker"], env=env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+async def test_sigkilled_worker_resumes_without_losing_or_repeating_messages(
+    temporal_env: WorkflowEnvironment,
+    client: Client,
+    temporal_address: str,
+    task_queue: str,
+    tmp_path: Path,
+) -> None:
+    shipment = make_shipment(
+        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="300.00"
+    )
+    number = shipment.tracking_number
+    events = [make_event(s, at(h), tracking_number=number) for h, s in enumerate(MILESTONES)]
+    with temporal_env.with_time_skipping_disabled():
+        handle = await register_shipment(client, shipment, TrackingPolicy(), task_queue=task_queue)
+
+    with worker_process(temporal_address, task_queue, tmp_path) as first:
+        await signal_event(client, events[0])
+        await eventually(lambda: outbox(tmp_path, number), lambda r: len(r) == 2, what="label")
+        await signal_event(client, events[1])
+        await signal_event(client, events[2])
+        await eventually(lambda: outbox(tmp_path, number), lambda r: len(r) >= 3, what="mid-send")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    await signal_event(client, events[3])
+    await signal_event(client, events[2])
+
+    with worker_process(temporal_address, task_queue, tmp_path):
+        await eventually(
+            lambda: outbox(tmp_path, number),
+            lambda r: len(r) >= 8,
+            deadline_s=90,
+            what="every message after the restart",
+        )
+        await temporal_env.fast_forward(handle, timedelta(hours=25))
+        result = await handle.result()
+
+    assert sent(await outbox(tmp_path, number)) == [
+        (status.value, channel) for status in MILESTONES for channel in ("email", "sms")
+    ]
+    assert [n.trigger for n in result.notifications] == [
+        status.value for status in MILESTONES for _ in ("email", "sms")
+    ]
