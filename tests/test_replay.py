@@ -55,7 +55,9 @@ async def test_full_lifecycle_history_replays_deterministically(
     ]  # fmt: skip
     async with running_worker(client, task_queue, tmp_path):
         with temporal_env.with_time_skipping_disabled():
-            handle = await register_shipment(client, shipment, TrackingPolicy(), task_queue=task_queue)
+            handle = await register_shipment(
+                client, shipment, TrackingPolicy(), task_queue=task_queue
+            )
         for event in events:
             await signal_event(client, event)
         await eventually(lambda: outbox(tmp_path, number), lambda r: len(r) == 8, what="8 sends")

@@ -30,7 +30,9 @@ MILESTONES = [
 
 
 @contextmanager
-def worker_process(address: str, task_queue: str, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(
+    address: str, task_queue: str, data_dir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     env = dict(
         os.environ,
         TRACKFLOW_TEMPORAL_ADDRESS=address,

@@ -146,7 +146,7 @@ def on_event(
     now: datetime,
 ) -> Decision:
     key = event.dedupe_key
-    if key in state.seen_event_keys:
+    if key in state.seen_event_keys or event.tracking_number != shipment.tracking_number:
         return Decision(state=state)
     seen = [*state.seen_event_keys, key][-MAX_REMEMBERED_EVENT_KEYS:]
     eta = event.estimated_delivery or state.estimated_delivery
@@ -154,9 +154,7 @@ def on_event(
     changes, trigger, episode_tag, effect = _classify(state, event)
     entry = TimelineEntry(
         status=event.status,
-        exception=changes.get("open_exception")
-        if trigger == Trigger.EXCEPTION
-        else event.exception,
+        exception=None if event.status in _MILESTONE_RANK else _exception_kind(event),
         occurred_at=event.occurred_at,
         received_at=now,
         description=event.description,

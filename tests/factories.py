@@ -1,0 +1,84 @@
+"""Small builders for the domain models used by the policy tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from trackflow.models import (
+    CarrierEvent,
+    CarrierStatus,
+    Customer,
+    ExceptionKind,
+    Shipment,
+    ShippingSpeed,
+)
+
+TRACKING_NUMBER = "1Z999AA10123456784"
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def at(hours: float = 0, minutes: float = 0) -> datetime:
+    """A point in time relative to T0."""
+    return T0 + timedelta(hours=hours, minutes=minutes)
+
+
+def make_customer(
+    *,
+    email: str | None = "ada@example.com",
+    phone: str | None = "+15025550123",
+    sms_consent: bool = True,
+    name: str | None = "Ada Lovelace",
+) -> Customer:
+    return Customer(name=name, email=email, phone=phone, sms_consent=sms_consent)
+
+
+def make_shipment(
+    *,
+    order_value: Decimal | str | int = "49.00",
+    email: str | None = "ada@example.com",
+    phone: str | None = "+15025550123",
+    sms_consent: bool = True,
+    customer_order_count: int = 1,
+    shipping_speed: ShippingSpeed = ShippingSpeed.STANDARD,
+    tracking_number: str = TRACKING_NUMBER,
+    **overrides: Any,
+) -> Shipment:
+    fields: dict[str, Any] = {
+        "order_id": "1001",
+        "order_name": "#1001",
+        "tracking_number": tracking_number,
+        "carrier": "UPS",
+        "customer": make_customer(email=email, phone=phone, sms_consent=sms_consent),
+        "order_value": Decimal(str(order_value)),
+        "shipping_speed": shipping_speed,
+        "customer_order_count": customer_order_count,
+    }
+    fields.update(overrides)
+    return Shipment(**fields)
+
+
+def make_event(
+    status: CarrierStatus,
+    occurred_at: datetime | None = None,
+    *,
+    exception: ExceptionKind | None = None,
+    event_id: str | None = None,
+    tracking_number: str = TRACKING_NUMBER,
+    **overrides: Any,
+) -> CarrierEvent:
+    return CarrierEvent(
+        tracking_number=tracking_number,
+        status=status,
+        exception=exception,
+        occurred_at=occurred_at if occurred_at is not None else T0,
+        event_id=event_id,
+        **overrides,
+    )
+
+
+def exception_event(
+    kind: ExceptionKind, occurred_at: datetime | None = None, **kw: Any
+) -> CarrierEvent:
+    return make_event(CarrierStatus.EXCEPTION, occurred_at, exception=kind, **kw)
