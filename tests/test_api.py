@@ -344,3 +344,24 @@ async def test_temporal_unavailable_is_503_so_the_sender_retries(
     assert "Temporal" in shipment.json()["detail"]
     assert webhook.status_code == 503
     assert health.status_code == 503
+
+
+async def test_cancelled_fulfillment_ends_the_shipment_workflow(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    number = _tracking_number()
+    async with running_worker(client, task_queue, tmp_path):
+        created = await _post_shopify(api, _fulfillment(number), webhook_id="wh-create")
+        assert created.status_code == 200, created.text
+        cancelled = _fulfillment(number)
+        cancelled["status"] = "cancelled"
+        update = await _post_shopify(
+            api, cancelled, topic="fulfillments/update", webhook_id="wh-cancel"
+        )
+        assert update.status_code == 200, update.text
+        result = await client.get_workflow_handle(f"shipment-{number}").result()
+        late = await _post_shopify(api, _fulfillment(number), webhook_id="wh-late")
+    assert result["status"] == "cancelled"
+    assert "cancelled" in result["closed_reason"]
+    assert late.json()["shipments"] == [{"tracking_number": number, "result": "already completed"}]
+    assert await outbox(tmp_path, number) == []
