@@ -12,6 +12,7 @@ from typing import Protocol
 
 from temporalio import activity
 
+from activities.exactly_once import perform_once
 from activities.ledger import Ledger, LedgerRecord
 from trackflow.contracts import DeliveryReceipt, NotificationRequest
 from trackflow.messages import Brand, RenderedMessage, render
@@ -64,20 +65,17 @@ class NotificationActivities:
 
     @activity.defn(name="send_notification")
     async def send_notification(self, request: NotificationRequest) -> DeliveryReceipt:
-        key = request.send.idempotency_key
-        existing = await self._ledger.get(key)
-        if existing is not None:
-            activity.logger.info("already sent, not sending again: %s", key)
-            return _receipt(existing, already_sent=True)
-        message = render(request.shipment, request.send, self._brand)
-        record = await self._notifier.deliver(request, message)
-        return _receipt(record, already_sent=False)
-
-
-def _receipt(record: LedgerRecord, *, already_sent: bool) -> DeliveryReceipt:
-    return DeliveryReceipt(
-        idempotency_key=record.idempotency_key,
-        transport=record.transport,
-        sent_at=record.sent_at,
-        already_sent=already_sent,
-    )
+        done = await perform_once(
+            self._ledger,
+            request.send.idempotency_key,
+            "message",
+            lambda: self._notifier.deliver(
+                request, render(request.shipment, request.send, self._brand)
+            ),
+        )
+        return DeliveryReceipt(
+            idempotency_key=done.record.idempotency_key,
+            transport=done.record.transport,
+            sent_at=done.record.sent_at,
+            already_sent=done.already_recorded,
+        )

@@ -2,37 +2,59 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from starters.policy_file import load_policy
 from starters.shipments import (
     ShipmentClosed,
     ShipmentNotFound,
     cancel_shipment,
     register_shipment,
+    request_return,
+    running_shipments_of_order,
     shipment_view,
     signal_event,
 )
-from trackflow.models import CarrierEvent, Shipment
+from trackflow.models import CarrierEvent, ReturnRequest, Shipment
 from trackflow.policy import ShipmentView
 from trackflow.settings import Settings
 from trackflow.sources.shopify import (
+    RETURN_TOPICS,
     FulfillmentInput,
     ShopifyPayloadError,
     parse_fulfillment,
+    parse_return_request,
     verify_hmac,
 )
 from trackflow.tracking_policy import TrackingPolicy
 
 ClientFactory = Callable[[], Awaitable[Client]]
 SHOPIFY_FULFILLMENT_TOPICS = {"fulfillments/create", "fulfillments/update"}
+
+
+class ReturnRequestBody(BaseModel):
+    """`POST /v1/shipments/{n}/return-requests`; without `request_id`, retries of the same
+    body are recognised by its content."""
+
+    kind: Literal["refund", "return"] = "return"
+    request_id: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=1000)
+
+    def to_request(self) -> ReturnRequest:
+        digest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        return ReturnRequest(
+            request_id=self.request_id or f"api-{digest}", kind=self.kind, reason=self.reason
+        )
 
 
 class TemporalUnavailable(RuntimeError):
@@ -70,9 +92,12 @@ async def _temporal_client(request: Request) -> Client:
 TemporalClient = Annotated[Client, Depends(_temporal_client)]
 
 
-def create_app(settings: Settings, connect: ClientFactory) -> FastAPI:
+def create_app(
+    settings: Settings, connect: ClientFactory, policy: TrackingPolicy | None = None
+) -> FastAPI:
+    """`policy`: what new shipments are tracked with (default: `load_policy(settings)`)."""
     gateway = TemporalGateway(connect)
-    policy = TrackingPolicy().scaled(settings.time_scale)
+    policy = policy or load_policy(settings)
 
     app = FastAPI(
         title="trackflow",
@@ -120,6 +145,21 @@ def create_app(settings: Settings, connect: ClientFactory) -> FastAPI:
         await signal_event(client, event)
         return {"accepted": True, "tracking_number": event.tracking_number}
 
+    @app.post(
+        "/v1/shipments/{tracking_number}/return-requests",
+        status_code=202,
+        dependencies=[Authorized],
+    )
+    async def return_request(
+        tracking_number: str, body: ReturnRequestBody, client: TemporalClient
+    ) -> dict[str, Any]:
+        request = body.to_request()
+        try:
+            await request_return(client, tracking_number, request)
+        except ShipmentClosed as closed:
+            return {"ignored": str(closed), "request_id": request.request_id}
+        return {"accepted": True, "request_id": request.request_id}
+
     @app.get("/v1/shipments/{tracking_number}", dependencies=[Authorized])
     async def get_shipment(tracking_number: str, client: TemporalClient) -> ShipmentView:
         return await shipment_view(client, tracking_number)
@@ -137,21 +177,39 @@ def create_app(settings: Settings, connect: ClientFactory) -> FastAPI:
         raw = await request.body()
         if not verify_hmac(raw, x_shopify_hmac_sha256, settings.shopify_webhook_secret):
             raise HTTPException(401, "X-Shopify-Hmac-Sha256 is missing or does not match the body")
-        if x_shopify_topic not in SHOPIFY_FULFILLMENT_TOPICS:
+        topic = x_shopify_topic or ""
+        if topic not in SHOPIFY_FULFILLMENT_TOPICS | RETURN_TOPICS:
             return JSONResponse({"ignored": f"topic {x_shopify_topic!r} is not handled"})
         try:
             payload = json.loads(raw)
             if not isinstance(payload, dict):
                 raise ShopifyPayloadError("body must be a JSON object")
+            if topic in RETURN_TOPICS:
+                return await _shopify_return(parse_return_request(topic, payload))
             fulfillment = parse_fulfillment(payload, shop_domain=x_shopify_shop_domain)
-        except (ValueError, ShopifyPayloadError) as error:
-            raise HTTPException(422, f"fulfillment payload rejected: {error}") from error
+        except ValueError as error:
+            raise HTTPException(422, f"{topic} payload rejected: {error}") from error
         client = await gateway.client()
         results = []
         for shipment in fulfillment.shipments:
             results.append(
                 await _apply_fulfillment(client, shipment, fulfillment, x_shopify_webhook_id)
             )
+        return JSONResponse({"shipments": results})
+
+    async def _shopify_return(request: ReturnRequest) -> JSONResponse:
+        client = await gateway.client()
+        order_id = request.order_id or ""
+        numbers = await running_shipments_of_order(client, order_id)
+        if not numbers:
+            return JSONResponse({"ignored": f"no shipment of order {order_id} is being tracked"})
+        results = []
+        for number in numbers:
+            try:
+                await request_return(client, number, request)
+                results.append({"tracking_number": number, "result": "signalled"})
+            except (ShipmentClosed, ShipmentNotFound):
+                results.append({"tracking_number": number, "result": "tracking ended"})
         return JSONResponse({"shipments": results})
 
     async def _apply_fulfillment(

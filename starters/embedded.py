@@ -106,7 +106,8 @@ class EmbeddedStack:
             "error",
         ]
         for key in ALL_KEYS:
-            command += ["--search-attribute", f"{key.name}=Keyword"]
+            kind = key.indexed_value_type.name.title()  # KEYWORD -> Keyword, DATETIME -> Datetime
+            command += ["--search-attribute", f"{key.name}={kind}"]
         log = (data_dir / "temporal.log").open("ab")
         self._children.append(
             subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)

@@ -18,15 +18,22 @@ from trackflow.contracts import (
     QUERY_STATE,
     SIGNAL_CANCEL,
     SIGNAL_CARRIER_EVENT,
+    SIGNAL_RETURN_REQUEST,
     SIGNAL_UPDATE_SHIPMENT,
     WORKFLOW_NAME,
     Cancel,
     ShipmentWorkflowInput,
 )
-from trackflow.models import CarrierEvent, Shipment, ShipmentUpdate, workflow_id_for
+from trackflow.models import (
+    CarrierEvent,
+    ReturnRequest,
+    Shipment,
+    ShipmentUpdate,
+    workflow_id_for,
+)
 from trackflow.policy import ShipmentView
 from trackflow.tracking_policy import TrackingPolicy
-from workflows.search_attributes import initial_search_attributes
+from workflows.search_attributes import ORDER_ID, TRACKING_NUMBER, initial_search_attributes
 
 T = TypeVar("T")
 
@@ -78,6 +85,36 @@ async def signal_event(client: Client, event: CarrierEvent) -> None:
 async def cancel_shipment(client: Client, tracking_number: str, reason: str) -> None:
     handle = client.get_workflow_handle(workflow_id_for(tracking_number))
     await _not_found_as(tracking_number, handle.signal(SIGNAL_CANCEL, Cancel(reason=reason)))
+
+
+async def request_return(client: Client, tracking_number: str, request: ReturnRequest) -> None:
+    """Signal a return request; a shipment whose tracking already ended is `ShipmentClosed`."""
+    handle = client.get_workflow_handle(workflow_id_for(tracking_number))
+    try:
+        await _not_found_as(tracking_number, handle.signal(SIGNAL_RETURN_REQUEST, request))
+    except ShipmentNotFound:
+        try:
+            await _not_found_as(tracking_number, handle.describe())
+        except ShipmentNotFound:
+            raise
+        raise ShipmentClosed(
+            f"tracking of {tracking_number} has ended; the return window is over"
+        ) from None
+
+
+async def running_shipments_of_order(client: Client, order_id: str) -> list[str]:
+    """Tracking numbers of the order's shipments still being followed (split shipments)."""
+    query = f'{ORDER_ID.name} = "{_quoted(order_id)}" AND ExecutionStatus = "Running"'
+    numbers = []
+    async for execution in client.list_workflows(query):
+        number = execution.typed_search_attributes.get(TRACKING_NUMBER)
+        if number:
+            numbers.append(number)
+    return numbers
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 async def shipment_view(client: Client, tracking_number: str) -> ShipmentView:

@@ -14,6 +14,7 @@ from trackflow.models import (
     Shipment,
     ShippingSpeed,
 )
+from trackflow.tracking_policy import ALWAYS, TrackingPolicy
 
 TRACKING_NUMBER = "1Z999AA10123456784"
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -30,8 +31,9 @@ def make_customer(
     phone: str | None = "+15025550123",
     sms_consent: bool = True,
     name: str | None = "Ada Lovelace",
+    timezone: str | None = None,
 ) -> Customer:
-    return Customer(name=name, email=email, phone=phone, sms_consent=sms_consent)
+    return Customer(name=name, email=email, phone=phone, sms_consent=sms_consent, timezone=timezone)
 
 
 def make_shipment(
@@ -43,6 +45,7 @@ def make_shipment(
     customer_order_count: int = 1,
     shipping_speed: ShippingSpeed = ShippingSpeed.STANDARD,
     tracking_number: str = TRACKING_NUMBER,
+    timezone: str | None = None,
     **overrides: Any,
 ) -> Shipment:
     fields: dict[str, Any] = {
@@ -50,7 +53,9 @@ def make_shipment(
         "order_name": "#1001",
         "tracking_number": tracking_number,
         "carrier": "UPS",
-        "customer": make_customer(email=email, phone=phone, sms_consent=sms_consent),
+        "customer": make_customer(
+            email=email, phone=phone, sms_consent=sms_consent, timezone=timezone
+        ),
         "order_value": Decimal(str(order_value)),
         "shipping_speed": shipping_speed,
         "customer_order_count": customer_order_count,
@@ -82,3 +87,7 @@ def exception_event(
     kind: ExceptionKind, occurred_at: datetime | None = None, **kw: Any
 ) -> CarrierEvent:
     return make_event(CarrierStatus.EXCEPTION, occurred_at, exception=kind, **kw)
+
+
+# Tests that are not about quiet hours must not depend on the time of day they run at.
+ANY_TIME_POLICY = TrackingPolicy(email_window=ALWAYS, sms_window=ALWAYS)

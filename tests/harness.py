@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,7 +42,9 @@ async def eventually(
         if accept(value):
             return value
         if loop.time() > end:
-            raise AssertionError(f"{what} not reached within {deadline_s}s; last value: {value!r}")
+            shown = repr(value)
+            shown = shown if len(shown) < 600 else shown[:600] + "…"
+            raise AssertionError(f"{what} not reached within {deadline_s}s; last value: {shown}")
         await asyncio.sleep(0.1)
 
 
@@ -54,4 +57,16 @@ async def outbox(data_dir: Path, tracking_number: str | None = None) -> list[Led
 
 
 def sent(records: list[LedgerRecord]) -> list[tuple[str, str]]:
-    return [(r.trigger, r.channel) for r in records]
+    """(trigger, channel) of customer messages; alerts and helpdesk tags are left out."""
+    return [(r.trigger, r.channel) for r in records if r.kind == "message"]
+
+
+def zone_at_local_hour(hour: int, now: datetime | None = None) -> str:
+    """A fixed-offset IANA zone whose local time right now is `hour`:MM, so tests about send
+    windows (quiet hours) do not depend on when they run."""
+    utc = (now or datetime.now(UTC)).astimezone(UTC)
+    offset = (hour - utc.hour) % 24
+    if offset > 14:
+        offset -= 24
+    # POSIX-style names: Etc/GMT+5 is five hours *behind* UTC.
+    return "Etc/UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from starters.api import create_app
+from tests.factories import ANY_TIME_POLICY
 from tests.harness import eventually, outbox, running_worker, sent
 from trackflow.models import workflow_id_for
 from trackflow.settings import Settings
@@ -43,7 +44,7 @@ async def api(
     temporal_address: str, task_queue: str, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = _settings(temporal_address, task_queue, tmp_path)
-    app = create_app(settings, lambda: connect(settings))
+    app = create_app(settings, lambda: connect(settings), ANY_TIME_POLICY)
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(
@@ -262,7 +263,8 @@ async def test_register_shipment_then_events_flow_to_messages(
         "in_transit",
         "in_transit",
     ]
-    assert view["next_action"]["kind"] == "await_carrier_event"
+    assert view["next_action"]["kind"] == "stale_check_in"
+    assert view["next_action"]["due_local"].endswith("(America/New_York)")
 
 
 async def test_value_segmentation_low_value_order_gets_email_only(

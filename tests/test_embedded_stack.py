@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from tests.harness import zone_at_local_hour
+
 TRACKING_NUMBER = "1Z5R89390357567127"
 START_DEADLINE_S = 60.0
 
@@ -89,7 +91,11 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
         "order_id": "5001",
         "tracking_number": TRACKING_NUMBER,
         "carrier": "ups",
-        "customer": {"name": "Ada Lovelace", "email": "ada@example.com"},
+        "customer": {
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "timezone": zone_at_local_hour(12),  # inside the send window whenever this runs
+        },
         "order_value": 20,
     }
     event = {"tracking_number": TRACKING_NUMBER, "occurred_at": "2026-11-20T14:03:00Z"}

@@ -10,6 +10,7 @@ import jinja2
 import pytest
 
 from trackflow import messages
+from trackflow.effects import SendNotification, Tone
 from trackflow.messages import Brand, RenderedMessage, carrier_display_name, is_gsm7, render
 from trackflow.models import (
     Channel,
@@ -20,11 +21,20 @@ from trackflow.models import (
     ShippingSpeed,
     Trigger,
 )
-from trackflow.policy import SendNotification, Tone
 
 UPS_URL = "https://www.ups.com/track?tracknum=1Z999AA10123456784"
+CLAIMS_URL = "https://acme.test/claims"
+REVIEW_URL = "https://acme.test/review"
 BRAND = Brand(store_name="Acme", support_email="help@acme.test")
+FULL_BRAND = Brand(
+    store_name="Acme",
+    support_email="help@acme.test",
+    support_phone="+1 502 555 0100",
+    resolution_url=CLAIMS_URL,
+    review_url=REVIEW_URL,
+)
 ETA = date(2026, 11, 23)
+HOLD_UNTIL = date(2026, 11, 30)
 MILESTONES = [t for t in Trigger if t != Trigger.EXCEPTION]
 EVERY_SEND = [(t, None) for t in MILESTONES] + [(Trigger.EXCEPTION, k) for k in ExceptionKind]
 
@@ -70,7 +80,8 @@ def make_send(
 
 def email(trigger: Trigger, kind: ExceptionKind | None = None, **kw: Any) -> RenderedMessage:
     shipment = kw.pop("shipment", make_shipment())
-    return render(shipment, make_send(trigger, Channel.EMAIL, kind, **kw), BRAND)
+    brand = kw.pop("brand", BRAND)
+    return render(shipment, make_send(trigger, Channel.EMAIL, kind, **kw), brand)
 
 
 def sms(trigger: Trigger, kind: ExceptionKind | None = None, **kw: Any) -> RenderedMessage:
@@ -79,9 +90,12 @@ def sms(trigger: Trigger, kind: ExceptionKind | None = None, **kw: Any) -> Rende
     return render(shipment, make_send(trigger, Channel.SMS, kind, **kw), brand)
 
 
+@pytest.mark.parametrize("tone", list(Tone))
 @pytest.mark.parametrize(("trigger", "kind"), EVERY_SEND)
-def test_email_has_subject_text_and_html(trigger: Trigger, kind: ExceptionKind | None) -> None:
-    message = email(trigger, kind)
+def test_email_has_subject_text_and_html(
+    trigger: Trigger, kind: ExceptionKind | None, tone: Tone
+) -> None:
+    message = email(trigger, kind, tone=tone)
 
     assert message.channel == Channel.EMAIL
     assert message.to == "jane@example.com"
@@ -424,3 +438,353 @@ def test_missing_template_variable_is_an_error() -> None:
 )
 def test_is_gsm7(text: str, expected: bool) -> None:
     assert is_gsm7(text) is expected
+
+
+# --- Exceptions, durable timers and send timing: the new triggers and wording -------------
+
+NEW_SENDS: list[tuple[Trigger, ExceptionKind | None, dict[str, Any]]] = [
+    (Trigger.LOST, None, {}),
+    (Trigger.STALE, None, {}),
+    (Trigger.REVIEW_REQUEST, None, {}),
+    (Trigger.RETURN_REQUESTED, None, {}),
+    (Trigger.IN_TRANSIT, None, {"revived": True}),
+    (Trigger.EXCEPTION, ExceptionKind.HELD_AT_FACILITY, {"hold_until": HOLD_UNTIL}),
+    (Trigger.EXCEPTION, ExceptionKind.DAMAGED, {}),
+    (Trigger.EXCEPTION, ExceptionKind.LOST, {}),
+]
+ACTION_LINKS = {
+    (Trigger.LOST, None): CLAIMS_URL,
+    (Trigger.EXCEPTION, ExceptionKind.DAMAGED): CLAIMS_URL,
+    (Trigger.EXCEPTION, ExceptionKind.LOST): CLAIMS_URL,
+    (Trigger.REVIEW_REQUEST, None): REVIEW_URL,
+}
+
+
+@pytest.mark.parametrize("brand", [BRAND, FULL_BRAND], ids=["email_only", "full"])
+@pytest.mark.parametrize("tone", list(Tone))
+@pytest.mark.parametrize(("trigger", "kind", "extra"), NEW_SENDS)
+def test_new_messages_render_and_fit_one_sms(
+    trigger: Trigger, kind: ExceptionKind | None, extra: dict[str, Any], tone: Tone, brand: Brand
+) -> None:
+    mail = email(trigger, kind, tone=tone, brand=brand, **extra)
+    text = sms(trigger, kind, tone=tone, brand=brand, **extra)
+
+    assert mail.body.startswith("Hi Jane,")
+    assert "#1001" in (mail.subject or "")
+    assert "#1001" in text.body
+    assert (mail.html or "").startswith("<!doctype html>")
+    assert len(text.body) <= 160
+    assert is_gsm7(text.body)
+    assert ("welcome back" in text.body.lower()) == (tone == Tone.RETURNING_CUSTOMER)
+    # One link per SMS: the call to action when the store has one, else the tracking link.
+    action = ACTION_LINKS.get((trigger, kind)) if brand is FULL_BRAND else None
+    assert text.body.endswith(action or UPS_URL)
+    assert (UPS_URL in text.body) == (action is None)
+
+
+def test_support_phone_is_offered_in_the_footer_and_in_sentences() -> None:
+    message = email(Trigger.RETURN_REQUESTED, brand=FULL_BRAND)
+    phone_only = email(Trigger.RETURN_REQUESTED, brand=Brand(support_phone="+15025550100"))
+
+    assert "contact us at help@acme.test or call +1 502 555 0100." in message.body
+    assert "Questions? Email help@acme.test. Call +1 502 555 0100." in message.body
+    assert 'href="tel:+15025550100"' in (message.html or "")
+    assert "contact us at +15025550100." in phone_only.body
+    assert "Questions? Call +15025550100." in phone_only.body
+
+
+def test_shared_support_sentences_are_escaped_in_html() -> None:
+    brand = Brand(store_name="Acme", support_email="<b>help</b>@acme.test")
+
+    message = email(Trigger.LOST, brand=brand)
+
+    assert "<b>" not in (message.html or "")
+    assert "contact us at &lt;b&gt;help&lt;/b&gt;@acme.test" in (message.html or "")
+    assert "contact us at <b>help</b>@acme.test" in message.body
+
+
+def test_lost_without_resolution_link_asks_for_a_reply() -> None:
+    mail = email(Trigger.LOST)
+    text = sms(Trigger.LOST)
+
+    assert "seems to be lost" in (mail.subject or "")
+    assert "we're treating the package as lost" in mail.body
+    assert "the last one was in Louisville, KY" in mail.body
+    assert (
+        "Just reply to this email, or contact us at help@acme.test, and tell us whether "
+        "you'd like a replacement or a refund."
+    ) in mail.body
+    assert "Get a replacement or refund" not in (mail.html or "")
+    assert "Estimated delivery" not in mail.body
+    assert "seems lost. We'll make it right: contact help@acme.test." in text.body
+
+
+def test_lost_with_resolution_link_links_it() -> None:
+    mail = email(Trigger.LOST, brand=FULL_BRAND)
+    text = sms(Trigger.LOST, brand=FULL_BRAND)
+
+    assert "Choose a replacement or a refund using the link below" in mail.body
+    assert f"Replacement or refund: {CLAIMS_URL}" in mail.body
+    assert f'<a href="{CLAIMS_URL}"' in (mail.html or "")
+    assert "Just reply to this email" not in mail.body
+    assert text.body.endswith(f"Replacement or refund: {CLAIMS_URL}")
+
+
+@pytest.mark.parametrize("kind", [ExceptionKind.DAMAGED, ExceptionKind.LOST])
+def test_damaged_or_lost_offers_the_resolution_path(kind: ExceptionKind) -> None:
+    without = email(Trigger.EXCEPTION, kind)
+    with_link = email(Trigger.EXCEPTION, kind, brand=FULL_BRAND)
+    sms_without = sms(Trigger.EXCEPTION, kind)
+    sms_with = sms(Trigger.EXCEPTION, kind, brand=FULL_BRAND)
+
+    assert "We will make it right." in without.body
+    assert "Just reply to this email, or contact us at help@acme.test," in without.body
+    assert CLAIMS_URL not in without.body
+    assert "Get a replacement or refund" not in (without.html or "")
+    assert "contact help@acme.test" in sms_without.body
+    assert sms_without.body.endswith(UPS_URL)
+
+    assert "Choose a replacement or a refund using the link below" in with_link.body
+    assert "contact us at help@acme.test or call +1 502 555 0100" in with_link.body
+    assert f"Replacement or refund: {CLAIMS_URL}" in with_link.body
+    assert f'<a href="{CLAIMS_URL}"' in (with_link.html or "")
+    assert sms_with.body.endswith(f"Replacement or refund: {CLAIMS_URL}")
+
+
+def test_other_exceptions_do_not_show_the_resolution_link() -> None:
+    message = email(Trigger.EXCEPTION, ExceptionKind.WEATHER_DELAY, brand=FULL_BRAND)
+
+    assert CLAIMS_URL not in message.body
+    assert CLAIMS_URL not in (message.html or "")
+
+
+def test_only_web_resolution_and_review_urls_become_links() -> None:
+    brand = Brand(
+        store_name="Acme", resolution_url="javascript:alert(1)", review_url="ftp://acme.test"
+    )
+
+    lost = email(Trigger.LOST, brand=brand)
+    review = email(Trigger.REVIEW_REQUEST, brand=brand)
+
+    for message in (lost, review):
+        assert "javascript:" not in (message.html or "") + message.body
+        assert "ftp:" not in (message.html or "") + message.body
+    assert "Just reply to this email, or contact us, and tell us" in lost.body
+    assert "Just reply to this email; we read every reply." in review.body
+
+
+def test_stale_is_calm_and_gives_the_eta() -> None:
+    mail = email(Trigger.STALE)
+    text = sms(Trigger.STALE)
+    no_eta = email(Trigger.STALE, estimated_delivery=None)
+    sms_no_eta = sms(Trigger.STALE, estimated_delivery=None)
+
+    assert mail.subject == "Your order #1001 is still on its way"
+    assert "no new scan from UPS for a little while" in mail.body
+    assert "This happens" in mail.body
+    assert "we're keeping an eye on it" in mail.body
+    assert "Estimated delivery: Monday, November 23" in mail.body
+    assert "Due Monday, November 23." in text.body
+    assert "Estimated delivery" not in no_eta.body
+    assert "keeping an eye on it" in sms_no_eta.body
+    for alarming in ("lost", "sorry", "problem"):
+        assert alarming not in mail.body.lower()
+        assert alarming not in text.body.lower()
+
+
+def test_review_request_with_and_without_review_link() -> None:
+    with_link = email(Trigger.REVIEW_REQUEST, brand=FULL_BRAND)
+    without = email(Trigger.REVIEW_REQUEST)
+    sms_with = sms(Trigger.REVIEW_REQUEST, brand=FULL_BRAND)
+    sms_without = sms(Trigger.REVIEW_REQUEST)
+
+    assert f"Your review helps other shoppers and helps us get better: {REVIEW_URL}" in (
+        with_link.body
+    )
+    assert f'<a href="{REVIEW_URL}"' in (with_link.html or "")
+    assert "Write a review" in (with_link.html or "")
+    assert "Just reply to this email; we read every reply." in without.body
+    assert "Write a review" not in (without.html or "")
+    assert "Estimated delivery" not in without.body
+    assert sms_with.body.endswith(f"Tell us how it went: {REVIEW_URL}")
+    assert "Reply and tell us how it went." in sms_without.body
+
+
+def test_review_request_is_warmer_for_returning_customers() -> None:
+    new = email(Trigger.REVIEW_REQUEST)
+    back = email(Trigger.REVIEW_REQUEST, tone=Tone.RETURNING_CUSTOMER)
+    new_sms = sms(Trigger.REVIEW_REQUEST)
+    back_sms = sms(Trigger.REVIEW_REQUEST, tone=Tone.RETURNING_CUSTOMER)
+
+    assert new.subject == "How was your order #1001?"
+    assert back.subject == "Thanks for coming back! How are you finding order #1001?"
+    assert "Thank you for coming back to us." in back.body
+    assert "Thank you for coming back" not in new.body
+    assert "another favorite" in back_sms.body
+    assert "another favorite" not in new_sms.body
+
+
+def test_return_request_is_acknowledged_with_next_steps() -> None:
+    mail = email(Trigger.RETURN_REQUESTED)
+    text = sms(Trigger.RETURN_REQUESTED)
+
+    assert mail.subject == "We got your request for order #1001"
+    assert "We got your return or refund request for order #1001" in mail.body
+    assert "Here's what happens next:" in mail.body
+    assert "<ol" in (mail.html or "")
+    assert "Reply to this email or contact us at help@acme.test." in mail.body
+    assert "Estimated delivery" not in mail.body
+    assert "We got your return or refund request for order #1001" in text.body
+
+
+def test_revived_in_transit_says_it_is_moving_again() -> None:
+    normal = email(Trigger.IN_TRANSIT)
+    revived = email(Trigger.IN_TRANSIT, revived=True)
+    normal_sms = sms(Trigger.IN_TRANSIT)
+    revived_sms = sms(Trigger.IN_TRANSIT, revived=True)
+
+    assert revived.subject == "Good news: your order #1001 is moving again"
+    assert "which we thought was lost, is moving again with UPS" in revived.body
+    assert "If you've already arranged a replacement or a refund" in revived.body
+    assert "which we thought was lost" in (revived.html or "")
+    assert "Estimated delivery: Monday, November 23" in revived.body
+    assert "Good news: order #1001 turned up and is moving!" in revived_sms.body
+    assert "Good news" not in (normal.subject or "") + normal.body + normal_sms.body
+    assert "lost" not in normal.body
+
+
+@pytest.mark.parametrize(
+    "kind", [ExceptionKind.WEATHER_DELAY, ExceptionKind.CARRIER_DELAY, ExceptionKind.CUSTOMS_HOLD]
+)
+def test_delays_set_new_expectations(kind: ExceptionKind) -> None:
+    with_eta = email(Trigger.EXCEPTION, kind)
+    without = email(Trigger.EXCEPTION, kind, estimated_delivery=None)
+    sms_with = sms(Trigger.EXCEPTION, kind)
+    sms_without = sms(Trigger.EXCEPTION, kind, estimated_delivery=None)
+
+    assert "We now expect it to arrive Monday, November 23" in with_eta.body
+    assert "as soon as it's" in without.body
+    assert "moving again." in without.body
+    assert "November 23" not in without.body
+    assert "New estimate: Monday, November 23." in sms_with.body
+    assert "We'll tell you when it moves again." in sms_without.body
+
+
+def test_address_issue_asks_the_customer_to_act_and_says_how() -> None:
+    mail = email(Trigger.EXCEPTION, ExceptionKind.ADDRESS_ISSUE, brand=FULL_BRAND)
+    text = sms(Trigger.EXCEPTION, ExceptionKind.ADDRESS_ISSUE)
+
+    assert (
+        "Please reply to this email or contact us at help@acme.test or call +1 502 555 0100 "
+        "to confirm your address"
+    ) in mail.body
+    assert "send us the correct one" in mail.body
+    assert "call UPS directly with your tracking number, 1Z999AA10123456784" in mail.body
+    assert "confirm your address with help@acme.test or call UPS." in text.body
+
+
+def test_failed_attempt_says_what_happens_next() -> None:
+    generic = email(
+        Trigger.EXCEPTION, ExceptionKind.FAILED_ATTEMPT, shipment=make_shipment(carrier="fedex")
+    )
+
+    assert "FedEx will usually try again on the next business day." in generic.body
+    assert "After a few missed attempts (usually three)" in generic.body
+    assert "nearby pickup point" in generic.body
+
+
+def test_usps_failed_attempt_gives_the_redelivery_path_unlike_ups() -> None:
+    usps = make_shipment(carrier="usps")
+    usps_mail = email(Trigger.EXCEPTION, ExceptionKind.FAILED_ATTEMPT, shipment=usps)
+    usps_sms = sms(Trigger.EXCEPTION, ExceptionKind.FAILED_ATTEMPT, shipment=usps)
+    ups_mail = email(Trigger.EXCEPTION, ExceptionKind.FAILED_ATTEMPT)
+    ups_sms = sms(Trigger.EXCEPTION, ExceptionKind.FAILED_ATTEMPT)
+
+    assert "PS Form 3849" in usps_mail.body
+    assert "schedule a redelivery online at usps.com/redelivery" in usps_mail.body
+    assert "pick the package up at your local Post Office" in usps_mail.body
+    assert "usps.com/redelivery" in usps_sms.body
+    assert "Post Office" in usps_sms.body
+    assert "UPS InfoNotice" in ups_mail.body
+    assert "up to three attempts" in ups_mail.body
+    assert "UPS Access Point" in ups_mail.body
+    assert "usps.com" not in ups_mail.body + ups_sms.body
+    assert usps_mail.body != ups_mail.body.replace("UPS", "USPS")
+    assert usps_sms.body != ups_sms.body.replace("UPS", "USPS")
+    assert len(usps_sms.body) <= 160
+
+
+@pytest.mark.parametrize(
+    ("carrier", "where"),
+    [
+        ("fedex", "waiting for you at Louisville, KY"),
+        ("ups", "waiting for you at Louisville, KY"),
+        ("usps", "held at the Post Office in Louisville, KY"),
+    ],
+)
+def test_held_at_facility_says_where_and_until_when(carrier: str, where: str) -> None:
+    shipment = make_shipment(carrier=carrier)
+    kind = ExceptionKind.HELD_AT_FACILITY
+
+    mail = email(Trigger.EXCEPTION, kind, shipment=shipment, hold_until=HOLD_UNTIL)
+    text = sms(Trigger.EXCEPTION, kind, shipment=shipment, hold_until=HOLD_UNTIL)
+    open_ended = email(Trigger.EXCEPTION, kind, shipment=shipment)
+
+    assert where in mail.body
+    assert "until Monday, November 30, so please pick it up by then." in mail.body
+    assert "Louisville, KY" in text.body
+    assert "Monday, November 30" in text.body
+    assert len(text.body) <= 160
+    assert "November 30" not in open_ended.body
+    assert "don't wait too long" in open_ended.body
+
+
+def test_carrier_specific_held_at_facility_wording() -> None:
+    kind = ExceptionKind.HELD_AT_FACILITY
+    usps = email(Trigger.EXCEPTION, kind, shipment=make_shipment(carrier="usps"))
+    ups = email(Trigger.EXCEPTION, kind)
+    fedex = email(Trigger.EXCEPTION, kind, shipment=make_shipment(carrier="fedex"))
+
+    assert "usually holds items for 15 days" in usps.body
+    assert "held at the Post Office" in (usps.subject or "")
+    assert "UPS Access Point location or a UPS Customer Center" in ups.body
+    assert "government-issued photo ID" in ups.body
+    assert "Post Office" not in fedex.body
+    assert "Access Point" not in fedex.body
+
+
+def test_candidates_for_reason_go_carrier_then_kind_then_generic() -> None:
+    assert messages._candidates(
+        Trigger.EXCEPTION, "reason.txt", "usps", ExceptionKind.FAILED_ATTEMPT
+    ) == [
+        "exception/usps/failed_attempt/reason.txt",
+        "exception/failed_attempt/reason.txt",
+        "exception/reason.txt",
+    ]
+    names = set(messages._env.list_templates())
+    for carrier in ("usps", "ups"):
+        for kind in (ExceptionKind.FAILED_ATTEMPT, ExceptionKind.HELD_AT_FACILITY):
+            assert f"exception/{carrier}/{kind}/reason.txt" in names
+
+
+def test_reason_resolves_carrier_then_kind_then_generic(monkeypatch: pytest.MonkeyPatch) -> None:
+    macros = (
+        "{% macro headline() %}HEADLINE{% endmacro %}"
+        "{% macro detail() %}DETAIL{% endmacro %}"
+        "{% macro sms_reason() %}REASON{% endmacro %}"
+    )
+    overrides = jinja2.DictLoader(
+        {
+            "exception/fedex/unknown/reason.txt": macros.replace("REASON", "FedEx-specific"),
+            "exception/fedex/damaged/reason.txt": macros.replace("REASON", "FedEx damaged"),
+        }
+    )
+    packaged = messages._env.loader
+    assert packaged is not None
+    monkeypatch.setattr(messages._env, "loader", jinja2.ChoiceLoader([overrides, packaged]))
+    fedex = make_shipment(carrier="fedex")
+
+    assert "FedEx-specific" in sms(Trigger.EXCEPTION, ExceptionKind.UNKNOWN, shipment=fedex).body
+    assert "FedEx damaged" in sms(Trigger.EXCEPTION, ExceptionKind.DAMAGED, shipment=fedex).body
+    assert "was damaged" in sms(Trigger.EXCEPTION, ExceptionKind.DAMAGED).body
+    assert "reported an issue" in sms(Trigger.EXCEPTION, ExceptionKind.UNKNOWN).body

@@ -19,10 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from starters.shipments import register_shipment, signal_event
-from tests.factories import at, make_event, make_shipment
+from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker
 from trackflow.models import CarrierStatus, ExceptionKind
-from trackflow.tracking_policy import TrackingPolicy
 from workers.worker import WORKFLOWS, sandbox_runner
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -56,12 +55,14 @@ async def test_full_lifecycle_history_replays_deterministically(
     async with running_worker(client, task_queue, tmp_path):
         with temporal_env.with_time_skipping_disabled():
             handle = await register_shipment(
-                client, shipment, TrackingPolicy(), task_queue=task_queue
+                client, shipment, ANY_TIME_POLICY, task_queue=task_queue
             )
         for event in events:
             await signal_event(client, event)
-        await eventually(lambda: outbox(tmp_path, number), lambda r: len(r) == 8, what="8 sends")
-        await temporal_env.fast_forward(handle, timedelta(hours=25))
+        await eventually(
+            lambda: outbox(tmp_path, number), lambda r: len(r) == 9, what="8 sends + 1 tag"
+        )
+        await temporal_env.fast_forward(handle, timedelta(hours=73))
         await handle.result()
     history = await handle.fetch_history()
 

@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from trackflow.models import CarrierStatus, ExceptionKind, ShippingSpeed
 from trackflow.sources.shopify import (
+    RETURN_TOPICS,
+    ReturnRequest,
     ShopifyPayloadError,
     carrier_code,
     parse_fulfillment,
     parse_fulfillment_event,
+    parse_return_request,
     verify_hmac,
 )
 
@@ -369,3 +373,166 @@ def test_fulfillment_event_bad_tracking_number_is_payload_error(
 ) -> None:
     with pytest.raises(ShopifyPayloadError, match="tracking_number"):
         parse_fulfillment_event(fulfillment_event, tracking_number="??")
+
+
+# --- refunds/create and returns/request -----------------------------------------------------
+
+
+@pytest.fixture
+def refund() -> dict[str, Any]:
+    return _load("shopify_refunds_create.json")
+
+
+@pytest.fixture
+def return_request() -> dict[str, Any]:
+    return _load("shopify_returns_request.json")
+
+
+def test_return_topics() -> None:
+    assert frozenset({"refunds/create", "returns/request"}) == RETURN_TOPICS
+
+
+def test_refund_fixture_parses(refund: dict[str, Any]) -> None:
+    result = parse_return_request("refunds/create", refund)
+    assert result == ReturnRequest(
+        request_id="shopify-refund:890088186047892319",
+        kind="refund",
+        order_id="820982911946154508",  # > 2**53, exact digits
+        requested_at=datetime(2022, 1, 3, 15, 14, tzinfo=UTC),  # processed_at, not created_at
+        reason="Arrived scratched; customer is sending both items back",
+        line_item_count=2,
+    )
+    assert result.requested_at is not None and result.requested_at.utcoffset() == timedelta(
+        hours=-5
+    )
+
+
+def test_refund_falls_back_to_created_at_then_none(refund: dict[str, Any]) -> None:
+    refund["processed_at"] = None
+    result = parse_return_request("refunds/create", refund)
+    assert result.requested_at == datetime(2022, 1, 3, 15, 15, 42, tzinfo=UTC)
+    del refund["created_at"]
+    assert parse_return_request("refunds/create", refund).requested_at is None
+
+
+def test_refund_without_note_or_lines(refund: dict[str, Any]) -> None:
+    refund.update(note="  ", refund_line_items=[])
+    result = parse_return_request("refunds/create", refund)
+    assert (result.reason, result.line_item_count) == (None, 0)
+    assert result.request_id == "shopify-refund:890088186047892319"
+
+
+def test_return_request_fixture_parses(return_request: dict[str, Any]) -> None:
+    result = parse_return_request("returns/request", return_request)
+    assert result == ReturnRequest(
+        request_id="shopify-return:123134564567890",
+        kind="return",
+        order_id="4783296544821",
+        requested_at=None,  # the payload has no timestamp; the caller uses receive time
+        reason=None,  # return_line_items is empty in Shopify's sample
+        line_item_count=2,  # from total_return_line_items
+    )
+
+
+def test_return_request_reasons_joined(return_request: dict[str, Any]) -> None:
+    return_request["return_line_items"] = [
+        {"id": 1, "quantity": 1, "return_reason": "size_too_small", "customer_note": "too tight"},
+        {"id": 2, "quantity": 1, "return_reason": "defective", "return_reason_note": ""},
+        {"id": 3, "quantity": 2, "return_reason": "defective"},
+    ]
+    return_request["total_return_line_items"] = 3
+    result = parse_return_request("returns/request", return_request)
+    assert result.reason == "size_too_small: too tight; defective"
+    assert result.line_item_count == 3
+
+
+def test_return_order_ids_stay_exact_through_json(
+    refund: dict[str, Any], return_request: dict[str, Any]
+) -> None:
+    refund["order_id"] = 2**63 - 1
+    return_request["order"]["id"] = 9007199254740993  # 2**53 + 1: not representable as a float
+    return_request["id"] = 2**53 + 3
+    refund_result = parse_return_request("refunds/create", json.loads(json.dumps(refund)))
+    return_result = parse_return_request("returns/request", json.loads(json.dumps(return_request)))
+    assert refund_result.order_id == "9223372036854775807"
+    assert return_result.order_id == "9007199254740993"
+    assert return_result.request_id == "shopify-return:9007199254740995"
+
+
+def test_return_order_id_as_digit_string(return_request: dict[str, Any]) -> None:
+    return_request["order"]["id"] = "4783296544821"
+    assert parse_return_request("returns/request", return_request).order_id == "4783296544821"
+
+
+@pytest.mark.parametrize(
+    ("topic", "fixture", "mutate", "reason"),
+    [
+        ("refunds/create", "refund", lambda p: p.pop("order_id"), "order_id is missing"),
+        (
+            "refunds/create",
+            "refund",
+            lambda p: p.update(order_id=8.209829119461545e17),
+            "order_id arrived as a float",
+        ),
+        ("refunds/create", "refund", lambda p: p.pop("id"), "id is missing"),
+        (
+            "refunds/create",
+            "refund",
+            lambda p: p.update(processed_at="yesterday"),
+            "processed_at is not an ISO 8601 timestamp",
+        ),
+        ("returns/request", "return_request", lambda p: p.pop("order"), "order.id is missing"),
+        (
+            "returns/request",
+            "return_request",
+            lambda p: p["order"].pop("id"),
+            "order.id is missing",
+        ),
+        (
+            "returns/request",
+            "return_request",
+            lambda p: p["order"].update(id="gid://shopify/Order/4783296544821"),
+            "order.id is missing or not an integer id",
+        ),
+    ],
+    ids=[
+        "refund-no-order-id",
+        "refund-float-order-id",
+        "refund-no-id",
+        "refund-bad-time",
+        "return-no-order",
+        "return-no-order-id",
+        "return-gid-order-id",
+    ],
+)
+def test_bad_return_payload_names_the_field(
+    request: pytest.FixtureRequest, topic: str, fixture: str, mutate: Any, reason: str
+) -> None:
+    payload = copy.deepcopy(request.getfixturevalue(fixture))
+    mutate(payload)
+    with pytest.raises(ShopifyPayloadError) as caught:
+        parse_return_request(topic, payload)
+    assert caught.value.reason.startswith(reason)
+
+
+def test_return_request_falls_back_to_top_level_order_id(return_request: dict[str, Any]) -> None:
+    del return_request["order"]
+    return_request["order_id"] = 4783296544821  # how returns/cancel and returns/close carry it
+    assert parse_return_request("returns/request", return_request).order_id == "4783296544821"
+
+
+@pytest.mark.parametrize("topic", ["returns/cancel", "fulfillments/create", "refunds", ""])
+def test_unknown_return_topic_is_value_error(refund: dict[str, Any], topic: str) -> None:
+    with pytest.raises(ValueError, match="not a return topic") as caught:
+        parse_return_request(topic, refund)
+    assert not isinstance(caught.value, ShopifyPayloadError)
+
+
+def test_return_topic_header_is_normalized(refund: dict[str, Any]) -> None:
+    assert parse_return_request(" Refunds/Create ", refund).kind == "refund"
+
+
+def test_return_request_is_frozen(return_request: dict[str, Any]) -> None:
+    result = parse_return_request("returns/request", return_request)
+    with pytest.raises(ValidationError):
+        result.order_id = "1"  # type: ignore[misc]

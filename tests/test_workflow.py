@@ -6,17 +6,16 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from starters.shipments import register_shipment, shipment_view, signal_event
-from tests.factories import at, make_event, make_shipment
+from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent
 from trackflow.models import CarrierStatus, ExceptionKind, Shipment, ShippingSpeed
-from trackflow.tracking_policy import TrackingPolicy
-from workflows.search_attributes import STATUS
+from workflows.search_attributes import NEXT_ACTION, STATUS
 
-POLICY = TrackingPolicy()
+POLICY = ANY_TIME_POLICY
 MILESTONES = [
     CarrierStatus.LABEL_CREATED,
     CarrierStatus.IN_TRANSIT,
@@ -56,15 +55,18 @@ async def test_happy_path_sends_each_milestone_once_per_channel(
         ]
         view = await shipment_view(client, shipment.tracking_number)
         assert view.status == "delivered"
-        assert view.next_action.kind == "close_after_delivery"
+        assert view.next_action.kind == "review_request"
         description = await handle.describe()
         assert description.typed_search_attributes.get(STATUS) == "delivered"
+        assert description.typed_search_attributes.get(NEXT_ACTION) == "review_request"
 
-        await temporal_env.fast_forward(handle, timedelta(hours=25))
+        await temporal_env.fast_forward(handle, POLICY.return_window + timedelta(minutes=1))
         result = await handle.result()
         assert result.status == "delivered"
-        assert len(result.notifications) == 8
-    assert len(await outbox(tmp_path, shipment.tracking_number)) == 8
+        assert result.closed_reason == "lifecycle complete"
+        assert len(result.notifications) == 10
+    messages = sent(await outbox(tmp_path, shipment.tracking_number))
+    assert messages[8:] == [("review_request", "email"), ("review_request", "sms")]
 
 
 async def test_duplicate_and_out_of_order_events_send_nothing_more(
@@ -113,35 +115,37 @@ async def test_duplicate_and_out_of_order_events_send_nothing_more(
     ]
 
 
-async def test_express_shipment_closes_after_the_express_hold(
+async def test_express_shipment_asks_for_a_review_after_the_express_hold(
     temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     express = _unique_shipment(shipping_speed=ShippingSpeed.EXPRESS)
     standard = _unique_shipment()
+    handles = {}
     async with running_worker(client, task_queue, tmp_path):
-        handles = {}
         for shipment in (express, standard):
             with temporal_env.with_time_skipping_disabled():
                 handles[shipment.shipping_speed] = await register_shipment(
                     client, shipment, POLICY, task_queue=task_queue
                 )
-            await signal_event(
-                client,
-                make_event(
-                    CarrierStatus.DELIVERED, at(1), tracking_number=shipment.tracking_number
-                ),
+            delivered = make_event(
+                CarrierStatus.DELIVERED, at(1), tracking_number=shipment.tracking_number
             )
+            await signal_event(client, delivered)
             await _messages_count(tmp_path, shipment, 1)
 
+        express_hold = POLICY.express.post_delivery_hold
         for handle in handles.values():
-            await temporal_env.fast_forward(
-                handle, POLICY.express.post_delivery_hold + timedelta(minutes=1)
-            )
-        assert (await handles[ShippingSpeed.EXPRESS].describe()).status == (
-            WorkflowExecutionStatus.COMPLETED
-        )
-        assert (await handles[ShippingSpeed.STANDARD].describe()).status == (
-            WorkflowExecutionStatus.RUNNING
-        )
+            await temporal_env.fast_forward(handle, express_hold + timedelta(minutes=1))
+        await _messages_count(tmp_path, express, 2)
+        assert sent(await outbox(tmp_path, standard.tracking_number)) == [("delivered", "email")]
+
         await temporal_env.fast_forward(handles[ShippingSpeed.STANDARD], timedelta(hours=12))
-        assert (await handles[ShippingSpeed.STANDARD].result()).status == "delivered"
+        await _messages_count(tmp_path, standard, 2)
+        for handle in handles.values():
+            await temporal_env.fast_forward(handle, POLICY.return_window)
+            assert (await handle.result()).closed_reason == "lifecycle complete"
+    for shipment in (express, standard):
+        assert sent(await outbox(tmp_path, shipment.tracking_number)) == [
+            ("delivered", "email"),
+            ("review_request", "email"),
+        ]

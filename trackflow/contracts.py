@@ -6,15 +6,18 @@ from datetime import datetime
 
 from pydantic import Field
 
-from trackflow.models import CarrierEvent, Model, Shipment, ShipmentUpdate
-from trackflow.policy import SendNotification, ShipmentState
+from trackflow.effects import SendNotification
+from trackflow.models import CarrierEvent, Model, ReturnRequest, Shipment, ShipmentUpdate
+from trackflow.shipment_state import ShipmentState
 from trackflow.tracking_policy import TrackingPolicy
 
 TASK_QUEUE = "trackflow"
 WORKFLOW_NAME = "ShipmentTrackingWorkflow"
+RETURNS_WORKFLOW_NAME = "ReturnsWorkflow"
 SIGNAL_CARRIER_EVENT = "carrier_event"
 SIGNAL_UPDATE_SHIPMENT = "update_shipment"
 SIGNAL_CANCEL = "cancel"
+SIGNAL_RETURN_REQUEST = "return_request"
 QUERY_STATE = "state"
 
 
@@ -28,6 +31,7 @@ class InboxItem(Model):
     event: CarrierEvent | None = None
     update: ShipmentUpdate | None = None
     cancel: Cancel | None = None
+    return_request: ReturnRequest | None = None
 
 
 class ShipmentWorkflowInput(Model):
@@ -47,3 +51,9 @@ class DeliveryReceipt(Model):
     transport: str
     sent_at: datetime
     already_sent: bool = False
+
+
+class ReturnsWorkflowInput(Model):
+    shipment: Shipment
+    policy: TrackingPolicy
+    request: ReturnRequest

@@ -3,7 +3,8 @@
 Pure: the only input besides the arguments is the packaged Jinja2 templates in
 `trackflow/templates/`, one set per trigger (`<trigger>/subject.txt`, `email.txt`,
 `email.html`, `sms.txt`). Exception wording per `ExceptionKind` lives in
-`exception/<kind>/reason.txt`; see `_candidates` for how more specific files win.
+`exception/<kind>/reason.txt`, with carrier-specific wording in
+`exception/<carrier>/<kind>/reason.txt`; see `_candidates` for how more specific files win.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
+from trackflow.effects import SendNotification, Tone
 from trackflow.models import Channel, ExceptionKind, Model, Shipment, ShippingSpeed, Trigger
-from trackflow.policy import SendNotification, Tone
 
 SMS_MAX_CHARS = 160
 UNICODE_SMS_MAX_CHARS = 70
@@ -66,6 +67,7 @@ _WHITESPACE = re.compile(r"\s+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _SAFE_PATH_SEGMENT = re.compile(r"^[a-z0-9_]+$")
 _EXCEPTION_MACROS = ("headline", "detail", "sms_reason")
+_SUPPORT_MACROS = ("contact_us", "resolution_path")
 _SMS_VARIANTS = (  # optional parts dropped in order while the text is too long
     {"with_items": True, "with_greeting": True},
     {"with_items": False, "with_greeting": True},
@@ -86,6 +88,11 @@ class Brand(Model):
     store_name: str = "Our store"
     support_email: str | None = None
     support_url: str | None = None
+    support_phone: str | None = None
+    resolution_url: str | None = None
+    """Where a customer picks a replacement or a refund for a lost or damaged package."""
+    review_url: str | None = None
+    """Where a customer leaves a review after delivery."""
 
 
 class RenderedMessage(Model):
@@ -153,12 +160,14 @@ def _resolve(
 def _context(shipment: Shipment, send: SendNotification, brand: Brand) -> dict[str, Any]:
     """Every variable the templates may use; StrictUndefined makes any other name an error."""
     items = shipment.items
-    url = shipment.tracking_url
-    return {
+    context: dict[str, Any] = {
         "store_name": brand.store_name,
         "support_email": brand.support_email,
         "support_url": brand.support_url,
-        "support_contact": brand.support_email or brand.support_url,
+        "support_phone": brand.support_phone,
+        "support_contact": brand.support_email or brand.support_url or brand.support_phone,
+        "resolution_url": _web_link(brand.resolution_url),
+        "review_url": _web_link(brand.review_url),
         "first_name": shipment.customer.first_name or "there",
         "returning": send.tone == Tone.RETURNING_CUSTOMER,
         "order_name": shipment.order_name or f"#{shipment.order_id}",
@@ -169,26 +178,42 @@ def _context(shipment: Shipment, send: SendNotification, brand: Brand) -> dict[s
         "more_items": max(0, len(items) - MAX_LISTED_ITEMS),
         "carrier": carrier_display_name(shipment.carrier),
         "tracking_number": shipment.tracking_number,
-        # Only web links: the URL ends up in an href.
-        "tracking_url": url if url and url.lower().startswith(("https://", "http://")) else None,
+        "tracking_url": _web_link(shipment.tracking_url),
         "express": shipment.shipping_speed == ShippingSpeed.EXPRESS,
         "eta": format_eta(send.estimated_delivery) if send.estimated_delivery else None,
         "event_location": send.event_location,
         "event_description": send.event_description,
+        "hold_until": format_eta(send.hold_until) if send.hold_until else None,
+        "revived": send.revived,
     }
+    # Shared sentences, rendered as plain text (as the exception wording is): a macro of a
+    # text template called from an HTML template would come back unescaped.
+    support = _env.get_template("_support.txt").make_module(context)
+    context.update({name: _squash(str(getattr(support, name)())) for name in _SUPPORT_MACROS})
+    return context
+
+
+def _web_link(url: str | None) -> str | None:
+    """Only web links: the URL ends up in an href."""
+    return url if url and url.lower().startswith(("https://", "http://")) else None
 
 
 def _exception_wording(
     context: dict[str, Any], carrier: str | None, kind: ExceptionKind
-) -> dict[str, str]:
-    """The kind-specific sentences, rendered as plain text so the HTML template escapes them."""
+) -> dict[str, Any]:
+    """The kind-specific sentences, rendered as plain text so the HTML template escapes them,
+    and `offers_resolution`: whether the wording points to the replacement-or-refund link."""
     reason = _resolve(Trigger.EXCEPTION, "reason.txt", carrier, kind).make_module(context)
-    return {name: _squash(str(getattr(reason, name)())) for name in _EXCEPTION_MACROS}
+    wording: dict[str, Any] = {
+        name: _squash(str(getattr(reason, name)())) for name in _EXCEPTION_MACROS
+    }
+    wording["offers_resolution"] = getattr(reason, "offers_resolution", False) is True
+    return wording
 
 
 def _render_sms(template: Template, context: dict[str, Any], sender: str) -> str:
     """The fullest variant that fits one SMS. Never truncated: when even the shortest does
-    not fit, it goes out as a multi-part SMS with its tracking link intact."""
+    not fit, it goes out as a multi-part SMS with its link intact."""
     texts = [
         _squash(f"{sender}: {template.render(context, **flags)}".translate(_GSM7_LOOKALIKES))
         for flags in _SMS_VARIANTS

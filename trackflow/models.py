@@ -92,6 +92,10 @@ class Trigger(StrEnum):
     OUT_FOR_DELIVERY = "out_for_delivery"
     DELIVERED = "delivered"
     EXCEPTION = "exception"
+    LOST = "lost"
+    STALE = "stale"
+    REVIEW_REQUEST = "review_request"
+    RETURN_REQUESTED = "return_requested"
 
 
 class Channel(StrEnum):
@@ -185,6 +189,9 @@ class CarrierEvent(Model):
     description: str | None = Field(default=None, max_length=500)
     location: str | None = Field(default=None, max_length=200)
     estimated_delivery: date | None = None
+    hold_until: date | None = Field(
+        default=None, description="held at a facility: the last day it can be picked up"
+    )
     event_id: str | None = Field(default=None, max_length=200)
     source: str = "api"
 
@@ -208,6 +215,17 @@ class CarrierEvent(Model):
             return f"{self.source}:{self.event_id}"
         stamp = self.occurred_at.timestamp()
         return f"{self.status}:{self.exception or ''}:{stamp:.0f}:{self.location or ''}"
+
+
+class ReturnRequest(Model):
+    """The customer asked for a refund or to send the order back."""
+
+    request_id: str = Field(min_length=1, max_length=200)
+    kind: Literal["refund", "return"] = "return"
+    order_id: str | None = None
+    requested_at: datetime | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+    line_item_count: int = 0
 
 
 class ShipmentUpdate(Model):

@@ -1,26 +1,59 @@
 """The policy: (state, event or timer, order, TrackingPolicy) -> (new state, decisions).
 
-Pure and deterministic: the workflow feeds it signals and timers and carries out what it
-returns; the tests drive it with a fake clock.
+Pure and deterministic: the workflow feeds it signals and the passing of time and carries
+out what it returns; the tests drive it with a fake clock.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from enum import StrEnum
+from datetime import datetime
 
-from pydantic import Field
-
+from trackflow.effects import (
+    AUTO_DELAY_NOTIFIED,
+    LOST_PACKAGE_TAG,
+    AlertKind,
+    RaiseAlert,
+    SendNotification,
+    StartReturn,
+    TagHelpdesk,
+    Tone,
+)
 from trackflow.models import (
     CarrierEvent,
     CarrierStatus,
     Channel,
     ExceptionKind,
-    Model,
+    ReturnRequest,
     Shipment,
     Trigger,
 )
+from trackflow.send_windows import format_local, next_send_time, window_for
+from trackflow.shipment_state import (
+    Decision,
+    NextAction,
+    Note,
+    NotificationView,
+    PendingSend,
+    Phase,
+    SentNotification,
+    ShipmentState,
+    ShipmentView,
+    TimelineEntry,
+)
+from trackflow.timers import Timer, TimerKind, due_timers
+from trackflow.timezones import region_code, resolve_timezone
 from trackflow.tracking_policy import TrackingPolicy
+
+__all__ = [
+    "Decision",
+    "NextAction",
+    "Phase",
+    "SendNotification",
+    "ShipmentState",
+    "ShipmentView",
+    "TimelineEntry",
+    "Tone",
+]
 
 MAX_REMEMBERED_EVENT_KEYS = 500
 
@@ -36,83 +69,14 @@ _MILESTONE_TRIGGER: dict[CarrierStatus, Trigger] = {
     CarrierStatus.OUT_FOR_DELIVERY: Trigger.OUT_FOR_DELIVERY,
     CarrierStatus.DELIVERED: Trigger.DELIVERED,
 }
+_TRIGGER_RANK = {_MILESTONE_TRIGGER[s]: rank for s, rank in _MILESTONE_RANK.items()}
+_PHASE_FOR_RANK = {-1: Phase.PENDING, 0: Phase.LABEL_CREATED, 1: Phase.IN_TRANSIT}
+_PHASE_FOR_RANK |= {2: Phase.OUT_FOR_DELIVERY, 3: Phase.DELIVERED}
 DELIVERED_RANK = _MILESTONE_RANK[CarrierStatus.DELIVERED]
+_DELAY_TRIGGERS = {Trigger.EXCEPTION, Trigger.LOST, Trigger.STALE}
 
 
-class Phase(StrEnum):
-    """Where the shipment stands; shown in the API and the `TrackflowStatus` search attribute."""
-
-    PENDING = "pending"
-    LABEL_CREATED = "label_created"
-    IN_TRANSIT = "in_transit"
-    OUT_FOR_DELIVERY = "out_for_delivery"
-    DELIVERED = "delivered"
-    EXCEPTION = "exception"
-    RETURNED = "returned"
-    CANCELLED = "cancelled"
-
-
-class Tone(StrEnum):
-    NEW_CUSTOMER = "new_customer"
-    RETURNING_CUSTOMER = "returning_customer"
-
-
-class TimelineEntry(Model):
-    status: CarrierStatus
-    exception: ExceptionKind | None = None
-    occurred_at: datetime
-    received_at: datetime
-    description: str | None = None
-    location: str | None = None
-    source: str = "api"
-    effect: str = Field(description="what the policy did with the event, for ops")
-
-
-class SendNotification(Model):
-    """One message to one channel; carried out by the send activity exactly once per key."""
-
-    idempotency_key: str
-    trigger: Trigger
-    channel: Channel
-    to: str
-    exception: ExceptionKind | None = None
-    episode: int = 0
-    tone: Tone = Tone.NEW_CUSTOMER
-    estimated_delivery: date | None = None
-    event_description: str | None = None
-    event_location: str | None = None
-
-
-class SentNotification(Model):
-    idempotency_key: str
-    trigger: Trigger
-    channel: Channel
-    exception: ExceptionKind | None = None
-    sent_at: datetime
-
-
-class ShipmentState(Model):
-    phase: Phase = Phase.PENDING
-    rank: int = -1
-    last_milestone_at: datetime | None = None
-    open_exception: ExceptionKind | None = None
-    exception_episode: int = 0
-    delivered_seen_at: datetime | None = None
-    closed_reason: str | None = None
-    estimated_delivery: date | None = None
-    timeline: list[TimelineEntry] = Field(default_factory=list)
-    seen_event_keys: list[str] = Field(default_factory=list)
-    notifications: list[SentNotification] = Field(default_factory=list)
-
-
-class Decision(Model):
-    state: ShipmentState
-    sends: list[SendNotification] = Field(default_factory=list)
-
-
-class NextAction(Model):
-    kind: str
-    due_at: datetime | None = None
+# --- who, how -----------------------------------------------------------------------------
 
 
 def channels_for(shipment: Shipment, policy: TrackingPolicy) -> list[tuple[Channel, str]]:
@@ -138,6 +102,19 @@ def idempotency_key(shipment: Shipment, trigger: Trigger, episode: str, channel:
     return f"{shipment.workflow_id}:{trigger}:{episode}:{channel}"
 
 
+def customer_zone(shipment: Shipment, policy: TrackingPolicy) -> str:
+    return resolve_timezone(shipment, policy.default_timezone).name
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+def on_start(state: ShipmentState, now: datetime) -> ShipmentState:
+    if state.started_at is not None:
+        return state
+    return state.model_copy(update={"started_at": now})
+
+
 def on_event(
     state: ShipmentState,
     event: CarrierEvent,
@@ -148,10 +125,10 @@ def on_event(
     key = event.dedupe_key
     if key in state.seen_event_keys or event.tracking_number != shipment.tracking_number:
         return Decision(state=state)
-    seen = [*state.seen_event_keys, key][-MAX_REMEMBERED_EVENT_KEYS:]
-    eta = event.estimated_delivery or state.estimated_delivery
-
     changes, trigger, episode_tag, effect = _classify(state, event)
+    changes |= _scan_bookkeeping(state, event, now)
+    if changes.get("phase") == Phase.DELIVERED:
+        changes["delivered_seen_at"] = now
     entry = TimelineEntry(
         status=event.status,
         exception=None if event.status in _MILESTONE_RANK else _exception_kind(event),
@@ -162,16 +139,95 @@ def on_event(
         source=event.source,
         effect=effect,
     )
-    if changes.get("phase") == Phase.DELIVERED:
-        changes["delivered_seen_at"] = now
-    timeline = sorted([*state.timeline, entry], key=lambda e: e.occurred_at)
-    new_state = state.model_copy(
-        update={**changes, "seen_event_keys": seen, "estimated_delivery": eta, "timeline": timeline}
+    state = state.model_copy(
+        update={
+            **changes,
+            "seen_event_keys": [*state.seen_event_keys, key][-MAX_REMEMBERED_EVENT_KEYS:],
+            "estimated_delivery": event.estimated_delivery or state.estimated_delivery,
+            "timeline": sorted([*state.timeline, entry], key=lambda e: e.occurred_at),
+        }
     )
     if trigger is None:
-        return Decision(state=new_state)
-    sends = _sends(new_state, shipment, policy, trigger, episode_tag, event)
-    return Decision(state=new_state, sends=sends)
+        return Decision(state=state)
+    sends = _sends(state, shipment, policy, trigger, episode_tag, event=event)
+    return _schedule(Decision(state=state), sends, shipment, policy, now)
+
+
+def on_tick(
+    state: ShipmentState, shipment: Shipment, policy: TrackingPolicy, now: datetime
+) -> Decision:
+    """Let time pass: release deferred messages and fire every timer that is due."""
+    decision = _release_pending(Decision(state=state), shipment, policy, now)
+    for timer in due_timers(decision.state, shipment, policy):
+        if timer.due_at > now:
+            break
+        decision = _fire(timer, decision, shipment, policy, now)
+    return decision
+
+
+def on_return_request(
+    state: ShipmentState,
+    request: ReturnRequest,
+    shipment: Shipment,
+    policy: TrackingPolicy,
+    now: datetime,
+) -> Decision:
+    if request.request_id in state.return_request_ids:
+        return Decision(state=state)
+    state = state.model_copy(
+        update={
+            "return_request_ids": [*state.return_request_ids, request.request_id],
+            "trouble": [*state.trouble, f"{request.kind} requested"],
+        }
+    )
+    delivered = state.delivered_seen_at
+    if delivered is None or now - delivered > policy.return_window:
+        why = "not delivered yet" if delivered is None else "outside the return window"
+        note = Note(kind="return_ignored", key=request.request_id, detail=why, at=now)
+        return Decision(state=_noted(state, note))
+    start = StartReturn(
+        workflow_id=f"return-{shipment.tracking_number}-{_safe_id(request.request_id)}",
+        request=request,
+    )
+    note = Note(kind="return_started", key=start.workflow_id, detail=request.kind, at=now)
+    return Decision(state=_noted(state, note), returns=[start])
+
+
+def on_cancel(state: ShipmentState, reason: str) -> ShipmentState:
+    if state.closed_reason:
+        return state
+    return state.model_copy(
+        update={"phase": Phase.CANCELLED, "closed_reason": f"cancelled: {reason}", "pending": []}
+    )
+
+
+def on_shipment_update(current: Shipment, update: Shipment) -> Shipment:
+    """Later facts replace earlier ones, but a workflow never changes tracking number."""
+    if update.tracking_number != current.tracking_number:
+        raise ValueError("shipment update is for another tracking number")
+    return update
+
+
+def record_sent(state: ShipmentState, send: SendNotification, sent_at: datetime) -> ShipmentState:
+    if any(n.idempotency_key == send.idempotency_key for n in state.notifications):
+        return state
+    sent = SentNotification(
+        idempotency_key=send.idempotency_key,
+        trigger=send.trigger,
+        channel=send.channel,
+        exception=send.exception,
+        sent_at=sent_at,
+    )
+    return state.model_copy(update={"notifications": [*state.notifications, sent]})
+
+
+def is_finished(
+    state: ShipmentState, shipment: Shipment, policy: TrackingPolicy, now: datetime
+) -> bool:
+    return state.closed_reason is not None and not state.pending
+
+
+# --- events -------------------------------------------------------------------------------
 
 
 def _classify(
@@ -180,18 +236,25 @@ def _classify(
     """What the event changes, which message it triggers (if any), and why, in words."""
     if state.closed_reason:
         return {}, None, "", f"ignored: shipment {state.closed_reason}"
+    revival = _revival(state, event)
 
     if event.status in _MILESTONE_RANK:
         rank = _MILESTONE_RANK[event.status]
-        if rank <= state.rank:
-            return {}, None, "", "ignored: milestone already reached"
-        changes: dict[str, object] = {
-            "rank": rank,
-            "phase": Phase(event.status.value),
-            "last_milestone_at": event.occurred_at,
-            "open_exception": None,
-        }
-        return changes, _MILESTONE_TRIGGER[event.status], "1", "milestone"
+        if rank > state.rank:
+            changes: dict[str, object] = {
+                "rank": rank,
+                "phase": _PHASE_FOR_RANK[rank],
+                "last_milestone_at": event.occurred_at,
+                "open_exception": None,
+                "exception_opened_at": None,
+            }
+            return revival | changes, _MILESTONE_TRIGGER[event.status], "1", "milestone"
+        if revival:
+            return revival, Trigger.IN_TRANSIT, f"revived-{state.lost_episode}", "found again"
+        if _recovers(state, event):
+            recovered = {"open_exception": None, "exception_opened_at": None}
+            return recovered | {"phase": _PHASE_FOR_RANK[state.rank]}, None, "", "recovered"
+        return {}, None, "", "ignored: milestone already reached"
 
     if state.rank >= DELIVERED_RANK:
         return {}, None, "", "ignored: already delivered"
@@ -199,14 +262,39 @@ def _classify(
         return {}, None, "", "ignored: older than the last milestone"
 
     kind = _exception_kind(event)
-    changes = {"phase": Phase.EXCEPTION, "open_exception": kind}
+    changes = revival | {"phase": Phase.EXCEPTION, "open_exception": kind}
     if event.status == CarrierStatus.RETURNED:
-        changes.update(phase=Phase.RETURNED, closed_reason="returned to sender")
+        changes |= {"phase": Phase.RETURNED, "closed_reason": "returned to sender"}
+    changes["trouble"] = [*state.trouble, kind.value]
     if state.open_exception == kind:
         return changes, None, "", "ignored: same exception still open"
     episode = state.exception_episode + 1
-    changes["exception_episode"] = episode
+    changes |= {"exception_episode": episode, "exception_opened_at": event.occurred_at}
     return changes, Trigger.EXCEPTION, f"{episode}-{kind}", "exception"
+
+
+def _revival(state: ShipmentState, event: CarrierEvent) -> dict[str, object]:
+    """A scan after we declared the parcel lost: it is moving again."""
+    if not state.lost or not _is_newest(state, event):
+        return {}
+    return {"lost_since": None, "phase": _PHASE_FOR_RANK[state.rank]}
+
+
+def _recovers(state: ShipmentState, event: CarrierEvent) -> bool:
+    opened = state.exception_opened_at
+    return state.open_exception is not None and opened is not None and event.occurred_at > opened
+
+
+def _is_newest(state: ShipmentState, event: CarrierEvent) -> bool:
+    return state.latest_occurred_at is None or event.occurred_at >= state.latest_occurred_at
+
+
+def _scan_bookkeeping(
+    state: ShipmentState, event: CarrierEvent, now: datetime
+) -> dict[str, object]:
+    if not _is_newest(state, event):
+        return {}
+    return {"latest_occurred_at": event.occurred_at, "last_scan_at": now}
 
 
 def _exception_kind(event: CarrierEvent) -> ExceptionKind:
@@ -223,95 +311,261 @@ def _sends(
     policy: TrackingPolicy,
     trigger: Trigger,
     episode_tag: str,
-    event: CarrierEvent,
+    *,
+    event: CarrierEvent | None = None,
 ) -> list[SendNotification]:
-    tone = tone_for(shipment, policy)
+    is_exception = trigger == Trigger.EXCEPTION
     return [
         SendNotification(
             idempotency_key=idempotency_key(shipment, trigger, episode_tag, channel),
             trigger=trigger,
             channel=channel,
             to=to,
-            exception=state.open_exception if trigger == Trigger.EXCEPTION else None,
-            episode=state.exception_episode if trigger == Trigger.EXCEPTION else 0,
-            tone=tone,
+            exception=state.open_exception if is_exception else None,
+            episode=_episode_number(state, trigger),
+            tone=tone_for(shipment, policy),
             estimated_delivery=state.estimated_delivery,
-            event_description=event.description,
-            event_location=event.location,
+            event_description=event.description if event else None,
+            event_location=event.location if event else None,
+            hold_until=event.hold_until if event else None,
+            revived=episode_tag.startswith("revived-"),
         )
         for channel, to in channels_for(shipment, policy)
     ]
 
 
-def record_sent(state: ShipmentState, send: SendNotification, sent_at: datetime) -> ShipmentState:
-    if any(n.idempotency_key == send.idempotency_key for n in state.notifications):
-        return state
-    sent = SentNotification(
-        idempotency_key=send.idempotency_key,
-        trigger=send.trigger,
-        channel=send.channel,
-        exception=send.exception,
-        sent_at=sent_at,
+def _episode_number(state: ShipmentState, trigger: Trigger) -> int:
+    return {
+        Trigger.EXCEPTION: state.exception_episode,
+        Trigger.LOST: state.lost_episode,
+        Trigger.STALE: state.stale_episode,
+    }.get(trigger, 0)
+
+
+# --- send windows (quiet hours) -----------------------------------------------------------
+
+
+def _schedule(
+    decision: Decision,
+    sends: list[SendNotification],
+    shipment: Shipment,
+    policy: TrackingPolicy,
+    now: datetime,
+) -> Decision:
+    """Send now what the customer's window allows; hold the rest until it opens."""
+    state = decision.state
+    ready: list[SendNotification] = []
+    pending = list(state.pending)
+    for send in sends:
+        due = _next_send_time(send.channel, shipment, policy, now)
+        if due == now:
+            ready.append(send)
+        else:
+            pending.append(
+                PendingSend(
+                    send=send,
+                    due_at=due,
+                    decided_at=now,
+                    rank=state.rank,
+                    scan_marker=state.last_scan_at,
+                )
+            )
+    decision = decision.model_copy(update={"state": state.model_copy(update={"pending": pending})})
+    return _with_sends(decision, ready, shipment, now)
+
+
+def _next_send_time(
+    channel: Channel, shipment: Shipment, policy: TrackingPolicy, now: datetime
+) -> datetime:
+    window = window_for(channel, region_code(shipment), policy, policy.stricter_sms_windows)
+    return next_send_time(now, customer_zone(shipment, policy), window)
+
+
+def _release_pending(
+    decision: Decision, shipment: Shipment, policy: TrackingPolicy, now: datetime
+) -> Decision:
+    state = decision.state
+    keep: list[PendingSend] = []
+    ready: list[SendNotification] = []
+    notes = list(state.notes)
+    for pending in state.pending:
+        if pending.due_at > now:
+            keep.append(pending)
+        elif reason := obsolete_because(pending, state):
+            key = pending.send.idempotency_key
+            notes.append(Note(kind="dropped", key=key, detail=reason, at=now))
+        elif (due := _next_send_time(pending.send.channel, shipment, policy, now)) != now:
+            keep.append(pending.model_copy(update={"due_at": due}))
+        else:
+            ready.append(pending.send)
+    state = state.model_copy(update={"pending": keep, "notes": notes})
+    return _with_sends(decision.model_copy(update={"state": state}), ready, shipment, now)
+
+
+def obsolete_because(pending: PendingSend, state: ShipmentState) -> str | None:
+    """A held-back message that the shipment has moved past is dropped, never sent late."""
+    send = pending.send
+    if state.phase == Phase.CANCELLED:
+        return "shipment cancelled"
+    if send.trigger in _TRIGGER_RANK and state.rank > _TRIGGER_RANK[send.trigger]:
+        return f"a later milestone ({state.phase}) was reached"
+    if send.trigger == Trigger.EXCEPTION and (
+        state.open_exception != send.exception or state.exception_episode != send.episode
+    ):
+        return "the exception is over"
+    if send.trigger == Trigger.LOST and (not state.lost or state.lost_episode != send.episode):
+        return "the parcel moved again"
+    if send.trigger == Trigger.STALE and state.last_scan_at != pending.scan_marker:
+        return "a new carrier scan arrived"
+    if send.trigger == Trigger.REVIEW_REQUEST and state.trouble:
+        return f"review skipped: {state.trouble[-1]}"
+    return None
+
+
+def _with_sends(
+    decision: Decision, sends: list[SendNotification], shipment: Shipment, now: datetime
+) -> Decision:
+    """Add sends, and tag the customer in the helpdesk when a delay message goes out."""
+    tags = list(decision.tags)
+    state = decision.state
+    for send in sends:
+        if send.trigger not in _DELAY_TRIGGERS:
+            continue
+        wanted = [AUTO_DELAY_NOTIFIED] + (
+            [LOST_PACKAGE_TAG] if send.trigger == Trigger.LOST else []
+        )
+        for tag in wanted:
+            effect = _tag(shipment, tag, _episode_key(send) + f":helpdesk:{tag}", send.trigger)
+            if not any(n.key == effect.idempotency_key for n in state.notes):
+                tags.append(effect)
+                state = _noted(state, Note(kind="helpdesk", key=effect.idempotency_key,
+                                           detail=tag, at=now))  # fmt: skip
+    return decision.model_copy(
+        update={"state": state, "sends": [*decision.sends, *sends], "tags": tags}
     )
-    return state.model_copy(update={"notifications": [*state.notifications, sent]})
 
 
-def on_cancel(state: ShipmentState, reason: str) -> ShipmentState:
-    if state.closed_reason:
-        return state
-    return state.model_copy(
-        update={"phase": Phase.CANCELLED, "closed_reason": f"cancelled: {reason}"}
+def _episode_key(send: SendNotification) -> str:
+    return send.idempotency_key.rsplit(":", 1)[0]
+
+
+def _tag(shipment: Shipment, tag: str, key: str, why: Trigger) -> TagHelpdesk:
+    return TagHelpdesk(
+        idempotency_key=key,
+        tag=tag,
+        customer_email=shipment.customer.email,
+        customer_phone=shipment.customer.phone,
+        tracking_number=shipment.tracking_number,
+        order_id=shipment.order_id,
+        note=f"trackflow told the customer about: {why.value}",
     )
 
 
-def on_shipment_update(current: Shipment, update: Shipment) -> Shipment:
-    """Later facts replace earlier ones, but a workflow never changes tracking number."""
-    if update.tracking_number != current.tracking_number:
-        raise ValueError("shipment update is for another tracking number")
-    return update
+def _noted(state: ShipmentState, note: Note) -> ShipmentState:
+    return state.model_copy(update={"notes": [*state.notes, note]})
+
+
+def _safe_id(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:80]
+
+
+# --- timers -------------------------------------------------------------------------------
+
+
+def _fire(
+    timer: Timer, decision: Decision, shipment: Shipment, policy: TrackingPolicy, now: datetime
+) -> Decision:
+    state = decision.state
+    match timer.kind:
+        case TimerKind.PICKUP_GAP:
+            state = state.model_copy(update={"pickup_gap_alerted": True})
+            decision = _alert(decision, state, shipment, AlertKind.PICKUP_GAP, timer, now)
+            if policy.pickup_gap_customer_message:
+                sends = _sends(decision.state, shipment, policy, Trigger.STALE, "pickup-gap")
+                decision = _schedule(decision, sends, shipment, policy, now)
+            return decision
+        case TimerKind.STALE:
+            episode = state.stale_episode + 1
+            state = state.model_copy(
+                update={"stale_episode": episode, "stale_notified_for": state.last_scan_at}
+            )
+            sends = _sends(state, shipment, policy, Trigger.STALE, str(episode))
+            return _schedule(
+                decision.model_copy(update={"state": state}), sends, shipment, policy, now
+            )
+        case TimerKind.LOST:
+            episode = state.lost_episode + 1
+            state = state.model_copy(
+                update={
+                    "lost_episode": episode,
+                    "lost_since": now,
+                    "phase": Phase.LOST,
+                    "trouble": [*state.trouble, "lost"],
+                }
+            )
+            decision = _alert(decision, state, shipment, AlertKind.LOST, timer, now)
+            sends = _sends(decision.state, shipment, policy, Trigger.LOST, str(episode))
+            return _schedule(decision, sends, shipment, policy, now)
+        case TimerKind.REVIEW_REQUEST:
+            if state.trouble:
+                state = state.model_copy(update={"review": "skipped"})
+                note = Note(
+                    kind="review", key="review", detail=f"skipped: {state.trouble[-1]}", at=now
+                )
+                return decision.model_copy(update={"state": _noted(state, note)})
+            state = state.model_copy(update={"review": "sent"})
+            sends = _sends(state, shipment, policy, Trigger.REVIEW_REQUEST, "1")
+            return _schedule(
+                decision.model_copy(update={"state": state}), sends, shipment, policy, now
+            )
+        case TimerKind.COMPLETE:
+            state = state.model_copy(update={"closed_reason": timer.detail})
+            return decision.model_copy(update={"state": state})
+        case TimerKind.DELIVER_HELD:
+            return decision
+    raise AssertionError(f"unhandled timer {timer.kind}")
+
+
+def _alert(
+    decision: Decision,
+    state: ShipmentState,
+    shipment: Shipment,
+    kind: AlertKind,
+    timer: Timer,
+    now: datetime,
+) -> Decision:
+    key = f"{shipment.workflow_id}:alert:{kind.value}:{state.lost_episode}"
+    alert = RaiseAlert(
+        idempotency_key=key,
+        alert=kind,
+        tracking_number=shipment.tracking_number,
+        order_id=shipment.order_id,
+        summary=f"{shipment.carrier or 'carrier'} {shipment.tracking_number} "
+        f"(order {shipment.order_name or shipment.order_id}): {timer.detail}",
+        raised_at=now,
+    )
+    state = _noted(state, Note(kind="alert", key=key, detail=timer.detail, at=now))
+    return decision.model_copy(update={"state": state, "alerts": [*decision.alerts, alert]})
+
+
+# --- what ops see -------------------------------------------------------------------------
 
 
 def next_action(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> NextAction:
-    if state.closed_reason:
-        return NextAction(kind="complete")
-    if state.delivered_seen_at is not None:
-        hold = policy.timings(shipment.shipping_speed).post_delivery_hold
-        return NextAction(kind="close_after_delivery", due_at=state.delivered_seen_at + hold)
-    return NextAction(kind="await_carrier_event")
-
-
-def is_finished(
-    state: ShipmentState, shipment: Shipment, policy: TrackingPolicy, now: datetime
-) -> bool:
-    action = next_action(state, shipment, policy)
-    if action.kind == "complete":
-        return True
-    return (
-        action.due_at is not None and now >= action.due_at and action.kind == "close_after_delivery"
+    zone = customer_zone(shipment, policy)
+    timers = due_timers(state, shipment, policy)
+    if not timers:
+        if state.closed_reason:
+            return NextAction(kind="complete", detail=state.closed_reason, timezone=zone)
+        return NextAction(kind="await_carrier_event", timezone=zone)
+    timer = timers[0]
+    return NextAction(
+        kind=timer.kind.value,
+        due_at=timer.due_at,
+        due_local=format_local(timer.due_at, zone),
+        timezone=zone,
+        detail=timer.detail,
     )
-
-
-class NotificationView(Model):
-    trigger: Trigger
-    channel: Channel
-    exception: ExceptionKind | None = None
-    sent_at: datetime
-
-
-class ShipmentView(Model):
-    """What `GET /v1/shipments/{n}` and `trackflow shipment show` display."""
-
-    workflow_id: str
-    tracking_number: str
-    order_id: str
-    status: Phase
-    exception: ExceptionKind | None = None
-    carrier: str | None
-    estimated_delivery: date | None = None
-    closed_reason: str | None = None
-    timeline: list[TimelineEntry]
-    notifications: list[NotificationView]
-    next_action: NextAction
 
 
 def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> ShipmentView:
@@ -322,6 +576,7 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         status=state.phase,
         exception=state.open_exception if state.phase == Phase.EXCEPTION else None,
         carrier=shipment.carrier,
+        timezone=customer_zone(shipment, policy),
         estimated_delivery=state.estimated_delivery,
         closed_reason=state.closed_reason,
         timeline=state.timeline,
@@ -331,5 +586,7 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
             )
             for n in state.notifications
         ],
+        waiting=state.pending,
+        notes=state.notes,
         next_action=next_action(state, shipment, policy),
     )

@@ -18,6 +18,7 @@ class Settings(BaseModel):
     task_queue: str = TASK_QUEUE
     data_dir: Path = Path(".trackflow")
     ledger_url: str | None = None
+    policy_file: Path | None = None
     api_token: str | None = None
     shopify_webhook_secret: str | None = None
     time_scale: float = Field(default=1.0, gt=0)

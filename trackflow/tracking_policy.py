@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import time, timedelta
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import pytz
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trackflow.models import ShippingSpeed
 
@@ -25,10 +26,24 @@ class SpeedTimings(BaseModel):
 
 
 class SendWindow(BaseModel):
+    """Local hours [start, end) in which a message may go out; start == end means any time."""
+
     model_config = ConfigDict(frozen=True)
 
     start: time = time(8, 0)
     end: time = time(21, 0)
+
+    @property
+    def always_open(self) -> bool:
+        return self.start == self.end
+
+
+ALWAYS = SendWindow(start=time(0), end=time(0))
+# Stricter state rules for texts (Florida s. 501.616, Oklahoma HB 3168): 8 a.m. to 8 p.m.
+STRICTER_SMS_WINDOWS = {
+    "US-FL": SendWindow(start=time(8), end=time(20)),
+    "US-OK": SendWindow(start=time(8), end=time(20)),
+}
 
 
 class TrackingPolicy(BaseModel):
@@ -45,14 +60,31 @@ class TrackingPolicy(BaseModel):
     )
     email_window: SendWindow = SendWindow()
     sms_window: SendWindow = SendWindow()
+    stricter_sms_windows: dict[str, SendWindow] = Field(
+        default_factory=lambda: dict(STRICTER_SMS_WINDOWS)
+    )
+    default_timezone: str = "America/New_York"
+    stale_message_enabled: bool = True
+    pickup_gap_customer_message: bool = False
+    return_window: timedelta = Field(default=timedelta(hours=72), gt=timedelta(0))
+    lost_follow_up: timedelta = Field(
+        default=timedelta(days=30), gt=timedelta(0), description="how long a lost parcel is watched"
+    )
     time_scale: float = Field(default=1.0, gt=0)
 
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        if name not in pytz.all_timezones_set:
+            raise ValueError(f"unknown IANA time zone {name!r}")
+        return name
+
     @model_validator(mode="after")
-    def _hold_not_below_twelve_hours(self) -> TrackingPolicy:
+    def _hold_between_twelve_and_twenty_four_hours(self) -> TrackingPolicy:
+        low, high = timedelta(hours=12) / self.time_scale, timedelta(hours=24) / self.time_scale
         for speed in (self.standard, self.express):
-            minimum = timedelta(hours=12) / self.time_scale
-            if speed.post_delivery_hold < minimum:
-                raise ValueError("post_delivery_hold must be at least 12 hours")
+            if not low <= speed.post_delivery_hold <= high:
+                raise ValueError("post_delivery_hold must be between 12 and 24 hours")
         return self
 
     def timings(self, speed: ShippingSpeed) -> SpeedTimings:
@@ -66,6 +98,8 @@ class TrackingPolicy(BaseModel):
             update={
                 "standard": self.standard.scaled(factor),
                 "express": self.express.scaled(factor),
+                "return_window": self.return_window / factor,
+                "lost_follow_up": self.lost_follow_up / factor,
                 "time_scale": self.time_scale * factor,
             }
         )

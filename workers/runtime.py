@@ -28,7 +28,7 @@ async def ensure_search_attributes(client: Client) -> None:
         ListSearchAttributesRequest(namespace=client.namespace)
     )
     missing = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
         for key in ALL_KEYS
         if key.name not in existing.custom_attributes
     }

@@ -10,21 +10,28 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.alerts import AlertActivities, LedgerAlerts
+from activities.helpdesk import HelpdeskActivities, LedgerHelpdesk
 from activities.ledger import open_ledger
 from activities.notify import NotificationActivities, OutboxNotifier
 from trackflow.messages import Brand
 from trackflow.settings import Settings
+from trackflow.timezones import preload_zone_data
 from workers.runtime import connect, ensure_search_attributes
+from workflows.returns import ReturnsWorkflow
 from workflows.shipment import ShipmentTrackingWorkflow
 
-WORKFLOWS = [ShipmentTrackingWorkflow]
+WORKFLOWS = [ShipmentTrackingWorkflow, ReturnsWorkflow]
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
+    preload_zone_data()
     # The pure domain is deterministic and may be shared with the host, which also keeps
     # pydantic and zoneinfo objects out of the sandbox's restricted proxies.
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("trackflow", "pydantic")
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "trackflow", "pydantic", "pytz"
+        )
     )
 
 
@@ -36,12 +43,18 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
         notifier=OutboxNotifier(ledger),
         brand=Brand(store_name=settings.store_name, support_email=settings.support_email),
     )
+    alerts = AlertActivities(ledger, LedgerAlerts(ledger))
+    helpdesk = HelpdeskActivities(ledger, LedgerHelpdesk(ledger))
     try:
         yield Worker(
             client,
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
-            activities=[notifications.send_notification],
+            activities=[
+                notifications.send_notification,
+                alerts.raise_alert,
+                helpdesk.tag_helpdesk,
+            ],
             workflow_runner=sandbox_runner(),
         )
     finally:

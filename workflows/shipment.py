@@ -6,32 +6,29 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from trackflow import policy
     from trackflow.contracts import (
         QUERY_STATE,
+        RETURNS_WORKFLOW_NAME,
         SIGNAL_CANCEL,
         SIGNAL_CARRIER_EVENT,
+        SIGNAL_RETURN_REQUEST,
         SIGNAL_UPDATE_SHIPMENT,
         WORKFLOW_NAME,
         Cancel,
-        DeliveryReceipt,
         InboxItem,
-        NotificationRequest,
+        ReturnsWorkflowInput,
         ShipmentWorkflowInput,
     )
-    from trackflow.models import CarrierEvent, ShipmentUpdate
-    from trackflow.policy import SendNotification, ShipmentView
+    from trackflow.effects import StartReturn
+    from trackflow.models import CarrierEvent, ReturnRequest, ShipmentUpdate
+    from trackflow.shipment_state import Decision, ShipmentView
+    from workflows import effects
     from workflows.search_attributes import search_attribute_updates
-
-SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    non_retryable_error_types=["UndeliverableMessage"],
-)
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -42,16 +39,20 @@ class ShipmentTrackingWorkflow:
         self._policy = input.policy
         self._state = input.state or policy.ShipmentState()
         self._inbox: list[InboxItem] = list(input.inbox)
-        self._published_status: str | None = None
+        self._published: object = None
 
     @workflow.run
     async def run(self, input: ShipmentWorkflowInput) -> ShipmentView:
-        self._publish_search_attributes()
-        while not policy.is_finished(self._state, self._shipment, self._policy, workflow.now()):
-            await self._wait_for_inbox_or_due_action()
+        self._state = policy.on_start(self._state, workflow.now())
+        while True:
+            await self._apply(
+                policy.on_tick(self._state, self._shipment, self._policy, workflow.now())
+            )
             while self._inbox:
                 await self._handle(self._inbox.pop(0))
-            self._publish_search_attributes()
+            self._publish()
+            if policy.is_finished(self._state, self._shipment, self._policy, workflow.now()):
+                break
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
@@ -62,6 +63,7 @@ class ShipmentTrackingWorkflow:
                         inbox=self._inbox,
                     )
                 )
+            await self._wait_for_inbox_or_next_timer()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
 
@@ -77,6 +79,10 @@ class ShipmentTrackingWorkflow:
     def cancel(self, cancel: Cancel) -> None:
         self._inbox.append(InboxItem(cancel=cancel))
 
+    @workflow.signal(name=SIGNAL_RETURN_REQUEST)
+    def return_request(self, request: ReturnRequest) -> None:
+        self._inbox.append(InboxItem(return_request=request))
+
     @workflow.query(name=QUERY_STATE)
     def state(self) -> ShipmentView:
         return self._view()
@@ -84,39 +90,68 @@ class ShipmentTrackingWorkflow:
     def _view(self) -> ShipmentView:
         return policy.view(self._state, self._shipment, self._policy)
 
-    async def _wait_for_inbox_or_due_action(self) -> None:
+    async def _wait_for_inbox_or_next_timer(self) -> None:
         due_at = policy.next_action(self._state, self._shipment, self._policy).due_at
         timeout = None if due_at is None else max(due_at - workflow.now(), timedelta(0))
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: bool(self._inbox), timeout=timeout)
 
     async def _handle(self, item: InboxItem) -> None:
+        now = workflow.now()
         if item.event is not None:
-            decision = policy.on_event(
-                self._state, item.event, self._shipment, self._policy, workflow.now()
+            await self._apply(
+                policy.on_event(self._state, item.event, self._shipment, self._policy, now)
             )
-            self._state = decision.state
-            for send in decision.sends:
-                await self._send(send)
+        elif item.return_request is not None:
+            await self._apply(
+                policy.on_return_request(
+                    self._state, item.return_request, self._shipment, self._policy, now
+                )
+            )
         elif item.update is not None:
             self._shipment = policy.on_shipment_update(self._shipment, item.update.shipment)
         elif item.cancel is not None:
             self._state = policy.on_cancel(self._state, item.cancel.reason)
 
-    async def _send(self, send: SendNotification) -> None:
-        receipt = await workflow.execute_activity(
-            "send_notification",
-            NotificationRequest(shipment=self._shipment, send=send),
-            result_type=DeliveryReceipt,
-            start_to_close_timeout=timedelta(seconds=20),
-            retry_policy=SEND_RETRY,
-        )
-        self._state = policy.record_sent(self._state, send, receipt.sent_at)
+    async def _apply(self, decision: Decision) -> None:
+        self._state = decision.state
+        for alert in decision.alerts:
+            await effects.raise_alert(alert)
+        for notification in decision.sends:
+            receipt = await effects.send(self._shipment, notification)
+            self._state = policy.record_sent(self._state, notification, receipt.sent_at)
+        for tag in decision.tags:
+            await effects.tag_helpdesk(tag)
+        for start in decision.returns:
+            await self._start_return(start)
 
-    def _publish_search_attributes(self) -> None:
-        if self._published_status == self._state.phase:
+    async def _start_return(self, start: StartReturn) -> None:
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await workflow.start_child_workflow(
+                RETURNS_WORKFLOW_NAME,
+                ReturnsWorkflowInput(
+                    shipment=self._shipment, policy=self._policy, request=start.request
+                ),
+                id=start.workflow_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"{start.request.kind} for {self._shipment.tracking_number}",
+            )
+
+    def _publish(self) -> None:
+        """Keep the Web UI current: search attributes to filter on, details to read."""
+        action = policy.next_action(self._state, self._shipment, self._policy)
+        published = (self._state.phase, self._state.open_exception, action.kind, action.due_at)
+        if published == self._published:
             return
-        self._published_status = self._state.phase
+        self._published = published
         workflow.upsert_search_attributes(
-            search_attribute_updates(self._shipment, self._state.phase)
+            search_attribute_updates(self._shipment, self._state.phase, action)
+        )
+        status = self._state.phase.value + (
+            f" ({self._state.open_exception.value})" if self._state.open_exception else ""
+        )
+        workflow.set_current_details(
+            f"**{status}** · next: {action.kind}"
+            + (f" at {action.due_local}" if action.due_local else "")
+            + (f" — {action.detail}" if action.detail else "")
         )

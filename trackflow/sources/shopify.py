@@ -4,6 +4,7 @@ Topics handled:
 
 * ``fulfillments/create`` and ``fulfillments/update`` -> :func:`parse_fulfillment`
 * ``fulfillment_events/create`` -> :func:`parse_fulfillment_event`
+* ``refunds/create`` and ``returns/request`` (:data:`RETURN_TOPICS`) -> :func:`parse_return_request`
 
 Ids: Shopify ids exceed 2**53. The caller must parse the body with integers intact (Python's
 ``json`` does); ids are kept as decimal strings here and never go through ``float``.
@@ -42,12 +43,15 @@ from trackflow.models import (
     Customer,
     ExceptionKind,
     LineItem,
+    ReturnRequest,
     Shipment,
     ShippingSpeed,
     normalize_tracking_number,
 )
 
 SOURCE = "shopify"
+
+RETURN_TOPICS = frozenset({"refunds/create", "returns/request"})
 
 
 class ShopifyPayloadError(ValueError):
@@ -451,3 +455,86 @@ def parse_fulfillment_event(
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "payload"
         raise ShopifyPayloadError(f"{where}: {first['msg']}") from None
+
+
+# --- refunds and returns --------------------------------------------------------------------
+
+
+def _records(value: object) -> list[Mapping[str, Any]]:
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _parse_refund(payload: Mapping[str, Any]) -> ReturnRequest:
+    """REST Refund: ``processed_at`` (when the money moved; may be backdated) else ``created_at``.
+
+    Either absent -> ``requested_at`` None; present but malformed -> ShopifyPayloadError.
+    """
+    refund_id = _id(payload.get("id"), "id")
+    order_id = _id(payload.get("order_id"), "order_id")
+    requested_at = None
+    for field in ("processed_at", "created_at"):
+        if _text(payload.get(field)) is not None:
+            requested_at = _when(payload[field], field)
+            break
+    return ReturnRequest(
+        request_id=f"shopify-refund:{refund_id}",
+        kind="refund",
+        order_id=order_id,
+        requested_at=requested_at,
+        reason=_text(payload.get("note")),
+        line_item_count=len(_records(payload.get("refund_line_items"))),
+    )
+
+
+def _parse_return(payload: Mapping[str, Any]) -> ReturnRequest:
+    """``returns/request``: the order is nested (``order.id``); there is no timestamp.
+
+    ``reason`` joins each return line item's ``return_reason`` with its ``return_reason_note``
+    or ``customer_note`` ("size_too_small: too tight"), duplicates dropped. The count is the
+    larger of ``total_return_line_items`` and the list's length (Shopify's sample sends a total
+    of 2 with an empty list).
+    """
+    return_id = _id(payload.get("id"), "id")
+    order = payload.get("order")
+    if isinstance(order, Mapping):
+        order_id = _id(order.get("id"), "order.id")
+    elif payload.get("order_id") is not None:  # shape of the other returns/* topics
+        order_id = _id(payload.get("order_id"), "order_id")
+    else:
+        raise ShopifyPayloadError("order.id is missing: no order object and no order_id")
+
+    items = _records(payload.get("return_line_items"))
+    reasons: list[str] = []
+    for item in items:
+        parts = (
+            _text(item.get("return_reason")),
+            _text(item.get("return_reason_note")) or _text(item.get("customer_note")),
+        )
+        text = ": ".join(p for p in parts if p)
+        if text and text not in reasons:
+            reasons.append(text)
+    total = payload.get("total_return_line_items")
+    count = total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else 0
+    return ReturnRequest(
+        request_id=f"shopify-return:{return_id}",
+        kind="return",
+        order_id=order_id,
+        requested_at=None,
+        reason="; ".join(reasons) or None,
+        line_item_count=max(count, len(items)),
+    )
+
+
+def parse_return_request(topic: str, payload: Mapping[str, Any]) -> ReturnRequest:
+    """A ``refunds/create`` or ``returns/request`` payload -> ReturnRequest.
+
+    Raises ValueError for any other topic (a routing mistake, not a bad payload) and
+    ShopifyPayloadError, naming the field, for a missing or non-integer id or order id or a
+    malformed timestamp.
+    """
+    name = topic.strip().lower()
+    if name not in RETURN_TOPICS:
+        raise ValueError(f"not a return topic: {topic!r} (expected one of {sorted(RETURN_TOPICS)})")
+    if not isinstance(payload, Mapping):
+        raise ShopifyPayloadError("payload is not a JSON object")
+    return _parse_refund(payload) if name == "refunds/create" else _parse_return(payload)

@@ -1,0 +1,15 @@
+"""The TrackingPolicy new shipments start with: defaults, or a JSON file, then time-scaled."""
+
+from __future__ import annotations
+
+from trackflow.settings import Settings
+from trackflow.tracking_policy import TrackingPolicy
+
+
+def load_policy(settings: Settings) -> TrackingPolicy:
+    """`TRACKFLOW_POLICY_FILE` holds any subset of TrackingPolicy's fields as JSON, e.g.
+    `{"sms_value_threshold": 200, "standard": {"stale_after": "PT48H"}}`."""
+    policy = TrackingPolicy()
+    if settings.policy_file is not None:
+        policy = TrackingPolicy.model_validate_json(settings.policy_file.read_text())
+    return policy.scaled(settings.time_scale)

@@ -1,0 +1,266 @@
+"""Durable timers on the real dev server, at the policy's real durations (time skipping)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from starters.shipments import (
+    ShipmentClosed,
+    register_shipment,
+    request_return,
+    shipment_view,
+    signal_event,
+)
+from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
+from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
+from trackflow.models import CarrierStatus, ExceptionKind, ReturnRequest, Shipment
+from trackflow.policy import ShipmentView
+from trackflow.tracking_policy import TrackingPolicy
+from workflows.search_attributes import STATUS
+
+DAYTIME = TrackingPolicy()  # real send windows; customers live where it is midday now
+
+
+def _shipment(**overrides: Any) -> Shipment:
+    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    return make_shipment(tracking_number=number, order_value="300", **overrides)
+
+
+async def _start(
+    env: WorkflowEnvironment, client: Client, shipment: Shipment, policy: TrackingPolicy, tq: str
+) -> WorkflowHandle[object, ShipmentView]:
+    with env.with_time_skipping_disabled():
+        return await register_shipment(client, shipment, policy, task_queue=tq)
+
+
+async def _records(data_dir: Path, shipment: Shipment, count: int) -> list[Any]:
+    return await eventually(
+        lambda: outbox(data_dir, shipment.tracking_number),
+        lambda records: len(records) >= count,
+        what=f"{count} ledger records",
+    )
+
+
+async def test_lost_package_alerts_tags_and_revives_when_it_moves_again(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    shipment = _shipment(timezone=zone_at_local_hour(12))
+    number = shipment.tracking_number
+    policy = DAYTIME.model_copy(update={"stale_message_enabled": False})
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await _start(temporal_env, client, shipment, policy, task_queue)
+        await signal_event(
+            client, make_event(CarrierStatus.IN_TRANSIT, at(0), tracking_number=number)
+        )
+        await _records(tmp_path, shipment, 2)
+
+        await temporal_env.fast_forward(handle, policy.standard.lost_after + timedelta(minutes=5))
+        records = await _records(tmp_path, shipment, 7)
+        view = await shipment_view(client, number)
+        status = (await handle.describe()).typed_search_attributes.get(STATUS)
+
+        found = make_event(CarrierStatus.IN_TRANSIT, at(300), tracking_number=number)
+        await signal_event(client, found)
+        revived = await _records(tmp_path, shipment, 9)
+        after = await shipment_view(client, number)
+
+    assert view.status == "lost"
+    assert status == "lost"
+    assert sent(records) == [
+        ("in_transit", "email"),
+        ("in_transit", "sms"),
+        ("lost", "email"),
+        ("lost", "sms"),
+    ]
+    assert sorted((r.kind, r.trigger) for r in records if r.kind != "message") == [
+        ("alert", "lost"),
+        ("helpdesk", "auto_delay_notified"),
+        ("helpdesk", "lost_package"),
+    ]
+    assert sent(revived)[4:] == [("in_transit", "email"), ("in_transit", "sms")]
+    assert "moving again" in revived[-1].body or "moving again" in revived[-2].body
+    assert after.status == "in_transit"
+
+
+async def test_stale_shipment_gets_one_check_in_per_quiet_spell(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    shipment = _shipment(email="ada@example.com", phone=None)
+    number = shipment.tracking_number
+    stale_after = ANY_TIME_POLICY.standard.stale_after
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await _start(temporal_env, client, shipment, ANY_TIME_POLICY, task_queue)
+        await signal_event(
+            client, make_event(CarrierStatus.IN_TRANSIT, at(0), tracking_number=number)
+        )
+        await _records(tmp_path, shipment, 1)
+
+        await temporal_env.fast_forward(handle, stale_after + timedelta(minutes=1))
+        await _records(tmp_path, shipment, 3)  # stale email + helpdesk tag
+        await temporal_env.fast_forward(handle, stale_after + timedelta(minutes=1))
+        quiet = await shipment_view(client, number)
+
+        scan = make_event(CarrierStatus.IN_TRANSIT, at(100), tracking_number=number)
+        await signal_event(client, scan)
+        await eventually(
+            lambda: shipment_view(client, number),
+            lambda v: v.next_action.kind == "stale_check_in",
+            what="stale timer re-armed by the new scan",
+        )
+        await temporal_env.fast_forward(handle, stale_after + timedelta(minutes=1))
+        records = await _records(tmp_path, shipment, 5)
+
+    assert quiet.next_action.kind == "declare_lost"
+    assert sent(records) == [("in_transit", "email"), ("stale", "email"), ("stale", "email")]
+    assert len({r.idempotency_key for r in records}) == len(records)
+
+
+async def test_out_for_delivery_before_the_morning_waits_for_the_send_window(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    shipment = _shipment(timezone=zone_at_local_hour(5))
+    number = shipment.tracking_number
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await _start(temporal_env, client, shipment, DAYTIME, task_queue)
+        ofd = make_event(CarrierStatus.OUT_FOR_DELIVERY, at(0), tracking_number=number)
+        await signal_event(client, ofd)
+        waiting = await eventually(
+            lambda: shipment_view(client, number),
+            lambda v: bool(v.waiting),
+            what="out-for-delivery held until the morning",
+        )
+        assert await outbox(tmp_path, number) == []
+
+        await temporal_env.fast_forward(handle, timedelta(hours=3, minutes=5))
+        records = await _records(tmp_path, shipment, 2)
+        after = await shipment_view(client, number)
+
+    assert waiting.next_action.kind == "send_when_window_opens"
+    assert waiting.next_action.due_local is not None
+    assert " 08:00 " in waiting.next_action.due_local
+    assert sent(records) == [("out_for_delivery", "email"), ("out_for_delivery", "sms")]
+    assert after.waiting == []
+    assert after.notes == []
+
+
+async def test_held_message_that_became_obsolete_is_dropped_not_sent_late(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    shipment = _shipment(timezone=zone_at_local_hour(5), phone=None)
+    number = shipment.tracking_number
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await _start(temporal_env, client, shipment, DAYTIME, task_queue)
+        for hour, status in enumerate([CarrierStatus.OUT_FOR_DELIVERY, CarrierStatus.DELIVERED]):
+            await signal_event(client, make_event(status, at(hour), tracking_number=number))
+        await eventually(
+            lambda: shipment_view(client, number),
+            lambda v: len(v.waiting) == 2,
+            what="both messages held",
+        )
+        await temporal_env.fast_forward(handle, timedelta(hours=3, minutes=5))
+        records = await _records(tmp_path, shipment, 1)
+        view = await shipment_view(client, number)
+
+    assert sent(records) == [("delivered", "email")]
+    dropped = [n for n in view.notes if n.kind == "dropped"]
+    assert [n.key.split(":")[1] for n in dropped] == ["out_for_delivery"]
+    assert "later milestone" in dropped[0].detail
+
+
+async def test_return_within_72_hours_starts_the_returns_workflow(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    shipment = _shipment(phone=None)
+    number = shipment.tracking_number
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await _start(temporal_env, client, shipment, ANY_TIME_POLICY, task_queue)
+        await signal_event(
+            client, make_event(CarrierStatus.DELIVERED, at(0), tracking_number=number)
+        )
+        await _records(tmp_path, shipment, 1)
+        await temporal_env.fast_forward(handle, timedelta(hours=30))
+        await request_return(client, number, ReturnRequest(request_id="r-1", kind="refund"))
+        await request_return(client, number, ReturnRequest(request_id="r-1", kind="refund"))
+        records = await _records(tmp_path, shipment, 4)
+        child = client.get_workflow_handle(f"return-{number}-r-1")
+        assert await child.result() == [f"shipment-{number}:return_requested:r-1:email"]
+        await temporal_env.fast_forward(handle, timedelta(hours=43))
+        result = await handle.result()
+
+    assert sent(records) == [
+        ("delivered", "email"),
+        ("review_request", "email"),
+        ("return_requested", "email"),
+    ]
+    assert [(r.kind, r.trigger) for r in records if r.kind == "helpdesk"] == [
+        ("helpdesk", "return_requested")
+    ]
+    assert result.closed_reason == "lifecycle complete"
+    assert [n.kind for n in result.notes] == ["return_started"]
+
+
+async def test_return_after_the_window_starts_nothing(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    shipment = _shipment(phone=None)
+    number = shipment.tracking_number
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await _start(temporal_env, client, shipment, ANY_TIME_POLICY, task_queue)
+        await signal_event(
+            client, make_event(CarrierStatus.DELIVERED, at(0), tracking_number=number)
+        )
+        await _records(tmp_path, shipment, 1)
+        await temporal_env.fast_forward(handle, ANY_TIME_POLICY.return_window + timedelta(hours=1))
+        await handle.result()
+        try:
+            await request_return(client, number, ReturnRequest(request_id="late", kind="return"))
+        except ShipmentClosed as closed:
+            refused = str(closed)
+        records = await outbox(tmp_path, number)
+
+    assert "return window is over" in refused
+    assert sent(records) == [("delivered", "email"), ("review_request", "email")]
+    assert not any(r.trigger == "return_requested" for r in records)
+
+
+async def test_exception_episode_tags_the_helpdesk_and_skips_the_review(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    shipment = _shipment(phone=None)
+    number = shipment.tracking_number
+    events = [
+        make_event(CarrierStatus.IN_TRANSIT, at(0), tracking_number=number),
+        make_event(
+            CarrierStatus.EXCEPTION, at(1), exception=ExceptionKind.ADDRESS_ISSUE,
+            tracking_number=number,
+        ),
+        make_event(CarrierStatus.IN_TRANSIT, at(2), tracking_number=number),
+        make_event(CarrierStatus.DELIVERED, at(3), tracking_number=number),
+    ]  # fmt: skip
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await _start(temporal_env, client, shipment, ANY_TIME_POLICY, task_queue)
+        for event in events:
+            await signal_event(client, event)
+        await _records(tmp_path, shipment, 4)
+        await temporal_env.fast_forward(handle, ANY_TIME_POLICY.return_window + timedelta(hours=1))
+        result = await handle.result()
+    records = await outbox(tmp_path, number)
+    assert sent(records) == [
+        ("in_transit", "email"),
+        ("exception", "email"),
+        ("delivered", "email"),
+    ]
+    assert [r.trigger for r in records if r.kind == "helpdesk"] == ["auto_delay_notified"]
+    assert [entry.effect for entry in result.timeline] == [
+        "milestone",
+        "exception",
+        "recovered",
+        "milestone",
+    ]
+    assert [n.detail for n in result.notes if n.kind == "review"] == ["skipped: address_issue"]

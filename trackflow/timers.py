@@ -1,0 +1,101 @@
+"""Durable timers: what the shipment is waiting for next, and when it is due."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from trackflow.models import Model, Shipment
+from trackflow.shipment_state import Phase, ShipmentState
+from trackflow.tracking_policy import TrackingPolicy
+
+_LABEL_RANK = 0
+_IN_TRANSIT_RANK = 1
+_DELIVERED_RANK = 3
+
+
+class TimerKind(StrEnum):
+    DELIVER_HELD = "send_when_window_opens"
+    PICKUP_GAP = "pickup_gap_alert"
+    STALE = "stale_check_in"
+    LOST = "declare_lost"
+    REVIEW_REQUEST = "review_request"
+    COMPLETE = "complete"
+
+
+class Timer(Model):
+    kind: TimerKind
+    due_at: datetime
+    detail: str
+
+
+def due_timers(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> list[Timer]:
+    """Every timer that is armed in this state, earliest first (ties in declaration order)."""
+    timers = [
+        *_held_messages(state),
+        *_lifecycle_timers(state, shipment, policy),
+    ]
+    order = list(TimerKind)
+    return sorted(timers, key=lambda t: (t.due_at, order.index(t.kind)))
+
+
+def _held_messages(state: ShipmentState) -> list[Timer]:
+    if not state.pending:
+        return []
+    first = min(state.pending, key=lambda p: p.due_at)
+    what = f"{first.send.trigger.value} {first.send.channel.value}"
+    return [
+        Timer(
+            kind=TimerKind.DELIVER_HELD,
+            due_at=first.due_at,
+            detail=f"{what} held for the customer's send window (quiet hours)",
+        )
+    ]
+
+
+def _lifecycle_timers(
+    state: ShipmentState, shipment: Shipment, policy: TrackingPolicy
+) -> list[Timer]:
+    if state.closed_reason or state.phase == Phase.CANCELLED:
+        return []
+    timings = policy.timings(shipment.shipping_speed)
+    timers: list[Timer] = []
+    if state.delivered_seen_at is not None:
+        delivered = state.delivered_seen_at
+        if state.review is None:
+            due = delivered + timings.post_delivery_hold
+            timers.append(Timer(kind=TimerKind.REVIEW_REQUEST, due_at=due, detail="check-in"))
+        end = delivered + max(timings.post_delivery_hold, policy.return_window)
+        timers.append(Timer(kind=TimerKind.COMPLETE, due_at=end, detail="lifecycle complete"))
+        return timers
+
+    if state.lost_since is not None:
+        end = state.lost_since + policy.lost_follow_up
+        detail = "stopped watching a lost parcel"
+        return [Timer(kind=TimerKind.COMPLETE, due_at=end, detail=detail)]
+
+    last_scan = state.last_scan_at or state.started_at
+    if last_scan is None:
+        return timers
+    lost_at = last_scan + timings.lost_after
+    timers.append(
+        Timer(
+            kind=TimerKind.LOST, due_at=lost_at, detail=f"no carrier scan for {timings.lost_after}"
+        )
+    )
+    if state.rank <= _LABEL_RANK and not state.pickup_gap_alerted and state.started_at:
+        due = state.started_at + timings.pickup_gap
+        detail = f"no first carrier scan within {timings.pickup_gap} of the label"
+        timers.append(Timer(kind=TimerKind.PICKUP_GAP, due_at=due, detail=detail))
+    stale_armed = (
+        policy.stale_message_enabled
+        and state.rank >= _IN_TRANSIT_RANK
+        and state.open_exception is None
+        and state.stale_notified_for != state.last_scan_at
+        and state.last_scan_at is not None
+    )
+    if stale_armed and state.last_scan_at is not None:
+        due = state.last_scan_at + timings.stale_after
+        detail = f"no carrier update for {timings.stale_after}"
+        timers.append(Timer(kind=TimerKind.STALE, due_at=due, detail=detail))
+    return timers

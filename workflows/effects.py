@@ -1,0 +1,65 @@
+"""Carrying out the policy's effects as activities, each with an explicit retry policy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from trackflow.contracts import DeliveryReceipt, NotificationRequest
+    from trackflow.effects import RaiseAlert, SendNotification, TagHelpdesk
+    from trackflow.models import Shipment
+
+# Customer messages: retry a flaky provider for a long time, never a message it refused.
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=["UndeliverableMessage", "LedgerKeyCollision"],
+)
+# Internal alerts and helpdesk tags are worth less than the customer's message: give up
+# after a day rather than hold the shipment's history open with retries forever.
+INTERNAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=15),
+    non_retryable_error_types=["LedgerKeyCollision"],
+)
+INTERNAL_GIVE_UP_AFTER = timedelta(days=1)
+CALL_TIMEOUT = timedelta(seconds=20)
+
+
+async def send(shipment: Shipment, notification: SendNotification) -> DeliveryReceipt:
+    receipt: DeliveryReceipt = await workflow.execute_activity(
+        "send_notification",
+        NotificationRequest(shipment=shipment, send=notification),
+        result_type=DeliveryReceipt,
+        start_to_close_timeout=CALL_TIMEOUT,
+        retry_policy=SEND_RETRY,
+        summary=f"{notification.trigger.value} {notification.channel.value}",
+    )
+    return receipt
+
+
+async def raise_alert(alert: RaiseAlert) -> None:
+    await workflow.execute_activity(
+        "raise_alert",
+        alert,
+        start_to_close_timeout=CALL_TIMEOUT,
+        schedule_to_close_timeout=INTERNAL_GIVE_UP_AFTER,
+        retry_policy=INTERNAL_RETRY,
+        summary=f"alert {alert.alert.value}",
+    )
+
+
+async def tag_helpdesk(tag: TagHelpdesk) -> None:
+    await workflow.execute_activity(
+        "tag_helpdesk",
+        tag,
+        start_to_close_timeout=CALL_TIMEOUT,
+        schedule_to_close_timeout=INTERNAL_GIVE_UP_AFTER,
+        retry_policy=INTERNAL_RETRY,
+        summary=f"helpdesk tag {tag.tag}",
+    )

@@ -1,0 +1,26 @@
+"""ReturnsWorkflow: acknowledge a refund or return request and tell the helpdesk."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from trackflow.contracts import RETURNS_WORKFLOW_NAME, ReturnsWorkflowInput
+    from trackflow.returns import plan_return
+    from workflows import effects
+
+
+@workflow.defn(name=RETURNS_WORKFLOW_NAME)
+class ReturnsWorkflow:
+    @workflow.run
+    async def run(self, input: ReturnsWorkflowInput) -> list[str]:
+        plan = plan_return(input.shipment, input.policy, input.request, workflow.now())
+        await effects.tag_helpdesk(plan.tag)
+        sent = []
+        for timed in sorted(plan.acknowledgements, key=lambda t: t.due_at):
+            wait = timed.due_at - workflow.now()
+            if wait.total_seconds() > 0:
+                await workflow.sleep(wait, summary="held for the customer's send window")
+            await effects.send(input.shipment, timed.send)
+            sent.append(timed.send.idempotency_key)
+        return sent
