@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from starters.demo import DEMO_TIME_SCALE
 from trackflow.settings import Settings
 from workflows.search_attributes import ALL_KEYS
 
@@ -31,8 +32,8 @@ class EmbeddedStack:
             update={"temporal_address": f"127.0.0.1:{temporal_port}"}
         )
         if demo and "TRACKFLOW_TIME_SCALE" not in os.environ:
-            # One policy hour becomes one second, so a lifecycle plays out in a minute.
-            self.settings = self.settings.model_copy(update={"time_scale": 3600.0})
+            # A policy day passes in under nine seconds: the demo's timers fire while you watch.
+            self.settings = self.settings.model_copy(update={"time_scale": DEMO_TIME_SCALE})
         self.api_port = api_port
         self.temporal_port = temporal_port
         self.ui_port = ui_port

@@ -21,9 +21,12 @@ def format_shipment(view: ShipmentView) -> str:
         f"{view.tracking_number}  order {view.order_id}  carrier {view.carrier or '?'}",
         f"status: {status}" + (f" — {view.closed_reason}" if view.closed_reason else ""),
         f"estimated delivery: {view.estimated_delivery or 'unknown'}",
-        f"next: {view.next_action.kind}"
-        + (
-            f" at {view.next_action.due_at:%Y-%m-%d %H:%M:%S %Z}" if view.next_action.due_at else ""
+        f"customer time zone: {view.timezone}",
+        _next_action_line(view),
+        *(
+            f"  waiting: {p.send.trigger.value} {p.send.channel.value} until "
+            f"{p.due_at:%Y-%m-%d %H:%M} UTC (the customer's send window)"
+            for p in view.waiting
         ),
         "timeline:",
         *(
@@ -39,5 +42,15 @@ def format_shipment(view: ShipmentView) -> str:
             + (f"/{n.exception.value}" if n.exception else "")
             for n in view.notifications
         ),
+        *(["notes:"] if view.notes else []),
+        *(f"  {n.at:%Y-%m-%d %H:%M} {n.kind}: {n.detail}" for n in view.notes),
     ]
     return "\n".join(lines)
+
+
+def _next_action_line(view: ShipmentView) -> str:
+    action = view.next_action
+    line = f"next: {action.kind}"
+    if action.due_at:
+        line += f" at {action.due_at:%Y-%m-%d %H:%M} UTC / {action.due_local}"
+    return line + (f" — {action.detail}" if action.detail else "")

@@ -367,3 +367,48 @@ async def test_cancelled_fulfillment_ends_the_shipment_workflow(
     assert "cancelled" in result["closed_reason"]
     assert late.json()["shipments"] == [{"tracking_number": number, "result": "already completed"}]
     assert await outbox(tmp_path, number) == []
+
+
+async def test_shopify_refund_after_delivery_starts_the_returns_flow(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    number = _tracking_number()
+    order_id = int("9" + str(uuid.uuid4().int)[:17])
+    fulfillment = _fulfillment(number, status="delivered") | {"order_id": order_id}
+    refund = json.loads((FIXTURES / "shopify_refunds_create.json").read_text())
+    refund["order_id"] = order_id
+    async with running_worker(client, task_queue, tmp_path):
+        assert (await _post_shopify(api, fulfillment)).status_code == 200
+        await eventually(lambda: outbox(tmp_path, number), lambda r: len(r) == 1, what="delivered")
+        response = await _post_shopify(api, refund, topic="refunds/create", webhook_id="wh-r")
+        records = await eventually(
+            lambda: outbox(tmp_path, number), lambda r: len(r) == 3, what="ack + helpdesk tag"
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["shipments"] == [{"tracking_number": number, "result": "signalled"}]
+    assert sent(records) == [("delivered", "email"), ("return_requested", "email")]
+    assert [r.trigger for r in records if r.kind == "helpdesk"] == ["return_requested"]
+
+
+async def test_shopify_refund_for_an_untracked_order_is_acknowledged_and_ignored(
+    api: httpx.AsyncClient,
+) -> None:
+    refund = json.loads((FIXTURES / "shopify_refunds_create.json").read_text())
+    refund["order_id"] = 4242424242424242
+    response = await _post_shopify(api, refund, topic="refunds/create")
+    assert response.status_code == 200
+    assert "4242424242424242" in response.json()["ignored"]
+
+
+async def test_return_request_endpoint_is_accepted_for_an_active_shipment(
+    api: httpx.AsyncClient,
+) -> None:
+    number = _tracking_number()
+    assert (await api.post("/v1/shipments", json=_shipment_body(number))).status_code == 202
+    body = {"kind": "refund", "reason": "too small"}
+    first = await api.post(f"/v1/shipments/{number}/return-requests", json=body)
+    again = await api.post(f"/v1/shipments/{number}/return-requests", json=body)
+    unknown = await api.post(f"/v1/shipments/{_tracking_number()}/return-requests", json=body)
+    assert first.status_code == 202
+    assert first.json()["request_id"] == again.json()["request_id"]
+    assert unknown.status_code == 404

@@ -158,15 +158,16 @@ async def test_held_message_that_became_obsolete_is_dropped_not_sent_late(
         handle = await _start(temporal_env, client, shipment, DAYTIME, task_queue)
         for hour, status in enumerate([CarrierStatus.OUT_FOR_DELIVERY, CarrierStatus.DELIVERED]):
             await signal_event(client, make_event(status, at(hour), tracking_number=number))
-        await eventually(
+        held = await eventually(
             lambda: shipment_view(client, number),
-            lambda v: len(v.waiting) == 2,
-            what="both messages held",
+            lambda v: len(v.timeline) == 2,
+            what="both events applied",
         )
         await temporal_env.fast_forward(handle, timedelta(hours=3, minutes=5))
         records = await _records(tmp_path, shipment, 1)
         view = await shipment_view(client, number)
 
+    assert [p.send.trigger for p in held.waiting] == ["delivered"]
     assert sent(records) == [("delivered", "email")]
     dropped = [n for n in view.notes if n.kind == "dropped"]
     assert [n.key.split(":")[1] for n in dropped] == ["out_for_delivery"]

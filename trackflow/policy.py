@@ -147,6 +147,7 @@ def on_event(
             "timeline": sorted([*state.timeline, entry], key=lambda e: e.occurred_at),
         }
     )
+    state = _drop_obsolete(state, now)
     if trigger is None:
         return Decision(state=state)
     sends = _sends(state, shipment, policy, trigger, episode_tag, event=event)
@@ -250,6 +251,8 @@ def _classify(
             }
             return revival | changes, _MILESTONE_TRIGGER[event.status], "1", "milestone"
         if revival:
+            if _recovers(state, event):  # a newer scan also ends an exception left open
+                revival |= {"open_exception": None, "exception_opened_at": None}
             return revival, Trigger.IN_TRANSIT, f"revived-{state.lost_episode}", "found again"
         if _recovers(state, event):
             recovered = {"open_exception": None, "exception_opened_at": None}
@@ -402,12 +405,28 @@ def _release_pending(
     return _with_sends(decision.model_copy(update={"state": state}), ready, shipment, now)
 
 
+def _drop_obsolete(state: ShipmentState, now: datetime) -> ShipmentState:
+    """Held-back messages the shipment has moved past go at once, not when their window opens."""
+    keep = [p for p in state.pending if not obsolete_because(p, state)]
+    if len(keep) == len(state.pending):
+        return state
+    notes = [
+        Note(kind="dropped", key=p.send.idempotency_key, detail=reason, at=now)
+        for p in state.pending
+        if (reason := obsolete_because(p, state))
+    ]
+    return state.model_copy(update={"pending": keep, "notes": [*state.notes, *notes]})
+
+
 def obsolete_because(pending: PendingSend, state: ShipmentState) -> str | None:
     """A held-back message that the shipment has moved past is dropped, never sent late."""
     send = pending.send
     if state.phase == Phase.CANCELLED:
         return "shipment cancelled"
-    if send.trigger in _TRIGGER_RANK and state.rank > _TRIGGER_RANK[send.trigger]:
+    # `pending.rank` is where the parcel stood when the message was decided: the message's own
+    # milestone, or for a "found again" (revived in_transit) message the milestone reached
+    # before it was lost.
+    if send.trigger in _TRIGGER_RANK and state.rank > pending.rank:
         return f"a later milestone ({state.phase}) was reached"
     if send.trigger == Trigger.EXCEPTION and (
         state.open_exception != send.exception or state.exception_episode != send.episode

@@ -24,6 +24,9 @@ class Settings(BaseModel):
     time_scale: float = Field(default=1.0, gt=0)
     store_name: str = "Acme"
     support_email: str | None = None
+    support_phone: str | None = None
+    resolution_url: str | None = None
+    review_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

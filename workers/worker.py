@@ -41,7 +41,13 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
     notifications = NotificationActivities(
         ledger=ledger,
         notifier=OutboxNotifier(ledger),
-        brand=Brand(store_name=settings.store_name, support_email=settings.support_email),
+        brand=Brand(
+            store_name=settings.store_name,
+            support_email=settings.support_email,
+            support_phone=settings.support_phone,
+            resolution_url=settings.resolution_url,
+            review_url=settings.review_url,
+        ),
     )
     alerts = AlertActivities(ledger, LedgerAlerts(ledger))
     helpdesk = HelpdeskActivities(ledger, LedgerHelpdesk(ledger))
