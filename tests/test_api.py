@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from starters.api import create_app
 from tests.factories import ANY_TIME_POLICY
-from tests.harness import eventually, outbox, running_worker, sent
+from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
 from trackflow.models import workflow_id_for
 from trackflow.settings import Settings
 from workers.runtime import connect
@@ -412,3 +412,35 @@ async def test_return_request_endpoint_is_accepted_for_an_active_shipment(
     assert first.status_code == 202
     assert first.json()["request_id"] == again.json()["request_id"]
     assert unknown.status_code == 404
+
+
+async def test_time_scale_compresses_the_lost_package_timer_end_to_end(
+    temporal_address: str, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """TRACKFLOW_TIME_SCALE (demos, dry runs): 10 days without a scan pass in under 9 s."""
+    settings = _settings(temporal_address, task_queue, tmp_path).model_copy(
+        update={"time_scale": 100_000.0}
+    )
+    app = create_app(settings, lambda: connect(settings))
+    number = _tracking_number()
+    customer = {"name": "Ada", "email": "ada@example.com", "timezone": zone_at_local_hour(12)}
+    body = _shipment_body(number, customer=customer)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with (
+        running_worker(client, task_queue, tmp_path),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
+        ) as http,
+    ):
+        assert (await http.post("/v1/shipments", json=body)).status_code == 202
+        event = _event_body(number, "in_transit")
+        assert (await http.post("/v1/events", json=event)).status_code == 202
+        records = await eventually(
+            lambda: outbox(tmp_path, number),
+            lambda r: any(x.trigger == "lost" and x.kind == "message" for x in r),
+            deadline_s=60,
+            what="lost-package message",
+        )
+        view = await _view(http, number)
+    assert sent(records) == [("in_transit", "email"), ("stale", "email"), ("lost", "email")]
+    assert view["status"] == "lost"
