@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=_run_shipment_show)
 
+    carrier = commands.add_parser("carrier", help="carrier intelligence")
+    carrier_commands = carrier.add_subparsers(required=True, metavar="ACTION")
+    detect = carrier_commands.add_parser("detect", help="which courier issued a tracking number")
+    detect.add_argument("number")
+    detect.add_argument("--json", action="store_true")
+    detect.set_defaults(run=_run_carrier_detect)
+
     outbox = commands.add_parser(
         "outbox", help="messages delivered by the local outbox, oldest first"
     )
@@ -145,6 +152,23 @@ def _run_outbox(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return asyncio.run(show())
+
+
+def _run_carrier_detect(args: argparse.Namespace, settings: Settings) -> int:
+    from trackflow.carriers import detect
+
+    matches = detect(args.number)
+    if args.json:
+        print(json.dumps({"matches": [m.model_dump(mode="json") for m in matches]}, indent=2))
+        return 0
+    if not matches:
+        print(f"{args.number}: no known carrier format")
+        return 1
+    for match in matches:
+        verdict = "valid" if match.valid else "check digit does not match"
+        service = f", {match.service}" if match.service else ""
+        print(f"{match.courier:<12} {match.name} ({verdict}{service})  {match.tracking_url or ''}")
+    return 0
 
 
 def _normalized(tracking_number: str | None) -> str | None:

@@ -152,6 +152,10 @@ class Shipment(Model):
     shipping_speed: ShippingSpeed = ShippingSpeed.STANDARD
     customer_order_count: int = Field(default=1, ge=0)
     tracking_url: str | None = None
+    declared_carrier: str | None = Field(
+        default=None, description="what the platform said, when the number says otherwise"
+    )
+    detected_format: str | None = None
     items: list[LineItem] = Field(default_factory=list)
     source: Literal["api", "shopify"] = "api"
     shop_domain: str | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from trackflow.carriers.resolve import with_detected_carrier
 from trackflow.effects import (
     AUTO_DELAY_NOTIFIED,
     LOST_PACKAGE_TAG,
@@ -202,11 +203,16 @@ def on_cancel(state: ShipmentState, reason: str) -> ShipmentState:
     )
 
 
+def prepare_shipment(shipment: Shipment) -> Shipment:
+    """The carrier the number belongs to wins for links and wording; the platform's is kept."""
+    return with_detected_carrier(shipment)
+
+
 def on_shipment_update(current: Shipment, update: Shipment) -> Shipment:
     """Later facts replace earlier ones, but a workflow never changes tracking number."""
     if update.tracking_number != current.tracking_number:
         raise ValueError("shipment update is for another tracking number")
-    return update
+    return prepare_shipment(update)
 
 
 def record_sent(state: ShipmentState, send: SendNotification, sent_at: datetime) -> ShipmentState:
@@ -595,6 +601,7 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         status=state.phase,
         exception=state.open_exception if state.phase == Phase.EXCEPTION else None,
         carrier=shipment.carrier,
+        declared_carrier=shipment.declared_carrier,
         timezone=customer_zone(shipment, policy),
         estimated_delivery=state.estimated_delivery,
         closed_reason=state.closed_reason,

@@ -130,6 +130,7 @@ class ShipmentView(Model):
     status: Phase
     exception: ExceptionKind | None = None
     carrier: str | None
+    declared_carrier: str | None = None
     timezone: str
     estimated_delivery: date | None = None
     closed_reason: str | None = None

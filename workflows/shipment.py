@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
 class ShipmentTrackingWorkflow:
     @workflow.init
     def __init__(self, input: ShipmentWorkflowInput) -> None:
-        self._shipment = input.shipment
+        self._shipment = policy.prepare_shipment(input.shipment)
         self._policy = input.policy
         self._state = input.state or policy.ShipmentState()
         self._inbox: list[InboxItem] = list(input.inbox)
