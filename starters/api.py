@@ -24,10 +24,12 @@ from starters.shipments import (
     running_shipments_of_order,
     shipment_view,
     signal_event,
+    signal_or_keep_event,
 )
 from trackflow.models import CarrierEvent, ReturnRequest, Shipment
 from trackflow.policy import ShipmentView
 from trackflow.settings import Settings
+from trackflow.sources import aftership, easypost, shipengine
 from trackflow.sources.shopify import (
     RETURN_TOPICS,
     FulfillmentInput,
@@ -36,6 +38,7 @@ from trackflow.sources.shopify import (
     parse_return_request,
     verify_hmac,
 )
+from trackflow.sources.signatures import verify_aftership, verify_easypost, verify_shipengine
 from trackflow.tracking_policy import TrackingPolicy
 
 ClientFactory = Callable[[], Awaitable[Client]]
@@ -82,6 +85,31 @@ class TemporalGateway:
             return await client.service_client.check_health()
         except (TemporalUnavailable, RPCError):
             return False
+
+
+def _configured(value: str | None, name: str) -> str:
+    if not value:
+        raise HTTPException(503, f"TRACKFLOW_{name} is not configured")
+    return value
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(raw)
+    except ValueError as error:
+        raise HTTPException(422, f"body is not JSON: {error}") from error
+    if not isinstance(payload, dict):
+        raise HTTPException(422, "body must be a JSON object")
+    return payload
+
+
+def _parsed(
+    parse: Callable[[dict[str, Any]], list[CarrierEvent]], payload: dict[str, Any]
+) -> list[CarrierEvent]:
+    try:
+        return parse(payload)
+    except ValueError as error:
+        raise HTTPException(422, f"webhook payload rejected: {error}") from error
 
 
 async def _temporal_client(request: Request) -> Client:
@@ -163,6 +191,64 @@ def create_app(
     @app.get("/v1/shipments/{tracking_number}", dependencies=[Authorized])
     async def get_shipment(tracking_number: str, client: TemporalClient) -> ShipmentView:
         return await shipment_view(client, tracking_number)
+
+    @app.post("/webhooks/easypost")
+    async def easypost_webhook(
+        request: Request, x_hmac_signature: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        secret = _configured(settings.easypost_webhook_secret, "EASYPOST_WEBHOOK_SECRET")
+        raw = await request.body()
+        if not verify_easypost(raw, x_hmac_signature, secret):
+            raise HTTPException(401, "X-Hmac-Signature is missing or does not match the body")
+        payload = _json_object(raw)
+        if not str(payload.get("description", "")).startswith("tracker."):
+            return {"ignored": f"event {payload.get('description')!r} is not about a tracker"}
+        return await _carrier_events(_parsed(easypost.parse_webhook, payload))
+
+    @app.post("/webhooks/aftership")
+    async def aftership_webhook(
+        request: Request, aftership_hmac_sha256: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        secret = _configured(settings.aftership_webhook_secret, "AFTERSHIP_WEBHOOK_SECRET")
+        raw = await request.body()
+        if not verify_aftership(raw, aftership_hmac_sha256, secret):
+            raise HTTPException(401, "aftership-hmac-sha256 is missing or does not match the body")
+        return await _carrier_events(_parsed(aftership.parse_webhook, _json_object(raw)))
+
+    @app.post("/webhooks/shipengine")
+    async def shipengine_webhook(
+        request: Request,
+        x_shipengine_rsa_sha256_signature: Annotated[str | None, Header()] = None,
+        x_shipengine_rsa_sha256_key_id: Annotated[str | None, Header()] = None,
+        x_shipengine_timestamp: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        keys = _configured(settings.shipengine_webhook_keys, "SHIPENGINE_WEBHOOK_KEYS")
+        headers = (
+            x_shipengine_rsa_sha256_signature,
+            x_shipengine_rsa_sha256_key_id,
+            x_shipengine_timestamp,
+        )
+        if not all(headers):
+            # ShipStation's guidance: answer 404 to a request without the signature headers.
+            raise HTTPException(404, "x-shipengine-* signature headers are missing")
+        raw = await request.body()
+        signed = verify_shipengine(
+            raw,
+            signature=x_shipengine_rsa_sha256_signature,
+            key_id=x_shipengine_rsa_sha256_key_id,
+            timestamp=x_shipengine_timestamp,
+            keys=json.loads(keys) if keys.lstrip().startswith("{") else keys,
+        )
+        if not signed:
+            raise HTTPException(401, "ShipEngine signature is stale or does not match the body")
+        return await _carrier_events(_parsed(shipengine.parse_webhook, _json_object(raw)))
+
+    async def _carrier_events(events: list[CarrierEvent]) -> dict[str, Any]:
+        client = await gateway.client()
+        matched = 0
+        for event in events:
+            matched += await signal_or_keep_event(client, event, task_queue=settings.task_queue)
+        return {"events": len(events), "matched": matched, "kept_for_later": len(events) - matched}
 
     @app.post("/webhooks/shopify")
     async def shopify_webhook(

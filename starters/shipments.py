@@ -10,7 +10,11 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -18,11 +22,15 @@ from trackflow.contracts import (
     QUERY_STATE,
     SIGNAL_CANCEL,
     SIGNAL_CARRIER_EVENT,
+    SIGNAL_HAND_OVER,
     SIGNAL_RETURN_REQUEST,
+    SIGNAL_UNMATCHED_EVENT,
     SIGNAL_UPDATE_SHIPMENT,
+    UNMATCHED_WORKFLOW_NAME,
     WORKFLOW_NAME,
     Cancel,
     ShipmentWorkflowInput,
+    UnmatchedInput,
 )
 from trackflow.models import (
     CarrierEvent,
@@ -58,7 +66,7 @@ async def register_shipment(
 ) -> WorkflowHandle[object, ShipmentView]:
     """Signal-with-start: the first call starts the workflow, later ones update it."""
     try:
-        return await client.start_workflow(
+        handle = await client.start_workflow(
             WORKFLOW_NAME,
             ShipmentWorkflowInput(shipment=shipment, policy=policy),
             id=shipment.workflow_id,
@@ -75,11 +83,42 @@ async def register_shipment(
         raise ShipmentClosed(
             f"shipment {shipment.tracking_number} already completed; not started again"
         ) from error
+    await hand_over_unmatched_events(client, shipment.tracking_number)
+    return handle
 
 
 async def signal_event(client: Client, event: CarrierEvent) -> None:
     handle = client.get_workflow_handle(workflow_id_for(event.tracking_number))
     await _not_found_as(event.tracking_number, handle.signal(SIGNAL_CARRIER_EVENT, event))
+
+
+async def signal_or_keep_event(client: Client, event: CarrierEvent, *, task_queue: str) -> bool:
+    """Signal the shipment; an event for a number nobody registered yet is kept in its
+    UnmatchedEventsWorkflow (handed over when the shipment starts). True when matched."""
+    try:
+        await signal_event(client, event)
+        return True
+    except ShipmentNotFound:
+        await client.start_workflow(
+            UNMATCHED_WORKFLOW_NAME,
+            UnmatchedInput(tracking_number=event.tracking_number),
+            id=f"unmatched-{event.tracking_number}",
+            task_queue=task_queue,
+            start_signal=SIGNAL_UNMATCHED_EVENT,
+            start_signal_args=[event],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"carrier events for unregistered {event.tracking_number}",
+        )
+        return False
+
+
+async def hand_over_unmatched_events(client: Client, tracking_number: str) -> None:
+    handle = client.get_workflow_handle(f"unmatched-{tracking_number}")
+    try:
+        await handle.signal(SIGNAL_HAND_OVER)
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
 
 
 async def cancel_shipment(client: Client, tracking_number: str, reason: str) -> None:

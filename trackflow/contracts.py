@@ -14,6 +14,9 @@ from trackflow.tracking_policy import TrackingPolicy
 TASK_QUEUE = "trackflow"
 WORKFLOW_NAME = "ShipmentTrackingWorkflow"
 RETURNS_WORKFLOW_NAME = "ReturnsWorkflow"
+UNMATCHED_WORKFLOW_NAME = "UnmatchedEventsWorkflow"
+SIGNAL_UNMATCHED_EVENT = "unmatched_event"
+SIGNAL_HAND_OVER = "hand_over"
 SIGNAL_CARRIER_EVENT = "carrier_event"
 SIGNAL_UPDATE_SHIPMENT = "update_shipment"
 SIGNAL_CANCEL = "cancel"
@@ -57,3 +60,8 @@ class ReturnsWorkflowInput(Model):
     shipment: Shipment
     policy: TrackingPolicy
     request: ReturnRequest
+
+
+class UnmatchedInput(Model):
+    tracking_number: str
+    keep_for_seconds: float = Field(default=14 * 24 * 3600, gt=0)

@@ -21,6 +21,9 @@ class Settings(BaseModel):
     policy_file: Path | None = None
     api_token: str | None = None
     shopify_webhook_secret: str | None = None
+    easypost_webhook_secret: str | None = None
+    aftership_webhook_secret: str | None = None
+    shipengine_webhook_keys: str | None = None  # ShipEngine's JWKS document (JSON) or a PEM key
     time_scale: float = Field(default=1.0, gt=0)
     store_name: str = "Acme"
     support_email: str | None = None

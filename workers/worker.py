@@ -20,8 +20,9 @@ from trackflow.timezones import preload_zone_data
 from workers.runtime import connect, ensure_search_attributes
 from workflows.returns import ReturnsWorkflow
 from workflows.shipment import ShipmentTrackingWorkflow
+from workflows.unmatched import UnmatchedEventsWorkflow
 
-WORKFLOWS = [ShipmentTrackingWorkflow, ReturnsWorkflow]
+WORKFLOWS = [ShipmentTrackingWorkflow, ReturnsWorkflow, UnmatchedEventsWorkflow]
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
