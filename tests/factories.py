@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytz
+
 from trackflow.models import (
+    Address,
     CarrierEvent,
     CarrierStatus,
     Customer,
@@ -32,8 +35,27 @@ def make_customer(
     sms_consent: bool = True,
     name: str | None = "Ada Lovelace",
     timezone: str | None = None,
+    address: Address | None = None,
 ) -> Customer:
-    return Customer(name=name, email=email, phone=phone, sms_consent=sms_consent, timezone=timezone)
+    return Customer(
+        name=name,
+        email=email,
+        phone=phone,
+        sms_consent=sms_consent,
+        timezone=timezone,
+        address=address,
+    )
+
+
+def make_address(province_code: str | None = None, country_code: str = "US") -> Address:
+    """A delivery address; only the region matters to the policy (zone, SMS hours)."""
+    return Address(address1="1 Main St", province_code=province_code, country_code=country_code)
+
+
+def local(zone: str, year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    """The UTC instant at which the wall clock of `zone` shows the given time."""
+    wall = datetime(year, month, day, hour, minute)  # naive on purpose: localized below
+    return pytz.timezone(zone).localize(wall, is_dst=None).astimezone(UTC)
 
 
 def make_shipment(
@@ -46,6 +68,7 @@ def make_shipment(
     shipping_speed: ShippingSpeed = ShippingSpeed.STANDARD,
     tracking_number: str = TRACKING_NUMBER,
     timezone: str | None = None,
+    address: Address | None = None,
     **overrides: Any,
 ) -> Shipment:
     fields: dict[str, Any] = {
@@ -54,7 +77,7 @@ def make_shipment(
         "tracking_number": tracking_number,
         "carrier": "UPS",
         "customer": make_customer(
-            email=email, phone=phone, sms_consent=sms_consent, timezone=timezone
+            email=email, phone=phone, sms_consent=sms_consent, timezone=timezone, address=address
         ),
         "order_value": Decimal(str(order_value)),
         "shipping_speed": shipping_speed,

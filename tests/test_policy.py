@@ -10,12 +10,14 @@ from decimal import Decimal
 import pytest
 
 from tests.factories import (
+    ANY_TIME_POLICY,
     TRACKING_NUMBER,
     at,
     exception_event,
     make_event,
     make_shipment,
 )
+from trackflow.effects import RaiseAlert, TagHelpdesk
 from trackflow.models import (
     CarrierEvent,
     CarrierStatus,
@@ -26,6 +28,7 @@ from trackflow.models import (
     Trigger,
 )
 from trackflow.policy import (
+    Decision,
     Phase,
     SendNotification,
     ShipmentState,
@@ -36,13 +39,15 @@ from trackflow.policy import (
     on_cancel,
     on_event,
     on_shipment_update,
+    on_start,
+    on_tick,
     record_sent,
     tone_for,
     view,
 )
 from trackflow.tracking_policy import TrackingPolicy
 
-POLICY = TrackingPolicy()
+POLICY = ANY_TIME_POLICY
 S = CarrierStatus
 WF = f"shipment-{TRACKING_NUMBER}"
 KEY_FORMAT = re.compile(
@@ -57,7 +62,8 @@ MILESTONES = [LABEL, TRANSIT, OUT, DELIVERED]
 
 
 class Run:
-    """Feeds events through the policy like the workflow does, recording every send."""
+    """Feeds events and the passing of time through the policy like the workflow does,
+    recording every send, alert and helpdesk tag."""
 
     def __init__(
         self,
@@ -67,22 +73,35 @@ class Run:
     ) -> None:
         self.shipment = shipment or make_shipment()
         self.policy = policy
-        self.state = ShipmentState()
         self.now = start or at(0)
+        self.state = on_start(ShipmentState(), self.now)
         self.sends: list[SendNotification] = []
+        self.alerts: list[RaiseAlert] = []
+        self.tags: list[TagHelpdesk] = []
 
     def feed(self, *events: CarrierEvent) -> list[SendNotification]:
         """Apply the events in order; return the sends of this call only."""
         new: list[SendNotification] = []
         for event in events:
             self.now += timedelta(minutes=1)
-            decision = on_event(self.state, event, self.shipment, self.policy, self.now)
-            self.state = decision.state
-            for send in decision.sends:
-                self.state = record_sent(self.state, send, self.now)
-            new.extend(decision.sends)
-        self.sends.extend(new)
+            new += self._apply(on_event(self.state, event, self.shipment, self.policy, self.now))
         return new
+
+    def tick(self, now: datetime) -> list[SendNotification]:
+        """Move the fake clock to `now` (never backwards) and fire what is due; return the
+        sends of this call only."""
+        assert now >= self.now, "the fake clock only moves forward"
+        self.now = now
+        return self._apply(on_tick(self.state, self.shipment, self.policy, now))
+
+    def _apply(self, decision: Decision) -> list[SendNotification]:
+        self.state = decision.state
+        for send in decision.sends:
+            self.state = record_sent(self.state, send, self.now)
+        self.sends.extend(decision.sends)
+        self.alerts.extend(decision.alerts)
+        self.tags.extend(decision.tags)
+        return decision.sends
 
     def triggers(self, sends: Iterable[SendNotification] | None = None) -> list[Trigger]:
         return [s.trigger for s in (self.sends if sends is None else sends)]
@@ -419,7 +438,7 @@ def test_returning_threshold_comes_from_the_policy() -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Closing after delivery: next_action / is_finished with a fake clock
+# After delivery: review request at the hold, completion at the return window (fake clock)
 # --------------------------------------------------------------------------------------
 
 
@@ -427,26 +446,42 @@ def test_returning_threshold_comes_from_the_policy() -> None:
     ("speed", "hold"),
     [(ShippingSpeed.STANDARD, timedelta(hours=24)), (ShippingSpeed.EXPRESS, timedelta(hours=12))],
 )
-def test_workflow_closes_post_delivery_hold_after_delivery(
+def test_review_request_after_the_hold_and_completion_after_the_return_window(
     speed: ShippingSpeed, hold: timedelta
 ) -> None:
     shipment = make_shipment(shipping_speed=speed)
     assert POLICY.timings(speed).post_delivery_hold == hold
+    assert POLICY.return_window == timedelta(hours=72)
     run = Run(shipment, start=at(50))
     run.feed(LABEL, TRANSIT)
-    assert next_action(run.state, shipment, POLICY).kind == "await_carrier_event"
+    # in transit, the earliest timer is the stale check-in; nothing ends without the clock
+    assert next_action(run.state, shipment, POLICY).kind == "stale_check_in"
     assert not is_finished(run.state, shipment, POLICY, run.now + timedelta(days=365))
 
     run.feed(DELIVERED)
     seen = run.now  # the fake clock when delivery was processed
     assert run.state.delivered_seen_at == seen
     action = next_action(run.state, shipment, POLICY)
-    assert action.kind == "close_after_delivery"
-    assert action.due_at == seen + hold
-    assert not is_finished(run.state, shipment, POLICY, seen)
-    assert not is_finished(run.state, shipment, POLICY, seen + hold - timedelta(seconds=1))
-    assert is_finished(run.state, shipment, POLICY, seen + hold)
-    assert is_finished(run.state, shipment, POLICY, seen + hold + timedelta(days=3))
+    assert (action.kind, action.due_at) == ("review_request", seen + hold)
+
+    assert run.tick(seen + hold - timedelta(seconds=1)) == []
+    assert run.state.review is None
+    review = run.tick(seen + hold)
+    assert run.triggers(review) == [Trigger.REVIEW_REQUEST]
+    assert review[0].idempotency_key == f"{WF}:review_request:1:email"
+    assert run.state.review == "sent"
+    assert not is_finished(run.state, shipment, POLICY, run.now)
+
+    end = seen + timedelta(hours=72)  # max(hold, return window)
+    action = next_action(run.state, shipment, POLICY)
+    assert (action.kind, action.due_at) == ("complete", end)
+    run.tick(end - timedelta(seconds=1))
+    assert run.state.closed_reason is None
+    assert not is_finished(run.state, shipment, POLICY, end)
+    assert run.tick(end) == []
+    assert run.state.closed_reason == "lifecycle complete"
+    assert is_finished(run.state, shipment, POLICY, end)
+    assert run.triggers().count(Trigger.REVIEW_REQUEST) == 1
 
 
 def test_late_events_during_the_hold_do_not_extend_it() -> None:
@@ -557,11 +592,34 @@ def test_delivery_closes_an_open_episode() -> None:
     assert view(run.state, run.shipment, POLICY).exception is None
 
 
-def test_a_milestone_that_does_not_advance_keeps_the_episode_open() -> None:
+def test_a_newer_scan_that_does_not_advance_recovers_silently() -> None:
+    """Back in transit after an exception: the episode closes and the ETA is updated, but the
+    customer is not alarmed again; the same kind later is a new episode."""
     run = Run()
     run.feed(LABEL, TRANSIT, exception_event(ExceptionKind.CARRIER_DELAY, at(3), event_id="x-1"))
-    run.feed(make_event(S.IN_TRANSIT, at(4), event_id="another-scan"))
+    scan = make_event(
+        S.IN_TRANSIT, at(4), event_id="another-scan", estimated_delivery=date(2026, 11, 27)
+    )
+    assert run.feed(scan) == []
+    assert run.effect_of(scan) == "recovered"
+    assert run.state.open_exception is None
+    assert run.state.phase == Phase.IN_TRANSIT
+    assert run.state.estimated_delivery == date(2026, 11, 27)
+    assert view(run.state, run.shipment, POLICY).exception is None
+    again = run.feed(exception_event(ExceptionKind.CARRIER_DELAY, at(5), event_id="x-2"))
+    assert run.triggers(again) == [Trigger.EXCEPTION]
+    assert again[0].episode == 2
+    assert again[0].idempotency_key == f"{WF}:exception:2-carrier_delay:email"
+
+
+def test_an_older_scan_that_does_not_advance_keeps_the_episode_open() -> None:
+    run = Run()
+    run.feed(LABEL, TRANSIT, exception_event(ExceptionKind.CARRIER_DELAY, at(3), event_id="x-1"))
+    older = make_event(S.IN_TRANSIT, at(2, minutes=30), event_id="older-scan")
+    assert run.feed(older) == []
+    assert run.effect_of(older) == "ignored: milestone already reached"
     assert run.state.open_exception == ExceptionKind.CARRIER_DELAY
+    assert run.state.phase == Phase.EXCEPTION
     assert run.feed(exception_event(ExceptionKind.CARRIER_DELAY, at(5), event_id="x-2")) == []
 
 
@@ -758,7 +816,13 @@ def test_view_reflects_the_state() -> None:
         (Trigger.EXCEPTION, Channel.EMAIL),
         (Trigger.EXCEPTION, Channel.SMS),
     ]
-    assert shown.next_action.kind == "await_carrier_event"
+    # no first carrier scan yet: the earliest armed timer is the pickup-gap alert
+    assert shown.next_action.kind == "pickup_gap_alert"
+    assert shown.next_action.due_at == at(48)
+    assert shown.next_action.due_local == "2026-11-22 07:00 EST (America/New_York)"
+    assert shown.timezone == shown.next_action.timezone == "America/New_York"
+    assert shown.waiting == []
+    assert [(n.kind, n.detail) for n in shown.notes] == [("helpdesk", "auto_delay_notified")]
     assert shown.closed_reason is None
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.factories import at, make_event, make_shipment
+from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from trackflow.models import (
     CarrierEvent,
     CarrierStatus,
@@ -26,11 +26,12 @@ from trackflow.policy import (
     channels_for,
     is_finished,
     on_event,
+    on_tick,
     record_sent,
 )
 from trackflow.tracking_policy import TrackingPolicy
 
-POLICY = TrackingPolicy()
+POLICY = ANY_TIME_POLICY
 FAST = settings(max_examples=200, deadline=None)
 QUICK = settings(max_examples=100, deadline=None)  # secondary properties: keep the file < 5 s
 
@@ -133,6 +134,8 @@ class Outcome:
     state: ShipmentState
     decisions: list[list[SendNotification]]  # one entry per event fed, possibly empty
     last_now: datetime
+    # the exception episode open just before each event was fed (None: no open episode)
+    open_before: list[ExceptionKind | None] = field(default_factory=list)
 
     @property
     def sends(self) -> list[SendNotification]:
@@ -144,15 +147,17 @@ def fold(
 ) -> Outcome:
     state = ShipmentState()
     decisions: list[list[SendNotification]] = []
+    open_before: list[ExceptionKind | None] = []
     now = RECEIVED_FROM
     for i, event in enumerate(events):
         now = RECEIVED_FROM + timedelta(minutes=i)
+        open_before.append(state.open_exception)
         decision = on_event(state, event, shipment, policy, now)
         state = decision.state
         for send in decision.sends:
             state = record_sent(state, send, now)
         decisions.append(decision.sends)
-    return Outcome(state=state, decisions=decisions, last_now=now)
+    return Outcome(state=state, decisions=decisions, last_now=now, open_before=open_before)
 
 
 def milestone_sends(sends: list[SendNotification]) -> list[SendNotification]:
@@ -221,19 +226,19 @@ def check_segmented_channels(out: Outcome, shipment: Shipment) -> None:
 
 
 def check_one_message_per_exception_episode(out: Outcome, shipment: Shipment) -> None:
-    """Two messages about the same exception kind need a milestone between them (which
-    closes the episode); episode numbers only count up."""
-    for channel, _ in channels_for(shipment, POLICY):
-        open_kind: ExceptionKind | None = None
-        episodes: list[int] = []
-        for send in (s for s in out.sends if s.channel == channel):
+    """An exception is only announced when that kind is not already the open episode: two
+    messages about the same kind need the episode closed between them (by a milestone
+    advance, or by a newer scan: recovery). Episode numbers only count up, one message per
+    episode and channel."""
+    for sends, open_kind in zip(out.decisions, out.open_before, strict=True):
+        for send in sends:
             if send.trigger == Trigger.EXCEPTION:
                 assert send.exception is not None
                 assert send.exception != open_kind, f"{open_kind} notified twice"
-                open_kind = send.exception
-                episodes.append(send.episode)
-            else:
-                open_kind = None
+    for channel, _ in channels_for(shipment, POLICY):
+        episodes = [
+            s.episode for s in out.sends if s.channel == channel and s.trigger == Trigger.EXCEPTION
+        ]
         assert episodes == sorted(set(episodes))
 
 
@@ -279,7 +284,8 @@ def test_duplicates_are_no_ops(scenario: Scenario, shipment: Shipment) -> None:
 @given(scenario=scenarios(allow_returned=False), shipment=shipments())
 def test_the_furthest_milestone_is_always_announced(scenario: Scenario, shipment: Shipment) -> None:
     """Whatever the order, without a return the highest milestone the carrier reported is
-    sent on every channel, and a delivered shipment finishes after its hold."""
+    sent on every channel; a delivered shipment gets its review request (unless there was
+    trouble) after the hold, and finishes when the return window is over."""
     reached = [e.status for e in scenario.lifecycle if e.status in MILESTONES]
     out = fold(scenario.delivery, shipment)
     channels = [c for c, _ in channels_for(shipment, POLICY)]
@@ -290,12 +296,23 @@ def test_the_furthest_milestone_is_always_announced(scenario: Scenario, shipment
     assert sorted(s.channel for s in out.sends if s.trigger == top) == sorted(channels)
     hold = POLICY.timings(shipment.shipping_speed).post_delivery_hold
     if top == Trigger.DELIVERED:
-        assert out.state.delivered_seen_at is not None
-        finish = out.state.delivered_seen_at + hold
-        assert not is_finished(out.state, shipment, POLICY, finish - timedelta(seconds=1))
-        assert is_finished(out.state, shipment, POLICY, finish)
+        seen = out.state.delivered_seen_at
+        assert seen is not None
+        early = on_tick(out.state, shipment, POLICY, seen + hold - timedelta(seconds=1))
+        assert early.sends == [] and early.state.review is None
+        review = on_tick(early.state, shipment, POLICY, seen + hold)
+        expected = [] if out.state.trouble else channels
+        assert [s.channel for s in review.sends if s.trigger == Trigger.REVIEW_REQUEST] == expected
+        assert review.state.review == ("skipped" if out.state.trouble else "sent")
+        finish = seen + max(hold, POLICY.return_window)
+        state = on_tick(review.state, shipment, POLICY, finish - timedelta(seconds=1)).state
+        assert not is_finished(state, shipment, POLICY, finish)
+        state = on_tick(state, shipment, POLICY, finish).state
+        assert is_finished(state, shipment, POLICY, finish)
     else:
         assert not is_finished(out.state, shipment, POLICY, out.last_now + hold * 10)
+        later = on_tick(out.state, shipment, POLICY, out.last_now + hold * 10)
+        assert not is_finished(later.state, shipment, POLICY, out.last_now + hold * 10)
 
 
 @QUICK

@@ -4,7 +4,16 @@ out of order, with return requests and wake-ups in between, for customers all ov
 The driver behaves like the workflow: before every input it lets time pass, either punctually
 (waking at every `next_action` due time on the way) or late (one wake-up at the input's time: a
 worker that was down); at the end it lets 45 days pass, by which time every shipment is closed.
-Every step is recorded (state before and after, the decision), then the checks below read it.
+Every step is recorded (state before and after, the decision), then the checks below read it:
+
+(a) every message goes out inside its channel's send window in the customer's zone;
+(b) at most one message per milestone / episode and channel (unique idempotency keys), one
+    helpdesk tag per delay episode, alerts once;
+(c) nothing is sent once obsolete (a later milestone, the episode over, the parcel moved, a
+    newer scan), every held message is either sent or dropped, and dropped only for a reason;
+(d) the review request never before delivery + hold, never after trouble;
+plus: returns start exactly when allowed, states stay consistent, a wake-up never leaves a
+timer due (no busy loop), and every shipment is closed after 45 quiet days.
 """
 
 from __future__ import annotations
@@ -254,12 +263,18 @@ def simulate(story: Story, shipment: Shipment, policy: TrackingPolicy) -> Record
     state = on_start(ShipmentState(), story.start)
     now = story.start
 
-    def apply(kind: Kind, decision: Decision, before: ShipmentState, **kw: object) -> None:
+    def apply(
+        kind: Kind,
+        decision: Decision,
+        before: ShipmentState,
+        event: CarrierEvent | None = None,
+        request: ReturnRequest | None = None,
+    ) -> None:
         nonlocal state
         state = decision.state
         for send in decision.sends:
             state = record_sent(state, send, now)
-        record.steps.append(Step(kind, now, before, state, decision, **kw))  # type: ignore[arg-type]
+        record.steps.append(Step(kind, now, before, state, decision, event, request))
 
     def tick(at: datetime) -> None:
         nonlocal now
@@ -425,25 +440,31 @@ def check_nothing_sent_once_obsolete(record: Record) -> None:
 
 
 def check_dropped_for_a_reason(record: Record, key: str, i: int, new_scans: set[int]) -> None:
+    """The converse of (c): a held message decided at step i and dropped at step d is dropped
+    because of something between them — an event may drop it at once (its own step counts),
+    a wake-up drops it on release (the state it released from counts)."""
     d = next(j for j, step in enumerate(record.steps) if key in {n.key for n in step.after.notes})
     [held] = [p for p in record.steps[i].after.pending if p.send.idempotency_key == key]
-    send, decided = held.send, record.steps[i].after
-    held_through = [s.after for s in record.steps[i + 1 : d]] + [record.steps[d].before]
-    if record.steps[d].before.closed_reason and record.steps[d].before.phase == "cancelled":
-        return
+    send, decided, dropping = held.send, record.steps[i].after, record.steps[d]
+    if dropping.kind == "tick":
+        witnesses = [s.after for s in record.steps[i + 1 : d]] + [dropping.before]
+        causes = set(range(i + 1, d))
+    else:
+        witnesses = [s.after for s in record.steps[i + 1 : d + 1]]
+        causes = set(range(i + 1, d + 1))
     if send.trigger in RANK:
-        assert record.steps[d].before.rank > decided.rank, f"{key} dropped, nothing moved on"
+        assert witnesses[-1].rank > decided.rank, f"{key} dropped, nothing moved on"
     elif send.trigger == Trigger.EXCEPTION:
         assert any(
             s.open_exception != send.exception or s.exception_episode != send.episode
-            for s in held_through
+            for s in witnesses
         ), f"{key} dropped, the exception was still open"
     elif send.trigger == Trigger.LOST:
-        assert any(not s.lost or s.lost_episode != send.episode for s in held_through), key
+        assert any(not s.lost or s.lost_episode != send.episode for s in witnesses), key
     elif send.trigger == Trigger.STALE:
-        assert new_scans & set(range(i + 1, d)), f"{key} dropped without a new scan"
+        assert new_scans & causes, f"{key} dropped without a new scan"
     elif send.trigger == Trigger.REVIEW_REQUEST:
-        assert record.steps[d].before.trouble, key
+        assert witnesses[-1].trouble, key
 
 
 def check_review_request(record: Record) -> None:
@@ -470,6 +491,23 @@ def check_review_request(record: Record) -> None:
             trouble_from = j
     if record.final.delivered_seen_at is not None and trouble_from is None:
         assert reviews == len(channels_for(record.shipment, record.policy))
+
+
+def check_consistent_states(record: Record) -> None:
+    """After every step the state tells one story: an open exception episode shows as the
+    exception phase (or lost, or returned: both stop the episode's own timers), the exception
+    phase always has an episode, the lost phase is a lost parcel, and delivery ends any
+    episode."""
+    for step in record.steps:
+        state = step.after
+        if state.phase == "exception":
+            assert state.open_exception is not None
+        if state.open_exception is not None:
+            assert state.phase in ("exception", "lost", "returned"), (state.phase, step.event)
+        if state.phase == "lost":
+            assert state.lost
+        if state.delivered_seen_at is not None:
+            assert state.rank == 3 and state.open_exception is None
 
 
 def check_returns(record: Record) -> None:
@@ -514,6 +552,7 @@ def test_timing_invariants(
     check_nothing_sent_once_obsolete(record)  # (c)
     check_review_request(record)  # (d)
     check_returns(record)
+    check_consistent_states(record)
     # every shipment ends: delivered, returned, or given up as lost
     assert is_finished(record.final, shipment, policy, record.steps[-1].now)
     assert record.final.closed_reason is not None

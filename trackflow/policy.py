@@ -13,6 +13,7 @@ from trackflow.effects import (
     AUTO_DELAY_NOTIFIED,
     LOST_PACKAGE_TAG,
     AlertKind,
+    PollCarrier,
     RaiseAlert,
     SendNotification,
     StartReturn,
@@ -128,6 +129,8 @@ def on_event(
         return Decision(state=state)
     changes, trigger, episode_tag, effect = _classify(state, event)
     changes |= _scan_bookkeeping(state, event, now)
+    if not event.polled:
+        changes["push_seen"] = True
     if changes.get("phase") == Phase.DELIVERED:
         changes["delivered_seen_at"] = now
     entry = TimelineEntry(
@@ -160,10 +163,16 @@ def on_tick(
 ) -> Decision:
     """Let time pass: release deferred messages and fire every timer that is due."""
     decision = _release_pending(Decision(state=state), shipment, policy, now)
-    for timer in due_timers(decision.state, shipment, policy):
-        if timer.due_at > now:
+    for _ in range(len(TimerKind)):  # each firing disarms its timer; this bounds the loop
+        due = [
+            timer
+            for timer in due_timers(decision.state, shipment, policy)
+            if timer.due_at <= now and timer.kind != TimerKind.DELIVER_HELD
+        ]
+        if not due:
             break
-        decision = _fire(timer, decision, shipment, policy, now)
+        # Recomputed after every firing: one timer can disarm another (lost ends stale).
+        decision = _fire(due[0], decision, shipment, policy, now)
     return decision
 
 
@@ -256,9 +265,8 @@ def _classify(
                 "exception_opened_at": None,
             }
             return revival | changes, _MILESTONE_TRIGGER[event.status], "1", "milestone"
-        if revival:
-            if _recovers(state, event):  # a newer scan also ends an exception left open
-                revival |= {"open_exception": None, "exception_opened_at": None}
+        if revival:  # the newest scan: it also ends an exception episode left open
+            revival |= {"open_exception": None, "exception_opened_at": None}
             return revival, Trigger.IN_TRANSIT, f"revived-{state.lost_episode}", "found again"
         if _recovers(state, event):
             recovered = {"open_exception": None, "exception_opened_at": None}
@@ -548,6 +556,16 @@ def _fire(
             return decision.model_copy(update={"state": state})
         case TimerKind.DELIVER_HELD:
             return decision
+        case TimerKind.POLL:
+            attempt = state.polls + 1
+            state = state.model_copy(update={"polls": attempt, "last_poll_at": now})
+            poll = PollCarrier(
+                provider=shipment.poll_via or "",
+                tracking_number=shipment.tracking_number,
+                carrier=shipment.carrier,
+                attempt=attempt,
+            )
+            return decision.model_copy(update={"state": state, "polls": [*decision.polls, poll]})
     raise AssertionError(f"unhandled timer {timer.kind}")
 
 
