@@ -162,6 +162,7 @@ def create_app(
 
     @app.post("/v1/shipments", status_code=202, dependencies=[Authorized])
     async def create_shipment(shipment: Shipment, client: TemporalClient) -> dict[str, Any]:
+        shipment = _with_defaults(shipment)
         try:
             await register_shipment(client, shipment, policy, task_queue=settings.task_queue)
         except ShipmentClosed as closed:
@@ -243,6 +244,11 @@ def create_app(
             raise HTTPException(401, "ShipEngine signature is stale or does not match the body")
         return await _carrier_events(_parsed(shipengine.parse_webhook, _json_object(raw)))
 
+    def _with_defaults(shipment: Shipment) -> Shipment:
+        if shipment.poll_via is None and settings.default_poll_via in ("easypost", "aftership"):
+            return shipment.model_copy(update={"poll_via": settings.default_poll_via})
+        return shipment
+
     async def _carrier_events(events: list[CarrierEvent]) -> dict[str, Any]:
         client = await gateway.client()
         matched = 0
@@ -302,6 +308,7 @@ def create_app(
         client: Client, shipment: Shipment, fulfillment: FulfillmentInput, webhook_id: str | None
     ) -> dict[str, str]:
         number = shipment.tracking_number
+        shipment = _with_defaults(shipment)
         try:
             await register_shipment(
                 client, shipment, policy, task_queue=settings.task_queue, update_id=webhook_id

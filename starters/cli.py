@@ -71,6 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     detect.add_argument("--json", action="store_true")
     detect.set_defaults(run=_run_carrier_detect)
 
+    simulate = commands.add_parser("simulate", help="local test doubles")
+    simulate_commands = simulate.add_subparsers(required=True, metavar="WHAT")
+    carrier_sim = simulate_commands.add_parser(
+        "carrier", help="an EasyPost-compatible carrier simulator (tracker API + signed webhooks)"
+    )
+    carrier_sim.add_argument("--host", default="127.0.0.1")
+    carrier_sim.add_argument("--port", type=int, default=8765)
+    carrier_sim.add_argument("--webhook-url", help="e.g. http://127.0.0.1:8000/webhooks/easypost")
+    carrier_sim.add_argument("--webhook-secret", help="default: TRACKFLOW_EASYPOST_WEBHOOK_SECRET")
+    carrier_sim.add_argument(
+        "--time-scale", type=float, default=86400.0, help="policy seconds per real second"
+    )
+    carrier_sim.set_defaults(run=_run_simulate_carrier)
+
     outbox = commands.add_parser(
         "outbox", help="messages delivered by the local outbox, oldest first"
     )
@@ -168,6 +182,19 @@ def _run_carrier_detect(args: argparse.Namespace, settings: Settings) -> int:
         verdict = "valid" if match.valid else "check digit does not match"
         service = f", {match.service}" if match.service else ""
         print(f"{match.courier:<12} {match.name} ({verdict}{service})  {match.tracking_url or ''}")
+    return 0
+
+
+def _run_simulate_carrier(args: argparse.Namespace, settings: Settings) -> int:
+    from starters.simulator import run_simulator
+
+    run_simulator(
+        args.host,
+        args.port,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret or settings.easypost_webhook_secret,
+        time_scale=args.time_scale,
+    )
     return 0
 
 

@@ -7,24 +7,25 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from activities.ledger import Ledger, LedgerRecord, open_ledger
 from trackflow.settings import Settings
-from workers.worker import build_worker
+from workers.worker import running_workers
 
 T = TypeVar("T")
 DEADLINE_S = 30.0
 
 
 @asynccontextmanager
-async def running_worker(client: Client, task_queue: str, data_dir: Path) -> AsyncIterator[Worker]:
-    settings = Settings(task_queue=task_queue, data_dir=data_dir)
-    async with build_worker(client, settings) as worker, worker:
-        yield worker
+async def running_worker(
+    client: Client, task_queue: str, data_dir: Path, **settings: Any
+) -> AsyncIterator[None]:
+    config = Settings(task_queue=task_queue, data_dir=data_dir, **settings)
+    async with running_workers(client, config):
+        yield
 
 
 async def eventually(

@@ -6,15 +6,19 @@ from datetime import datetime
 
 from pydantic import Field
 
+from trackflow.api_health import ApiHealth
 from trackflow.effects import SendNotification
 from trackflow.models import CarrierEvent, Model, ReturnRequest, Shipment, ShipmentUpdate
 from trackflow.shipment_state import ShipmentState
 from trackflow.tracking_policy import TrackingPolicy
 
 TASK_QUEUE = "trackflow"
+POLL_QUEUE_SUFFIX = "-poll"  # carrier API calls, rate limited per worker
 WORKFLOW_NAME = "ShipmentTrackingWorkflow"
 RETURNS_WORKFLOW_NAME = "ReturnsWorkflow"
 UNMATCHED_WORKFLOW_NAME = "UnmatchedEventsWorkflow"
+API_HEALTH_WORKFLOW_NAME = "CarrierApiHealthWorkflow"
+SIGNAL_API_OUTCOME = "outcome"
 SIGNAL_UNMATCHED_EVENT = "unmatched_event"
 SIGNAL_HAND_OVER = "hand_over"
 SIGNAL_CARRIER_EVENT = "carrier_event"
@@ -65,3 +69,18 @@ class ReturnsWorkflowInput(Model):
 class UnmatchedInput(Model):
     tracking_number: str
     keep_for_seconds: float = Field(default=14 * 24 * 3600, gt=0)
+
+
+class ApiOutcome(Model):
+    ok: bool
+    detail: str | None = None
+
+
+class ApiHealthInput(Model):
+    provider: str
+    policy: TrackingPolicy
+    health: ApiHealth | None = None
+
+
+class PollResult(Model):
+    events: list[CarrierEvent] = Field(default_factory=list)

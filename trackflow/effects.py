@@ -35,6 +35,7 @@ class AlertKind(StrEnum):
     LOST = "lost"
     PICKUP_GAP = "pickup_gap"
     CARRIER_API_OUTAGE = "carrier_api_outage"
+    CARRIER_API_RECOVERED = "carrier_api_recovered"
 
 
 class RaiseAlert(Model):
@@ -70,3 +71,12 @@ class StartReturn(Model):
 
     workflow_id: str
     request: ReturnRequest
+
+
+class PollCarrier(Model):
+    """Ask an aggregator's API for the tracker's current events (shipments without webhooks)."""
+
+    provider: str
+    tracking_number: str
+    carrier: str | None
+    attempt: int

@@ -156,6 +156,9 @@ class Shipment(Model):
         default=None, description="what the platform said, when the number says otherwise"
     )
     detected_format: str | None = None
+    poll_via: Literal["easypost", "aftership"] | None = Field(
+        default=None, description="aggregator to poll while no webhook event has arrived"
+    )
     items: list[LineItem] = Field(default_factory=list)
     source: Literal["api", "shopify"] = "api"
     shop_domain: str | None = None
@@ -198,6 +201,7 @@ class CarrierEvent(Model):
     )
     event_id: str | None = Field(default=None, max_length=200)
     source: str = "api"
+    polled: bool = Field(default=False, description="fetched by our polling, not pushed to us")
 
     @field_validator("occurred_at")
     @classmethod

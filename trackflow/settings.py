@@ -24,6 +24,10 @@ class Settings(BaseModel):
     easypost_webhook_secret: str | None = None
     aftership_webhook_secret: str | None = None
     shipengine_webhook_keys: str | None = None  # ShipEngine's JWKS document (JSON) or a PEM key
+    easypost_api_key: str | None = None
+    easypost_base_url: str = "https://api.easypost.com"
+    default_poll_via: str | None = None
+    poll_rate_per_second: float = Field(default=5.0, gt=0)
     time_scale: float = Field(default=1.0, gt=0)
     store_name: str = "Acme"
     support_email: str | None = None

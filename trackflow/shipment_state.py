@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from trackflow.effects import RaiseAlert, SendNotification, StartReturn, TagHelpdesk
+from trackflow.effects import PollCarrier, RaiseAlert, SendNotification, StartReturn, TagHelpdesk
 from trackflow.models import CarrierStatus, Channel, ExceptionKind, Model, Trigger
 
 
@@ -81,6 +81,9 @@ class ShipmentState(Model):
     stale_episode: int = 0
     stale_notified_for: datetime | None = None
     pickup_gap_alerted: bool = False
+    polls: int = 0
+    last_poll_at: datetime | None = None
+    push_seen: bool = Field(default=False, description="a webhook/API event arrived: stop polling")
     delivered_seen_at: datetime | None = None
     review: Literal["sent", "skipped"] | None = None
     trouble: list[str] = Field(default_factory=list, description="why no review request")
@@ -104,6 +107,7 @@ class Decision(Model):
     alerts: list[RaiseAlert] = Field(default_factory=list)
     tags: list[TagHelpdesk] = Field(default_factory=list)
     returns: list[StartReturn] = Field(default_factory=list)
+    polls: list[PollCarrier] = Field(default_factory=list)
 
 
 class NextAction(Model):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import zlib
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from trackflow.models import Model, Shipment
@@ -19,6 +20,7 @@ class TimerKind(StrEnum):
     PICKUP_GAP = "pickup_gap_alert"
     STALE = "stale_check_in"
     LOST = "declare_lost"
+    POLL = "poll_carrier_api"
     REVIEW_REQUEST = "review_request"
     COMPLETE = "complete"
 
@@ -77,6 +79,10 @@ def _lifecycle_timers(
     last_scan = state.last_scan_at or state.started_at
     if last_scan is None:
         return timers
+    if shipment.poll_via and not state.push_seen and state.started_at:
+        due = (state.last_poll_at or state.started_at) + poll_interval(state, shipment, policy)
+        detail = f"poll {shipment.poll_via} (no webhook event so far)"
+        timers.append(Timer(kind=TimerKind.POLL, due_at=due, detail=detail))
     lost_at = last_scan + timings.lost_after
     timers.append(
         Timer(
@@ -99,3 +105,11 @@ def _lifecycle_timers(
         detail = f"no carrier update for {timings.stale_after}"
         timers.append(Timer(kind=TimerKind.STALE, due_at=due, detail=detail))
     return timers
+
+
+def poll_interval(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> timedelta:
+    """Between the speed's bounds, jittered so shipments registered together spread out; the
+    jitter comes from the number and the poll count, so it is the same on every replay."""
+    timings = policy.timings(shipment.shipping_speed)
+    seed = zlib.crc32(f"{shipment.tracking_number}:{state.polls}".encode()) / 0xFFFFFFFF
+    return timings.poll_every_min + (timings.poll_every_max - timings.poll_every_min) * seed

@@ -20,6 +20,8 @@ class SpeedTimings(BaseModel):
     stale_after: timedelta = Field(default=timedelta(hours=72), gt=timedelta(0))
     pickup_gap: timedelta = Field(default=timedelta(hours=48), gt=timedelta(0))
     post_delivery_hold: timedelta = Field(default=timedelta(hours=24))
+    poll_every_min: timedelta = Field(default=timedelta(hours=2), gt=timedelta(0))
+    poll_every_max: timedelta = Field(default=timedelta(hours=4), gt=timedelta(0))
 
     def scaled(self, factor: float) -> SpeedTimings:
         return SpeedTimings(**{name: value / factor for name, value in self if value})
@@ -57,6 +59,8 @@ class TrackingPolicy(BaseModel):
         stale_after=timedelta(hours=24),
         pickup_gap=timedelta(hours=24),
         post_delivery_hold=timedelta(hours=12),
+        poll_every_min=timedelta(minutes=30),
+        poll_every_max=timedelta(minutes=60),
     )
     email_window: SendWindow = SendWindow()
     sms_window: SendWindow = SendWindow()
@@ -70,6 +74,11 @@ class TrackingPolicy(BaseModel):
     lost_follow_up: timedelta = Field(
         default=timedelta(days=30), gt=timedelta(0), description="how long a lost parcel is watched"
     )
+    carrier_api_outage_after: timedelta = Field(
+        default=timedelta(hours=4), gt=timedelta(0), description="failing this long: one alert"
+    )
+    poll_retry_initial: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    poll_retry_max: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
     time_scale: float = Field(default=1.0, gt=0)
 
     @field_validator("default_timezone")
@@ -100,6 +109,9 @@ class TrackingPolicy(BaseModel):
                 "express": self.express.scaled(factor),
                 "return_window": self.return_window / factor,
                 "lost_follow_up": self.lost_follow_up / factor,
+                "carrier_api_outage_after": self.carrier_api_outage_after / factor,
+                "poll_retry_initial": self.poll_retry_initial / factor,
+                "poll_retry_max": self.poll_retry_max / factor,
                 "time_scale": self.time_scale * factor,
             }
         )

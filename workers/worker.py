@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -14,15 +15,24 @@ from activities.alerts import AlertActivities, LedgerAlerts
 from activities.helpdesk import HelpdeskActivities, LedgerHelpdesk
 from activities.ledger import open_ledger
 from activities.notify import NotificationActivities, OutboxNotifier
+from activities.polling import EasyPostTrackers, HealthReporter, PollingActivities, TrackerApi
+from starters.policy_file import load_policy
+from trackflow.contracts import POLL_QUEUE_SUFFIX
 from trackflow.messages import Brand
 from trackflow.settings import Settings
 from trackflow.timezones import preload_zone_data
 from workers.runtime import connect, ensure_search_attributes
+from workflows.carrier_api_health import CarrierApiHealthWorkflow
 from workflows.returns import ReturnsWorkflow
 from workflows.shipment import ShipmentTrackingWorkflow
 from workflows.unmatched import UnmatchedEventsWorkflow
 
-WORKFLOWS = [ShipmentTrackingWorkflow, ReturnsWorkflow, UnmatchedEventsWorkflow]
+WORKFLOWS = [
+    ShipmentTrackingWorkflow,
+    ReturnsWorkflow,
+    UnmatchedEventsWorkflow,
+    CarrierApiHealthWorkflow,
+]
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
@@ -37,8 +47,11 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 
 
 @asynccontextmanager
-async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+async def running_workers(client: Client, settings: Settings) -> AsyncIterator[None]:
+    """The main worker (workflows, messages, alerts, tags) and the carrier-API poller, whose
+    own task queue carries the rate limit shared by every worker polling that queue."""
     ledger = open_ledger(settings.resolved_ledger_url)
+    carrier_http = httpx.AsyncClient(base_url=settings.easypost_base_url, timeout=20)
     notifications = NotificationActivities(
         ledger=ledger,
         notifier=OutboxNotifier(ledger),
@@ -52,19 +65,29 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
     )
     alerts = AlertActivities(ledger, LedgerAlerts(ledger))
     helpdesk = HelpdeskActivities(ledger, LedgerHelpdesk(ledger))
+    apis: dict[str, TrackerApi] = {}
+    if settings.easypost_api_key:
+        apis["easypost"] = EasyPostTrackers(carrier_http, settings.easypost_api_key)
+    health = HealthReporter(client, settings.task_queue, load_policy(settings))
+    polling = PollingActivities(apis, health)
+    main = Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[notifications.send_notification, alerts.raise_alert, helpdesk.tag_helpdesk],
+        workflow_runner=sandbox_runner(),
+    )
+    poller = Worker(
+        client,
+        task_queue=settings.task_queue + POLL_QUEUE_SUFFIX,
+        activities=[polling.poll_carrier],
+        max_task_queue_activities_per_second=settings.poll_rate_per_second,
+    )
     try:
-        yield Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=WORKFLOWS,
-            activities=[
-                notifications.send_notification,
-                alerts.raise_alert,
-                helpdesk.tag_helpdesk,
-            ],
-            workflow_runner=sandbox_runner(),
-        )
+        async with main, poller:
+            yield
     finally:
+        await carrier_http.aclose()
         await ledger.close()
 
 
@@ -72,5 +95,5 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     client = await connect(settings)
     await ensure_search_attributes(client)
-    async with build_worker(client, settings) as worker, worker:
+    async with running_workers(client, settings):
         await (stop or asyncio.Event()).wait()

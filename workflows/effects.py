@@ -6,11 +6,18 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from trackflow.contracts import DeliveryReceipt, NotificationRequest
-    from trackflow.effects import RaiseAlert, SendNotification, TagHelpdesk
-    from trackflow.models import Shipment
+    from trackflow.contracts import (
+        POLL_QUEUE_SUFFIX,
+        DeliveryReceipt,
+        NotificationRequest,
+        PollResult,
+    )
+    from trackflow.effects import PollCarrier, RaiseAlert, SendNotification, TagHelpdesk
+    from trackflow.models import Shipment, ShippingSpeed
+    from trackflow.tracking_policy import TrackingPolicy
 
 # Customer messages: retry a flaky provider for a long time, never a message it refused.
 SEND_RETRY = RetryPolicy(
@@ -63,3 +70,27 @@ async def tag_helpdesk(tag: TagHelpdesk) -> None:
         retry_policy=INTERNAL_RETRY,
         summary=f"helpdesk tag {tag.tag}",
     )
+
+
+async def poll(request: PollCarrier, policy: TrackingPolicy, speed: ShippingSpeed) -> PollResult:
+    """Fetch the tracker's events; an API still failing when the next poll is due gives up
+    this round (the API's health workflow has counted every failure)."""
+    try:
+        result: PollResult = await workflow.execute_activity(
+            "poll_carrier",
+            request,
+            result_type=PollResult,
+            task_queue=f"{workflow.info().task_queue}{POLL_QUEUE_SUFFIX}",
+            start_to_close_timeout=CALL_TIMEOUT,
+            schedule_to_close_timeout=policy.timings(speed).poll_every_min,
+            retry_policy=RetryPolicy(
+                initial_interval=policy.poll_retry_initial,
+                backoff_coefficient=2.0,
+                maximum_interval=policy.poll_retry_max,
+                non_retryable_error_types=["CarrierApiRefused", "CarrierApiNotConfigured"],
+            ),
+            summary=f"poll {request.provider} #{request.attempt}",
+        )
+    except ActivityError:
+        return PollResult()
+    return result

@@ -124,6 +124,14 @@ class ShipmentTrackingWorkflow:
             await effects.tag_helpdesk(tag)
         for start in decision.returns:
             await self._start_return(start)
+        for request in decision.polls:
+            result = await effects.poll(request, self._policy, self._shipment.shipping_speed)
+            for event in result.events:
+                await self._apply(
+                    policy.on_event(
+                        self._state, event, self._shipment, self._policy, workflow.now()
+                    )
+                )
 
     async def _start_return(self, start: StartReturn) -> None:
         with contextlib.suppress(WorkflowAlreadyStartedError):

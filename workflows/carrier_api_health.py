@@ -1,0 +1,69 @@
+"""CarrierApiHealthWorkflow: one per carrier API, fed by every poll's outcome."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from trackflow import api_health
+    from trackflow.api_health import ApiHealth
+    from trackflow.contracts import (
+        API_HEALTH_WORKFLOW_NAME,
+        QUERY_STATE,
+        SIGNAL_API_OUTCOME,
+        ApiHealthInput,
+        ApiOutcome,
+    )
+    from workflows import effects
+    from workflows.search_attributes import STATUS
+
+MAX_OUTCOMES_PER_RUN = 2000
+
+
+@workflow.defn(name=API_HEALTH_WORKFLOW_NAME)
+class CarrierApiHealthWorkflow:
+    @workflow.init
+    def __init__(self, input: ApiHealthInput) -> None:
+        self._health = input.health or ApiHealth(provider=input.provider)
+        self._outcomes: list[ApiOutcome] = []
+        self._received = 0
+        self._published = ""
+
+    @workflow.run
+    async def run(self, input: ApiHealthInput) -> None:
+        while self._received < MAX_OUTCOMES_PER_RUN or self._outcomes:
+            due = api_health.outage_due(self._health, input.policy)
+            timeout = None if due is None else max(due - workflow.now(), timedelta(0))
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: bool(self._outcomes), timeout=timeout)
+            while self._outcomes:
+                outcome = self._outcomes.pop(0)
+                await self._apply(
+                    api_health.on_outcome(self._health, outcome.ok, outcome.detail, workflow.now())
+                )
+            await self._apply(api_health.on_time(self._health, input.policy, workflow.now()))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            ApiHealthInput(provider=input.provider, policy=input.policy, health=self._health)
+        )
+
+    @workflow.signal(name=SIGNAL_API_OUTCOME)
+    def outcome(self, outcome: ApiOutcome) -> None:
+        self._received += 1
+        self._outcomes.append(outcome)
+
+    @workflow.query(name=QUERY_STATE)
+    def state(self) -> ApiHealth:
+        return self._health
+
+    async def _apply(self, decision: api_health.HealthDecision) -> None:
+        self._health = decision.health
+        for alert in decision.alerts:
+            await effects.raise_alert(alert)
+        if self._health.status != self._published:
+            self._published = self._health.status
+            workflow.upsert_search_attributes([STATUS.value_set(self._health.status)])
+            workflow.set_current_details(f"**{self._health.provider} API: {self._health.status}**")
