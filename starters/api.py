@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -42,6 +43,7 @@ from trackflow.sources.signatures import verify_aftership, verify_easypost, veri
 from trackflow.tracking_policy import TrackingPolicy
 
 ClientFactory = Callable[[], Awaitable[Client]]
+logger = logging.getLogger("trackflow.api")
 SHOPIFY_FULFILLMENT_TOPICS = {"fulfillments/create", "fulfillments/update"}
 
 
@@ -254,7 +256,15 @@ def create_app(
         matched = 0
         for event in events:
             matched += await signal_or_keep_event(client, event, task_queue=settings.task_queue)
-        return {"events": len(events), "matched": matched, "kept_for_later": len(events) - matched}
+        unrecognised = [f"{e.source}:{e.raw_code}" for e in events if not e.recognised]
+        if unrecognised:
+            logger.warning("unrecognised carrier codes kept as exception/unknown: %s", unrecognised)
+        return {
+            "events": len(events),
+            "matched": matched,
+            "kept_for_later": len(events) - matched,
+            "unrecognised_codes": unrecognised,
+        }
 
     @app.post("/webhooks/shopify")
     async def shopify_webhook(

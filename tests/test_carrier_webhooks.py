@@ -213,3 +213,36 @@ async def test_malformed_carrier_payload_is_422_naming_the_field(api: httpx.Asyn
     )
     assert response.status_code == 422
     assert "tracking_code" in response.json()["detail"]
+
+
+async def test_an_unknown_carrier_code_is_kept_counted_and_shown(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    number = _number()
+    event = json.loads(_easypost_event(number))
+    event["result"]["tracking_details"] = []
+    event["result"]["status"] = "teleported"
+    event["result"]["status_detail"] = "beamed_up"
+    body = json.dumps(event).encode()
+    async with running_worker(client, task_queue, tmp_path):
+        await _register(api, number)
+        response = await api.post(
+            "/webhooks/easypost",
+            content=body,
+            headers={"X-Hmac-Signature": _easypost_signature(body)},
+        )
+        view = await eventually(
+            lambda: api.get(f"/v1/shipments/{number}"),
+            lambda r: bool(r.json()["timeline"]),
+            what="unknown-code event in the timeline",
+        )
+    assert response.json()["unrecognised_codes"] == ["easypost:teleported/beamed_up"]
+    shown = view.json()
+    assert shown["unrecognised_codes"] == ["easypost:teleported/beamed_up"]
+    entry = shown["timeline"][0]
+    assert (entry["status"], entry["exception"], entry["raw_code"], entry["recognised"]) == (
+        "exception",
+        "unknown",
+        "teleported/beamed_up",
+        False,
+    )

@@ -202,6 +202,15 @@ class CarrierEvent(Model):
     event_id: str | None = Field(default=None, max_length=200)
     source: str = "api"
     polled: bool = Field(default=False, description="fetched by our polling, not pushed to us")
+    raw_status: str | None = Field(default=None, max_length=100, description="the source's code")
+    raw_detail: str | None = Field(default=None, max_length=100)
+    recognised: bool = Field(default=True, description="False: an unknown code, kept as is")
+
+    @property
+    def raw_code(self) -> str | None:
+        if self.raw_status is None:
+            return None
+        return self.raw_status + (f"/{self.raw_detail}" if self.raw_detail else "")
 
     @field_validator("occurred_at")
     @classmethod

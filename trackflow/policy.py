@@ -141,8 +141,13 @@ def on_event(
         description=event.description,
         location=event.location,
         source=event.source,
+        raw_code=event.raw_code,
+        recognised=event.recognised,
         effect=effect,
     )
+    if not event.recognised and event.raw_code:
+        code = f"{event.source}:{event.raw_code}"
+        changes["unrecognised_codes"] = [*state.unrecognised_codes, code][-50:]
     state = state.model_copy(
         update={
             **changes,
@@ -632,5 +637,6 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         ],
         waiting=state.pending,
         notes=state.notes,
+        unrecognised_codes=state.unrecognised_codes,
         next_action=next_action(state, shipment, policy),
     )

@@ -34,6 +34,8 @@ class TimelineEntry(Model):
     description: str | None = None
     location: str | None = None
     source: str = "api"
+    raw_code: str | None = None
+    recognised: bool = True
     effect: str = Field(description="what the policy did with the event, for ops")
 
 
@@ -88,6 +90,9 @@ class ShipmentState(Model):
     review: Literal["sent", "skipped"] | None = None
     trouble: list[str] = Field(default_factory=list, description="why no review request")
     return_request_ids: list[str] = Field(default_factory=list)
+    unrecognised_codes: list[str] = Field(
+        default_factory=list, description="source codes we had no mapping for (kept, counted)"
+    )
     closed_reason: str | None = None
     estimated_delivery: date | None = None
     pending: list[PendingSend] = Field(default_factory=list)
@@ -142,4 +147,5 @@ class ShipmentView(Model):
     notifications: list[NotificationView]
     waiting: list[PendingSend]
     notes: list[Note]
+    unrecognised_codes: list[str] = Field(default_factory=list)
     next_action: NextAction

@@ -143,7 +143,14 @@ def build_event(
 ) -> CarrierEvent:
     """A CarrierEvent from a normalized status; a validation failure names ``where``."""
     try:
-        return CarrierEvent(status=normalized.status, exception=normalized.exception, **fields)
+        return CarrierEvent(
+            status=normalized.status,
+            exception=normalized.exception,
+            raw_status=(normalized.raw_status or "")[:100] or None,
+            raw_detail=(normalized.raw_detail or "")[:100] or None,
+            recognised=normalized.known,
+            **fields,
+        )
     except ValidationError as failure:
         first = failure.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "event"
