@@ -8,6 +8,7 @@ outage raises one alert for the API, not one per shipment.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
@@ -25,7 +26,7 @@ from trackflow.contracts import (
 )
 from trackflow.effects import PollCarrier
 from trackflow.models import CarrierEvent
-from trackflow.sources import easypost
+from trackflow.sources import easypost, shipengine
 from trackflow.tracking_policy import TrackingPolicy
 
 SUCCESS_REPORT_EVERY_S = 60.0
@@ -60,24 +61,65 @@ class EasyPostTrackers:
             )
         except httpx.TransportError as error:
             raise CarrierApiUnavailable(f"EasyPost unreachable: {error!r}") from error
-        answer = f"{response.status_code} {_error(response)}"
-        if response.status_code == 429 or response.status_code >= 500:
-            raise CarrierApiUnavailable(f"EasyPost answered {answer}")
-        if response.status_code >= 400:
-            raise ApplicationError(
-                f"EasyPost refused tracker {tracking_number}: {answer}",
-                type="CarrierApiRefused",
-                non_retryable=True,
-            )
+        _raise_for(response, "EasyPost", tracking_number)
         return easypost.parse_webhook(response.json())
 
 
+class ShipEngineTracking:
+    """`GET /v1/tracking?carrier_code=&tracking_number=` (ShipStation API, formerly ShipEngine)."""
+
+    provider = "shipengine"
+    CARRIER_CODES = {"usps": "usps", "ups": "ups", "fedex": "fedex", "dhl": "dhl_express"}
+
+    def __init__(self, http: httpx.AsyncClient, api_key: str) -> None:
+        self._http = http
+        self._headers = {"API-Key": api_key}
+
+    async def fetch(self, tracking_number: str, carrier: str | None) -> list[CarrierEvent]:
+        if not carrier:
+            raise ApplicationError(
+                "ShipEngine needs the carrier to track a number",
+                type="CarrierApiRefused",
+                non_retryable=True,
+            )
+        params = {
+            "carrier_code": self.CARRIER_CODES.get(carrier, carrier),
+            "tracking_number": tracking_number,
+        }
+        try:
+            response = await self._http.get("/v1/tracking", params=params, headers=self._headers)
+        except httpx.TransportError as error:
+            raise CarrierApiUnavailable(f"ShipEngine unreachable: {error!r}") from error
+        _raise_for(response, "ShipEngine", tracking_number)
+        return shipengine.parse_webhook(
+            {"resource_type": "API_TRACK", "data": response.json()},
+            received_at=datetime.now(UTC),
+        )
+
+
+def _raise_for(response: httpx.Response, api: str, tracking_number: str) -> None:
+    answer = f"{response.status_code} {_error(response)}"
+    if response.status_code == 429 or response.status_code >= 500:
+        raise CarrierApiUnavailable(f"{api} answered {answer}")
+    if response.status_code >= 400:
+        raise ApplicationError(
+            f"{api} refused {tracking_number}: {answer}",
+            type="CarrierApiRefused",
+            non_retryable=True,
+        )
+
+
 def _error(response: httpx.Response) -> str:
+    """EasyPost: {"error": {code, message}}; ShipEngine: {"errors": [{error_code, message}]}."""
     try:
-        error = response.json().get("error", {})
-        return f"{error.get('code')}: {error.get('message')}"
+        body = response.json()
     except ValueError:
         return response.text[:200]
+    if isinstance(body.get("errors"), list) and body["errors"]:
+        first = body["errors"][0]
+        return f"{first.get('error_code')}: {first.get('message')}"
+    error = body.get("error", {})
+    return f"{error.get('code')}: {error.get('message')}"
 
 
 class HealthReporter:

@@ -247,7 +247,7 @@ def create_app(
         return await _carrier_events(_parsed(shipengine.parse_webhook, _json_object(raw)))
 
     def _with_defaults(shipment: Shipment) -> Shipment:
-        if shipment.poll_via is None and settings.default_poll_via in ("easypost", "aftership"):
+        if shipment.poll_via is None and settings.default_poll_via in ("easypost", "shipengine"):
             return shipment.model_copy(update={"poll_via": settings.default_poll_via})
         return shipment
 

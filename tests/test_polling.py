@@ -6,6 +6,7 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from temporalio.client import Client
 
 from starters.api import create_app
 from starters.simulator import create_simulator_app
+from tests.doubles.shipengine_api import create_shipengine_double
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
 from trackflow.settings import Settings
 from workers.runtime import connect
@@ -31,29 +33,28 @@ def _free_port() -> int:
         return port
 
 
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """An ASGI app on a real local port: the poller speaks HTTP to it like to the real API."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: _started(server), lambda ok: ok, what="listening", deadline_s=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _started(server: uvicorn.Server) -> bool:
+    return server.started
+
+
 @pytest.fixture
 async def simulator() -> AsyncIterator[str]:
-    """The simulator on a real local port: the poller speaks HTTP to it like to EasyPost."""
-    port = _free_port()
-    app = create_simulator_app(time_scale=SCALE * 10, api_key=API_KEY)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=url) as http:
-        await eventually(
-            lambda: _reachable(http), lambda ok: ok, what="simulator listening", deadline_s=10
-        )
-    yield url
-    server.should_exit = True
-    await serving
-
-
-async def _reachable(http: httpx.AsyncClient) -> bool:
-    try:
-        await http.get("/simulator/scenarios")
-    except httpx.TransportError:
-        return False
-    return True
+    async with serving(create_simulator_app(time_scale=SCALE * 10, api_key=API_KEY)) as url:
+        yield url
 
 
 def _settings(address: str, task_queue: str, data_dir: Path, simulator: str) -> dict[str, Any]:
@@ -176,3 +177,24 @@ async def test_an_api_outage_raises_one_alert_and_one_recovery_notice(
     assert "failing since" in alerts[0].body
     assert health["status"] == "healthy"
     assert health["outages"] == 1
+
+
+async def test_polled_through_shipengine_when_chosen_for_the_shipment(
+    api: httpx.AsyncClient, client: Client, temporal_address: str, task_queue: str, tmp_path: Path
+) -> None:
+    number = "9400" + str(uuid.uuid4().int)[:18]
+    double = create_shipengine_double("SE-key", {number: "usps"})
+    async with serving(double) as shipengine:
+        config = _settings(temporal_address, task_queue, tmp_path, "http://unused.invalid")
+        config |= {"shipengine_api_key": "SE-key", "shipengine_base_url": shipengine}
+        async with running_worker(client, **config):
+            body = _shipment(number) | {"poll_via": "shipengine"}
+            assert (await api.post("/v1/shipments", json=body)).status_code == 202
+            records = await eventually(
+                lambda: outbox(tmp_path, number),
+                lambda r: ("delivered", "email") in sent(r),
+                deadline_s=30,
+                what="delivered, learned from ShipEngine",
+            )
+    assert sent(records) == [("in_transit", "email"), ("delivered", "email")]
+    assert double.state.calls[0] == ("usps", number)

@@ -13,7 +13,14 @@ from trackflow.shipment_state import ShipmentState
 from trackflow.tracking_policy import TrackingPolicy
 
 TASK_QUEUE = "trackflow"
-POLL_QUEUE_SUFFIX = "-poll"  # carrier API calls, rate limited per worker
+POLL_PROVIDERS = ("easypost", "shipengine")
+
+
+def poll_queue(task_queue: str, provider: str) -> str:
+    """Each carrier API gets its own task queue, so its rate limit applies across workers."""
+    return f"{task_queue}-poll-{provider}"
+
+
 WORKFLOW_NAME = "ShipmentTrackingWorkflow"
 RETURNS_WORKFLOW_NAME = "ReturnsWorkflow"
 UNMATCHED_WORKFLOW_NAME = "UnmatchedEventsWorkflow"

@@ -156,7 +156,7 @@ class Shipment(Model):
         default=None, description="what the platform said, when the number says otherwise"
     )
     detected_format: str | None = None
-    poll_via: Literal["easypost", "aftership"] | None = Field(
+    poll_via: Literal["easypost", "shipengine"] | None = Field(
         default=None, description="aggregator to poll while no webhook event has arrived"
     )
     items: list[LineItem] = Field(default_factory=list)

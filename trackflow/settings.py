@@ -26,6 +26,8 @@ class Settings(BaseModel):
     shipengine_webhook_keys: str | None = None  # ShipEngine's JWKS document (JSON) or a PEM key
     easypost_api_key: str | None = None
     easypost_base_url: str = "https://api.easypost.com"
+    shipengine_api_key: str | None = None
+    shipengine_base_url: str = "https://api.shipengine.com"
     default_poll_via: str | None = None
     poll_rate_per_second: float = Field(default=5.0, gt=0)
     time_scale: float = Field(default=1.0, gt=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,9 +16,15 @@ from activities.alerts import AlertActivities, LedgerAlerts
 from activities.helpdesk import HelpdeskActivities, LedgerHelpdesk
 from activities.ledger import open_ledger
 from activities.notify import NotificationActivities, OutboxNotifier
-from activities.polling import EasyPostTrackers, HealthReporter, PollingActivities, TrackerApi
+from activities.polling import (
+    EasyPostTrackers,
+    HealthReporter,
+    PollingActivities,
+    ShipEngineTracking,
+    TrackerApi,
+)
 from starters.policy_file import load_policy
-from trackflow.contracts import POLL_QUEUE_SUFFIX
+from trackflow.contracts import POLL_PROVIDERS, poll_queue
 from trackflow.messages import Brand
 from trackflow.settings import Settings
 from trackflow.timezones import preload_zone_data
@@ -65,9 +72,12 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
     )
     alerts = AlertActivities(ledger, LedgerAlerts(ledger))
     helpdesk = HelpdeskActivities(ledger, LedgerHelpdesk(ledger))
+    shipengine_http = httpx.AsyncClient(base_url=settings.shipengine_base_url, timeout=20)
     apis: dict[str, TrackerApi] = {}
     if settings.easypost_api_key:
         apis["easypost"] = EasyPostTrackers(carrier_http, settings.easypost_api_key)
+    if settings.shipengine_api_key:
+        apis["shipengine"] = ShipEngineTracking(shipengine_http, settings.shipengine_api_key)
     health = HealthReporter(client, settings.task_queue, load_policy(settings))
     polling = PollingActivities(apis, health)
     main = Worker(
@@ -77,17 +87,23 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         activities=[notifications.send_notification, alerts.raise_alert, helpdesk.tag_helpdesk],
         workflow_runner=sandbox_runner(),
     )
-    poller = Worker(
-        client,
-        task_queue=settings.task_queue + POLL_QUEUE_SUFFIX,
-        activities=[polling.poll_carrier],
-        max_task_queue_activities_per_second=settings.poll_rate_per_second,
-    )
+    pollers = [
+        Worker(
+            client,
+            task_queue=poll_queue(settings.task_queue, provider),
+            activities=[polling.poll_carrier],
+            max_task_queue_activities_per_second=settings.poll_rate_per_second,
+        )
+        for provider in POLL_PROVIDERS
+    ]
     try:
-        async with main, poller:
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in (main, *pollers):
+                await stack.enter_async_context(worker)
             yield
     finally:
         await carrier_http.aclose()
+        await shipengine_http.aclose()
         await ledger.close()
 
 

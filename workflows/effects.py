@@ -10,10 +10,10 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from trackflow.contracts import (
-        POLL_QUEUE_SUFFIX,
         DeliveryReceipt,
         NotificationRequest,
         PollResult,
+        poll_queue,
     )
     from trackflow.effects import PollCarrier, RaiseAlert, SendNotification, TagHelpdesk
     from trackflow.models import Shipment, ShippingSpeed
@@ -80,7 +80,7 @@ async def poll(request: PollCarrier, policy: TrackingPolicy, speed: ShippingSpee
             "poll_carrier",
             request,
             result_type=PollResult,
-            task_queue=f"{workflow.info().task_queue}{POLL_QUEUE_SUFFIX}",
+            task_queue=poll_queue(workflow.info().task_queue, request.provider),
             start_to_close_timeout=CALL_TIMEOUT,
             schedule_to_close_timeout=policy.timings(speed).poll_every_min,
             retry_policy=RetryPolicy(
