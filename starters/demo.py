@@ -206,6 +206,28 @@ async def _play(http: httpx.AsyncClient, order: Order, offset: float) -> None:
         response.raise_for_status()
 
 
+async def _play_polled(http: httpx.AsyncClient, run: str, zone: str) -> None:
+    shipment = _shipment(f"{run}-1008", "9400" + _digits(18), "usps", "Barbara Liskov", "55.00",
+                         zone) | {"poll_via": "easypost"}  # fmt: skip
+    (await http.post("/v1/shipments", json=shipment)).raise_for_status()
+    print(f"  [{run}-1008] no webhooks: trackflow polls EasyPost (the carrier simulator)")
+
+
+async def _play_easypost_webhooks(
+    http: httpx.AsyncClient, simulator_url: str, run: str, zone: str
+) -> None:
+    number = "9400" + _digits(18)
+    shipment = _shipment(f"{run}-1009", number, "usps", "Frances Allen", "180.00", zone,
+                         phone="+16175550177")  # fmt: skip
+    (await http.post("/v1/shipments", json=shipment)).raise_for_status()
+    async with httpx.AsyncClient(base_url=simulator_url, auth=("EZTK-demo", "")) as sim:
+        scenario = {"tracking_code": number, "scenario": "weather_delay"}
+        (await sim.post("/simulator/scenarios", json=scenario)).raise_for_status()
+        tracker = {"tracker": {"tracking_code": number, "carrier": "USPS"}}
+        (await sim.post("/v2/trackers", json=tracker)).raise_for_status()
+    print(f"  [{run}-1009] signed EasyPost webhooks from the simulator: a weather delay")
+
+
 async def _play_shopify(http: httpx.AsyncClient, secret: str, run: str) -> None:
     payload = _shopify_split_fulfillment(run)
     body = json.dumps(payload).encode()
@@ -241,7 +263,9 @@ async def _print_outbox(ledger_url: str, stop: asyncio.Event, lost: asyncio.Even
         await ledger.close()
 
 
-async def _demo(api_url: str, api_token: str, shopify_secret: str, ledger_url: str) -> None:
+async def _demo(
+    api_url: str, api_token: str, shopify_secret: str, ledger_url: str, simulator_url: str
+) -> None:
     print("demo: sample orders go through the real API; the outbox shows what goes out\n")
     run = secrets.token_hex(2).upper()
     orders = _orders(run)
@@ -251,6 +275,9 @@ async def _demo(api_url: str, api_token: str, shopify_secret: str, ledger_url: s
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as http:
         plays = [_play(http, order, offset=i * 0.7) for i, order in enumerate(orders)]
         plays.append(_play_shopify(http, shopify_secret, run))
+        day = orders[0].shipment["customer"]["timezone"]
+        plays.append(_play_polled(http, run, day))
+        plays.append(_play_easypost_webhooks(http, simulator_url, run, day))
         await asyncio.gather(*plays)
         print("\n  (waiting for the stale and lost-package timers…)\n", flush=True)
         with contextlib.suppress(TimeoutError):
@@ -273,5 +300,7 @@ async def _demo(api_url: str, api_token: str, shopify_secret: str, ledger_url: s
     )
 
 
-def play_demo(*, api_url: str, api_token: str, shopify_secret: str, ledger_url: str) -> None:
-    asyncio.run(_demo(api_url, api_token, shopify_secret, ledger_url))
+def play_demo(
+    *, api_url: str, api_token: str, shopify_secret: str, ledger_url: str, simulator_url: str
+) -> None:
+    asyncio.run(_demo(api_url, api_token, shopify_secret, ledger_url, simulator_url))

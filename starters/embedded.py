@@ -27,6 +27,7 @@ class EmbeddedStack:
         temporal_port: int,
         ui_port: int,
         demo: bool,
+        simulator_port: int = 8765,
     ) -> None:
         self.settings = settings.model_copy(
             update={"temporal_address": f"127.0.0.1:{temporal_port}"}
@@ -38,12 +39,14 @@ class EmbeddedStack:
         self.temporal_port = temporal_port
         self.ui_port = ui_port
         self.demo = demo
+        self.simulator_port = simulator_port
         self._children: list[subprocess.Popen[bytes]] = []
 
     def run(self) -> int:
         data_dir = self.settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        for port in (self.temporal_port, self.ui_port, self.api_port):
+        ports = (self.temporal_port, self.ui_port, self.api_port)
+        for port in ports + ((self.simulator_port,) if self.demo else ()):
             if _port_in_use(port):
                 print(f"trackflow up: port {port} is already in use", file=sys.stderr)
                 return 2
@@ -52,6 +55,8 @@ class EmbeddedStack:
         try:
             self._start_temporal(data_dir)
             self._wait_for_port(self.temporal_port, "Temporal")
+            if self.demo:
+                self._start_carrier_simulator(env)
             self._spawn([sys.executable, "-m", "starters.cli", "worker"], env)
             self._spawn(
                 [sys.executable, "-m", "starters.cli", "api", "--port", str(self.api_port)], env
@@ -65,6 +70,7 @@ class EmbeddedStack:
                     api_url=f"http://127.0.0.1:{self.api_port}",
                     api_token=env["TRACKFLOW_API_TOKEN"],
                     shopify_secret=env["TRACKFLOW_SHOPIFY_WEBHOOK_SECRET"],
+                    simulator_url=env["TRACKFLOW_EASYPOST_BASE_URL"],
                     ledger_url=self.settings.resolved_ledger_url,
                 )
             self._supervise()
@@ -113,6 +119,26 @@ class EmbeddedStack:
         self._children.append(
             subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         )
+
+    def _start_carrier_simulator(self, env: dict[str, str]) -> None:
+        """The demo's EasyPost: polled by the worker, and sending signed webhooks to the API."""
+        port = self.simulator_port
+        env.update(
+            TRACKFLOW_EASYPOST_API_KEY="EZTK-demo",
+            TRACKFLOW_EASYPOST_BASE_URL=f"http://127.0.0.1:{port}",
+            TRACKFLOW_EASYPOST_WEBHOOK_SECRET=_local_secret(
+                self.settings.data_dir.resolve(), "easypost_webhook_secret"
+            ),
+        )
+        command = [sys.executable, "-m", "starters.cli", "simulate", "carrier"]
+        command += ["--port", str(port), "--time-scale", str(self.settings.time_scale)]
+        command += ["--webhook-url", f"http://127.0.0.1:{self.api_port}/webhooks/easypost"]
+        command += ["--webhook-secret", env["TRACKFLOW_EASYPOST_WEBHOOK_SECRET"]]
+        log = (self.settings.data_dir.resolve() / "simulator.log").open("ab")
+        self._children.append(
+            subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+        )
+        self._wait_for_port(port, "the carrier simulator")
 
     def _spawn(self, command: list[str], env: dict[str, str]) -> None:
         self._children.append(subprocess.Popen(command, env=env, start_new_session=True))
