@@ -21,7 +21,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv up test lint fmt typecheck clean
+.PHONY: help venv up test lint fmt typecheck bench clean
 
 help:
 	@echo "make up         run trackflow locally (ARGS='$(ARGS)')"
@@ -29,6 +29,7 @@ help:
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make fmt        ruff format + ruff check --fix"
 	@echo "make typecheck  mypy $(MYPY_TARGETS)"
+	@echo "make bench      speed goals of the pure core (python -m bench)"
 	@echo "make clean      remove .trackflow/ and caches (not $(VENV))"
 
 # --- virtualenv bootstrap ---------------------------------------------------------------
@@ -75,6 +76,9 @@ typecheck: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf .trackflow .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov
