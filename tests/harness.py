@@ -49,8 +49,10 @@ async def eventually(
         await asyncio.sleep(0.1)
 
 
-async def outbox(data_dir: Path, tracking_number: str | None = None) -> list[LedgerRecord]:
-    ledger: Ledger = open_ledger(str(data_dir / "ledger.sqlite3"))
+async def outbox(
+    data_dir: Path, tracking_number: str | None = None, *, ledger_url: str | None = None
+) -> list[LedgerRecord]:
+    ledger: Ledger = open_ledger(ledger_url or str(data_dir / "ledger.sqlite3"))
     try:
         return await ledger.list(tracking_number=tracking_number)
     finally:

@@ -30,13 +30,14 @@ MILESTONES = [
 
 @contextmanager
 def worker_process(
-    address: str, task_queue: str, data_dir: Path
+    address: str, task_queue: str, data_dir: Path, **extra_env: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     env = dict(
         os.environ,
         TRACKFLOW_TEMPORAL_ADDRESS=address,
         TRACKFLOW_TASK_QUEUE=task_queue,
         TRACKFLOW_DATA_DIR=str(data_dir),
+        **extra_env,
     )
     process = subprocess.Popen([sys.executable, "-m", "starters.cli", "worker"], env=env)
     try:
@@ -90,3 +91,60 @@ async def test_sigkilled_worker_resumes_without_losing_or_repeating_messages(
     assert [n.trigger for n in result.notifications] == [
         trigger for trigger in expected for _ in ("email", "sms")
     ]
+
+
+POSTGRES = os.environ.get(
+    "TRACKFLOW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+async def test_two_workers_on_a_postgres_ledger_send_each_message_once_across_a_crash(
+    temporal_env: WorkflowEnvironment,
+    client: Client,
+    temporal_address: str,
+    task_queue: str,
+    tmp_path: Path,
+) -> None:
+    """The multi-worker deployment: two worker processes share the PostgreSQL ledger; one
+    is killed mid-lifecycle; every message of three shipments still goes out exactly once."""
+    shipments = [
+        make_shipment(tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="300")
+        for _ in range(3)
+    ]
+    ledger = {"TRACKFLOW_LEDGER_URL": POSTGRES}
+    with temporal_env.with_time_skipping_disabled():
+        for shipment in shipments:
+            await register_shipment(client, shipment, ANY_TIME_POLICY, task_queue=task_queue)
+
+    async def all_sent(count: int) -> None:
+        for shipment in shipments:
+            await eventually(
+                lambda s=shipment: outbox(tmp_path, s.tracking_number, ledger_url=POSTGRES),
+                lambda r: len(r) >= count,
+                deadline_s=90,
+                what=f"{count} messages",
+            )
+
+    with (
+        worker_process(temporal_address, task_queue, tmp_path / "a", **ledger) as first,
+        worker_process(temporal_address, task_queue, tmp_path / "b", **ledger),
+    ):
+        for hour, status in enumerate(MILESTONES[:2]):
+            for shipment in shipments:
+                await signal_event(
+                    client, make_event(status, at(hour), tracking_number=shipment.tracking_number)
+                )
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        for hour, status in enumerate(MILESTONES[2:], start=2):
+            for shipment in shipments:
+                await signal_event(
+                    client, make_event(status, at(hour), tracking_number=shipment.tracking_number)
+                )
+        await all_sent(8)
+
+    for shipment in shipments:
+        records = await outbox(tmp_path, shipment.tracking_number, ledger_url=POSTGRES)
+        assert sent(records) == [
+            (status.value, channel) for status in MILESTONES for channel in ("email", "sms")
+        ]
