@@ -15,6 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
+from trackflow.carriers.formats import COURIER_NAMES
 from trackflow.effects import SendNotification, Tone
 from trackflow.models import Channel, ExceptionKind, Model, Shipment, ShippingSpeed, Trigger
 
@@ -22,14 +23,8 @@ SMS_MAX_CHARS = 160
 UNICODE_SMS_MAX_CHARS = 70
 MAX_LISTED_ITEMS = 3
 
-CARRIER_NAMES = {
-    "ups": "UPS",
-    "fedex": "FedEx",
-    "usps": "USPS",
-    "dhl": "DHL",
-    "dhl_express": "DHL Express",
-    "canada_post": "Canada Post",
-}
+# Detection's names, plus codes platforms use that are not courier codes of the data set.
+CARRIER_NAMES = {**COURIER_NAMES, "dhl_express": "DHL Express", "royal_mail": "Royal Mail"}
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
