@@ -13,6 +13,7 @@ from starters.shipments import register_shipment, shipment_view, signal_event
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent
 from trackflow.models import CarrierStatus, ExceptionKind, Shipment, ShippingSpeed
+from trackflow.policy import ShipmentView
 from workflows.search_attributes import NEXT_ACTION, STATUS
 
 POLICY = ANY_TIME_POLICY
@@ -149,3 +150,30 @@ async def test_express_shipment_asks_for_a_review_after_the_express_hold(
             ("delivered", "email"),
             ("review_request", "email"),
         ]
+
+
+async def test_long_history_continues_as_new_without_losing_or_repeating_anything(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    policy = POLICY.model_copy(update={"continue_as_new_after_events": 10})
+    shipment = _unique_shipment(order_value="212.50")
+    number = shipment.tracking_number
+    first_run = None
+    async with running_worker(client, task_queue, tmp_path):
+        with temporal_env.with_time_skipping_disabled():
+            handle = await register_shipment(client, shipment, policy, task_queue=task_queue)
+        first_run = handle.result_run_id
+        for hour, status in enumerate(MILESTONES):
+            await signal_event(client, make_event(status, at(hour), tracking_number=number))
+            await signal_event(client, make_event(status, at(hour), tracking_number=number))
+        await _messages_count(tmp_path, shipment, 8)
+        await temporal_env.fast_forward(
+            client.get_workflow_handle(shipment.workflow_id), timedelta(hours=73)
+        )
+        final = client.get_workflow_handle(shipment.workflow_id, result_type=ShipmentView)
+        result = await final.result()
+        latest_run = (await final.describe()).run_id
+    assert latest_run != first_run
+    assert [e.effect for e in result.timeline] == ["milestone"] * 4
+    assert len(result.notifications) == 10
+    assert len(sent(await outbox(tmp_path, number))) == 10

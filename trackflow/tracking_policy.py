@@ -79,6 +79,9 @@ class TrackingPolicy(BaseModel):
     )
     poll_retry_initial: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
     poll_retry_max: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    continue_as_new_after_events: int = Field(
+        default=5_000, ge=10, description="a shipment's history is rolled over at this length"
+    )
     time_scale: float = Field(default=1.0, gt=0)
 
     @field_validator("default_timezone")

@@ -53,7 +53,7 @@ class ShipmentTrackingWorkflow:
             self._publish()
             if policy.is_finished(self._state, self._shipment, self._policy, workflow.now()):
                 break
-            if workflow.info().is_continue_as_new_suggested():
+            if self._history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     ShipmentWorkflowInput(
@@ -66,6 +66,11 @@ class ShipmentTrackingWorkflow:
             await self._wait_for_inbox_or_next_timer()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        limit = self._policy.continue_as_new_after_events
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= limit
 
     @workflow.signal(name=SIGNAL_CARRIER_EVENT)
     def carrier_event(self, event: CarrierEvent) -> None:
