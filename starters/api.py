@@ -27,7 +27,7 @@ from starters.shipments import (
     signal_event,
     signal_or_keep_event,
 )
-from trackflow.models import CarrierEvent, ReturnRequest, Shipment
+from trackflow.models import CarrierEvent, InvalidTrackingNumber, ReturnRequest, Shipment
 from trackflow.policy import ShipmentView
 from trackflow.settings import Settings
 from trackflow.sources import aftership, easypost, shipengine
@@ -142,6 +142,10 @@ def create_app(
     @app.exception_handler(RPCError)
     async def _temporal_error(_: Request, error: RPCError) -> JSONResponse:
         return JSONResponse({"detail": f"Temporal call failed: {error.message}"}, status_code=503)
+
+    @app.exception_handler(InvalidTrackingNumber)
+    async def _bad_number(_: Request, error: InvalidTrackingNumber) -> JSONResponse:
+        return JSONResponse({"detail": f"tracking_number: {error}"}, status_code=422)
 
     @app.exception_handler(ShipmentNotFound)
     async def _not_found(_: Request, error: ShipmentNotFound) -> JSONResponse:

@@ -444,3 +444,10 @@ async def test_time_scale_compresses_the_lost_package_timer_end_to_end(
         view = await _view(http, number)
     assert sent(records) == [("in_transit", "email"), ("stale", "email"), ("lost", "email")]
     assert view["status"] == "lost"
+
+
+async def test_malformed_tracking_number_in_the_path_is_422(api: httpx.AsyncClient) -> None:
+    shown = await api.get("/v1/shipments/%21%21")
+    returned = await api.post("/v1/shipments/%21%21/return-requests", json={})
+    assert (shown.status_code, returned.status_code) == (422, 422)
+    assert "tracking_number" in shown.json()["detail"]

@@ -18,13 +18,19 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
+class InvalidTrackingNumber(ValueError):
+    pass
+
+
 def normalize_tracking_number(raw: str) -> str:
     """Carriers print numbers with spaces and dashes and in any case; we key on the bare form."""
     number = _TRACKING_NOISE.sub("", raw).upper()
-    if not number or not number.isalnum():
-        raise ValueError("tracking number must be letters and digits (spaces and dashes allowed)")
+    if not number or not number.isascii() or not number.isalnum():
+        raise InvalidTrackingNumber(
+            "tracking number must be letters and digits (spaces and dashes allowed)"
+        )
     if not 5 <= len(number) <= 40:
-        raise ValueError("tracking number must be 5 to 40 characters")
+        raise InvalidTrackingNumber("tracking number must be 5 to 40 characters")
     return number
 
 
