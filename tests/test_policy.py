@@ -817,9 +817,12 @@ def test_view_reflects_the_state() -> None:
         (Trigger.EXCEPTION, Channel.SMS),
     ]
     # no first carrier scan yet: the earliest armed timer is the pickup-gap alert
-    assert shown.next_action.kind == "pickup_gap_alert"
-    assert shown.next_action.due_at == at(48)
-    assert shown.next_action.due_local == "2026-11-22 07:00 EST (America/New_York)"
+    # the exception scan shows the carrier has the parcel: no pickup-gap alert, lost is next
+    assert shown.next_action.kind == "declare_lost"
+    assert run.state.last_scan_at is not None
+    assert shown.next_action.due_at == run.state.last_scan_at + POLICY.standard.lost_after
+    assert shown.next_action.due_local is not None
+    assert shown.next_action.due_local.endswith("EST (America/New_York)")
     assert shown.timezone == shown.next_action.timezone == "America/New_York"
     assert shown.waiting == []
     assert [(n.kind, n.detail) for n in shown.notes] == [("helpdesk", "auto_delay_notified")]

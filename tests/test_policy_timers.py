@@ -1077,3 +1077,33 @@ def test_a_late_wake_up_does_not_fire_a_timer_the_previous_one_disarmed() -> Non
     assert punctual.phase() == late.phase() == Phase.LOST
     assert [s.trigger for s in punctual.sends()][-1:] == [Trigger.LOST]
     assert [s.trigger for s in late.sends()] == [s.trigger for s in punctual.sends()]
+
+
+def test_an_exception_scan_before_any_transit_scan_means_the_carrier_has_the_parcel() -> None:
+    start = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+    shipment = make_shipment()
+    state = on_start(ShipmentState(), start)
+    delay = make_event(
+        CarrierStatus.EXCEPTION, start + timedelta(hours=1), exception=ExceptionKind.CARRIER_DELAY
+    )
+    state = on_event(state, delay, shipment, POLICY, start + timedelta(hours=1)).state
+    kinds = [t.kind for t in due_timers(state, shipment, POLICY)]
+    assert TimerKind.PICKUP_GAP not in kinds
+    assert TimerKind.LOST in kinds
+
+
+def test_a_refund_request_drops_a_review_request_held_for_the_morning_at_once() -> None:
+    shipment = make_shipment(
+        timezone="America/New_York", phone=None, shipping_speed=ShippingSpeed.EXPRESS
+    )
+    afternoon = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)  # 16:00 in New York
+    state = on_start(ShipmentState(), afternoon - timedelta(days=1))
+    delivered = make_event(CarrierStatus.DELIVERED, afternoon)
+    state = on_event(state, delivered, shipment, POLICY, afternoon).state
+    night = afternoon + timedelta(hours=12)  # the express hold ends at 04:00 in New York
+    state = on_tick(state, shipment, POLICY, night).state
+    assert [p.send.trigger for p in state.pending] == [Trigger.REVIEW_REQUEST]
+    refund = ReturnRequest(request_id="r-9", kind="refund")
+    after = on_return_request(state, refund, shipment, POLICY, night + timedelta(minutes=5)).state
+    assert after.pending == []
+    assert [n.kind for n in after.notes][-2:] == ["dropped", "return_started"]

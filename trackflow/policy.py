@@ -196,6 +196,7 @@ def on_return_request(
             "trouble": [*state.trouble, f"{request.kind} requested"],
         }
     )
+    state = _drop_obsolete(state, now)  # e.g. a review request held for the morning
     delivered = state.delivered_seen_at
     if delivered is None or now - delivered > policy.return_window:
         why = "not delivered yet" if delivered is None else "outside the return window"

@@ -6,7 +6,7 @@ import zlib
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from trackflow.models import Model, Shipment
+from trackflow.models import CarrierStatus, Model, Shipment
 from trackflow.shipment_state import Phase, ShipmentState
 from trackflow.tracking_policy import TrackingPolicy
 
@@ -89,7 +89,8 @@ def _lifecycle_timers(
             kind=TimerKind.LOST, due_at=lost_at, detail=f"no carrier scan for {timings.lost_after}"
         )
     )
-    if state.rank <= _LABEL_RANK and not state.pickup_gap_alerted and state.started_at:
+    carrier_has_it = any(e.status != CarrierStatus.LABEL_CREATED for e in state.timeline)
+    if not carrier_has_it and not state.pickup_gap_alerted and state.started_at:
         due = state.started_at + timings.pickup_gap
         detail = f"no first carrier scan within {timings.pickup_gap} of the label"
         timers.append(Timer(kind=TimerKind.PICKUP_GAP, due_at=due, detail=detail))
