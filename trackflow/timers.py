@@ -10,9 +10,7 @@ from trackflow.models import CarrierStatus, Model, Shipment
 from trackflow.shipment_state import Phase, ShipmentState
 from trackflow.tracking_policy import TrackingPolicy
 
-_LABEL_RANK = 0
 _IN_TRANSIT_RANK = 1
-_DELIVERED_RANK = 3
 
 
 class TimerKind(StrEnum):
