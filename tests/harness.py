@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -73,3 +74,11 @@ def zone_at_local_hour(hour: int, now: datetime | None = None) -> str:
         offset -= 24
     # POSIX-style names: Etc/GMT+5 is five hours *behind* UTC.
     return "Etc/UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now, for a local server started by a test."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,10 @@ from typing import Any
 
 import httpx
 
-from tests.harness import zone_at_local_hour
+from tests.harness import free_port, zone_at_local_hour
 
 TRACKING_NUMBER = "1Z5R89390357567127"
 START_DEADLINE_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _trackflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -86,7 +78,7 @@ def _poll_json(http: httpx.Client, path: str, accept: Any) -> dict[str, Any]:
 
 
 def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Path) -> None:
-    ports = {"api": _free_port(), "temporal": _free_port(), "ui": _free_port()}
+    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
     shipment = {
         "order_id": "5001",
         "tracking_number": TRACKING_NUMBER,

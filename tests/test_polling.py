@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +17,14 @@ from temporalio.client import Client
 from starters.api import create_app
 from starters.simulator import create_simulator_app
 from tests.doubles.shipengine_api import create_shipengine_double
-from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
+from tests.harness import (
+    eventually,
+    free_port,
+    outbox,
+    running_worker,
+    sent,
+    zone_at_local_hour,
+)
 from trackflow.settings import Settings
 from workers.runtime import connect
 
@@ -26,17 +32,10 @@ API_KEY = "EZTK-test"
 SCALE = 3600.0  # one policy hour per second: express polls every 0.5-1 s, outage alert after 4 s
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
     """An ASGI app on a real local port: the poller speaks HTTP to it like to the real API."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     await eventually(lambda: _started(server), lambda ok: ok, what="listening", deadline_s=10)
