@@ -18,6 +18,7 @@ import itertools
 import re
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -299,6 +300,27 @@ CREATE INDEX IF NOT EXISTS {table}_tracking ON {table} (tracking_number, sent_at
 """
 
 
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting out another connection doing the same.
+
+    SQLite answers a journal-mode change that meets a concurrent opener with an
+    immediate "database is locked", without consulting the busy handler, so two
+    processes opening a fresh ledger together need this retry.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    for pause in itertools.chain((0.001, 0.005, 0.02), itertools.repeat(0.05)):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+
+
 class SqliteLedger(_SqlLedger):
     """One sqlite3 connection, used from worker threads one call at a time."""
 
@@ -313,8 +335,8 @@ class SqliteLedger(_SqlLedger):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+            _enable_wal(conn)
             conn.executescript(f"BEGIN IMMEDIATE; {_schema(self.table, postgres=False)} COMMIT;")
         except BaseException:
             conn.close()

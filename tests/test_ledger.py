@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -122,6 +123,30 @@ async def test_two_ledgers_on_one_store_race_and_see_each_other(open_same: Ledge
         records[0].idempotency_key,
         other.idempotency_key,
     }
+
+
+def test_processes_opening_a_fresh_sqlite_ledger_together_all_get_in(tmp_path: Path) -> None:
+    """Switching a new file to WAL fails at once, busy handler or not, when another opener races."""
+    failures: list[BaseException] = []
+
+    def open_and_query(ledger: SqliteLedger) -> None:
+        try:
+            ledger._run("SELECT count(*) FROM notification_ledger", ())
+        except BaseException as error:
+            failures.append(error)
+
+    for attempt in range(40):
+        path = tmp_path / f"race-{attempt}" / "ledger.sqlite3"
+        ledgers = [SqliteLedger(path) for _ in range(4)]
+        threads = [threading.Thread(target=open_and_query, args=(ledger,)) for ledger in ledgers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for ledger in ledgers:
+            ledger._close()
+
+    assert failures == []
 
 
 async def test_list_orders_by_sent_at_then_insertion_and_filters(ledger: Ledger) -> None:
