@@ -456,7 +456,7 @@ def test_review_request_after_the_hold_and_completion_after_the_return_window(
     run.feed(LABEL, TRANSIT)
     # in transit, the earliest timer is the stale check-in; nothing ends without the clock
     assert next_action(run.state, shipment, POLICY).kind == "stale_check_in"
-    assert not is_finished(run.state, shipment, POLICY, run.now + timedelta(days=365))
+    assert not is_finished(run.state)
 
     run.feed(DELIVERED)
     seen = run.now  # the fake clock when delivery was processed
@@ -470,17 +470,17 @@ def test_review_request_after_the_hold_and_completion_after_the_return_window(
     assert run.triggers(review) == [Trigger.REVIEW_REQUEST]
     assert review[0].idempotency_key == f"{WF}:review_request:1:email"
     assert run.state.review == "sent"
-    assert not is_finished(run.state, shipment, POLICY, run.now)
+    assert not is_finished(run.state)
 
     end = seen + timedelta(hours=72)  # max(hold, return window)
     action = next_action(run.state, shipment, POLICY)
     assert (action.kind, action.due_at) == ("complete", end)
     run.tick(end - timedelta(seconds=1))
     assert run.state.closed_reason is None
-    assert not is_finished(run.state, shipment, POLICY, end)
+    assert not is_finished(run.state)
     assert run.tick(end) == []
     assert run.state.closed_reason == "lifecycle complete"
-    assert is_finished(run.state, shipment, POLICY, end)
+    assert is_finished(run.state)
     assert run.triggers().count(Trigger.REVIEW_REQUEST) == 1
 
 
@@ -506,7 +506,7 @@ def test_not_finished_while_awaiting_carrier_events() -> None:
     state = ShipmentState()
     assert next_action(state, shipment, POLICY).kind == "await_carrier_event"
     assert next_action(state, shipment, POLICY).due_at is None
-    assert not is_finished(state, shipment, POLICY, at(10_000))
+    assert not is_finished(state)
 
 
 # --------------------------------------------------------------------------------------
@@ -634,7 +634,7 @@ def test_available_for_pickup_is_a_held_at_facility_exception() -> None:
     # the carrier's own held_at_facility exception is the same episode
     held = exception_event(ExceptionKind.HELD_AT_FACILITY, at(11), event_id="x-held")
     assert run.feed(held) == []
-    assert not is_finished(run.state, run.shipment, POLICY, at(1000))
+    assert not is_finished(run.state)
 
 
 def test_returned_is_a_return_to_sender_exception_and_closes_the_shipment() -> None:
@@ -646,7 +646,7 @@ def test_returned_is_a_return_to_sender_exception_and_closes_the_shipment() -> N
     assert run.state.phase == Phase.RETURNED
     assert run.state.closed_reason
     assert next_action(run.state, run.shipment, POLICY).kind == "complete"
-    assert is_finished(run.state, run.shipment, POLICY, run.now)
+    assert is_finished(run.state)
     # anything later is recorded and ignored
     late = [
         make_event(S.DELIVERED, at(41), event_id="d"),
@@ -757,7 +757,7 @@ def test_cancel_closes_and_later_events_send_nothing() -> None:
     assert run.state.closed_reason is not None
     assert "order refunded" in run.state.closed_reason
     assert next_action(run.state, run.shipment, POLICY).kind == "complete"
-    assert is_finished(run.state, run.shipment, POLICY, run.now)
+    assert is_finished(run.state)
     assert run.feed(TRANSIT, exception_event(ExceptionKind.LOST, at(9)), DELIVERED) == []
     assert run.state.phase == Phase.CANCELLED
     assert len(run.state.timeline) == 4

@@ -306,13 +306,13 @@ def test_the_furthest_milestone_is_always_announced(scenario: Scenario, shipment
         assert review.state.review == ("skipped" if out.state.trouble else "sent")
         finish = seen + max(hold, POLICY.return_window)
         state = on_tick(review.state, shipment, POLICY, finish - timedelta(seconds=1)).state
-        assert not is_finished(state, shipment, POLICY, finish)
+        assert not is_finished(state)
         state = on_tick(state, shipment, POLICY, finish).state
-        assert is_finished(state, shipment, POLICY, finish)
+        assert is_finished(state)
     else:
-        assert not is_finished(out.state, shipment, POLICY, out.last_now + hold * 10)
+        assert not is_finished(out.state)
         later = on_tick(out.state, shipment, POLICY, out.last_now + hold * 10)
-        assert not is_finished(later.state, shipment, POLICY, out.last_now + hold * 10)
+        assert not is_finished(later.state)
 
 
 @QUICK

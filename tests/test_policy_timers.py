@@ -192,7 +192,7 @@ class Sim:
 
     @property
     def finished(self) -> bool:
-        return is_finished(self.state, self.shipment, self.policy, self.now)
+        return is_finished(self.state)
 
     @property
     def pending_keys(self) -> list[str]:

@@ -243,9 +243,7 @@ def record_sent(state: ShipmentState, send: SendNotification, sent_at: datetime)
     return state.model_copy(update={"notifications": [*state.notifications, sent]})
 
 
-def is_finished(
-    state: ShipmentState, shipment: Shipment, policy: TrackingPolicy, now: datetime
-) -> bool:
+def is_finished(state: ShipmentState) -> bool:
     return state.closed_reason is not None and not state.pending
 
 

@@ -51,7 +51,7 @@ class ShipmentTrackingWorkflow:
             while self._inbox:
                 await self._handle(self._inbox.pop(0))
             self._publish()
-            if policy.is_finished(self._state, self._shipment, self._policy, workflow.now()):
+            if policy.is_finished(self._state):
                 break
             if self._history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
