@@ -202,14 +202,15 @@ def region_code(shipment: Shipment) -> str | None:
     return f"{country}-{region}" if region else None
 
 
+# Read once when the module is imported (on the host), never lazily: pytz loads its country
+# table from disk on first use, and the workflow sandbox forbids that read.
+_COUNTRY_ZONE: dict[str, str] = {
+    country: zones[0] for country, zones in pytz.country_timezones.items() if zones
+} | _COUNTRY_MAIN_ZONE
+
+
 def _country_zone(country: str) -> str | None:
-    if country in _COUNTRY_MAIN_ZONE:
-        return _COUNTRY_MAIN_ZONE[country]
-    try:
-        zones = pytz.country_timezones[country]
-    except KeyError:
-        return None
-    return zones[0] if zones else None
+    return _COUNTRY_ZONE.get(country)
 
 
 def resolve_timezone(shipment: Shipment, default: str) -> ResolvedZone:
