@@ -202,6 +202,38 @@ def test_cancelled_fulfillment_flagged(fulfillment: dict[str, Any]) -> None:
     assert parse_fulfillment(fulfillment, shop_domain=SHOP).cancelled is True
 
 
+def test_fulfillment_updated_at_orders_updates(fulfillment: dict[str, Any]) -> None:
+    result = parse_fulfillment(fulfillment, shop_domain=SHOP)
+    # "2021-12-31T19:00:00-05:00" in the sample: kept with its offset, compared as an instant
+    assert result.updated_at == datetime(2022, 1, 1, 0, 0, tzinfo=UTC)
+    assert result.updated_at is not None and result.updated_at.utcoffset() is not None
+
+
+@pytest.mark.parametrize("absent", [None, "", "  "])
+def test_fulfillment_without_updated_at_has_no_order(
+    fulfillment: dict[str, Any], absent: str | None
+) -> None:
+    fulfillment["updated_at"] = absent
+    assert parse_fulfillment(fulfillment, shop_domain=SHOP).updated_at is None
+    del fulfillment["updated_at"]
+    assert parse_fulfillment(fulfillment, shop_domain=SHOP).updated_at is None
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("yesterday", "updated_at is not an ISO 8601 timestamp"),
+        ("2026-11-20T09:15:00", "updated_at has no time zone offset"),
+    ],
+)
+def test_malformed_updated_at_is_rejected(
+    fulfillment: dict[str, Any], value: str, reason: str
+) -> None:
+    fulfillment["updated_at"] = value
+    with pytest.raises(ShopifyPayloadError, match=reason):
+        parse_fulfillment(fulfillment, shop_domain=SHOP)
+
+
 @pytest.mark.parametrize(
     ("phone", "country_code", "expected"),
     [

@@ -71,6 +71,9 @@ class FulfillmentInput(BaseModel):
     events: list[CarrierEvent] = Field(default_factory=list)
     cancelled: bool = False
     ignored_statuses: list[str] = Field(default_factory=list)
+    updated_at: datetime | None = Field(
+        default=None, description="the fulfillment's last change: orders updates (None: unknown)"
+    )
 
 
 # --- signature ------------------------------------------------------------------------------
@@ -397,6 +400,9 @@ def parse_fulfillment(payload: Mapping[str, Any], *, shop_domain: str | None) ->
         where = ".".join(str(part) for part in first["loc"]) or "payload"
         raise ShopifyPayloadError(f"{where}: {first['msg']}") from None
 
+    updated_at = (
+        _when(payload["updated_at"], "updated_at") if _text(payload.get("updated_at")) else None
+    )
     events: list[CarrierEvent] = []
     ignored: list[str] = []
     shipment_status = _text(payload.get("shipment_status"))
@@ -417,7 +423,11 @@ def parse_fulfillment(payload: Mapping[str, Any], *, shop_domain: str | None) ->
 
     cancelled = (_text(payload.get("status")) or "").lower() == "cancelled"
     return FulfillmentInput(
-        shipments=shipments, events=events, cancelled=cancelled, ignored_statuses=ignored
+        shipments=shipments,
+        events=events,
+        cancelled=cancelled,
+        ignored_statuses=ignored,
+        updated_at=updated_at,
     )
 
 
