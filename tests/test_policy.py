@@ -24,10 +24,12 @@ from trackflow.models import (
     Channel,
     ExceptionKind,
     Shipment,
+    ShipmentUpdate,
     ShippingSpeed,
     Trigger,
 )
 from trackflow.policy import (
+    MAX_REMEMBERED_UPDATE_IDS,
     Decision,
     Phase,
     SendNotification,
@@ -777,11 +779,23 @@ def test_cancel_after_return_keeps_the_return() -> None:
     assert on_cancel(run.state, "late cancel") == run.state
 
 
-def test_shipment_update_refuses_another_tracking_number() -> None:
+def _update(
+    shipment: Shipment, update_id: str | None = None, updated_at: datetime | None = None
+) -> ShipmentUpdate:
+    return ShipmentUpdate(shipment=shipment, update_id=update_id, updated_at=updated_at)
+
+
+def _ignored(state: ShipmentState) -> list[tuple[str, str]]:
+    return [(n.key, n.detail) for n in state.notes if n.kind == "update_ignored"]
+
+
+def test_shipment_update_for_another_tracking_number_is_noted_not_raised() -> None:
     current = make_shipment()
     other = make_shipment(tracking_number="9400111899223100001234")
-    with pytest.raises(ValueError, match="another tracking number"):
-        on_shipment_update(current, other)
+    state, shipment = on_shipment_update(ShipmentState(), current, _update(other, "wh-9"), at(1))
+    assert shipment == current
+    assert _ignored(state) == [("wh-9", "for another tracking number: 9400111899223100001234")]
+    assert state.applied_update_ids == []
 
 
 def test_shipment_update_replaces_facts_and_changes_segmentation() -> None:
@@ -790,12 +804,112 @@ def test_shipment_update_replaces_facts_and_changes_segmentation() -> None:
     update = make_shipment(
         order_value="180", sms_consent=True, tracking_number="1z999aa1-0123-456784"
     )
-    merged = on_shipment_update(current, update)
+    state, merged = on_shipment_update(ShipmentState(), current, _update(update), at(1))
     assert merged == update
+    assert state.notes == []
     run = Run(current)
     assert {s.channel for s in run.feed(LABEL)} == {Channel.EMAIL}
     run.shipment = merged
     assert {s.channel for s in run.feed(TRANSIT)} == {Channel.EMAIL, Channel.SMS}
+
+
+def test_first_update_is_applied_and_remembered() -> None:
+    """The signal-with-start that creates the workflow carries the first update."""
+    shipment = make_shipment()
+    state, applied = on_shipment_update(
+        ShipmentState(), shipment, _update(shipment, "wh-1", at(-5)), at(0)
+    )
+    assert applied == shipment
+    assert state.applied_update_ids == ["wh-1"]
+    assert state.applied_update_at == at(-5)
+    assert state.notes == []
+
+
+def test_replayed_webhook_id_is_ignored_even_when_it_is_not_older() -> None:
+    old = make_shipment(phone="+15025550100")
+    new = make_shipment(phone="+15025550199")
+    state, shipment = on_shipment_update(ShipmentState(), old, _update(new, "wh-a"), at(1))
+    # the same webhook id again, with other content and no updated_at: a replay all the same
+    state, shipment = on_shipment_update(state, shipment, _update(old, "wh-a"), at(2))
+    assert shipment.customer.phone == "+15025550199"
+    assert _ignored(state) == [("wh-a", "replayed webhook")]
+    assert state.applied_update_ids == ["wh-a"]
+
+
+def test_update_older_than_the_applied_one_is_ignored() -> None:
+    first = make_shipment(phone="+15025550100")
+    newer = make_shipment(phone="+15025550199", sms_consent=False, email="new@example.com")
+    state, shipment = on_shipment_update(
+        ShipmentState(), first, _update(first, "wh-1", at(0)), at(0)
+    )
+    state, shipment = on_shipment_update(state, shipment, _update(newer, "wh-3", at(2)), at(3))
+    state, shipment = on_shipment_update(state, shipment, _update(first, "wh-2", at(1)), at(4))
+    assert shipment == newer
+    assert (shipment.customer.email, shipment.customer.sms_consent) == ("new@example.com", False)
+    assert _ignored(state) == [
+        ("wh-2", "older than the applied update of 2026-11-20T14:00:00+00:00")
+    ]
+    assert state.applied_update_ids == ["wh-1", "wh-3"]
+    assert state.applied_update_at == at(2)
+
+
+def test_update_as_old_as_the_applied_one_or_newer_is_applied() -> None:
+    a, b, c = (make_shipment(phone=f"+1502555010{i}") for i in range(3))
+    state, shipment = on_shipment_update(ShipmentState(), a, _update(a, "wh-a", at(1)), at(1))
+    state, shipment = on_shipment_update(state, shipment, _update(b, "wh-b", at(1)), at(2))
+    assert shipment == b
+    # same instant written in another offset: not older
+    later = at(3).astimezone(timezone(timedelta(hours=-5)))
+    state, shipment = on_shipment_update(state, shipment, _update(c, "wh-c", later), at(3))
+    assert shipment == c
+    assert state.applied_update_at == at(3)
+    assert _ignored(state) == []
+
+
+def test_update_without_id_or_time_skips_that_check() -> None:
+    a, b = make_shipment(phone="+15025550100"), make_shipment(phone="+15025550101")
+    state, shipment = on_shipment_update(ShipmentState(), a, _update(a, "wh-a", at(5)), at(5))
+    # from the JSON API: no webhook id, no updated_at -> applied, the order mark is kept
+    state, shipment = on_shipment_update(state, shipment, _update(b), at(6))
+    state, shipment = on_shipment_update(state, shipment, _update(b), at(7))
+    assert shipment == b
+    assert state.applied_update_ids == ["wh-a"]
+    assert state.applied_update_at == at(5)
+    # an id never seen but older than the mark is still refused
+    state, shipment = on_shipment_update(state, shipment, _update(a, "wh-z", at(4)), at(8))
+    assert shipment == b
+    assert [key for key, _ in _ignored(state)] == ["wh-z"]
+
+
+def test_remembered_update_ids_are_bounded_newest_kept() -> None:
+    shipment = make_shipment()
+    state = ShipmentState()
+    for i in range(MAX_REMEMBERED_UPDATE_IDS + 20):
+        state, shipment = on_shipment_update(state, shipment, _update(shipment, f"wh-{i}"), at(0))
+    assert len(state.applied_update_ids) == MAX_REMEMBERED_UPDATE_IDS
+    assert state.applied_update_ids[-1] == f"wh-{MAX_REMEMBERED_UPDATE_IDS + 19}"
+    assert "wh-0" not in state.applied_update_ids
+
+
+def test_repeated_replays_note_once() -> None:
+    """Shopify retries a webhook it thinks failed up to 8 times; one note says it all."""
+    shipment = make_shipment()
+    state, shipment = on_shipment_update(ShipmentState(), shipment, _update(shipment, "w"), at(0))
+    for hour in range(1, 6):
+        state, shipment = on_shipment_update(state, shipment, _update(shipment, "w"), at(hour))
+    assert _ignored(state) == [("w", "replayed webhook")]
+
+
+def test_update_memory_survives_continue_as_new() -> None:
+    """The state crosses continue-as-new as JSON; an old state without the fields loads."""
+    shipment = make_shipment()
+    state, _ = on_shipment_update(ShipmentState(), shipment, _update(shipment, "w", at(1)), at(1))
+    carried = ShipmentState.model_validate_json(state.model_dump_json())
+    assert (carried.applied_update_ids, carried.applied_update_at) == (["w"], at(1))
+    legacy = ShipmentState.model_validate(
+        {k: v for k, v in state.model_dump(mode="json").items() if not k.startswith("applied_")}
+    )
+    assert (legacy.applied_update_ids, legacy.applied_update_at) == ([], None)
 
 
 def test_view_reflects_the_state() -> None:

@@ -255,4 +255,16 @@ class ShipmentUpdate(Model):
     """New facts about the order (address, phone, consent, ...) from a later webhook."""
 
     shipment: Shipment
-    update_id: str | None = None
+    update_id: str | None = Field(
+        default=None, description="the source's delivery id (X-Shopify-Webhook-Id): replays"
+    )
+    updated_at: datetime | None = Field(
+        default=None, description="when the source last changed these facts: older ones lose"
+    )
+
+    @field_validator("updated_at")
+    @classmethod
+    def _aware_updated_at(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("updated_at needs a time zone offset")
+        return value

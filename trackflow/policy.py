@@ -6,7 +6,7 @@ out what it returns; the tests drive it with a fake clock.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from trackflow.carriers.resolve import with_detected_carrier
 from trackflow.effects import (
@@ -27,6 +27,7 @@ from trackflow.models import (
     ExceptionKind,
     ReturnRequest,
     Shipment,
+    ShipmentUpdate,
     Trigger,
 )
 from trackflow.send_windows import format_local, next_send_time, window_for
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 MAX_REMEMBERED_EVENT_KEYS = 500
+MAX_REMEMBERED_UPDATE_IDS = 100
 
 _MILESTONE_RANK: dict[CarrierStatus, int] = {
     CarrierStatus.LABEL_CREATED: 0,
@@ -223,11 +225,40 @@ def prepare_shipment(shipment: Shipment) -> Shipment:
     return with_detected_carrier(shipment)
 
 
-def on_shipment_update(current: Shipment, update: Shipment) -> Shipment:
-    """Later facts replace earlier ones, but a workflow never changes tracking number."""
-    if update.tracking_number != current.tracking_number:
-        raise ValueError("shipment update is for another tracking number")
-    return prepare_shipment(update)
+def on_shipment_update(
+    state: ShipmentState, current: Shipment, update: ShipmentUpdate, now: datetime
+) -> tuple[ShipmentState, Shipment]:
+    """Later facts replace earlier ones. Ignored, with a note: a replayed update (an id already
+    applied), one older than the applied one (by the source's `updated_at`), and one for
+    another tracking number (a workflow never changes number)."""
+    why = _update_ignored_because(state, current, update)
+    if why is not None:
+        note = Note(kind="update_ignored", key=update.update_id or "", detail=why, at=now)
+        if not any(
+            (n.kind, n.key, n.detail) == (note.kind, note.key, note.detail) for n in state.notes
+        ):
+            state = _noted(state, note)
+        return state, current
+    changes: dict[str, object] = {}
+    if update.update_id is not None:
+        ids = [*state.applied_update_ids, update.update_id]
+        changes["applied_update_ids"] = ids[-MAX_REMEMBERED_UPDATE_IDS:]
+    if update.updated_at is not None:
+        changes["applied_update_at"] = update.updated_at
+    return state.model_copy(update=changes), prepare_shipment(update.shipment)
+
+
+def _update_ignored_because(
+    state: ShipmentState, current: Shipment, update: ShipmentUpdate
+) -> str | None:
+    if update.shipment.tracking_number != current.tracking_number:
+        return f"for another tracking number: {update.shipment.tracking_number}"
+    if update.update_id is not None and update.update_id in state.applied_update_ids:
+        return "replayed webhook"
+    applied_at = state.applied_update_at
+    if update.updated_at is not None and applied_at is not None and update.updated_at < applied_at:
+        return f"older than the applied update of {applied_at.astimezone(UTC).isoformat()}"
+    return None
 
 
 def record_sent(state: ShipmentState, send: SendNotification, sent_at: datetime) -> ShipmentState:

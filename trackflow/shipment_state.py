@@ -60,7 +60,15 @@ class PendingSend(Model):
 class Note(Model):
     """Something ops should see that is not a customer message: alerts, tags, drops, returns."""
 
-    kind: Literal["alert", "helpdesk", "dropped", "return_started", "return_ignored", "review"]
+    kind: Literal[
+        "alert",
+        "helpdesk",
+        "dropped",
+        "return_started",
+        "return_ignored",
+        "review",
+        "update_ignored",
+    ]
     key: str
     detail: str
     at: datetime
@@ -98,6 +106,12 @@ class ShipmentState(Model):
     pending: list[PendingSend] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     seen_event_keys: list[str] = Field(default_factory=list)
+    applied_update_ids: list[str] = Field(
+        default_factory=list, description="ids of the last shipment updates applied (replays)"
+    )
+    applied_update_at: datetime | None = Field(
+        default=None, description="the newest `updated_at` of an applied shipment update"
+    )
     notifications: list[SentNotification] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
 

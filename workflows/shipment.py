@@ -114,7 +114,9 @@ class ShipmentTrackingWorkflow:
                 )
             )
         elif item.update is not None:
-            self._shipment = policy.on_shipment_update(self._shipment, item.update.shipment)
+            self._state, self._shipment = policy.on_shipment_update(
+                self._state, self._shipment, item.update, now
+            )
         elif item.cancel is not None:
             self._state = policy.on_cancel(self._state, item.cancel.reason)
 
