@@ -312,7 +312,7 @@ def test_exception_before_any_milestone_notifies() -> None:
     ids=["exception", "older-exception", "pickup", "returned", "lower-milestone", "redelivered"],
 )
 def test_nothing_is_sent_after_delivered(late: CarrierEvent) -> None:
-    run = Run()
+    run = Run(start=at(24))  # received once they happened (not more than a day early)
     run.feed(*MILESTONES)
     assert run.feed(late) == []
     assert run.state.phase == Phase.DELIVERED
@@ -640,7 +640,7 @@ def test_available_for_pickup_is_a_held_at_facility_exception() -> None:
 
 
 def test_returned_is_a_return_to_sender_exception_and_closes_the_shipment() -> None:
-    run = Run()
+    run = Run(start=at(24))  # received once they happened (not more than a day early)
     run.feed(LABEL, TRANSIT)
     sends = run.feed(make_event(S.RETURNED, at(40), event_id="r-1"))
     assert run.triggers(sends) == [Trigger.EXCEPTION]

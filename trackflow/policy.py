@@ -20,6 +20,7 @@ from trackflow.effects import (
     TagHelpdesk,
     Tone,
 )
+from trackflow.event_time import implausible_time
 from trackflow.models import (
     CarrierEvent,
     CarrierStatus,
@@ -129,6 +130,8 @@ def on_event(
     key = event.dedupe_key
     if key in state.seen_event_keys or event.tracking_number != shipment.tracking_number:
         return Decision(state=state)
+    if reason := implausible_time(event.occurred_at, now, policy.max_event_clock_skew):
+        return Decision(state=_implausible(state, event, reason, now))
     changes, trigger, episode_tag, effect = _classify(state, event)
     changes |= _scan_bookkeeping(state, event, now)
     if not event.polled:
@@ -279,6 +282,19 @@ def is_finished(state: ShipmentState) -> bool:
 
 
 # --- events -------------------------------------------------------------------------------
+
+
+def _implausible(
+    state: ShipmentState, event: CarrierEvent, reason: str, now: datetime
+) -> ShipmentState:
+    """A wild `occurred_at` would become the newest scan for ever: the event is only noted
+    (once), and not remembered as seen, so the carrier's corrected re-send still counts."""
+    key = event.dedupe_key
+    if any(n.kind == "implausible_timestamp" and n.key == key for n in state.notes):
+        return state
+    what = event.status.value + (f" ({event.exception})" if event.exception else "")
+    detail = f"{what} at {event.occurred_at.isoformat()} ignored: {reason}"
+    return _noted(state, Note(kind="implausible_timestamp", key=key, detail=detail, at=now))
 
 
 def _classify(

@@ -67,6 +67,7 @@ class Note(Model):
         "return_started",
         "return_ignored",
         "review",
+        "implausible_timestamp",
         "update_ignored",
     ]
     key: str

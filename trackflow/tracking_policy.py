@@ -79,6 +79,11 @@ class TrackingPolicy(BaseModel):
     )
     poll_retry_initial: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
     poll_retry_max: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    max_event_clock_skew: timedelta = Field(
+        default=timedelta(days=1),
+        ge=timedelta(0),
+        description="an event dated further ahead of our clock (or before 2000) is only noted",
+    )
     continue_as_new_after_events: int = Field(
         default=5_000, ge=10, description="a shipment's history is rolled over at this length"
     )
