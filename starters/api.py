@@ -325,7 +325,12 @@ def create_app(
         shipment = _with_defaults(shipment)
         try:
             await register_shipment(
-                client, shipment, policy, task_queue=settings.task_queue, update_id=webhook_id
+                client,
+                shipment,
+                policy,
+                task_queue=settings.task_queue,
+                update_id=webhook_id,
+                updated_at=fulfillment.updated_at,
             )
         except ShipmentClosed:
             return {"tracking_number": number, "result": "already completed"}

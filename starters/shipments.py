@@ -7,6 +7,7 @@ is in the workflow's history); callers answer 2xx only after that.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle
@@ -63,8 +64,12 @@ async def register_shipment(
     *,
     task_queue: str,
     update_id: str | None = None,
+    updated_at: datetime | None = None,
 ) -> WorkflowHandle[object, ShipmentView]:
-    """Signal-with-start: the first call starts the workflow, later ones update it."""
+    """Signal-with-start: the first call starts the workflow, later ones update it.
+
+    `update_id` (the webhook's delivery id) and `updated_at` (when the source last changed the
+    facts) let the workflow ignore a replayed or an older update."""
     try:
         handle = await client.start_workflow(
             WORKFLOW_NAME,
@@ -73,7 +78,9 @@ async def register_shipment(
             task_queue=task_queue,
             result_type=ShipmentView,
             start_signal=SIGNAL_UPDATE_SHIPMENT,
-            start_signal_args=[ShipmentUpdate(shipment=shipment, update_id=update_id)],
+            start_signal_args=[
+                ShipmentUpdate(shipment=shipment, update_id=update_id, updated_at=updated_at)
+            ],
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(initial_search_attributes(shipment)),
             static_summary=f"Order {shipment.order_name or shipment.order_id} · "

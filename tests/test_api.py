@@ -20,7 +20,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from starters.api import create_app
 from tests.factories import ANY_TIME_POLICY
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
-from trackflow.models import workflow_id_for
+from trackflow.contracts import SIGNAL_UPDATE_SHIPMENT
+from trackflow.models import Shipment, ShipmentUpdate, workflow_id_for
 from trackflow.settings import Settings
 from workers.runtime import connect
 
@@ -451,3 +452,98 @@ async def test_malformed_tracking_number_in_the_path_is_422(api: httpx.AsyncClie
     returned = await api.post("/v1/shipments/%21%21/return-requests", json={})
     assert (shown.status_code, returned.status_code) == (422, 422)
     assert "tracking_number" in shown.json()["detail"]
+
+
+def _fulfillment_at(
+    number: str, updated_at: str, *, phone: str, province: tuple[str, str], status: str
+) -> dict[str, Any]:
+    """A fulfillment of a 500 USD order (SMS-worthy) whose customer consented to SMS."""
+    payload = _fulfillment(number, status=status)
+    payload["updated_at"] = updated_at
+    payload["total_price"] = "500.00"
+    payload["sms_consent"] = True
+    payload["destination"] = payload["destination"] | {
+        "phone": phone,
+        "province": province[0],
+        "province_code": province[1],
+    }
+    return payload
+
+
+async def test_replayed_or_older_shopify_webhook_does_not_overwrite_newer_facts(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """Issue 7 item 13: a replayed webhook (same X-Shopify-Webhook-Id) or an older payload
+    (earlier `updated_at`) after a newer update changes nothing; the newer phone and address
+    keep being used, and the events those payloads carry are deduplicated by event key."""
+    number = _tracking_number()
+    kentucky, california = ("Kentucky", "KY"), ("California", "CA")
+    original, newer, older = (
+        _fulfillment_at(number, updated_at, phone=phone, province=province, status=status)
+        for updated_at, phone, province, status in [
+            ("2026-11-20T08:00:00-05:00", "+15025550100", kentucky, "label_printed"),
+            ("2026-11-20T10:00:00-05:00", "+14155550199", california, "in_transit"),
+            ("2026-11-20T09:00:00-05:00", "+15025550111", kentucky, "label_printed"),
+        ]
+    )
+    update = "fulfillments/update"
+    async with running_worker(client, task_queue, tmp_path):
+        for payload, topic, webhook_id in [
+            (original, "fulfillments/create", "wh-original"),
+            (newer, update, "wh-newer"),
+            (newer, update, "wh-newer"),  # Shopify retries, or an attacker replays
+            (older, update, "wh-older"),  # delivered late, or replayed from a capture
+            (original, "fulfillments/create", "wh-original"),
+        ]:
+            response = await _post_shopify(api, payload, topic=topic, webhook_id=webhook_id)
+            assert response.status_code == 200, response.text
+        event = _event_body(number, "out_for_delivery", occurred_at="2026-11-20T18:00:00Z")
+        assert (await api.post("/v1/events", json=event)).status_code == 202
+        view = await eventually(
+            lambda: _view(api, number),
+            lambda v: [n["trigger"] for n in v["notifications"]].count("out_for_delivery") == 2,
+            what="out-for-delivery email and SMS recorded",
+        )
+        records = await outbox(tmp_path, number)
+    sms = [(r.trigger, r.to) for r in records if r.kind == "message" and r.channel == "sms"]
+    assert sms == [
+        ("label_created", "+15025550100"),
+        ("in_transit", "+14155550199"),
+        ("out_for_delivery", "+14155550199"),
+    ]
+    assert view["timezone"] == "America/Los_Angeles"  # from the newer (California) address
+    # the replayed payloads' events were recognised by event key: one entry per milestone
+    assert [e["status"] for e in view["timeline"]] == [
+        "label_created",
+        "in_transit",
+        "out_for_delivery",
+    ]
+    ignored = [(n["key"], n["detail"]) for n in view["notes"] if n["kind"] == "update_ignored"]
+    assert ignored == [
+        ("wh-newer", "replayed webhook"),
+        ("wh-older", "older than the applied update of 2026-11-20T15:00:00+00:00"),
+        ("wh-original", "replayed webhook"),
+    ]
+
+
+async def test_update_for_another_tracking_number_is_noted_and_the_workflow_goes_on(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """Such an update used to raise inside the workflow: a task failure retried forever."""
+    number, other = _tracking_number(), _tracking_number()
+    stray = ShipmentUpdate(shipment=Shipment.model_validate(_shipment_body(other)), update_id="x")
+    async with running_worker(client, task_queue, tmp_path):
+        assert (await api.post("/v1/shipments", json=_shipment_body(number))).status_code == 202
+        await client.get_workflow_handle(workflow_id_for(number)).signal(
+            SIGNAL_UPDATE_SHIPMENT, stray
+        )
+        event = _event_body(number, "in_transit")
+        assert (await api.post("/v1/events", json=event)).status_code == 202
+        view = await eventually(
+            lambda: _view(api, number),
+            lambda v: len(v["notifications"]) == 2,
+            what="in-transit email and SMS after the stray update",
+        )
+    assert [(n["kind"], n["key"], n["detail"]) for n in view["notes"]] == [
+        ("update_ignored", "x", f"for another tracking number: {other}")
+    ]
