@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -15,6 +16,9 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from starters.api_errors import install_error_handlers
+from starters.api_models import CarrierEventIn, ShipmentIn
+from starters.json_body import StrictJsonRoute, parse_json_object
 from starters.policy_file import load_policy
 from starters.shipments import (
     ShipmentClosed,
@@ -27,6 +31,8 @@ from starters.shipments import (
     signal_event,
     signal_or_keep_event,
 )
+from trackflow.event_time import implausible_time
+from trackflow.limits import MAX_BODY_BYTES
 from trackflow.models import CarrierEvent, InvalidTrackingNumber, ReturnRequest, Shipment
 from trackflow.policy import ShipmentView
 from trackflow.settings import Settings
@@ -34,7 +40,6 @@ from trackflow.sources import aftership, easypost, shipengine
 from trackflow.sources.shopify import (
     RETURN_TOPICS,
     FulfillmentInput,
-    ShopifyPayloadError,
     parse_fulfillment,
     parse_return_request,
     verify_hmac,
@@ -95,16 +100,6 @@ def _configured(value: str | None, name: str) -> str:
     return value
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(raw)
-    except ValueError as error:
-        raise HTTPException(422, f"body is not JSON: {error}") from error
-    if not isinstance(payload, dict):
-        raise HTTPException(422, "body must be a JSON object")
-    return payload
-
-
 def _parsed(
     parse: Callable[[dict[str, Any]], list[CarrierEvent]], payload: dict[str, Any]
 ) -> list[CarrierEvent]:
@@ -132,16 +127,15 @@ def create_app(
     app = FastAPI(
         title="trackflow",
         summary="Proactive order tracking: shipments in, carrier events in, messages out.",
+        max_body_size=MAX_BODY_BYTES,
     )
+    app.router.route_class = StrictJsonRoute
     app.state.gateway = gateway
+    install_error_handlers(app)
 
     @app.exception_handler(TemporalUnavailable)
     async def _temporal_down(_: Request, error: TemporalUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=503)
-
-    @app.exception_handler(RPCError)
-    async def _temporal_error(_: Request, error: RPCError) -> JSONResponse:
-        return JSONResponse({"detail": f"Temporal call failed: {error.message}"}, status_code=503)
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "10"})
 
     @app.exception_handler(InvalidTrackingNumber)
     async def _bad_number(_: Request, error: InvalidTrackingNumber) -> JSONResponse:
@@ -155,7 +149,8 @@ def create_app(
         if not settings.api_token:
             raise HTTPException(503, "TRACKFLOW_API_TOKEN is not configured")
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token, settings.api_token):
+        expected = settings.api_token.encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected):
             raise HTTPException(401, "missing or wrong bearer token")
 
     Authorized = Depends(bearer)
@@ -167,8 +162,8 @@ def create_app(
         return JSONResponse({"status": "temporal unreachable"}, status_code=503)
 
     @app.post("/v1/shipments", status_code=202, dependencies=[Authorized])
-    async def create_shipment(shipment: Shipment, client: TemporalClient) -> dict[str, Any]:
-        shipment = _with_defaults(shipment)
+    async def create_shipment(body: ShipmentIn, client: TemporalClient) -> dict[str, Any]:
+        shipment = _with_defaults(body)
         try:
             await register_shipment(client, shipment, policy, task_queue=settings.task_queue)
         except ShipmentClosed as closed:
@@ -176,7 +171,7 @@ def create_app(
         return {"workflow_id": shipment.workflow_id, "tracking_number": shipment.tracking_number}
 
     @app.post("/v1/events", status_code=202, dependencies=[Authorized])
-    async def carrier_event(event: CarrierEvent, client: TemporalClient) -> dict[str, Any]:
+    async def carrier_event(event: CarrierEventIn, client: TemporalClient) -> dict[str, Any]:
         await signal_event(client, event)
         return {"accepted": True, "tracking_number": event.tracking_number}
 
@@ -207,7 +202,7 @@ def create_app(
         raw = await request.body()
         if not verify_easypost(raw, x_hmac_signature, secret):
             raise HTTPException(401, "X-Hmac-Signature is missing or does not match the body")
-        payload = _json_object(raw)
+        payload = parse_json_object(raw)
         if not str(payload.get("description", "")).startswith("tracker."):
             return {"ignored": f"event {payload.get('description')!r} is not about a tracker"}
         return await _carrier_events(_parsed(easypost.parse_webhook, payload))
@@ -220,7 +215,7 @@ def create_app(
         raw = await request.body()
         if not verify_aftership(raw, aftership_hmac_sha256, secret):
             raise HTTPException(401, "aftership-hmac-sha256 is missing or does not match the body")
-        return await _carrier_events(_parsed(aftership.parse_webhook, _json_object(raw)))
+        return await _carrier_events(_parsed(aftership.parse_webhook, parse_json_object(raw)))
 
     @app.post("/webhooks/shipengine")
     async def shipengine_webhook(
@@ -248,14 +243,29 @@ def create_app(
         )
         if not signed:
             raise HTTPException(401, "ShipEngine signature is stale or does not match the body")
-        return await _carrier_events(_parsed(shipengine.parse_webhook, _json_object(raw)))
+        return await _carrier_events(_parsed(shipengine.parse_webhook, parse_json_object(raw)))
 
     def _with_defaults(shipment: Shipment) -> Shipment:
         if shipment.poll_via is None and settings.default_poll_via in ("easypost", "shipengine"):
             return shipment.model_copy(update={"poll_via": settings.default_poll_via})
         return shipment
 
+    def _plausible(
+        events: list[CarrierEvent],
+    ) -> tuple[list[CarrierEvent], list[dict[str, str]]]:
+        """Events with a believable time, and why the others were left out."""
+        now = datetime.now(UTC)
+        kept, rejected = [], []
+        for event in events:
+            if reason := implausible_time(event.occurred_at, now):
+                logger.warning("event %s left out: %s", event.dedupe_key, reason)
+                rejected.append({"event": event.event_id or event.dedupe_key, "reason": reason})
+            else:
+                kept.append(event)
+        return kept, rejected
+
     async def _carrier_events(events: list[CarrierEvent]) -> dict[str, Any]:
+        events, rejected = _plausible(events)
         client = await gateway.client()
         matched = 0
         for event in events:
@@ -268,6 +278,7 @@ def create_app(
             "matched": matched,
             "kept_for_later": len(events) - matched,
             "unrecognised_codes": unrecognised,
+            "rejected": rejected,
         }
 
     @app.post("/webhooks/shopify")
@@ -286,10 +297,8 @@ def create_app(
         topic = x_shopify_topic or ""
         if topic not in SHOPIFY_FULFILLMENT_TOPICS | RETURN_TOPICS:
             return JSONResponse({"ignored": f"topic {x_shopify_topic!r} is not handled"})
+        payload = parse_json_object(raw)
         try:
-            payload = json.loads(raw)
-            if not isinstance(payload, dict):
-                raise ShopifyPayloadError("body must be a JSON object")
             if topic in RETURN_TOPICS:
                 return await _shopify_return(parse_return_request(topic, payload))
             fulfillment = parse_fulfillment(payload, shop_domain=x_shopify_shop_domain)
@@ -334,7 +343,7 @@ def create_app(
             )
         except ShipmentClosed:
             return {"tracking_number": number, "result": "already completed"}
-        for event in fulfillment.events:
+        for event in _plausible(fulfillment.events)[0]:
             if event.tracking_number == number:
                 await signal_event(client, event)
         if fulfillment.cancelled:

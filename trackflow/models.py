@@ -11,11 +11,29 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from trackflow.limits import (
+    MAX_LINE_ITEMS,
+    MAX_ORDER_VALUE_DIGITS,
+    MAX_QUANTITY,
+    NAME_TEXT,
+    SHORT_TEXT,
+    URL_TEXT,
+)
 
 _TRACKING_NOISE = re.compile(r"[\s\-]+")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_PLAIN_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 
 
 class InvalidTrackingNumber(ValueError):
@@ -56,9 +74,14 @@ def _check_phone(value: str | None) -> str | None:
     return compact
 
 
-TrackingNumber = Annotated[str, AfterValidator(normalize_tracking_number)]
-Email = Annotated[str | None, AfterValidator(_check_email)]
-Phone = Annotated[str | None, AfterValidator(_check_phone)]
+TrackingNumber = Annotated[
+    str, StringConstraints(max_length=100), AfterValidator(normalize_tracking_number)
+]
+Email = Annotated[str | None, StringConstraints(max_length=254), AfterValidator(_check_email)]
+Phone = Annotated[str | None, StringConstraints(max_length=40), AfterValidator(_check_phone)]
+Code = Annotated[str, StringConstraints(max_length=SHORT_TEXT)]
+Text = Annotated[str, StringConstraints(max_length=NAME_TEXT)]
+Url = Annotated[str, StringConstraints(max_length=URL_TEXT)]
 
 
 class Model(BaseModel):
@@ -115,23 +138,23 @@ class ShippingSpeed(StrEnum):
 
 
 class Address(Model):
-    name: str | None = None
-    address1: str | None = None
-    address2: str | None = None
-    city: str | None = None
-    province: str | None = None
-    province_code: str | None = None
-    zip: str | None = None
-    country: str | None = None
-    country_code: str | None = None
+    name: Text | None = None
+    address1: Text | None = None
+    address2: Text | None = None
+    city: Text | None = None
+    province: Text | None = None
+    province_code: Code | None = None
+    zip: Code | None = None
+    country: Text | None = None
+    country_code: Code | None = None
 
 
 class Customer(Model):
-    name: str | None = None
+    name: Text | None = None
     email: Email = None
     phone: Phone = None
     sms_consent: bool = False
-    timezone: str | None = None
+    timezone: Code | None = None
     address: Address | None = None
 
     @property
@@ -140,41 +163,49 @@ class Customer(Model):
 
 
 class LineItem(Model):
-    title: str
-    quantity: int = Field(default=1, ge=1)
-    sku: str | None = None
+    title: Text
+    quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY)
+    sku: Text | None = None
 
 
 class Shipment(Model):
     """One tracking number of one order: the unit a workflow follows."""
 
-    order_id: str = Field(min_length=1, max_length=64)
-    order_name: str | None = None
+    order_id: str = Field(min_length=1, max_length=SHORT_TEXT)
+    order_name: Text | None = None
     tracking_number: TrackingNumber
-    carrier: str | None = None
+    carrier: Code | None = None
     customer: Customer
-    order_value: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    order_value: Decimal = Field(ge=0, max_digits=MAX_ORDER_VALUE_DIGITS, decimal_places=2)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     shipping_speed: ShippingSpeed = ShippingSpeed.STANDARD
     customer_order_count: int = Field(default=1, ge=0)
-    tracking_url: str | None = None
-    declared_carrier: str | None = Field(
+    tracking_url: Url | None = None
+    declared_carrier: Code | None = Field(
         default=None, description="what the platform said, when the number says otherwise"
     )
-    detected_format: str | None = None
+    detected_format: Code | None = None
     poll_via: Literal["easypost", "shipengine"] | None = Field(
         default=None, description="aggregator to poll while no webhook event has arrived"
     )
-    items: list[LineItem] = Field(default_factory=list)
+    items: list[LineItem] = Field(default_factory=list, max_length=MAX_LINE_ITEMS)
     source: Literal["api", "shopify"] = "api"
-    shop_domain: str | None = None
-    fulfillment_id: str | None = None
+    shop_domain: Text | None = None
+    fulfillment_id: Code | None = None
 
     @field_validator("order_id", mode="before")
     @classmethod
     def _order_id_as_text(cls, value: object) -> object:
         # Shopify ids exceed 2^53: accept a JSON number but keep its exact digits.
         return str(value) if isinstance(value, int) else value
+
+    @field_validator("order_value", mode="before")
+    @classmethod
+    def _plain_decimal(cls, value: object) -> object:
+        # Decimal() reads any Unicode digit (full-width, Arabic-Indic) and "1_000": ASCII only.
+        if isinstance(value, str) and not _PLAIN_DECIMAL.match(value):
+            raise ValueError("order_value must be a plain decimal number, e.g. 212.50")
+        return value
 
     @field_validator("carrier")
     @classmethod
@@ -206,7 +237,7 @@ class CarrierEvent(Model):
         default=None, description="held at a facility: the last day it can be picked up"
     )
     event_id: str | None = Field(default=None, max_length=200)
-    source: str = "api"
+    source: Code = "api"
     polled: bool = Field(default=False, description="fetched by our polling, not pushed to us")
     raw_status: str | None = Field(default=None, max_length=100, description="the source's code")
     raw_detail: str | None = Field(default=None, max_length=100)
@@ -245,7 +276,7 @@ class ReturnRequest(Model):
 
     request_id: str = Field(min_length=1, max_length=200)
     kind: Literal["refund", "return"] = "return"
-    order_id: str | None = None
+    order_id: Code | None = None
     requested_at: datetime | None = None
     reason: str | None = Field(default=None, max_length=1000)
     line_item_count: int = 0

@@ -36,6 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from trackflow.limits import MAX_ORDER_VALUE_DIGITS
 from trackflow.models import (
     Address,
     CarrierEvent,
@@ -146,6 +147,8 @@ _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _PHONE_PUNCTUATION = re.compile(r"[\s\-().]")
 _NANP = {"US", "CA"}
 _DIGITS = re.compile(r"^[0-9]+$")
+# Prices and quantities beyond this are no order: bounding them keeps Decimal arithmetic exact.
+_LARGEST_AMOUNT = Decimal(10) ** (MAX_ORDER_VALUE_DIGITS - 2)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -199,6 +202,8 @@ def _decimal(value: object, field: str) -> Decimal:
         raise ShopifyPayloadError(f"{field} is not a number: {value!r}") from None
     if not number.is_finite():
         raise ShopifyPayloadError(f"{field} is not a finite number: {value!r}")
+    if abs(number) >= _LARGEST_AMOUNT:
+        raise ShopifyPayloadError(f"{field} is larger than trackflow accepts ({_LARGEST_AMOUNT:,})")
     return number
 
 
@@ -265,6 +270,10 @@ def _order_value(payload: Mapping[str, Any]) -> Decimal:
             quantity = _decimal(item.get("quantity", 1), f"{where}.quantity")
             discount = _decimal(item.get("total_discount") or "0", f"{where}.total_discount")
             total += price * quantity - discount
+        if total >= _LARGEST_AMOUNT:
+            raise ShopifyPayloadError(
+                "line_items: price * quantity is larger than trackflow accepts"
+            )
     return max(total, Decimal("0")).quantize(Decimal("0.01"))
 
 

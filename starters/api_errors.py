@@ -1,0 +1,69 @@
+"""Error answers: bounded (never an echo of unbounded input), and 4xx for what a retry
+cannot fix, 503 only for what it can."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from temporalio.service import RPCError, RPCStatusCode
+
+MAX_DETAIL_CHARS = 300
+MAX_ERRORS = 20
+RETRY_AFTER_S = "10"
+
+_PERMANENT = {
+    RPCStatusCode.INVALID_ARGUMENT,
+    RPCStatusCode.FAILED_PRECONDITION,
+    RPCStatusCode.OUT_OF_RANGE,
+}
+_RETRYABLE = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def status_for_temporal_error(error: RPCError) -> int:
+    """422 for a request Temporal refuses as such, 503 (retry) when Temporal is unavailable
+    or busy, 502 for anything else: never 503 for what a retry cannot fix."""
+    if error.status in _PERMANENT:
+        return 422
+    if error.status in _RETRYABLE:
+        return 503
+    if error.status == RPCStatusCode.NOT_FOUND:
+        return 404
+    return 502
+
+
+def bounded(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more chars)"
+
+
+def _error_view(error: Any) -> dict[str, Any]:
+    location = [part if isinstance(part, int) else bounded(str(part), 100) for part in error["loc"]]
+    return {"loc": location[:12], "msg": bounded(str(error["msg"])), "type": str(error["type"])}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [_error_view(e) for e in error.errors()[:MAX_ERRORS]]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, error: HTTPException) -> JSONResponse:
+        detail = bounded(error.detail) if isinstance(error.detail, str) else error.detail
+        return JSONResponse(
+            {"detail": detail}, status_code=error.status_code, headers=error.headers
+        )
+
+    @app.exception_handler(RPCError)
+    async def _temporal(_: Request, error: RPCError) -> JSONResponse:
+        status = status_for_temporal_error(error)
+        headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
+        detail = f"Temporal refused the call: {bounded(error.message)}"
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
