@@ -50,6 +50,7 @@ from trackflow.tracking_policy import TrackingPolicy
 ClientFactory = Callable[[], Awaitable[Client]]
 logger = logging.getLogger("trackflow.api")
 SHOPIFY_FULFILLMENT_TOPICS = {"fulfillments/create", "fulfillments/update"}
+MAX_WEBHOOK_ID = 200
 
 
 class ReturnRequestBody(BaseModel):
@@ -294,6 +295,8 @@ def create_app(
         raw = await request.body()
         if not verify_hmac(raw, x_shopify_hmac_sha256, settings.shopify_webhook_secret):
             raise HTTPException(401, "X-Shopify-Hmac-Sha256 is missing or does not match the body")
+        if x_shopify_webhook_id is not None and len(x_shopify_webhook_id) > MAX_WEBHOOK_ID:
+            raise HTTPException(400, f"X-Shopify-Webhook-Id is over {MAX_WEBHOOK_ID} characters")
         topic = x_shopify_topic or ""
         if topic not in SHOPIFY_FULFILLMENT_TOPICS | RETURN_TOPICS:
             return JSONResponse({"ignored": f"topic {x_shopify_topic!r} is not handled"})

@@ -338,3 +338,14 @@ async def test_order_value_must_be_plain_ascii_decimal(
     assert response.status_code == 422, response.text
     assert "body.order_value" in _locations(response)
     assert not await _started(client, number)
+
+
+async def test_an_oversized_shopify_webhook_id_is_400(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    number = tracking_number()
+    body = json.dumps(fulfillment(number)).encode()
+    headers = shopify_headers(body, webhook_id="w" * 5_000)
+    response = await api.post("/webhooks/shopify", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert not await _started(client, number)

@@ -287,7 +287,9 @@ class ShipmentUpdate(Model):
 
     shipment: Shipment
     update_id: str | None = Field(
-        default=None, description="the source's delivery id (X-Shopify-Webhook-Id): replays"
+        default=None,
+        max_length=200,
+        description="the source's delivery id (X-Shopify-Webhook-Id): replays",
     )
     updated_at: datetime | None = Field(
         default=None, description="when the source last changed these facts: older ones lose"
