@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import copy
-import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -18,91 +14,33 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from starters.api import create_app
-from tests.factories import ANY_TIME_POLICY
+from tests.api_support import (
+    SHOPIFY_FIXTURES,
+    TOKEN,
+    api_client,
+    api_settings,
+    event_body,
+    fulfillment,
+    shipment_body,
+    shopify_signature,
+    tracking_number,
+)
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
 from trackflow.contracts import SIGNAL_UPDATE_SHIPMENT
 from trackflow.models import Shipment, ShipmentUpdate, workflow_id_for
-from trackflow.settings import Settings
 from workers.runtime import connect
-
-TOKEN = "test-token"
-SECRET = "shopify-secret"
-FIXTURES = Path(__file__).parent / "fixtures" / "shopify"
-
-
-def _settings(address: str, task_queue: str, tmp_path: Path) -> Settings:
-    return Settings(
-        temporal_address=address,
-        task_queue=task_queue,
-        data_dir=tmp_path,
-        api_token=TOKEN,
-        shopify_webhook_secret=SECRET,
-    )
 
 
 @pytest.fixture
 async def api(
     temporal_address: str, task_queue: str, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = _settings(temporal_address, task_queue, tmp_path)
-    app = create_app(settings, lambda: connect(settings), ANY_TIME_POLICY)
-    transport = httpx.ASGITransport(app=app)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://trackflow", headers=headers
-    ) as http:
+    async with api_client(api_settings(temporal_address, task_queue, tmp_path)) as http:
         yield http
 
 
-def _tracking_number() -> str:
-    return "1Z" + uuid.uuid4().hex[:16].upper()
-
-
-def _shipment_body(tracking_number: str, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "order_id": "1001",
-        "tracking_number": tracking_number,
-        "carrier": "ups",
-        "customer": {
-            "name": "Ada Lovelace",
-            "email": "ada@example.com",
-            "phone": "+15025550123",
-            "sms_consent": True,
-            "timezone": "America/New_York",
-        },
-        "order_value": 212.50,
-        "currency": "USD",
-        "shipping_speed": "standard",
-        "customer_order_count": 1,
-        "tracking_url": "https://example.com/track",
-    }
-    body.update(overrides)
-    return body
-
-
-def _event_body(tracking_number: str, status: str, **overrides: Any) -> dict[str, Any]:
-    body = {
-        "tracking_number": tracking_number,
-        "status": status,
-        "occurred_at": "2026-11-20T14:03:00Z",
-        "event_id": f"evt-{status}",
-    }
-    body.update(overrides)
-    return body
-
-
 def _fulfillment(*tracking_numbers: str, status: str | None = None) -> dict[str, Any]:
-    payload = json.loads((FIXTURES / "shopify_fulfillments_create.json").read_text())
-    payload = copy.deepcopy(payload)
-    payload["tracking_numbers"] = list(tracking_numbers)
-    payload["tracking_number"] = tracking_numbers[0]
-    payload["tracking_urls"] = [f"https://www.ups.com/track?n={n}" for n in tracking_numbers]
-    payload["shipment_status"] = status
-    return payload
-
-
-def _signed(body: bytes, secret: str = SECRET) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    return fulfillment(*tracking_numbers, shipment_status=status)
 
 
 async def _post_shopify(
@@ -116,7 +54,7 @@ async def _post_shopify(
     body = json.dumps(payload).encode()
     headers = {
         "X-Shopify-Topic": topic,
-        "X-Shopify-Hmac-Sha256": signature if signature is not None else _signed(body),
+        "X-Shopify-Hmac-Sha256": signature if signature is not None else shopify_signature(body),
         "X-Shopify-Webhook-Id": webhook_id,
         "X-Shopify-Shop-Domain": "example.myshopify.com",
         "Content-Type": "application/json",
@@ -137,7 +75,7 @@ async def _workflow_exists(client: Client, tracking_number: str) -> bool:
 async def test_shopify_webhook_with_valid_hmac_starts_the_workflow(
     api: httpx.AsyncClient, client: Client
 ) -> None:
-    number = _tracking_number()
+    number = tracking_number()
     response = await _post_shopify(api, _fulfillment(number))
     assert response.status_code == 200, response.text
     assert response.json()["shipments"][0]["workflow_id"] == f"shipment-{number}"
@@ -149,7 +87,7 @@ async def test_shopify_webhook_with_valid_hmac_starts_the_workflow(
 async def test_shopify_webhook_with_bad_hmac_is_401_and_starts_nothing(
     api: httpx.AsyncClient, client: Client, signature: str
 ) -> None:
-    number = _tracking_number()
+    number = tracking_number()
     response = await _post_shopify(api, _fulfillment(number), signature=signature)
     assert response.status_code == 401
     assert "X-Shopify-Hmac-Sha256" in response.json()["detail"]
@@ -159,7 +97,7 @@ async def test_shopify_webhook_with_bad_hmac_is_401_and_starts_nothing(
 async def test_shopify_webhook_without_hmac_header_is_401(
     api: httpx.AsyncClient, client: Client
 ) -> None:
-    number = _tracking_number()
+    number = tracking_number()
     body = json.dumps(_fulfillment(number)).encode()
     headers = {"X-Shopify-Topic": "fulfillments/create"}
     response = await api.post("/webhooks/shopify", content=body, headers=headers)
@@ -170,10 +108,10 @@ async def test_shopify_webhook_without_hmac_header_is_401(
 async def test_shopify_body_signed_with_other_secret_is_rejected(
     api: httpx.AsyncClient, client: Client
 ) -> None:
-    number = _tracking_number()
+    number = tracking_number()
     body = json.dumps(_fulfillment(number)).encode()
     response = await _post_shopify(
-        api, _fulfillment(number), signature=_signed(body, secret="someone-else")
+        api, _fulfillment(number), signature=shopify_signature(body, secret="someone-else")
     )
     assert response.status_code == 401
     assert not await _workflow_exists(client, number)
@@ -182,7 +120,7 @@ async def test_shopify_body_signed_with_other_secret_is_rejected(
 async def test_repeated_shopify_delivery_has_no_second_effect(
     api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    number = _tracking_number()
+    number = tracking_number()
     payload = _fulfillment(number, status="in_transit")
     async with running_worker(client, task_queue, tmp_path):
         for _ in range(5):
@@ -211,7 +149,7 @@ async def _view(api: httpx.AsyncClient, number: str) -> dict[str, Any]:
 async def test_split_fulfillment_starts_one_workflow_per_tracking_number(
     api: httpx.AsyncClient, client: Client
 ) -> None:
-    first, second = _tracking_number(), _tracking_number()
+    first, second = tracking_number(), tracking_number()
     response = await _post_shopify(api, _fulfillment(first, second))
     assert response.status_code == 200, response.text
     assert [s["tracking_number"] for s in response.json()["shipments"]] == [first, second]
@@ -228,7 +166,7 @@ async def test_unknown_shopify_topic_is_acknowledged_and_ignored(api: httpx.Asyn
 async def test_shopify_payload_without_tracking_number_is_422_with_reason(
     api: httpx.AsyncClient,
 ) -> None:
-    payload = _fulfillment(_tracking_number())
+    payload = _fulfillment(tracking_number())
     payload["tracking_numbers"] = []
     payload["tracking_number"] = None
     response = await _post_shopify(api, payload)
@@ -239,12 +177,12 @@ async def test_shopify_payload_without_tracking_number_is_422_with_reason(
 async def test_register_shipment_then_events_flow_to_messages(
     api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    number = _tracking_number()
+    number = tracking_number()
     async with running_worker(client, task_queue, tmp_path):
-        response = await api.post("/v1/shipments", json=_shipment_body(number))
+        response = await api.post("/v1/shipments", json=shipment_body(number))
         assert response.status_code == 202, response.text
         for status in ("label_created", "in_transit"):
-            response = await api.post("/v1/events", json=_event_body(number, status))
+            response = await api.post("/v1/events", json=event_body(number, status))
             assert response.status_code == 202, response.text
         records = await eventually(
             lambda: outbox(tmp_path, number), lambda r: len(r) >= 4, what="four messages"
@@ -271,11 +209,11 @@ async def test_register_shipment_then_events_flow_to_messages(
 async def test_value_segmentation_low_value_order_gets_email_only(
     api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    number = _tracking_number()
+    number = tracking_number()
     async with running_worker(client, task_queue, tmp_path):
-        body = _shipment_body(number, order_value=149.99)
+        body = shipment_body(number, order_value=149.99)
         assert (await api.post("/v1/shipments", json=body)).status_code == 202
-        event = _event_body(number, "out_for_delivery")
+        event = event_body(number, "out_for_delivery")
         assert (await api.post("/v1/events", json=event)).status_code == 202
         records = await eventually(
             lambda: outbox(tmp_path, number), lambda r: len(r) >= 1, what="one email"
@@ -291,12 +229,12 @@ async def test_value_segmentation_low_value_order_gets_email_only(
     ("path", "body", "field"),
     [
         ("/v1/shipments", {"order_id": "1", "customer": {"email": "a@b.co"}}, "tracking_number"),
-        ("/v1/shipments", _shipment_body("1Z999", order_value=-3), "order_value"),
-        ("/v1/shipments", _shipment_body("1Z999AA1", customer={"email": "nope"}), "email"),
-        ("/v1/events", _event_body("1Z999AA1", "teleported"), "status"),
+        ("/v1/shipments", shipment_body("1Z999", order_value=-3), "order_value"),
+        ("/v1/shipments", shipment_body("1Z999AA1", customer={"email": "nope"}), "email"),
+        ("/v1/events", event_body("1Z999AA1", "teleported"), "status"),
         (
             "/v1/events",
-            _event_body("1Z999AA1", "in_transit", occurred_at="yesterday"),
+            event_body("1Z999AA1", "in_transit", occurred_at="yesterday"),
             "occurred_at",
         ),
     ],
@@ -311,13 +249,13 @@ async def test_malformed_input_is_422_naming_the_field(
 
 
 async def test_event_for_unknown_tracking_number_is_404(api: httpx.AsyncClient) -> None:
-    response = await api.post("/v1/events", json=_event_body(_tracking_number(), "in_transit"))
+    response = await api.post("/v1/events", json=event_body(tracking_number(), "in_transit"))
     assert response.status_code == 404
     assert "no active shipment" in response.json()["detail"]
 
 
 async def test_missing_or_wrong_bearer_token_is_401(api: httpx.AsyncClient) -> None:
-    body = _shipment_body(_tracking_number())
+    body = shipment_body(tracking_number())
     assert (
         await api.post("/v1/shipments", json=body, headers={"Authorization": ""})
     ).status_code == 401
@@ -334,14 +272,14 @@ async def test_healthz_is_200_when_temporal_is_reachable(api: httpx.AsyncClient)
 async def test_temporal_unavailable_is_503_so_the_sender_retries(
     task_queue: str, tmp_path: Path
 ) -> None:
-    settings = _settings("127.0.0.1:1", task_queue, tmp_path)
+    settings = api_settings("127.0.0.1:1", task_queue, tmp_path)
     app = create_app(settings, lambda: connect(settings))
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
     ) as http:
-        shipment = await http.post("/v1/shipments", json=_shipment_body(_tracking_number()))
-        webhook = await _post_shopify(http, _fulfillment(_tracking_number()))
+        shipment = await http.post("/v1/shipments", json=shipment_body(tracking_number()))
+        webhook = await _post_shopify(http, _fulfillment(tracking_number()))
         health = await http.get("/healthz")
     assert shipment.status_code == 503
     assert "Temporal" in shipment.json()["detail"]
@@ -352,7 +290,7 @@ async def test_temporal_unavailable_is_503_so_the_sender_retries(
 async def test_cancelled_fulfillment_ends_the_shipment_workflow(
     api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    number = _tracking_number()
+    number = tracking_number()
     async with running_worker(client, task_queue, tmp_path):
         created = await _post_shopify(api, _fulfillment(number), webhook_id="wh-create")
         assert created.status_code == 200, created.text
@@ -373,10 +311,10 @@ async def test_cancelled_fulfillment_ends_the_shipment_workflow(
 async def test_shopify_refund_after_delivery_starts_the_returns_flow(
     api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    number = _tracking_number()
+    number = tracking_number()
     order_id = int("9" + str(uuid.uuid4().int)[:17])
     fulfillment = _fulfillment(number, status="delivered") | {"order_id": order_id}
-    refund = json.loads((FIXTURES / "shopify_refunds_create.json").read_text())
+    refund = json.loads((SHOPIFY_FIXTURES / "shopify_refunds_create.json").read_text())
     refund["order_id"] = order_id
     async with running_worker(client, task_queue, tmp_path):
         assert (await _post_shopify(api, fulfillment)).status_code == 200
@@ -394,7 +332,7 @@ async def test_shopify_refund_after_delivery_starts_the_returns_flow(
 async def test_shopify_refund_for_an_untracked_order_is_acknowledged_and_ignored(
     api: httpx.AsyncClient,
 ) -> None:
-    refund = json.loads((FIXTURES / "shopify_refunds_create.json").read_text())
+    refund = json.loads((SHOPIFY_FIXTURES / "shopify_refunds_create.json").read_text())
     refund["order_id"] = 4242424242424242
     response = await _post_shopify(api, refund, topic="refunds/create")
     assert response.status_code == 200
@@ -404,12 +342,12 @@ async def test_shopify_refund_for_an_untracked_order_is_acknowledged_and_ignored
 async def test_return_request_endpoint_is_accepted_for_an_active_shipment(
     api: httpx.AsyncClient,
 ) -> None:
-    number = _tracking_number()
-    assert (await api.post("/v1/shipments", json=_shipment_body(number))).status_code == 202
+    number = tracking_number()
+    assert (await api.post("/v1/shipments", json=shipment_body(number))).status_code == 202
     body = {"kind": "refund", "reason": "too small"}
     first = await api.post(f"/v1/shipments/{number}/return-requests", json=body)
     again = await api.post(f"/v1/shipments/{number}/return-requests", json=body)
-    unknown = await api.post(f"/v1/shipments/{_tracking_number()}/return-requests", json=body)
+    unknown = await api.post(f"/v1/shipments/{tracking_number()}/return-requests", json=body)
     assert first.status_code == 202
     assert first.json()["request_id"] == again.json()["request_id"]
     assert unknown.status_code == 404
@@ -419,13 +357,13 @@ async def test_time_scale_compresses_the_lost_package_timer_end_to_end(
     temporal_address: str, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     """TRACKFLOW_TIME_SCALE (demos, dry runs): 10 days without a scan pass in under 9 s."""
-    settings = _settings(temporal_address, task_queue, tmp_path).model_copy(
+    settings = api_settings(temporal_address, task_queue, tmp_path).model_copy(
         update={"time_scale": 100_000.0}
     )
     app = create_app(settings, lambda: connect(settings))
-    number = _tracking_number()
+    number = tracking_number()
     customer = {"name": "Ada", "email": "ada@example.com", "timezone": zone_at_local_hour(12)}
-    body = _shipment_body(number, customer=customer)
+    body = shipment_body(number, customer=customer)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with (
         running_worker(client, task_queue, tmp_path),
@@ -434,7 +372,7 @@ async def test_time_scale_compresses_the_lost_package_timer_end_to_end(
         ) as http,
     ):
         assert (await http.post("/v1/shipments", json=body)).status_code == 202
-        event = _event_body(number, "in_transit")
+        event = event_body(number, "in_transit")
         assert (await http.post("/v1/events", json=event)).status_code == 202
         records = await eventually(
             lambda: outbox(tmp_path, number),
@@ -476,7 +414,7 @@ async def test_replayed_or_older_shopify_webhook_does_not_overwrite_newer_facts(
     """Issue 7 item 13: a replayed webhook (same X-Shopify-Webhook-Id) or an older payload
     (earlier `updated_at`) after a newer update changes nothing; the newer phone and address
     keep being used, and the events those payloads carry are deduplicated by event key."""
-    number = _tracking_number()
+    number = tracking_number()
     kentucky, california = ("Kentucky", "KY"), ("California", "CA")
     original, newer, older = (
         _fulfillment_at(number, updated_at, phone=phone, province=province, status=status)
@@ -497,7 +435,7 @@ async def test_replayed_or_older_shopify_webhook_does_not_overwrite_newer_facts(
         ]:
             response = await _post_shopify(api, payload, topic=topic, webhook_id=webhook_id)
             assert response.status_code == 200, response.text
-        event = _event_body(number, "out_for_delivery", occurred_at="2026-11-20T18:00:00Z")
+        event = event_body(number, "out_for_delivery", occurred_at="2026-11-20T18:00:00Z")
         assert (await api.post("/v1/events", json=event)).status_code == 202
         view = await eventually(
             lambda: _view(api, number),
@@ -530,14 +468,14 @@ async def test_update_for_another_tracking_number_is_noted_and_the_workflow_goes
     api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     """Such an update used to raise inside the workflow: a task failure retried forever."""
-    number, other = _tracking_number(), _tracking_number()
-    stray = ShipmentUpdate(shipment=Shipment.model_validate(_shipment_body(other)), update_id="x")
+    number, other = tracking_number(), tracking_number()
+    stray = ShipmentUpdate(shipment=Shipment.model_validate(shipment_body(other)), update_id="x")
     async with running_worker(client, task_queue, tmp_path):
-        assert (await api.post("/v1/shipments", json=_shipment_body(number))).status_code == 202
+        assert (await api.post("/v1/shipments", json=shipment_body(number))).status_code == 202
         await client.get_workflow_handle(workflow_id_for(number)).signal(
             SIGNAL_UPDATE_SHIPMENT, stray
         )
-        event = _event_body(number, "in_transit")
+        event = event_body(number, "in_transit")
         assert (await api.post("/v1/events", json=event)).status_code == 202
         view = await eventually(
             lambda: _view(api, number),

@@ -9,17 +9,16 @@ import json
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.client import Client
 
 from starters.api import create_app
+from tests.api_support import shipengine_headers, shipengine_jwks
 from tests.factories import ANY_TIME_POLICY
 from tests.harness import eventually, outbox, running_worker, sent
 from trackflow.settings import Settings
@@ -28,19 +27,6 @@ from workers.runtime import connect
 FIXTURES = Path(__file__).parent / "fixtures"
 EASYPOST_SECRET = "sécret"
 AFTERSHIP_SECRET = "aftership-secret"
-SHIPENGINE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-KID = "test-key-1"
-
-
-def _jwks() -> str:
-    numbers = SHIPENGINE_KEY.public_key().public_numbers()
-
-    def b64(number: int) -> str:
-        raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    jwk = {"kty": "RSA", "kid": KID, "alg": "RS256", "n": b64(numbers.n), "e": b64(numbers.e)}
-    return json.dumps({"keys": [jwk]})
 
 
 @pytest.fixture
@@ -54,7 +40,7 @@ async def api(
         api_token="t",
         easypost_webhook_secret=EASYPOST_SECRET,
         aftership_webhook_secret=AFTERSHIP_SECRET,
-        shipengine_webhook_keys=_jwks(),
+        shipengine_webhook_keys=shipengine_jwks(),
     )
     app = create_app(settings, lambda: connect(settings), ANY_TIME_POLICY)
     headers = {"Authorization": "Bearer t"}
@@ -182,24 +168,14 @@ def _shipengine_body(number: str) -> bytes:
     return json.dumps({"resource_type": "API_TRACK", "data": data}).encode()
 
 
-def _shipengine_headers(body: bytes, *, key: rsa.RSAPrivateKey = SHIPENGINE_KEY) -> dict[str, str]:
-    timestamp = datetime.now(UTC).isoformat()
-    signature = key.sign(timestamp.encode() + b"." + body, padding.PKCS1v15(), hashes.SHA256())
-    return {
-        "x-shipengine-rsa-sha256-signature": base64.b64encode(signature).decode(),
-        "x-shipengine-rsa-sha256-key-id": KID,
-        "x-shipengine-timestamp": timestamp,
-    }
-
-
 async def test_shipengine_webhook_rsa_signature_checked(api: httpx.AsyncClient) -> None:
     body = _shipengine_body(_number())
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     accepted = await api.post(
-        "/webhooks/shipengine", content=body, headers=_shipengine_headers(body)
+        "/webhooks/shipengine", content=body, headers=shipengine_headers(body)
     )
     forged = await api.post(
-        "/webhooks/shipengine", content=body, headers=_shipengine_headers(body, key=other)
+        "/webhooks/shipengine", content=body, headers=shipengine_headers(body, key=other)
     )
     unsigned = await api.post("/webhooks/shipengine", content=body)
     assert accepted.status_code == 200, accepted.text
