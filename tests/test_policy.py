@@ -577,7 +577,9 @@ def test_milestone_advance_closes_the_episode() -> None:
     assert run.state.open_exception is None
     assert run.state.phase == Phase.IN_TRANSIT
     assert view(run.state, run.shipment, POLICY).exception is None
-    # the same kind again is now news: a new episode with its own key
+    # the same kind again is now news: a new episode with its own key (and a message, once
+    # the exception message cap's interval is over)
+    run.tick(run.now + POLICY.exception_message_min_interval)
     again = run.feed(exception_event(ExceptionKind.WEATHER_DELAY, at(3), event_id="x-2"))
     assert run.triggers(again) == [Trigger.EXCEPTION]
     assert again[0].episode == 2
@@ -608,6 +610,7 @@ def test_a_newer_scan_that_does_not_advance_recovers_silently() -> None:
     assert run.state.phase == Phase.IN_TRANSIT
     assert run.state.estimated_delivery == date(2026, 11, 27)
     assert view(run.state, run.shipment, POLICY).exception is None
+    run.tick(run.now + POLICY.exception_message_min_interval)  # the cap's interval is over
     again = run.feed(exception_event(ExceptionKind.CARRIER_DELAY, at(5), event_id="x-2"))
     assert run.triggers(again) == [Trigger.EXCEPTION]
     assert again[0].episode == 2
@@ -682,7 +685,10 @@ def test_estimated_delivery_is_carried_forward() -> None:
 
 def test_idempotency_keys_are_business_keys_and_unique_over_a_lifecycle() -> None:
     shipment = make_shipment(order_value="400", tracking_number="1z 999-aa1 0123 456784")
-    run = Run(shipment)
+    uncapped = POLICY.model_copy(
+        update={"exception_message_min_interval": timedelta(0), "max_exception_messages": 10}
+    )  # five exception messages in minutes: this test is about their keys, not the cap
+    run = Run(shipment, policy=uncapped)
     run.feed(
         LABEL,
         exception_event(ExceptionKind.ADDRESS_ISSUE, at(1), event_id="x-1"),

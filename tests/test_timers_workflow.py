@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +265,57 @@ async def test_exception_episode_tags_the_helpdesk_and_skips_the_review(
         "milestone",
     ]
     assert [n.detail for n in result.notes if n.kind == "review"] == ["skipped: address_issue"]
+
+
+async def test_a_wild_timestamp_and_a_burst_of_delays_end_to_end(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """Issue 7, in the workflow: a 9999-12-31 'delivered' is only noted; ten alternating
+    delays in a burst send one exception message; a 'damaged' after them still goes out."""
+    shipment = _shipment(phone=None)
+    number = shipment.tracking_number
+    wild = make_event(
+        CarrierStatus.DELIVERED,
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        tracking_number=number,
+        event_id="wild",
+    )
+    kinds = [ExceptionKind.WEATHER_DELAY, ExceptionKind.CARRIER_DELAY]
+    burst = [
+        make_event(
+            CarrierStatus.EXCEPTION, at(1, minutes=i), exception=kinds[i % 2],
+            tracking_number=number, event_id=f"x-{i}",
+        )
+        for i in range(10)
+    ]  # fmt: skip
+    damaged = make_event(
+        CarrierStatus.EXCEPTION, at(2), exception=ExceptionKind.DAMAGED,
+        tracking_number=number, event_id="bad",
+    )  # fmt: skip
+    async with running_worker(client, task_queue, tmp_path):
+        await _start(temporal_env, client, shipment, ANY_TIME_POLICY, task_queue)
+        await signal_event(
+            client, make_event(CarrierStatus.IN_TRANSIT, at(0), tracking_number=number)
+        )
+        for event in [wild, *burst, damaged]:
+            await signal_event(client, event)
+        records = await _records(tmp_path, shipment, 5)  # 3 messages, 2 helpdesk tags
+        view = await eventually(
+            lambda: shipment_view(client, number),
+            lambda v: any(e.exception == ExceptionKind.DAMAGED for e in v.timeline),
+            what="the damaged event applied",
+        )
+    assert sent(records) == [
+        ("in_transit", "email"),
+        ("exception", "email"),
+        ("exception", "email"),
+    ]
+    assert [r.exception for r in records if r.kind == "message"][1:] == [
+        "weather_delay",
+        "damaged",
+    ]
+    assert view.status == "exception"
+    assert view.exception == ExceptionKind.DAMAGED
+    assert [n.kind for n in view.notes].count("suppressed") == 9
+    assert [n.key for n in view.notes if n.kind == "implausible_timestamp"] == ["api:wild"]
+    assert all(e.occurred_at.year == 2026 for e in view.timeline)

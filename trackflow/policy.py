@@ -7,6 +7,7 @@ out what it returns; the tests drive it with a fake clock.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import IntEnum
 
 from trackflow.carriers.resolve import with_detected_carrier
 from trackflow.effects import (
@@ -20,7 +21,7 @@ from trackflow.effects import (
     TagHelpdesk,
     Tone,
 )
-from trackflow.event_time import implausible_time
+from trackflow.event_time import human_duration, implausible_time
 from trackflow.models import (
     CarrierEvent,
     CarrierStatus,
@@ -34,6 +35,7 @@ from trackflow.models import (
 from trackflow.send_windows import format_local, next_send_time, window_for
 from trackflow.shipment_state import (
     Decision,
+    ExceptionMessage,
     NextAction,
     Note,
     NotificationView,
@@ -79,6 +81,28 @@ _PHASE_FOR_RANK = {-1: Phase.PENDING, 0: Phase.LABEL_CREATED, 1: Phase.IN_TRANSI
 _PHASE_FOR_RANK |= {2: Phase.OUT_FOR_DELIVERY, 3: Phase.DELIVERED}
 DELIVERED_RANK = _MILESTONE_RANK[CarrierStatus.DELIVERED]
 _DELAY_TRIGGERS = {Trigger.EXCEPTION, Trigger.LOST, Trigger.STALE}
+
+
+class Severity(IntEnum):
+    """How bad an exception is for the customer; the frequency cap never holds back SEVERE."""
+
+    DELAY = 0  # late, nothing to do
+    ACTION = 1  # the customer may have to act (address, redelivery, pickup)
+    SEVERE = 2  # it will not arrive as sent
+
+
+EXCEPTION_SEVERITY: dict[ExceptionKind, Severity] = {
+    ExceptionKind.WEATHER_DELAY: Severity.DELAY,
+    ExceptionKind.CARRIER_DELAY: Severity.DELAY,
+    ExceptionKind.CUSTOMS_HOLD: Severity.DELAY,
+    ExceptionKind.UNKNOWN: Severity.DELAY,
+    ExceptionKind.ADDRESS_ISSUE: Severity.ACTION,
+    ExceptionKind.FAILED_ATTEMPT: Severity.ACTION,
+    ExceptionKind.HELD_AT_FACILITY: Severity.ACTION,
+    ExceptionKind.DAMAGED: Severity.SEVERE,
+    ExceptionKind.LOST: Severity.SEVERE,
+    ExceptionKind.RETURN_TO_SENDER: Severity.SEVERE,
+}
 
 
 # --- who, how -----------------------------------------------------------------------------
@@ -165,6 +189,11 @@ def on_event(
     if trigger is None:
         return Decision(state=state)
     sends = _sends(state, shipment, policy, trigger, episode_tag, event=event)
+    if trigger == Trigger.EXCEPTION and sends and state.open_exception is not None:
+        kind = state.open_exception
+        if why := _capped_because(state, kind, policy, now):
+            return Decision(state=_suppressed(state, entry, sends[0], why, now))
+        state = _count_exception_message(state, sends[0], kind, now)
     return _schedule(Decision(state=state), sends, shipment, policy, now)
 
 
@@ -339,6 +368,56 @@ def _classify(
     episode = state.exception_episode + 1
     changes |= {"exception_episode": episode, "exception_opened_at": event.occurred_at}
     return changes, Trigger.EXCEPTION, f"{episode}-{kind}", "exception"
+
+
+def _counted_messages(state: ShipmentState) -> list[ExceptionMessage]:
+    """The exception/lost messages the cap counts: all decided, except a last one that never
+    reached anyone (held for quiet hours, then dropped as over): the next one takes its place."""
+    messages = state.exception_messages
+    if not messages:
+        return messages
+    prefix = messages[-1].episode_key + ":"
+    keys = [n.idempotency_key for n in state.notifications]
+    keys += [p.send.idempotency_key for p in state.pending]
+    return messages if any(k.startswith(prefix) for k in keys) else messages[:-1]
+
+
+def _capped_because(
+    state: ShipmentState, kind: ExceptionKind, policy: TrackingPolicy, now: datetime
+) -> str | None:
+    """Why the frequency cap holds back this exception message (None: it goes out). A severe
+    kind always goes out; one more severe than the last message skips the interval."""
+    severity = EXCEPTION_SEVERITY[kind]
+    if severity == Severity.SEVERE:
+        return None
+    counted = _counted_messages(state)
+    limit = policy.max_exception_messages
+    if len(counted) >= limit:
+        plural = "" if limit == 1 else "s"
+        return f"exception cap: at most {limit} exception message{plural} per shipment"
+    if counted and severity <= EXCEPTION_SEVERITY[counted[-1].kind]:
+        interval = policy.exception_message_min_interval
+        if now - counted[-1].decided_at < interval:
+            return f"exception cap: at most 1 exception message per {human_duration(interval)}"
+    return None
+
+
+def _count_exception_message(
+    state: ShipmentState, send: SendNotification, kind: ExceptionKind, now: datetime
+) -> ShipmentState:
+    message = ExceptionMessage(episode_key=_episode_key(send), kind=kind, decided_at=now)
+    return state.model_copy(update={"exception_messages": [*_counted_messages(state), message]})
+
+
+def _suppressed(
+    state: ShipmentState, entry: TimelineEntry, send: SendNotification, why: str, now: datetime
+) -> ShipmentState:
+    """The exception still moves the state on; only its message is held back, for good."""
+    noted = entry.model_copy(update={"effect": f"{entry.effect}, message suppressed ({why})"})
+    timeline = [noted if e is entry else e for e in state.timeline]
+    detail = f"{send.exception}: {why}"
+    note = Note(kind="suppressed", key=_episode_key(send), detail=detail, at=now)
+    return _noted(state.model_copy(update={"timeline": timeline}), note)
 
 
 def _revival(state: ShipmentState, event: CarrierEvent) -> dict[str, object]:
@@ -589,6 +668,9 @@ def _fire(
             )
             decision = _alert(decision, state, shipment, AlertKind.LOST, timer, now)
             sends = _sends(decision.state, shipment, policy, Trigger.LOST, str(episode))
+            if sends:  # always goes out, and counts for the exception message cap
+                state = _count_exception_message(decision.state, sends[0], ExceptionKind.LOST, now)
+                decision = decision.model_copy(update={"state": state})
             return _schedule(decision, sends, shipment, policy, now)
         case TimerKind.REVIEW_REQUEST:
             if state.trouble:

@@ -57,6 +57,14 @@ class PendingSend(Model):
     scan_marker: datetime | None
 
 
+class ExceptionMessage(Model):
+    """An exception or lost message decided (sent at once or held): what the cap counts."""
+
+    episode_key: str
+    kind: ExceptionKind
+    decided_at: datetime
+
+
 class Note(Model):
     """Something ops should see that is not a customer message: alerts, tags, drops, returns."""
 
@@ -67,6 +75,7 @@ class Note(Model):
         "return_started",
         "return_ignored",
         "review",
+        "suppressed",
         "implausible_timestamp",
         "update_ignored",
     ]
@@ -87,6 +96,9 @@ class ShipmentState(Model):
     open_exception: ExceptionKind | None = None
     exception_opened_at: datetime | None = None
     exception_episode: int = 0
+    exception_messages: list[ExceptionMessage] = Field(
+        default_factory=list, description="exception/lost messages decided: the frequency cap"
+    )
     lost_episode: int = 0
     lost_since: datetime | None = None
     stale_episode: int = 0

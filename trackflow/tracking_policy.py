@@ -84,6 +84,14 @@ class TrackingPolicy(BaseModel):
         ge=timedelta(0),
         description="an event dated further ahead of our clock (or before 2000) is only noted",
     )
+    exception_message_min_interval: timedelta = Field(
+        default=timedelta(hours=12),
+        ge=timedelta(0),
+        description="one exception message per shipment per span (severe kinds excepted)",
+    )
+    max_exception_messages: int = Field(
+        default=3, ge=0, description="exception messages per shipment (severe kinds excepted)"
+    )
     continue_as_new_after_events: int = Field(
         default=5_000, ge=10, description="a shipment's history is rolled over at this length"
     )
@@ -120,6 +128,7 @@ class TrackingPolicy(BaseModel):
                 "carrier_api_outage_after": self.carrier_api_outage_after / factor,
                 "poll_retry_initial": self.poll_retry_initial / factor,
                 "poll_retry_max": self.poll_retry_max / factor,
+                "exception_message_min_interval": self.exception_message_min_interval / factor,
                 "time_scale": self.time_scale * factor,
             }
         )
