@@ -7,7 +7,8 @@ senders of the same key agree on a single stored record.
 
 Two backends share the SQL: SQLite (embedded default, stdlib sqlite3 run in a thread,
 WAL so a worker and the CLI can share the file) and PostgreSQL via asyncpg for several
-workers.
+workers. Opened `read_only` (the CLI), a ledger creates nothing, not even a missing
+file or table (it then reads as empty), and never waits for a writer's transaction.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ _RECORD_COLUMNS = (
     "provider_message_id",
     "sent_at",
 )
+
+
+class ReadOnlyLedgerError(RuntimeError):
+    """A write on a ledger opened read-only."""
 
 
 class LedgerRecord(BaseModel):
@@ -124,10 +129,15 @@ class Ledger(Protocol):
 class _SqlLedger(ABC):
     """The ledger logic in SQL common to SQLite and PostgreSQL (written with `?` markers)."""
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, table: str, read_only: bool) -> None:
         if not _TABLE_NAME.match(table):
             raise ValueError(f"invalid ledger table name: {table!r}")
         self.table = table
+        self.read_only = read_only
+
+    def _writing(self) -> None:
+        if self.read_only:
+            raise ReadOnlyLedgerError(f"ledger table {self.table} was opened read-only")
 
     @abstractmethod
     async def _fetch(self, sql: str, *args: object) -> builtins.list[dict[str, Any]]: ...
@@ -139,6 +149,7 @@ class _SqlLedger(ABC):
     def _from_db_time(self, value: Any) -> datetime: ...
 
     async def record_once(self, record: LedgerRecord) -> tuple[LedgerRecord, bool]:
+        self._writing()
         t = self.table
         columns = ", ".join(_RECORD_COLUMNS)
         markers = ", ".join("?" for _ in _RECORD_COLUMNS)
@@ -173,6 +184,7 @@ class _SqlLedger(ABC):
     async def claim(
         self, idempotency_key: str, owner: str, lease: timedelta, *, now: datetime | None = None
     ) -> Claim:
+        self._writing()
         t = self.table
         now = (now or datetime.now(UTC)).astimezone(UTC)
         until = now + lease
@@ -221,6 +233,7 @@ class _SqlLedger(ABC):
             )
 
     async def release(self, idempotency_key: str, owner: str) -> bool:
+        self._writing()
         rows = await self._fetch(
             f"DELETE FROM {self.table} WHERE idempotency_key = ? AND status = 'sending' "
             f"AND owner = ? RETURNING seq",
@@ -301,6 +314,8 @@ CREATE INDEX IF NOT EXISTS {table}_tracking ON {table} (tracking_number, sent_at
 
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A WAL reader never waits for a writer; this covers the rare moments it must (recovery).
+_SQLITE_READ_BUSY_TIMEOUT_MS = 5_000
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -324,13 +339,19 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
 class SqliteLedger(_SqlLedger):
     """One sqlite3 connection, used from worker threads one call at a time."""
 
-    def __init__(self, path: Path, table: str = DEFAULT_TABLE) -> None:
-        super().__init__(table)
+    def __init__(self, path: Path, table: str = DEFAULT_TABLE, *, read_only: bool = False) -> None:
+        super().__init__(table, read_only)
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            uri = f"{self.path.absolute().as_uri()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {_SQLITE_READ_BUSY_TIMEOUT_MS}")
+            return conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
@@ -346,8 +367,15 @@ class SqliteLedger(_SqlLedger):
     def _run(self, sql: str, args: tuple[object, ...]) -> builtins.list[dict[str, Any]]:
         with self._lock:
             if self._conn is None:
+                if self.read_only and not self.path.exists():
+                    return []
                 self._conn = self._connect()
-            return [dict(row) for row in self._conn.execute(sql, args).fetchall()]
+            try:
+                return [dict(row) for row in self._conn.execute(sql, args).fetchall()]
+            except sqlite3.OperationalError as error:
+                if self.read_only and str(error).startswith("no such table"):
+                    return []
+                raise
 
     async def _fetch(self, sql: str, *args: object) -> builtins.list[dict[str, Any]]:
         return await asyncio.to_thread(self._run, sql, args)
@@ -369,10 +397,18 @@ class SqliteLedger(_SqlLedger):
 
 
 class PostgresLedger(_SqlLedger):
-    """An asyncpg pool, opened on first use; the schema is created under an advisory lock."""
+    """An asyncpg pool, opened on first use; the schema is created under an advisory lock,
+    unless read-only: then every transaction is read-only and nothing is created."""
 
-    def __init__(self, dsn: str, table: str = DEFAULT_TABLE, max_connections: int = 10) -> None:
-        super().__init__(table)
+    def __init__(
+        self,
+        dsn: str,
+        table: str = DEFAULT_TABLE,
+        max_connections: int = 10,
+        *,
+        read_only: bool = False,
+    ) -> None:
+        super().__init__(table, read_only)
         self.dsn = dsn
         self._max_connections = max_connections
         self._pool: Any = None
@@ -383,24 +419,34 @@ class PostgresLedger(_SqlLedger):
             return self._pool
         async with self._lock:
             if self._pool is None:
+                read_only = {"default_transaction_read_only": "on"} if self.read_only else None
                 pool = await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=self._max_connections
+                    self.dsn, min_size=1, max_size=self._max_connections, server_settings=read_only
                 )
                 try:
-                    async with pool.acquire() as conn, conn.transaction():
-                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
-                        await conn.execute(_schema(self.table, postgres=True))
+                    if not self.read_only:
+                        await self._create_schema(pool)
                 except BaseException:
                     await pool.close()
                     raise
                 self._pool = pool
             return self._pool
 
+    async def _create_schema(self, pool: Any) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
+            await conn.execute(_schema(self.table, postgres=True))
+
     async def _fetch(self, sql: str, *args: object) -> builtins.list[dict[str, Any]]:
         pool = await self._get_pool()
         numbers = itertools.count(1)
         numbered = re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
-        return [dict(row) for row in await pool.fetch(numbered, *args)]
+        try:
+            return [dict(row) for row in await pool.fetch(numbered, *args)]
+        except asyncpg.UndefinedTableError:
+            if self.read_only:
+                return []
+            raise
 
     def _to_db_time(self, value: datetime) -> object:
         return value
@@ -417,19 +463,19 @@ class PostgresLedger(_SqlLedger):
                 self._pool = None
 
 
-def open_ledger(url: str, *, table: str = DEFAULT_TABLE) -> Ledger:
+def open_ledger(url: str, *, table: str = DEFAULT_TABLE, read_only: bool = False) -> Ledger:
     """`postgresql://...` / `postgres://...` -> PostgreSQL; `sqlite:///path` (SQLAlchemy
     style: three slashes then the path, so four for an absolute one) or a plain path ->
     SQLite. Nothing is opened until first use."""
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresLedger(url, table)
+        return PostgresLedger(url, table, read_only=read_only)
     if url.startswith("sqlite:"):
         if not url.startswith("sqlite:///") or url == "sqlite:///":
             raise ValueError(f"sqlite ledger url must be sqlite:///<path>, got {url!r}")
-        return SqliteLedger(Path(url.removeprefix("sqlite:///")), table)
+        return SqliteLedger(Path(url.removeprefix("sqlite:///")), table, read_only=read_only)
     if "://" in url:
         raise ValueError(f"unsupported ledger url: {url!r}")
-    return SqliteLedger(Path(url), table)
+    return SqliteLedger(Path(url), table, read_only=read_only)
 
 
 def default_ledger_url(data_dir: Path, env_value: str | None = None) -> str:

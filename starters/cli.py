@@ -151,7 +151,7 @@ def _run_outbox(args: argparse.Namespace, settings: Settings) -> int:
     from activities.ledger import open_ledger
 
     async def show() -> int:
-        ledger = open_ledger(settings.resolved_ledger_url)
+        ledger = open_ledger(settings.resolved_ledger_url, read_only=True)
         try:
             records = await ledger.list(tracking_number=_normalized(args.tracking_number))
         finally:

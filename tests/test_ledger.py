@@ -6,10 +6,13 @@ PostgreSQL comes from TRACKFLOW_TEST_POSTGRES_DSN; when it is unreachable the te
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,30 +23,33 @@ from activities.ledger import (
     Ledger,
     LedgerRecord,
     PostgresLedger,
+    ReadOnlyLedgerError,
     SqliteLedger,
     default_ledger_url,
     open_ledger,
 )
+from tests.harness import clean_env, trackflow_cli
 
 POSTGRES_DSN = os.environ.get(
     "TRACKFLOW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 
-LedgerFactory = Callable[[], Ledger]
+LedgerFactory = Callable[..., Ledger]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def open_same(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerFactory]:
-    """Opens ledgers on one store, as separate processes (worker, CLI) would."""
+    """Opens ledgers on one store, as separate processes (worker, CLI) would; a factory
+    called with read_only=True opens one as the CLI does."""
     opened: list[Ledger] = []
     if request.param == "sqlite":
         url, table = f"sqlite:///{tmp_path / 'data' / 'ledger.sqlite3'}", "notification_ledger"
     else:
         url, table = POSTGRES_DSN, f"ledger_test_{uuid.uuid4().hex[:12]}"
 
-    def factory() -> Ledger:
-        ledger = open_ledger(url, table=table)
+    def factory(read_only: bool = False) -> Ledger:
+        ledger = open_ledger(url, table=table, read_only=read_only)
         opened.append(ledger)
         return ledger
 
@@ -260,3 +266,91 @@ def test_default_ledger_url(tmp_path: Path) -> None:
     assert default_ledger_url(Path(".trackflow")) == "sqlite:///.trackflow/ledger.sqlite3"
     assert default_ledger_url(tmp_path, "postgresql://h/db") == "postgresql://h/db"
     assert default_ledger_url(tmp_path, " ") == url
+
+
+async def test_outbox_command_reads_while_another_process_holds_a_write_transaction(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path)
+    await ledger.record_once(make_record())
+    await ledger.close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("DELETE FROM notification_ledger")
+        shown = await asyncio.to_thread(
+            trackflow_cli, "outbox", "--json", "--data-dir", str(tmp_path), env=clean_env()
+        )
+    finally:
+        writer.close()
+
+    assert shown.returncode == 0, shown.stderr
+    assert [r["idempotency_key"] for r in json.loads(shown.stdout)] == [
+        make_record().idempotency_key
+    ]
+
+
+def test_outbox_command_without_a_ledger_shows_nothing_and_creates_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "never-started"
+    listed = trackflow_cli("outbox", "--data-dir", str(data_dir), env=clean_env())
+    as_json = trackflow_cli("outbox", "--json", "--data-dir", str(data_dir), env=clean_env())
+
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "", "")
+    assert (as_json.returncode, json.loads(as_json.stdout)) == (0, [])
+    assert not data_dir.exists()
+
+
+async def test_read_only_ledger_creates_nothing_and_refuses_writes(
+    open_same: LedgerFactory, tmp_path: Path
+) -> None:
+    reader = open_same(read_only=True)
+    assert await reader.list() == []
+    assert await reader.get("nope") is None
+    with pytest.raises(ReadOnlyLedgerError):
+        await reader.record_once(make_record())
+    with pytest.raises(ReadOnlyLedgerError):
+        await reader.claim("k", "cli", timedelta(minutes=1))
+    assert not (tmp_path / "data").exists()
+
+    record = make_record()
+    await open_same().record_once(record)
+    assert await reader.list() == [record]
+    assert await open_same(read_only=True).get(record.idempotency_key) == record
+
+
+@asynccontextmanager
+async def _transaction_in_progress(ledger: Ledger) -> AsyncIterator[None]:
+    """Another connection deleting every row, not committed yet; on PostgreSQL it also holds
+    the lock under which writers create the schema."""
+    if isinstance(ledger, SqliteLedger):
+        writer = sqlite3.connect(ledger.path, isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute(f"DELETE FROM {ledger.table}")
+            yield
+        finally:
+            writer.close()
+        return
+    assert isinstance(ledger, PostgresLedger)
+    conn = await asyncpg.connect(POSTGRES_DSN)
+    transaction = conn.transaction()
+    try:
+        await transaction.start()
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", ledger.table)
+        await conn.execute(f"DELETE FROM {ledger.table}")
+        yield
+    finally:
+        await transaction.rollback()
+        await conn.close()
+
+
+async def test_read_only_ledger_reads_while_a_writer_holds_a_transaction(
+    open_same: LedgerFactory,
+) -> None:
+    writer = open_same()
+    record = make_record()
+    await writer.record_once(record)
+    async with _transaction_in_progress(writer):
+        reader = open_same(read_only=True)
+        assert await asyncio.wait_for(reader.list(), timeout=10) == [record]
