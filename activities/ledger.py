@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import itertools
+import os
 import re
 import sqlite3
 import threading
@@ -352,7 +353,9 @@ class SqliteLedger(_SqlLedger):
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {_SQLITE_READ_BUSY_TIMEOUT_MS}")
             return conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # SQLite would create it 0644; its -wal and -shm files copy the database's mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.row_factory = sqlite3.Row

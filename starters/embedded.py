@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from starters.demo import DEMO_TIME_SCALE
 from trackflow.settings import Settings
+from workers.runtime import secure_data_dir
 from workflows.search_attributes import ALL_KEYS
 
 READY_TIMEOUT_S = 60.0
@@ -43,13 +46,13 @@ class EmbeddedStack:
         self._children: list[subprocess.Popen[bytes]] = []
 
     def run(self) -> int:
-        data_dir = self.settings.data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = secure_data_dir(self.settings.data_dir.resolve())
         ports = (self.temporal_port, self.ui_port, self.api_port)
         for port in ports + ((self.simulator_port,) if self.demo else ()):
             if _port_in_use(port):
                 print(f"trackflow up: port {port} is already in use", file=sys.stderr)
                 return 2
+        umask = os.umask(0o077)  # Temporal's and SQLite's files, logs: owner only
         env = self._child_env(data_dir)
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
@@ -81,6 +84,7 @@ class EmbeddedStack:
             return 1
         finally:
             self._stop_children()
+            os.umask(umask)
         return 0
 
     def _child_env(self, data_dir: Path) -> dict[str, str]:
@@ -190,11 +194,22 @@ class EmbeddedStack:
 
 
 def _local_secret(data_dir: Path, name: str) -> str:
-    """A per-install secret kept in the data dir, so restarts keep working with the same one."""
+    """A per-install secret kept in the data dir, so restarts keep working with the same one.
+
+    Written to a private temporary file and hard-linked into place, so the secret is never
+    readable by others nor seen half-written; when two processes create it at once, the
+    loser's link fails and it reads the winner's.
+    """
     path = data_dir / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
+        fd, draft = tempfile.mkstemp(dir=data_dir, prefix=f".{name}.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(24))
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+        finally:
+            os.unlink(draft)
     return path.read_text().strip()
 
 

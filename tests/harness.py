@@ -7,12 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from temporalio.client import Client
 
 from activities.ledger import Ledger, LedgerRecord, open_ledger
@@ -87,6 +89,21 @@ def free_port() -> int:
         return port
 
 
+def up_ports() -> dict[str, int]:
+    return {"api": free_port(), "temporal": free_port(), "ui": free_port()}
+
+
+def up_command(data_dir: Path, ports: dict[str, int]) -> list[str]:
+    """`trackflow up` on the given ports, with state in `data_dir`."""
+    return [
+        sys.executable, "-m", "starters.cli", "up",
+        "--data-dir", str(data_dir),
+        "--port", str(ports["api"]),
+        "--temporal-port", str(ports["temporal"]),
+        "--ui-port", str(ports["ui"]),
+    ]  # fmt: skip
+
+
 def clean_env() -> dict[str, str]:
     """The test process's environment without any TRACKFLOW_* setting."""
     return {k: v for k, v in os.environ.items() if not k.startswith("TRACKFLOW_")}
@@ -101,3 +118,31 @@ def trackflow_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProces
         timeout=60,
         check=False,
     )
+
+
+def wait_until_healthy(
+    port: int, data_dir: Path, process: subprocess.Popen[str], deadline_s: float = 60.0
+) -> str:
+    """Wait for `trackflow up`'s API to answer /healthz; return the API token."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "trackflow up exited early"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return (data_dir / "api_token").read_text().strip()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"trackflow up did not become healthy within {deadline_s}s")
+
+
+def poll_json(
+    http: httpx.Client, path: str, accept: Callable[[Any], bool], deadline_s: float = 30.0
+) -> dict[str, Any]:
+    """GET `path` until `accept` holds for its JSON body; return the last body seen."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        body: dict[str, Any] = http.get(path).json()
+        if accept(body) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.2)

@@ -5,46 +5,34 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from tests.harness import free_port, zone_at_local_hour
+from tests.harness import (
+    clean_env,
+    poll_json,
+    trackflow_cli,
+    up_command,
+    up_ports,
+    wait_until_healthy,
+    zone_at_local_hour,
+)
 
 TRACKING_NUMBER = "1Z5R89390357567127"
-START_DEADLINE_S = 60.0
-
-
-def _trackflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "starters.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @contextmanager
 def stack(data_dir: Path, ports: dict[str, int]) -> Iterator[httpx.Client]:
-    command = [
-        sys.executable, "-m", "starters.cli", "up",
-        "--data-dir", str(data_dir),
-        "--port", str(ports["api"]),
-        "--temporal-port", str(ports["temporal"]),
-        "--ui-port", str(ports["ui"]),
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKFLOW_")}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        up_command(data_dir, ports), env=clean_env(), stdout=subprocess.PIPE, text=True
+    )
     try:
-        token = _wait_until_healthy(ports["api"], data_dir, process)
+        token = wait_until_healthy(ports["api"], data_dir, process)
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=f"http://127.0.0.1:{ports['api']}", headers=headers) as http:
             yield http
@@ -55,30 +43,8 @@ def stack(data_dir: Path, ports: dict[str, int]) -> Iterator[httpx.Client]:
         assert "stopping" in output
 
 
-def _wait_until_healthy(port: int, data_dir: Path, process: subprocess.Popen[str]) -> str:
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "trackflow up exited early"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return (data_dir / "api_token").read_text().strip()
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("trackflow up did not become healthy")
-
-
-def _poll_json(http: httpx.Client, path: str, accept: Any) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
-        body: dict[str, Any] = http.get(path).json()
-        if accept(body) or time.monotonic() > deadline:
-            return body
-        time.sleep(0.2)
-
-
 def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Path) -> None:
-    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
+    ports = up_ports()
     shipment = {
         "order_id": "5001",
         "tracking_number": TRACKING_NUMBER,
@@ -91,17 +57,20 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
         "order_value": 20,
     }
     event = {"tracking_number": TRACKING_NUMBER, "occurred_at": "2026-11-20T14:03:00Z"}
+    tmp_path.chmod(0o755)  # as an older version left it
+    (tmp_path / "api_token").write_text("token-from-an-older-version")
+    (tmp_path / "api_token").chmod(0o644)
 
     with stack(tmp_path, ports) as http:
         assert http.post("/v1/shipments", json=shipment).status_code == 202
         assert http.post("/v1/events", json=event | {"status": "in_transit"}).status_code == 202
-        view = _poll_json(http, f"/v1/shipments/{TRACKING_NUMBER}", lambda v: v["notifications"])
+        view = poll_json(http, f"/v1/shipments/{TRACKING_NUMBER}", lambda v: v["notifications"])
         assert [n["trigger"] for n in view["notifications"]] == ["in_transit"]
 
     with stack(tmp_path, ports) as http:
         later = event | {"status": "out_for_delivery", "occurred_at": "2026-11-21T08:00:00Z"}
         assert http.post("/v1/events", json=later).status_code == 202
-        view = _poll_json(
+        view = poll_json(
             http, f"/v1/shipments/{TRACKING_NUMBER}", lambda v: len(v["notifications"]) == 2
         )
         assert view["status"] == "out_for_delivery"
@@ -111,9 +80,14 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
             TRACKFLOW_DATA_DIR=str(tmp_path),
             TRACKFLOW_TEMPORAL_ADDRESS=f"127.0.0.1:{ports['temporal']}",
         )
-        shown = _trackflow("shipment", "show", TRACKING_NUMBER, "--json", env=env)
-        outbox = _trackflow("outbox", "--tracking-number", TRACKING_NUMBER, "--json", env=env)
-        missing = _trackflow("shipment", "show", "1Z0000000000000000", env=env)
+        shown = trackflow_cli("shipment", "show", TRACKING_NUMBER, "--json", env=env)
+        outbox = trackflow_cli("outbox", "--tracking-number", TRACKING_NUMBER, "--json", env=env)
+        missing = trackflow_cli("shipment", "show", "1Z0000000000000000", env=env)
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    assert {"temporal.sqlite", "ledger.sqlite3", "ledger.sqlite3-wal", "api_token"} <= set(modes)
+    assert {name: oct(mode) for name, mode in modes.items() if mode != 0o600} == {}
 
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["status"] == "out_for_delivery"

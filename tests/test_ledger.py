@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import stat
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -354,3 +355,21 @@ async def test_read_only_ledger_reads_while_a_writer_holds_a_transaction(
     async with _transaction_in_progress(writer):
         reader = open_same(read_only=True)
         assert await asyncio.wait_for(reader.list(), timeout=10) == [record]
+
+
+def test_sqlite_ledger_files_are_private(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        ledger = SqliteLedger(tmp_path / "data" / "ledger.sqlite3")
+        asyncio.run(ledger.record_once(make_record()))
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "data").iterdir()}
+        asyncio.run(ledger.close())
+    finally:
+        os.umask(umask)
+
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+    assert modes == {
+        "ledger.sqlite3": 0o600,
+        "ledger.sqlite3-wal": 0o600,
+        "ledger.sqlite3-shm": 0o600,
+    }

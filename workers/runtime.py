@@ -1,6 +1,10 @@
-"""Connecting to Temporal the same way everywhere: pydantic payloads, our search attributes."""
+"""Connecting to Temporal the same way everywhere: pydantic payloads, our search attributes;
+and the data dir, kept private to its owner."""
 
 from __future__ import annotations
+
+import stat
+from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -10,8 +14,39 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from activities.ledger import SQLITE_FILE_NAME
 from trackflow.settings import Settings
 from workflows.search_attributes import ALL_KEYS
+
+# What trackflow keeps in the data dir; an older version left these readable by others.
+PRIVATE_FILES = (
+    "api_token",
+    "shopify_webhook_secret",
+    "easypost_webhook_secret",
+    "temporal.log",
+    "simulator.log",
+    *(
+        f"{db}{suffix}"
+        for db in ("temporal.sqlite", SQLITE_FILE_NAME)
+        for suffix in ("", "-wal", "-shm", "-journal")
+    ),
+)
+
+
+def secure_data_dir(path: Path) -> Path:
+    """Create the data dir (0700), or make an existing one and trackflow's files in it
+    private to their owner (0700, 0600)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    for name in PRIVATE_FILES:
+        try:
+            mode = (path / name).lstat().st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(mode) and mode & 0o077:
+            (path / name).chmod(0o600)
+    return path
 
 
 async def connect(settings: Settings) -> Client:

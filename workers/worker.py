@@ -28,7 +28,7 @@ from trackflow.contracts import POLL_PROVIDERS, poll_queue
 from trackflow.messages import Brand
 from trackflow.settings import Settings
 from trackflow.timezones import preload_zone_data
-from workers.runtime import connect, ensure_search_attributes
+from workers.runtime import connect, ensure_search_attributes, secure_data_dir
 from workflows.carrier_api_health import CarrierApiHealthWorkflow
 from workflows.returns import ReturnsWorkflow
 from workflows.shipment import ShipmentTrackingWorkflow
@@ -108,7 +108,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings.data_dir)
     client = await connect(settings)
     await ensure_search_attributes(client)
     async with running_workers(client, settings):
