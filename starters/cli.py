@@ -7,14 +7,21 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from trackflow.settings import Settings
 
+# Set by `trackflow up` for its Python children: the read end of a pipe it never writes to.
+SUPERVISOR_FD_ENV = "TRACKFLOW_SUPERVISOR_FD"
+SHUTDOWN_TIMEOUT_S = 5.0
+
 
 def main(argv: Sequence[str] | None = None) -> None:
+    _stop_with_supervisor()
     args = _parser().parse_args(argv)
     settings = Settings.from_env(os.environ)
     if getattr(args, "data_dir", None):
@@ -24,6 +31,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     except BrokenPipeError:  # e.g. `trackflow outbox --json | head`
         code = 0
     _exit(code)
+
+
+def _stop_with_supervisor() -> None:
+    """Stop (as on SIGTERM) once the supervisor's pipe reads EOF: it has exited, SIGKILL
+    included. Complements Linux's parent-death signal, and works where there is none."""
+    fd = os.environ.pop(SUPERVISOR_FD_ENV, None)
+    if fd is None:
+        return
+
+    def watch() -> None:
+        try:
+            while os.read(int(fd), 1):
+                pass
+        except (OSError, ValueError):  # not a descriptor we were given: nothing to watch
+            return
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watchdog", daemon=True).start()
 
 
 def _exit(code: int) -> None:
@@ -205,8 +230,6 @@ def _normalized(tracking_number: str | None) -> str | None:
 
 
 def _run_until_signal(coroutine: object) -> int:
-    import signal
-
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -219,6 +242,11 @@ def _run_until_signal(coroutine: object) -> int:
             task.result()
             return
         task.cancel()
+        if not (await asyncio.wait({task}, timeout=SHUTDOWN_TIMEOUT_S))[0]:
+            # The SDK's shutdown waits out its retries when Temporal is gone (e.g. it died
+            # with `trackflow up`). Leaving is safe: Temporal retries what was in flight.
+            print(f"shutdown unfinished after {SHUTDOWN_TIMEOUT_S:g}s, exiting", file=sys.stderr)
+            _exit(1)  # not via asyncio.run, which would wait for the task again
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

@@ -1,8 +1,17 @@
-"""`trackflow up`: the embedded stack — Temporal dev server (SQLite file), one worker, the API."""
+"""`trackflow up`: the embedded stack — Temporal dev server (SQLite file), one worker, the API.
+
+The supervisor's children die with it, even when it is SIGKILLed: on Linux through the
+parent-death signal, everywhere through a watchdog pipe the Python children read (see
+`starters.cli`). It holds an flock on `up.pids` in the data dir, which lists its children,
+so the next `up` can stop any that outlived it before taking the ports again.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
+import json
 import os
 import secrets
 import signal
@@ -11,14 +20,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from starters.cli import SUPERVISOR_FD_ENV
 from starters.demo import DEMO_TIME_SCALE
 from trackflow.settings import Settings
-from workers.runtime import secure_data_dir
+from workers.runtime import PID_FILE_NAME, secure_data_dir
 from workflows.search_attributes import ALL_KEYS
 
 READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class EmbeddedStack:
@@ -43,17 +57,42 @@ class EmbeddedStack:
         self.ui_port = ui_port
         self.demo = demo
         self.simulator_port = simulator_port
-        self._children: list[subprocess.Popen[bytes]] = []
+        self._children: list[tuple[subprocess.Popen[bytes], list[str]]] = []
+        self._pid_file = -1
 
     def run(self) -> int:
         data_dir = secure_data_dir(self.settings.data_dir.resolve())
+        pid_path = data_dir / PID_FILE_NAME
+        self._pid_file = _lock(pid_path)
+        if self._pid_file < 0:
+            holder = _read_pid_file(pid_path).get("supervisor", "?")
+            print(
+                f"trackflow up: another trackflow up (pid {holder}) is running on {data_dir}",
+                file=sys.stderr,
+            )
+            return 2
+        umask = os.umask(0o077)  # Temporal's and SQLite's files, logs: owner only
+        try:
+            _stop_stale_children(_read_pid_file(pid_path).get("children", []))
+            self._write_pid_file()
+            return self._run_locked(data_dir)
+        except RuntimeError as error:
+            print(f"trackflow up: {error}", file=sys.stderr)
+            return 1
+        finally:
+            os.umask(umask)
+            os.close(self._pid_file)
+
+    def _run_locked(self, data_dir: Path) -> int:
         ports = (self.temporal_port, self.ui_port, self.api_port)
         for port in ports + ((self.simulator_port,) if self.demo else ()):
             if _port_in_use(port):
                 print(f"trackflow up: port {port} is already in use", file=sys.stderr)
                 return 2
-        umask = os.umask(0o077)  # Temporal's and SQLite's files, logs: owner only
+        # The Python children watch the read end; they see EOF once this process is gone.
+        watched, watchdog = os.pipe()
         env = self._child_env(data_dir)
+        env[SUPERVISOR_FD_ENV] = str(watched)
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             self._start_temporal(data_dir)
@@ -79,12 +118,11 @@ class EmbeddedStack:
             self._supervise()
         except KeyboardInterrupt:
             print("\ntrackflow up: stopping…", flush=True)
-        except RuntimeError as error:
-            print(f"trackflow up: {error}", file=sys.stderr)
-            return 1
         finally:
             self._stop_children()
-            os.umask(umask)
+            os.close(watched)
+            os.close(watchdog)
+            os.ftruncate(self._pid_file, 0)
         return 0
 
     def _child_env(self, data_dir: Path) -> dict[str, str]:
@@ -119,10 +157,8 @@ class EmbeddedStack:
         for key in ALL_KEYS:
             kind = key.indexed_value_type.name.title()  # KEYWORD -> Keyword, DATETIME -> Datetime
             command += ["--search-attribute", f"{key.name}={kind}"]
-        log = (data_dir / "temporal.log").open("ab")
-        self._children.append(
-            subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
-        )
+        with (data_dir / "temporal.log").open("ab") as log:
+            self._start(command, stdout=log, stderr=log)
 
     def _start_carrier_simulator(self, env: dict[str, str]) -> None:
         """The demo's EasyPost: polled by the worker, and sending signed webhooks to the API."""
@@ -138,14 +174,29 @@ class EmbeddedStack:
         command += ["--port", str(port), "--time-scale", str(self.settings.time_scale)]
         command += ["--webhook-url", f"http://127.0.0.1:{self.api_port}/webhooks/easypost"]
         command += ["--webhook-secret", env["TRACKFLOW_EASYPOST_WEBHOOK_SECRET"]]
-        log = (self.settings.data_dir.resolve() / "simulator.log").open("ab")
-        self._children.append(
-            subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
-        )
+        with (self.settings.data_dir.resolve() / "simulator.log").open("ab") as log:
+            self._spawn(command, env, stdout=log, stderr=log)
         self._wait_for_port(port, "the carrier simulator")
 
-    def _spawn(self, command: list[str], env: dict[str, str]) -> None:
-        self._children.append(subprocess.Popen(command, env=env, start_new_session=True))
+    def _spawn(self, command: list[str], env: dict[str, str], **streams: Any) -> None:
+        """A Python child: it also watches the supervisor's pipe (see `starters.cli`)."""
+        self._start(command, env=env, pass_fds=(int(env[SUPERVISOR_FD_ENV]),), **streams)
+
+    def _start(self, command: list[str], **options: Any) -> None:
+        # Own session: a Ctrl-C in the terminal reaches only the supervisor, which then
+        # stops the children in order.
+        child = subprocess.Popen(
+            command, start_new_session=True, preexec_fn=_die_with_parent(), **options
+        )
+        self._children.append((child, command))
+        self._write_pid_file()
+
+    def _write_pid_file(self) -> None:
+        """Rewritten in place under the lock: only the next holder of the lock reads it."""
+        children = [{"pid": child.pid, "argv": argv} for child, argv in self._children]
+        content = json.dumps({"supervisor": os.getpid(), "children": children}).encode()
+        os.ftruncate(self._pid_file, 0)
+        os.pwrite(self._pid_file, content, 0)
 
     def _wait_for_port(self, port: int, what: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -156,11 +207,9 @@ class EmbeddedStack:
             time.sleep(0.2)
 
     def _check_children(self) -> None:
-        for child in self._children:
+        for child, argv in self._children:
             if child.poll() is not None:
-                raise RuntimeError(
-                    f"{' '.join(map(str, child.args[:3]))} exited ({child.returncode})"
-                )
+                raise RuntimeError(f"{' '.join(argv[:3])} exited ({child.returncode})")
 
     def _supervise(self) -> None:
         while True:
@@ -168,12 +217,13 @@ class EmbeddedStack:
             time.sleep(0.5)
 
     def _stop_children(self) -> None:
-        for child in reversed(self._children):
+        """Last started first, each after the one before has exited: the API, then the
+        worker while Temporal still answers (without it, its shutdown waits for retries)."""
+        for child, _ in reversed(self._children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in reversed(self._children):
             try:
-                child.wait(timeout=15)
+                child.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
@@ -211,6 +261,73 @@ def _local_secret(data_dir: Path, name: str) -> str:
         finally:
             os.unlink(draft)
     return path.read_text().strip()
+
+
+def _lock(path: Path) -> int:
+    """The pid file's descriptor, locked for as long as this process lives; -1 if another
+    live `up` holds it. Children do not inherit it (close_fds)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def _read_pid_file(path: Path) -> dict[str, Any]:
+    try:
+        content: dict[str, Any] = json.loads(path.read_bytes() or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return content
+
+
+def _stop_stale_children(children: list[dict[str, Any]]) -> None:
+    """Stop the processes a dead supervisor left: those listed that still run the command it
+    started (a pid since reused by an unrelated process is left alone)."""
+    stale = {c["pid"]: c["argv"] for c in children if _runs(c["pid"], c["argv"])}
+    for signum, grace in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 5.0)):
+        for pid in stale:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        deadline = time.monotonic() + grace
+        while stale and time.monotonic() < deadline:
+            time.sleep(0.05)
+            stale = {pid: argv for pid, argv in stale.items() if _runs(pid, argv)}
+        if not stale:
+            return
+    raise RuntimeError(f"could not stop processes left by an earlier trackflow up: {list(stale)}")
+
+
+def _runs(pid: int, argv: list[str]) -> bool:
+    """Whether process `pid` is alive and running `argv` (a zombie has no command line)."""
+    if Path("/proc/self/cmdline").exists():
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes() == "\0".join(argv).encode() + b"\0"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+    # No procfs (macOS): ps shows the arguments joined by spaces.
+    shown = subprocess.run(
+        ["ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True
+    ).stdout
+    return shown.strip() == " ".join(argv)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when the supervisor dies — any child,
+    the Go Temporal server too, since it is set before exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
+    supervisor = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != supervisor:  # it died before prctl: no signal will come
+            os._exit(1)
+
+    return preexec
 
 
 def _port_in_use(port: int) -> bool:

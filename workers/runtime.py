@@ -18,11 +18,13 @@ from activities.ledger import SQLITE_FILE_NAME
 from trackflow.settings import Settings
 from workflows.search_attributes import ALL_KEYS
 
+PID_FILE_NAME = "up.pids"
 # What trackflow keeps in the data dir; an older version left these readable by others.
 PRIVATE_FILES = (
     "api_token",
     "shopify_webhook_secret",
     "easypost_webhook_secret",
+    PID_FILE_NAME,
     "temporal.log",
     "simulator.log",
     *(
