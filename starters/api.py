@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 
 from starters.api_errors import install_error_handlers
 from starters.api_models import CarrierEventIn, ShipmentIn
-from starters.json_body import StrictJsonRoute, parse_json_object
+from starters.json_body import BodySizeLimit, StrictJsonRoute, parse_json_object
 from starters.policy_file import load_policy
 from starters.shipments import (
     ShipmentClosed,
@@ -32,7 +32,6 @@ from starters.shipments import (
     signal_or_keep_event,
 )
 from trackflow.event_time import implausible_time
-from trackflow.limits import MAX_BODY_BYTES
 from trackflow.models import CarrierEvent, InvalidTrackingNumber, ReturnRequest, Shipment
 from trackflow.policy import ShipmentView
 from trackflow.settings import Settings
@@ -128,9 +127,9 @@ def create_app(
     app = FastAPI(
         title="trackflow",
         summary="Proactive order tracking: shipments in, carrier events in, messages out.",
-        max_body_size=MAX_BODY_BYTES,
     )
     app.router.route_class = StrictJsonRoute
+    app.add_middleware(BodySizeLimit)
     app.state.gateway = gateway
     install_error_handlers(app)
 

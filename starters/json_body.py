@@ -1,4 +1,5 @@
-"""Strict JSON for every route: standard JSON only (no NaN/Infinity), bounded nesting."""
+"""Request bodies on every route: a size cap, and standard JSON only (no NaN/Infinity),
+with bounded nesting."""
 
 from __future__ import annotations
 
@@ -8,9 +9,41 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from trackflow.limits import MAX_JSON_DEPTH
+from trackflow.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
+
+
+class BodySizeLimit:
+    """413 with a reason for a body over the cap: at once when its Content-Length says so
+    (nothing is read), else as soon as more than the cap has arrived."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"request body is over {MAX_BODY_BYTES} bytes"
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            await JSONResponse({"detail": too_large}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise HTTPException(413, too_large)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _problem(value: Any) -> tuple[str, str] | None:

@@ -212,6 +212,17 @@ async def test_a_body_over_the_limit_is_413_on_every_route(
     body = b'{"x": "' + b"y" * MAX_BODY_BYTES + b'"}'
     response = await api.post(path, content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 413, response.text
+    assert response.json() == {"detail": f"request body is over {MAX_BODY_BYTES} bytes"}
+
+
+async def test_a_streamed_body_over_the_limit_is_413(api: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(MAX_BODY_BYTES // 65_536 + 2):
+            yield b"x" * 65_536
+
+    response = await api.post("/webhooks/shopify", content=chunks())
+    assert response.status_code == 413
+    assert "detail" in response.json()
 
 
 async def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(
