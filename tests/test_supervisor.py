@@ -332,3 +332,18 @@ async def test_worker_makes_its_data_dir_private(temporal_address: str, tmp_path
     finally:
         stop.set()
         await worker
+
+
+def test_no_secret_is_on_a_child_command_line(tmp_path: Path) -> None:
+    """Command lines are readable by every local user (`ps`, /proc) and kept in up.pids."""
+    stack = EmbeddedStack(
+        Settings(data_dir=tmp_path), api_port=1, temporal_port=2, ui_port=3, demo=True
+    )
+    spawned: list[tuple[list[str], dict[str, str]]] = []
+    stack._spawn = lambda command, env, **_: spawned.append((command, dict(env)))  # type: ignore[method-assign]
+    stack._wait_for_port = lambda port, what: None  # type: ignore[method-assign]
+    env: dict[str, str] = {}
+    stack._start_carrier_simulator(env)
+    [(command, child_env)] = spawned
+    secret = child_env["TRACKFLOW_EASYPOST_WEBHOOK_SECRET"]
+    assert secret and not any(secret in part for part in command), command
