@@ -16,9 +16,12 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from starters.api import create_app
 from tests.factories import ANY_TIME_POLICY
+from trackflow.models import workflow_id_for
 from trackflow.settings import Settings
 from workers.runtime import connect
 
@@ -151,3 +154,35 @@ def shopify_headers(
         "Content-Type": "application/json",
         **extra,
     }
+
+
+def shipengine_track_event(number: str) -> dict[str, Any]:
+    """A ShipEngine `API_TRACK` webhook body: one in-transit scan."""
+    data: dict[str, Any] = {
+        "tracking_number": number,
+        "status_code": "IT",
+        "status_description": "In Transit",
+        "carrier_status_code": "OR",
+        "events": [
+            {
+                "occurred_at": "2026-11-20T14:03:00Z",
+                "description": "Arrived at facility",
+                "city_locality": "Memphis",
+                "state_province": "TN",
+                "country_code": "US",
+                "status_code": "IT",
+                "event_code": "AR",
+            }
+        ],
+    }
+    return {"resource_type": "API_TRACK", "data": data}
+
+
+async def workflow_started(client: Client, number: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id_for(number)).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from starters.api import create_app
 from tests.api_support import (
@@ -24,6 +23,7 @@ from tests.api_support import (
     shipment_body,
     shopify_signature,
     tracking_number,
+    workflow_started,
 )
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
 from trackflow.contracts import SIGNAL_UPDATE_SHIPMENT
@@ -62,16 +62,6 @@ async def _post_shopify(
     return await http.post("/webhooks/shopify", content=body, headers=headers)
 
 
-async def _workflow_exists(client: Client, tracking_number: str) -> bool:
-    try:
-        await client.get_workflow_handle(workflow_id_for(tracking_number)).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
-
-
 async def test_shopify_webhook_with_valid_hmac_starts_the_workflow(
     api: httpx.AsyncClient, client: Client
 ) -> None:
@@ -91,7 +81,7 @@ async def test_shopify_webhook_with_bad_hmac_is_401_and_starts_nothing(
     response = await _post_shopify(api, _fulfillment(number), signature=signature)
     assert response.status_code == 401
     assert "X-Shopify-Hmac-Sha256" in response.json()["detail"]
-    assert not await _workflow_exists(client, number)
+    assert not await workflow_started(client, number)
 
 
 async def test_shopify_webhook_without_hmac_header_is_401(
@@ -102,7 +92,7 @@ async def test_shopify_webhook_without_hmac_header_is_401(
     headers = {"X-Shopify-Topic": "fulfillments/create"}
     response = await api.post("/webhooks/shopify", content=body, headers=headers)
     assert response.status_code == 401
-    assert not await _workflow_exists(client, number)
+    assert not await workflow_started(client, number)
 
 
 async def test_shopify_body_signed_with_other_secret_is_rejected(
@@ -114,7 +104,7 @@ async def test_shopify_body_signed_with_other_secret_is_rejected(
         api, _fulfillment(number), signature=shopify_signature(body, secret="someone-else")
     )
     assert response.status_code == 401
-    assert not await _workflow_exists(client, number)
+    assert not await workflow_started(client, number)
 
 
 async def test_repeated_shopify_delivery_has_no_second_effect(
@@ -153,8 +143,8 @@ async def test_split_fulfillment_starts_one_workflow_per_tracking_number(
     response = await _post_shopify(api, _fulfillment(first, second))
     assert response.status_code == 200, response.text
     assert [s["tracking_number"] for s in response.json()["shipments"]] == [first, second]
-    assert await _workflow_exists(client, first)
-    assert await _workflow_exists(client, second)
+    assert await workflow_started(client, first)
+    assert await workflow_started(client, second)
 
 
 async def test_unknown_shopify_topic_is_acknowledged_and_ignored(api: httpx.AsyncClient) -> None:

@@ -29,6 +29,7 @@ from tests.api_support import (
     event_body,
     fulfillment,
     shipengine_headers,
+    shipengine_track_event,
     shipment_body,
     shopify_signature,
     tracking_number,
@@ -348,28 +349,8 @@ async def test_aftership_webhook(api: Api, body: bytes) -> None:
     await api.send("POST", "/webhooks/aftership", content=body, headers=headers)
 
 
-SHIPENGINE_BODY = {
-    "resource_url": "https://api.shipengine.com/v1/tracking?carrier_code=ups&tracking_number=1Z999AA10123456784",
-    "resource_type": "API_TRACK",
-    "data": {
-        "tracking_number": PLACEHOLDER,
-        "status_code": "IT",
-        "status_description": "In Transit",
-        "carrier_status_code": "OR",
-        "events": [
-            {
-                "occurred_at": "2026-11-20T14:03:00Z",
-                "description": "Arrived at facility",
-                "city_locality": "Memphis",
-                "status_code": "IT",
-            }
-        ],
-    },
-}
-
-
 @EXAMPLES
-@given(body=mutated(SHIPENGINE_BODY))
+@given(body=mutated(shipengine_track_event(PLACEHOLDER)))
 async def test_shipengine_webhook(api: Api, body: bytes) -> None:
     body = body.replace(PLACEHOLDER.encode(), tracking_number().encode())
     await api.send("POST", "/webhooks/shipengine", content=body, headers=shipengine_headers(body))

@@ -25,10 +25,10 @@ from tests.api_support import (
     shipment_body,
     shopify_headers,
     tracking_number,
+    workflow_started,
 )
 from tests.harness import eventually, running_worker
 from trackflow.limits import MAX_BODY_BYTES
-from trackflow.models import workflow_id_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -39,16 +39,6 @@ async def api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(api_settings(temporal_address, task_queue, tmp_path)) as http:
         yield http
-
-
-async def _started(client: Client, number: str) -> bool:
-    try:
-        await client.get_workflow_handle(workflow_id_for(number)).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
 
 
 def _locations(response: httpx.Response) -> list[str]:
@@ -79,7 +69,7 @@ async def test_nan_or_infinity_in_a_body_is_422_naming_the_field(
     )
     assert response.status_code == 422, response.text
     assert "NaN" in response.text or field in response.text
-    assert not await _started(client, number)
+    assert not await workflow_started(client, number)
 
 
 async def test_a_422_does_not_echo_unbounded_input(api: httpx.AsyncClient) -> None:
@@ -113,7 +103,7 @@ async def test_shopify_webhook_with_a_huge_amount_is_422(
     response = await api.post("/webhooks/shopify", content=body, headers=shopify_headers(body))
     assert response.status_code == 422, response.text
     assert "price" in response.json()["detail"] or "quantity" in response.json()["detail"]
-    assert not await _started(client, number)
+    assert not await workflow_started(client, number)
 
 
 # --- 4: deeply nested JSON ----------------------------------------------------------------
@@ -150,7 +140,7 @@ async def test_an_oversized_carrier_is_422_not_503(api: httpx.AsyncClient, clien
     response = await api.post("/v1/shipments", json=shipment_body(number, carrier="u" * 3_000))
     assert response.status_code == 422, response.text
     assert "body.carrier" in _locations(response)
-    assert not await _started(client, number)
+    assert not await workflow_started(client, number)
 
 
 async def test_an_oversized_shopify_tracking_company_is_422(
@@ -161,7 +151,7 @@ async def test_an_oversized_shopify_tracking_company_is_422(
     response = await api.post("/webhooks/shopify", content=body, headers=shopify_headers(body))
     assert response.status_code == 422, response.text
     assert "carrier" in response.json()["detail"]
-    assert not await _started(client, number)
+    assert not await workflow_started(client, number)
 
 
 @pytest.mark.parametrize(
@@ -335,7 +325,7 @@ async def test_an_unknown_iana_timezone_is_422_naming_the_field(
     response = await api.post("/v1/shipments", json=shipment_body(number, customer=customer))
     assert response.status_code == 422, response.text
     assert "body.customer.timezone" in _locations(response)
-    assert not await _started(client, number)
+    assert not await workflow_started(client, number)
 
 
 @pytest.mark.parametrize(
@@ -348,7 +338,7 @@ async def test_order_value_must_be_plain_ascii_decimal(
     response = await api.post("/v1/shipments", json=shipment_body(number, order_value=value))
     assert response.status_code == 422, response.text
     assert "body.order_value" in _locations(response)
-    assert not await _started(client, number)
+    assert not await workflow_started(client, number)
 
 
 async def test_an_oversized_shopify_webhook_id_is_400(
@@ -359,4 +349,4 @@ async def test_an_oversized_shopify_webhook_id_is_400(
     headers = shopify_headers(body, webhook_id="w" * 5_000)
     response = await api.post("/webhooks/shopify", content=body, headers=headers)
     assert response.status_code == 400, response.text
-    assert not await _started(client, number)
+    assert not await workflow_started(client, number)

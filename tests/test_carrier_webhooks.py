@@ -10,7 +10,6 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.client import Client
 
 from starters.api import create_app
-from tests.api_support import shipengine_headers, shipengine_jwks
+from tests.api_support import shipengine_headers, shipengine_jwks, shipengine_track_event
 from tests.factories import ANY_TIME_POLICY
 from tests.harness import eventually, outbox, running_worker, sent
 from trackflow.settings import Settings
@@ -148,24 +147,7 @@ async def test_aftership_webhook_signature_checked(api: httpx.AsyncClient) -> No
 
 
 def _shipengine_body(number: str) -> bytes:
-    data: dict[str, Any] = {
-        "tracking_number": number,
-        "status_code": "IT",
-        "status_description": "In Transit",
-        "carrier_status_code": "OR",
-        "events": [
-            {
-                "occurred_at": "2026-11-20T14:03:00Z",
-                "description": "Arrived at facility",
-                "city_locality": "Memphis",
-                "state_province": "TN",
-                "country_code": "US",
-                "status_code": "IT",
-                "event_code": "AR",
-            }
-        ],
-    }
-    return json.dumps({"resource_type": "API_TRACK", "data": data}).encode()
+    return json.dumps(shipengine_track_event(number)).encode()
 
 
 async def test_shipengine_webhook_rsa_signature_checked(api: httpx.AsyncClient) -> None:

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import ANY_TIME_POLICY, T0, at, exception_event, make_event, make_shipment
+from tests.test_policy import Run as PolicyRun
 from tests.test_policy_timing_properties import POLICIES, Story, customers, stories
-from trackflow.effects import TagHelpdesk
 from trackflow.event_time import EARLIEST_EVENT, MAX_FUTURE, human_duration, implausible_time
 from trackflow.models import CarrierEvent, CarrierStatus, ExceptionKind, Shipment, Trigger
 from trackflow.policy import (
@@ -40,21 +40,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 IMPLAUSIBLE = "implausible_timestamp"
 
 
-class Run:
-    """Feeds events (one minute apart) and wake-ups through the policy like the workflow."""
-
-    def __init__(
-        self,
-        shipment: Shipment | None = None,
-        policy: TrackingPolicy = ANY_TIME_POLICY,
-        start: datetime = T0,
-    ) -> None:
-        self.shipment = shipment or make_shipment()
-        self.policy = policy
-        self.now = start
-        self.state = on_start(ShipmentState(), start)
-        self.sends: list[SendNotification] = []
-        self.tags: list[TagHelpdesk] = []
+class Run(PolicyRun):
+    """Like the workflow: every event is preceded by a wake-up at its arrival time."""
 
     def feed(
         self, *events: CarrierEvent, gap: timedelta = timedelta(minutes=1)
@@ -66,22 +53,6 @@ class Run:
             new += self._apply(decision)
             new += self._apply(on_event(self.state, event, self.shipment, self.policy, self.now))
         return new
-
-    def tick(self, now: datetime) -> list[SendNotification]:
-        assert now >= self.now
-        self.now = now
-        return self._apply(on_tick(self.state, self.shipment, self.policy, now))
-
-    def _apply(self, decision: Decision) -> list[SendNotification]:
-        self.state = decision.state
-        for send in decision.sends:
-            self.state = record_sent(self.state, send, self.now)
-        self.sends += decision.sends
-        self.tags += decision.tags
-        return decision.sends
-
-    def triggers(self, sends: list[SendNotification] | None = None) -> list[Trigger]:
-        return [s.trigger for s in (self.sends if sends is None else sends)]
 
 
 # --------------------------------------------------------------------------------------
