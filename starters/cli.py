@@ -59,6 +59,24 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
+def _simulator_epilog() -> str:
+    from starters.simulator.scenarios import SCENARIOS
+
+    scenarios = "\n".join(f"  {name}\n      {s.description}" for name, s in SCENARIOS.items())
+    return (
+        "scenarios (chosen per tracking number; see POST /simulator/scenarios):\n"
+        f"{scenarios}\n\n"
+        "endpoints:\n"
+        "  POST /v2/trackers                 create a tracker (EasyPost API, Basic auth key)\n"
+        "  GET  /v2/trackers/{id}, /v2/trackers   read trackers (EasyPost API)\n"
+        "  GET  /simulator/scenarios          the scenarios above, as JSON\n"
+        "  POST /simulator/scenarios          {tracking_code, scenario}: script a number\n"
+        "  POST /simulator/outage             {seconds}: the tracker API answers 503 that long\n"
+        "  GET  /simulator/webhooks           webhook deliveries and their outcomes\n"
+        "  POST /simulator/tick               deliver the webhooks that are due now"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackflow", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -99,7 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="local test doubles")
     simulate_commands = simulate.add_subparsers(required=True, metavar="WHAT")
     carrier_sim = simulate_commands.add_parser(
-        "carrier", help="an EasyPost-compatible carrier simulator (tracker API + signed webhooks)"
+        "carrier",
+        help="an EasyPost-compatible carrier simulator (tracker API + signed webhooks)",
+        description="An EasyPost-compatible carrier simulator: the tracker API subset trackflow "
+        "polls, real error shapes, a rate limit, outages, and signed tracker.updated webhooks.",
+        epilog=_simulator_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     carrier_sim.add_argument("--host", default="127.0.0.1")
     carrier_sim.add_argument("--port", type=int, default=8765)

@@ -6,6 +6,8 @@ webhooks delivered to a recording FastAPI receiver through an injected httpx cli
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -505,3 +507,17 @@ async def test_no_webhook_url_sends_nothing() -> None:
     sim = Simulator(time_scale=SCALE, clock=FakeClock())
     sim.create_tracker("NOHOOK", "USPS")
     assert await sim.tick() == 0 and sim.outbox == []
+
+
+def test_simulate_carrier_help_names_every_scenario_and_endpoint() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "starters.cli", "simulate", "carrier", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert all(name in shown for name in SCENARIOS)
+    assert all(
+        path in shown for path in ("/v2/trackers", "/simulator/scenarios", "/simulator/outage")
+    )
