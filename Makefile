@@ -44,23 +44,41 @@ $(BIN)/python:
 	  echo "       On Debian/Ubuntu install them with:  apt-get install python3-venv" >&2; \
 	  exit 1; }
 	@rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV) || { \
+	@echo "first run: creating $(VENV) and installing trackflow (about a minute)"
+	@$(PYTHON) -m venv $(VENV) || { \
 	  echo "error: '$(PYTHON) -m venv $(VENV)' failed. On Debian/Ubuntu: apt-get install python3-venv" >&2; \
 	  rm -rf $(VENV); exit 1; }
 
+# Quiet on success; pip's own output is shown only when it fails.
 $(STAMP): pyproject.toml $(BIN)/python
-	PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip install -e '.[dev]'
+	@echo "installing trackflow and its dependencies into $(VENV)…"
+	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip install -q -e '.[dev]' > $(VENV)/install.log 2>&1 || { \
+	  cat $(VENV)/install.log >&2; echo "error: installing into $(VENV) failed (log above)" >&2; exit 1; }
 	@touch $@
+	@echo "installed. The CLI is $(BIN)/trackflow (or run 'source $(BIN)/activate' to have 'trackflow' on PATH)."
 
 venv: $(STAMP)
+
+# The browser test (tests/test_api_docs_browser.py) drives Debian's chromium via chromedriver.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium and chromium-driver (for the browser test)…"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    { apt-get install -y -q chromium chromium-driver || { apt-get update -q && apt-get install -y -q chromium chromium-driver; }; } >/dev/null; \
+	  else \
+	    echo "error: the browser test needs chromium and chromedriver; as root: apt-get install chromium chromium-driver" >&2; \
+	    exit 1; \
+	  fi; }
 
 # --- entry points -----------------------------------------------------------------------
 
 up: $(STAMP)
-	$(BIN)/trackflow up $(ARGS)
+	@$(BIN)/trackflow up $(ARGS)
 
 # One recipe line per gate: make stops at the first one that fails.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_TARGETS)

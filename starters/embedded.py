@@ -26,11 +26,14 @@ from typing import Any
 
 from starters.cli import SUPERVISOR_FD_ENV
 from starters.demo import DEMO_TIME_SCALE
+from starters.web_ui import QUERIES, list_url
+from trackflow.contracts import WORKFLOW_NAME
 from trackflow.settings import Settings
 from workers.runtime import PID_FILE_NAME, secure_data_dir
 from workflows.search_attributes import ALL_KEYS
 
 READY_TIMEOUT_S = 60.0
+DEFAULT_TEMPORAL_PORT = 7233
 STOP_TIMEOUT_S = 15.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -57,6 +60,7 @@ class EmbeddedStack:
         self.ui_port = ui_port
         self.demo = demo
         self.simulator_port = simulator_port
+        self.metrics_port = _free_port()  # the dev server would pick one and tell no one
         self._children: list[tuple[subprocess.Popen[bytes], list[str]]] = []
         self._pid_file = -1
 
@@ -104,7 +108,7 @@ class EmbeddedStack:
                 [sys.executable, "-m", "starters.cli", "api", "--port", str(self.api_port)], env
             )
             self._wait_for_port(self.api_port, "the trackflow API")
-            self._print_banner(env)
+            self._print_banner(self._running_shipments())
             if self.demo:
                 from starters.demo import play_demo
 
@@ -138,9 +142,8 @@ class EmbeddedStack:
         return env
 
     def _start_temporal(self, data_dir: Path) -> None:
-        temporal = Path(sys.executable).parent / "temporal"
         command = [
-            str(temporal) if temporal.exists() else "temporal",
+            _temporal_cli(),
             "server",
             "start-dev",
             "--db-filename",
@@ -151,6 +154,8 @@ class EmbeddedStack:
             str(self.temporal_port),
             "--ui-port",
             str(self.ui_port),
+            "--metrics-port",
+            str(self.metrics_port),
             "--log-level",
             "error",
         ]
@@ -228,19 +233,64 @@ class EmbeddedStack:
                 child.kill()
                 child.wait()
 
-    def _print_banner(self, env: dict[str, str]) -> None:
-        print(
-            "\ntrackflow is up\n"
-            f"  Temporal Web UI : http://127.0.0.1:{self.ui_port}\n"
-            f"  Temporal gRPC   : {self.settings.temporal_address}\n"
-            f"  trackflow API   : http://127.0.0.1:{self.api_port}  (docs at /docs)\n"
-            f"  API token       : in {self.settings.data_dir / 'api_token'} "
-            "(or TRACKFLOW_API_TOKEN)\n"
-            f"  data            : {self.settings.data_dir.resolve()}\n"
-            f"  time scale      : {self.settings.time_scale:g}x\n"
-            "Ctrl-C stops everything; running it again resumes in-flight shipments.\n",
-            flush=True,
-        )
+    def _running_shipments(self) -> int | None:
+        """In-flight shipments in the data dir (resumed by the worker), or None if unknown."""
+        query = f'WorkflowType = "{WORKFLOW_NAME}" AND ExecutionStatus = "Running"'
+        command = [_temporal_cli(), "workflow", "count", "--query", query, "--output", "json"]
+        command += ["--address", self.settings.temporal_address]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=15, check=True)
+            return int(json.loads(done.stdout)["count"])
+        except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
+            return None
+
+    def _cli_environment(self) -> list[str]:
+        """What the CLI needs to find this stack when it is not on the defaults."""
+        lines = []
+        if self.settings.data_dir.resolve() != Settings().data_dir.resolve():
+            lines.append(f"  export TRACKFLOW_DATA_DIR={_shown_path(self.settings.data_dir)}")
+        if self.temporal_port != DEFAULT_TEMPORAL_PORT:
+            lines.append(f"  export TRACKFLOW_TEMPORAL_ADDRESS={self.settings.temporal_address}")
+        return lines
+
+    def _print_banner(self, resumed: int | None) -> None:
+        ui = f"http://127.0.0.1:{self.ui_port}"
+        token_file = _shown_path(self.settings.data_dir / "api_token")
+        activate = _shown_path(Path(sys.executable).parent / "activate")
+        lines = [
+            "",
+            "trackflow is up",
+            f"  Temporal Web UI : {ui}",
+            f"  Temporal gRPC   : {self.settings.temporal_address}"
+            f"  (metrics: http://127.0.0.1:{self.metrics_port}/metrics)",
+            f"  trackflow API   : http://127.0.0.1:{self.api_port}  (docs at /docs)",
+            f"  API token       : in {token_file} (or TRACKFLOW_API_TOKEN)",
+            f"  data            : {_shown_path(self.settings.data_dir.resolve())}",
+            f"  time scale      : {self.settings.time_scale:g}x",
+        ]
+        if self.demo:
+            lines.append(
+                f"  carrier simulator: http://127.0.0.1:{self.simulator_port} (EasyPost-compatible;"
+                " trackflow simulate carrier --help)"
+            )
+        if resumed:
+            lines.append(f"  resumed         : {resumed} in-flight shipment(s) from the data dir")
+        lines += [
+            "",
+            "In trouble (lost, exception, gone quiet), in the Web UI:",
+            f"  {list_url(ui, QUERIES['in trouble'])}",
+            "",
+            "Try it (another terminal, in this directory):",
+            f"  source {activate}     # puts the trackflow CLI on PATH",
+            *self._cli_environment(),
+            f"  TOKEN=$(cat {token_file})",
+            f'  curl -H "Authorization: Bearer $TOKEN" '
+            f"http://127.0.0.1:{self.api_port}/v1/shipments/NUMBER",
+            "  trackflow outbox         # what went out; trackflow shipment show NUMBER",
+            "",
+            "Ctrl-C stops everything; running it again resumes in-flight shipments.",
+        ]
+        print("\n".join(lines) + "\n", flush=True)
 
 
 def _local_secret(data_dir: Path, name: str) -> str:
@@ -328,6 +378,26 @@ def _die_with_parent() -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
+
+
+def _temporal_cli() -> str:
+    beside_python = Path(sys.executable).parent / "temporal"
+    return str(beside_python) if beside_python.exists() else "temporal"
+
+
+def _shown_path(path: Path) -> str:
+    """`path` relative to the working directory when it is below it, for copy and paste."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def _port_in_use(port: int) -> bool:

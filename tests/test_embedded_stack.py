@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from starters.web_ui import QUERIES, list_url
 from tests.harness import (
     clean_env,
     poll_json,
@@ -27,9 +28,17 @@ TRACKING_NUMBER = "1Z5R89390357567127"
 
 
 @contextmanager
-def stack(data_dir: Path, ports: dict[str, int]) -> Iterator[httpx.Client]:
+def stack(
+    data_dir: Path, ports: dict[str, int], outputs: list[str] | None = None
+) -> Iterator[httpx.Client]:
+    """`trackflow up`, stopped with Ctrl-C on exit; what it printed (stdout and stderr,
+    its children's included) is appended to `outputs`."""
     process = subprocess.Popen(
-        up_command(data_dir, ports), env=clean_env(), stdout=subprocess.PIPE, text=True
+        up_command(data_dir, ports),
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         token = wait_until_healthy(ports["api"], data_dir, process)
@@ -41,6 +50,8 @@ def stack(data_dir: Path, ports: dict[str, int]) -> Iterator[httpx.Client]:
         output, _ = process.communicate(timeout=60)
         assert process.returncode == 0, output
         assert "stopping" in output
+        if outputs is not None:
+            outputs.append(output)
 
 
 def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Path) -> None:
@@ -61,13 +72,14 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
     (tmp_path / "api_token").write_text("token-from-an-older-version")
     (tmp_path / "api_token").chmod(0o644)
 
-    with stack(tmp_path, ports) as http:
+    outputs: list[str] = []
+    with stack(tmp_path, ports, outputs) as http:
         assert http.post("/v1/shipments", json=shipment).status_code == 202
         assert http.post("/v1/events", json=event | {"status": "in_transit"}).status_code == 202
         view = poll_json(http, f"/v1/shipments/{TRACKING_NUMBER}", lambda v: v["notifications"])
         assert [n["trigger"] for n in view["notifications"]] == ["in_transit"]
 
-    with stack(tmp_path, ports) as http:
+    with stack(tmp_path, ports, outputs) as http:
         later = event | {"status": "out_for_delivery", "occurred_at": "2026-11-21T08:00:00Z"}
         assert http.post("/v1/events", json=later).status_code == 202
         view = poll_json(
@@ -84,6 +96,15 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
         outbox = trackflow_cli("outbox", "--tracking-number", TRACKING_NUMBER, "--json", env=env)
         missing = trackflow_cli("shipment", "show", "1Z0000000000000000", env=env)
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+
+    first, second = outputs
+    assert "resumed" not in first
+    assert "resumed         : 1 in-flight shipment(s)" in second
+    trouble = list_url(f"http://127.0.0.1:{ports['ui']}", QUERIES["in trouble"])
+    assert trouble in first
+    assert f"export TRACKFLOW_DATA_DIR={tmp_path}" in first
+    assert "/bin/activate" in first
+    assert not [line for line in (first + second).splitlines() if "WARN" in line or "rror" in line]
 
     assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
     assert {"temporal.sqlite", "ledger.sqlite3", "ledger.sqlite3-wal", "api_token"} <= set(modes)
