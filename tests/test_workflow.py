@@ -177,3 +177,21 @@ async def test_long_history_continues_as_new_without_losing_or_repeating_anythin
     assert [e.effect for e in result.timeline] == ["milestone"] * 4
     assert len(result.notifications) == 10
     assert len(sent(await outbox(tmp_path, number))) == 10
+
+
+async def test_support_url_from_settings_reaches_the_messages(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    shipment = _unique_shipment()
+    url = "https://help.example.com/orders"
+    async with running_worker(client, task_queue, tmp_path, support_url=url):
+        with temporal_env.with_time_skipping_disabled():
+            await register_shipment(client, shipment, POLICY, task_queue=task_queue)
+        await signal_event(
+            client,
+            make_event(CarrierStatus.IN_TRANSIT, at(1), tracking_number=shipment.tracking_number),
+        )
+        records = await eventually(
+            lambda: outbox(tmp_path, shipment.tracking_number), lambda r: len(r) >= 1
+        )
+    assert url in records[0].body

@@ -34,6 +34,7 @@ class Settings(BaseModel):
     store_name: str = "Acme"
     support_email: str | None = None
     support_phone: str | None = None
+    support_url: str | None = None
     resolution_url: str | None = None
     review_url: str | None = None
 

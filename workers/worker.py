@@ -66,6 +66,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
             store_name=settings.store_name,
             support_email=settings.support_email,
             support_phone=settings.support_phone,
+            support_url=settings.support_url,
             resolution_url=settings.resolution_url,
             review_url=settings.review_url,
         ),
