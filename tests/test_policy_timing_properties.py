@@ -399,6 +399,8 @@ def check_nothing_sent_once_obsolete(record: Record) -> None:
     - lost: the parcel stayed lost, same episode, after every step in between;
     - stale (and the pickup-gap message): no carrier scan newer than all before it arrived in
       between (computed from the events, not from the policy's bookkeeping);
+    - held across a lost declaration: only the lost message itself; held across delivery: no
+      exception, stale or lost message;
     - and at the end every decided message was either sent or dropped with a note, never both;
     - conversely, a held message is only dropped when one of the above did happen between its
       decision and its release (or trouble happened, for a review request).
@@ -429,6 +431,13 @@ def check_nothing_sent_once_obsolete(record: Record) -> None:
                 assert state.lost and state.lost_episode == send.episode, send
         if trigger == Trigger.STALE:
             assert not new_scans & set(range(i + 1, j)), (send, i, j)
+        decided_in = record.steps[i].after
+        if trigger != Trigger.LOST:
+            for state in held_through:
+                assert state.lost_episode == decided_in.lost_episode, ("held across lost", send)
+        if trigger in DELAY_TRIGGERS and decided_in.rank < RANK[Trigger.DELIVERED]:
+            for state in held_through:
+                assert state.rank < RANK[Trigger.DELIVERED], ("held across delivery", send)
 
     sent = {send.idempotency_key for _, _, send in record.emitted()}
     dropped = {n.key for n in record.final.notes if n.kind == "dropped"}
@@ -452,6 +461,15 @@ def check_dropped_for_a_reason(record: Record, key: str, i: int, new_scans: set[
     else:
         witnesses = [s.after for s in record.steps[i + 1 : d + 1]]
         causes = set(range(i + 1, d + 1))
+    # a lost declaration drops what is held at once, also in the wake-up that declares it
+    declared_lost = any(
+        s.after.lost_episode > decided.lost_episode for s in record.steps[i + 1 : d + 1]
+    )
+    if send.trigger != Trigger.LOST and declared_lost:
+        return
+    delivered = RANK[Trigger.DELIVERED]
+    if send.trigger in DELAY_TRIGGERS and decided.rank < delivered <= witnesses[-1].rank:
+        return
     if send.trigger in RANK:
         assert witnesses[-1].rank > decided.rank, f"{key} dropped, nothing moved on"
     elif send.trigger == Trigger.EXCEPTION:

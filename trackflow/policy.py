@@ -572,6 +572,13 @@ def obsolete_because(pending: PendingSend, state: ShipmentState) -> str | None:
     # before it was lost.
     if send.trigger in _TRIGGER_RANK and state.rank > pending.rank:
         return f"a later milestone ({state.phase}) was reached"
+    # Not revived by a late scan dated before the newest one, but delivered all the same.
+    if send.trigger in _DELAY_TRIGGERS and state.rank >= DELIVERED_RANK > pending.rank:
+        return "the parcel was delivered"
+    # Whatever was held when the parcel was declared lost would go out with "seems lost".
+    lost_since = state.lost_since
+    if send.trigger != Trigger.LOST and lost_since is not None and lost_since >= pending.decided_at:
+        return "the parcel was declared lost"
     if send.trigger == Trigger.EXCEPTION and (
         state.open_exception != send.exception or state.exception_episode != send.episode
     ):
@@ -666,6 +673,7 @@ def _fire(
                     "trouble": [*state.trouble, "lost"],
                 }
             )
+            state = _drop_obsolete(state, now)  # before counting: a dropped one gives its slot
             decision = _alert(decision, state, shipment, AlertKind.LOST, timer, now)
             sends = _sends(decision.state, shipment, policy, Trigger.LOST, str(episode))
             if sends:  # always goes out, and counts for the exception message cap
