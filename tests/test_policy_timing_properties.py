@@ -362,13 +362,17 @@ def check_once_per_milestone_and_episode(record: Record) -> None:
 
 
 def _decided_at(record: Record) -> dict[str, int]:
-    """The step at which each message was decided: sent at once, or first held back."""
+    """The step at which each message was decided: sent at once, first held back, or dropped
+    in the very wake-up that decided it."""
     decided: dict[str, int] = {}
     for j, step in enumerate(record.steps):
         for send in step.decision.sends:
             decided.setdefault(send.idempotency_key, j)
         for pending in step.after.pending:
             decided.setdefault(pending.send.idempotency_key, j)
+        for note in step.after.notes[len(step.before.notes) :]:
+            if note.kind == "dropped":
+                decided.setdefault(note.key, j)
     return decided
 
 
@@ -453,6 +457,9 @@ def check_dropped_for_a_reason(record: Record, key: str, i: int, new_scans: set[
     because of something between them — an event may drop it at once (its own step counts),
     a wake-up drops it on release (the state it released from counts)."""
     d = next(j for j, step in enumerate(record.steps) if key in {n.key for n in step.after.notes})
+    if d == i:  # e.g. a late wake-up: a stale check-in, then lost in the same tick
+        assert record.steps[i].after.lost_episode > record.steps[i].before.lost_episode, key
+        return
     [held] = [p for p in record.steps[i].after.pending if p.send.idempotency_key == key]
     send, decided, dropping = held.send, record.steps[i].after, record.steps[d]
     if dropping.kind == "tick":
