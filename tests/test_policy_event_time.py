@@ -106,6 +106,31 @@ def test_human_duration(duration: timedelta, text: str) -> None:
     assert human_duration(duration) == text
 
 
+@pytest.mark.parametrize(
+    ("policy_span", "scale", "text"),
+    [
+        (timedelta(days=10), 10000, "10 days (86s at 10000\u00d7 demo speed)"),
+        (timedelta(hours=72), 86400, "3 days (3s at 86400\u00d7 demo speed)"),
+        (timedelta(hours=12), 86400, "12h (0.5s at 86400\u00d7 demo speed)"),
+        (timedelta(days=10), 7, "10 days (34.3h at 7\u00d7 demo speed)"),
+        (timedelta(hours=48), 2.5, "2 days (19.2h at 2.5\u00d7 demo speed)"),
+    ],
+)
+def test_human_duration_of_a_time_scaled_policy_says_both_spans(
+    policy_span: timedelta, scale: float, text: str
+) -> None:
+    """The policy holds `policy_span / scale` (TrackingPolicy.scaled): said in policy terms."""
+    assert human_duration(policy_span / scale, scale) == text
+
+
+@pytest.mark.parametrize(
+    ("duration", "text"),
+    [(timedelta(seconds=5000), "83 min"), (timedelta(hours=30, minutes=6), "30.1h")],
+)
+def test_human_duration_rounds_what_is_not_a_whole_unit(duration: timedelta, text: str) -> None:
+    assert human_duration(duration) == text
+
+
 # --------------------------------------------------------------------------------------
 # The policy ignores a wild event for state, and notes it
 # --------------------------------------------------------------------------------------

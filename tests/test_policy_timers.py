@@ -1107,3 +1107,39 @@ def test_a_refund_request_drops_a_review_request_held_for_the_morning_at_once() 
     after = on_return_request(state, refund, shipment, POLICY, night + timedelta(minutes=5)).state
     assert after.pending == []
     assert [n.kind for n in after.notes][-2:] == ["dropped", "return_started"]
+
+
+# ======================================================================================
+# What a person reads: next_action details
+# ======================================================================================
+
+
+def details(sim: Sim) -> dict[TimerKind, str]:
+    return {t.kind: t.detail for t in due_timers(sim.state, sim.shipment, sim.policy)}
+
+
+def test_timer_details_say_durations_in_policy_terms() -> None:
+    sim = Sim()
+    sim.event(S.LABEL_CREATED)
+    assert details(sim) == {
+        TimerKind.PICKUP_GAP: "no first carrier scan within 2 days of the label",
+        TimerKind.LOST: "no carrier scan for 10 days",
+    }
+    sim.event(S.IN_TRANSIT, sim.now + HOUR)
+    assert details(sim) == {
+        TimerKind.STALE: "no carrier update for 3 days",
+        TimerKind.LOST: "no carrier scan for 10 days",
+    }
+    sim.event(S.DELIVERED, ny(20, 15))
+    assert details(sim)[TimerKind.REVIEW_REQUEST] == "check-in 1 day after delivery"
+
+
+def test_a_time_scaled_policy_shows_the_real_span_separately() -> None:
+    sim = Sim(policy=POLICY.scaled(10000))
+    in_transit(sim, sim.now + SECOND)
+    assert details(sim) == {
+        TimerKind.STALE: "no carrier update for 3 days (26s at 10000\u00d7 demo speed)",
+        TimerKind.LOST: "no carrier scan for 10 days (86s at 10000\u00d7 demo speed)",
+    }
+    action = next_action(sim.state, sim.shipment, sim.policy)
+    assert action.detail == "no carrier update for 3 days (26s at 10000\u00d7 demo speed)"

@@ -6,6 +6,7 @@ import zlib
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from trackflow.event_time import human_duration
 from trackflow.models import CarrierStatus, Model, Shipment
 from trackflow.shipment_state import Phase, ShipmentState
 from trackflow.tracking_policy import TrackingPolicy
@@ -59,12 +60,17 @@ def _lifecycle_timers(
     if state.closed_reason or state.phase == Phase.CANCELLED:
         return []
     timings = policy.timings(shipment.shipping_speed)
+
+    def spell(duration: timedelta) -> str:
+        return human_duration(duration, policy.time_scale)
+
     timers: list[Timer] = []
     if state.delivered_seen_at is not None:
         delivered = state.delivered_seen_at
         if state.review is None:
             due = delivered + timings.post_delivery_hold
-            timers.append(Timer(kind=TimerKind.REVIEW_REQUEST, due_at=due, detail="check-in"))
+            detail = f"check-in {spell(timings.post_delivery_hold)} after delivery"
+            timers.append(Timer(kind=TimerKind.REVIEW_REQUEST, due_at=due, detail=detail))
         end = delivered + max(timings.post_delivery_hold, policy.return_window)
         timers.append(Timer(kind=TimerKind.COMPLETE, due_at=end, detail="lifecycle complete"))
         return timers
@@ -82,15 +88,12 @@ def _lifecycle_timers(
         detail = f"poll {shipment.poll_via} (no webhook event so far)"
         timers.append(Timer(kind=TimerKind.POLL, due_at=due, detail=detail))
     lost_at = last_scan + timings.lost_after
-    timers.append(
-        Timer(
-            kind=TimerKind.LOST, due_at=lost_at, detail=f"no carrier scan for {timings.lost_after}"
-        )
-    )
+    detail = f"no carrier scan for {spell(timings.lost_after)}"
+    timers.append(Timer(kind=TimerKind.LOST, due_at=lost_at, detail=detail))
     carrier_has_it = any(e.status != CarrierStatus.LABEL_CREATED for e in state.timeline)
     if not carrier_has_it and not state.pickup_gap_alerted and state.started_at:
         due = state.started_at + timings.pickup_gap
-        detail = f"no first carrier scan within {timings.pickup_gap} of the label"
+        detail = f"no first carrier scan within {spell(timings.pickup_gap)} of the label"
         timers.append(Timer(kind=TimerKind.PICKUP_GAP, due_at=due, detail=detail))
     stale_armed = (
         policy.stale_message_enabled
@@ -101,7 +104,7 @@ def _lifecycle_timers(
     )
     if stale_armed and state.last_scan_at is not None:
         due = state.last_scan_at + timings.stale_after
-        detail = f"no carrier update for {timings.stale_after}"
+        detail = f"no carrier update for {spell(timings.stale_after)}"
         timers.append(Timer(kind=TimerKind.STALE, due_at=due, detail=detail))
     return timers
 
