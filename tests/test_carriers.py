@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 
@@ -13,13 +14,17 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from trackflow.carriers import (
     FORMATS,
+    CarrierFormat,
     CarrierMatch,
     checksums,
     courier_display_name,
+    courier_tracking_url,
     detect,
     detect_best,
     normalize_number,
 )
+from trackflow.carriers.formats import COURIER_NAMES, COURIER_TRACKING_URLS
+from trackflow.carriers.samples import SHAPES, random_tracking_number
 
 # (number, courier, format) -- public sample numbers, the best valid reading of each.
 FIXTURES: list[tuple[str, str, str]] = [
@@ -176,9 +181,48 @@ def test_tracking_urls() -> None:
         "https://tools.usps.com/go/TrackConfirmAction?tLabels=9400111206206406260787"
     )
     s10 = detect_best("RB123456785GB")
-    assert s10 is not None and s10.tracking_url is None
+    assert s10 is not None and s10.tracking_url == "https://t.17track.net/en#nums=RB123456785GB"
     amazon = detect_best("TBA000000000000")
-    assert amazon is not None and amazon.tracking_url is None
+    assert amazon is not None
+    assert amazon.tracking_url == "https://track.amazon.com/tracking/TBA000000000000"
+
+
+@pytest.mark.parametrize("courier", sorted(COURIER_NAMES))
+def test_every_courier_has_a_public_tracking_page(courier: str) -> None:
+    template = COURIER_TRACKING_URLS[courier]
+    assert template.startswith("https://") and template.count("%s") == 1
+    number = random_tracking_number(courier, random.Random(courier))
+    assert courier_tracking_url(courier, number) == template.replace("%s", number)
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=[f.id for f in FORMATS])
+def test_every_format_links_to_its_couriers_page(fmt: CarrierFormat) -> None:
+    assert fmt.tracking_url == COURIER_TRACKING_URLS[fmt.courier]
+
+
+def test_tracking_page_of_a_platform_code_is_the_numbers_couriers() -> None:
+    assert courier_tracking_url("dhl_express", "3318810025") == (
+        "https://www.dhl.com/en/express/tracking.html?brand=DHL&AWB=3318810025"
+    )
+    assert courier_tracking_url(None, "1Z5R89390357567127") is not None
+    assert courier_tracking_url("royal_mail", "not a number") is None
+    assert courier_tracking_url("ups", "1z5r 8939-0357 567127") == (
+        "https://wwwapps.ups.com/WebTracking/track?track=yes&trackNums=1Z5R89390357567127"
+    )
+
+
+@pytest.mark.parametrize("courier", sorted(SHAPES))
+def test_random_numbers_are_valid_numbers_of_their_courier(courier: str) -> None:
+    rng = random.Random(f"samples-{courier}")
+    numbers = {random_tracking_number(courier, rng) for _ in range(300)}
+    assert len(numbers) > 290
+    for number in numbers:
+        best = detect_best(number)
+        assert best is not None and (best.courier, best.format) == (courier, SHAPES[courier][0])
+
+
+def test_random_numbers_cover_every_courier() -> None:
+    assert set(SHAPES) == set(COURIER_NAMES)
 
 
 def test_display_names() -> None:

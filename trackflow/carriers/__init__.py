@@ -3,6 +3,7 @@
     detect("1Z5R89390357567127")      -> [CarrierMatch(courier="ups", format="ups", ...)]
     detect_best("1Z5R89390357567127") -> the first *valid* match, or None
     courier_display_name("usps")      -> "USPS"
+    courier_tracking_url("ups", "1Z5R89390357567127") -> "https://wwwapps.ups.com/...=1Z5R8..."
 
 Pure and fast: the format table (`trackflow.carriers.formats.FORMATS`) is compiled once at import,
 no I/O happens at import or call time, so this is safe inside Temporal's workflow sandbox.
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import re
 
-from trackflow.carriers.formats import COURIER_NAMES, FORMATS, CarrierFormat
+from trackflow.carriers.formats import COURIER_NAMES, COURIER_TRACKING_URLS, FORMATS, CarrierFormat
 from trackflow.models import Model
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "CarrierFormat",
     "CarrierMatch",
     "courier_display_name",
+    "courier_tracking_url",
     "detect",
     "detect_best",
     "normalize_number",
@@ -124,3 +126,15 @@ def detect_best(number: str) -> CarrierMatch | None:
 def courier_display_name(code: str) -> str:
     """A human name for a courier code ("usps" -> "USPS"); unknown codes are returned unchanged."""
     return COURIER_NAMES.get(code, code)
+
+
+def courier_tracking_url(courier: str | None, number: str) -> str | None:
+    """The public tracking page of `number` at `courier`; when `courier` is not one of the table's
+    (absent, or a platform's own code), at the courier the number validly belongs to. None when
+    neither is known."""
+    template = COURIER_TRACKING_URLS.get(courier or "")
+    if template is None:
+        match = detect_best(number)
+        return match.tracking_url if match else None
+    normalized = normalize_number(number)
+    return template.replace("%s", normalized) if normalized.isalnum() else None

@@ -4,6 +4,8 @@ One `CarrierFormat` per courier format. The formats, regexes and check-digit par
 format facts, transcribed (MIT, jkeen/tracking_number_data v2.0.0) into plain Python: the regexes
 here run against the *normalised* number (no whitespace or dashes, upper case) with `fullmatch`, so
 the data set's `\\s*` padding is dropped. Nothing is loaded at runtime.
+Tracking page URLs are the data set's (over https), plus ours for the couriers it gives none
+(Amazon, LaserShip, S10).
 
 Table order is the tie-break priority used by `detect()` (after "valid first" and "has a check
 digit first"); see `trackflow.carriers.__init__` for the ambiguity rules this order encodes.
@@ -82,11 +84,17 @@ COURIER_NAMES: dict[str, str] = {
 _USPS_URL = "https://tools.usps.com/go/TrackConfirmAction?tLabels=%s"
 _UPS_URL = "https://wwwapps.ups.com/WebTracking/track?track=yes&trackNums=%s"
 _FEDEX_URL = "https://www.fedex.com/apps/fedextrack/?tracknumbers=%s"
-_DHL_URL = "http://www.dhl.com/en/express/tracking.html?brand=DHL&AWB=%s"
+_DHL_URL = "https://www.dhl.com/en/express/tracking.html?brand=DHL&AWB=%s"
 _DPD_URL = "https://www.dpdgroup.com/nl/mydpd/my-parcels/track?lang=en&parcelNumber=%s"
-_ONTRAC_URL = "http://www.ontrac.com/tracking/?number=%s"
+_ONTRAC_URL = "https://www.ontrac.com/tracking/?number=%s"
 _PUROLATOR_URL = "https://www.purolator.com/en/shipping/tracker?searchValue=%s"
 _ODFL_URL = "https://www.odfl.com/us/en/tools/trace-track-ltl-freight/trace.html?proNumbers=%s"
+_AMAZON_URL = "https://track.amazon.com/tracking/%s"
+# LaserShip is part of OnTrac (lasership.com redirects there); OnTrac's tracker takes its numbers.
+_LASERSHIP_URL = _ONTRAC_URL
+# An S10 item is tracked by the post of its origin and of its destination: a tracker that asks
+# every postal operator, rather than guessing which one the customer's parcel is with now.
+_S10_URL = "https://t.17track.net/en#nums=%s"
 
 _USPS_CONFIRMATION_SERVICES = _services(
     ("01", "Delivery Confirmation"),
@@ -287,6 +295,7 @@ FORMATS: tuple[CarrierFormat, ...] = (
         "fedex", "fedex_astra_32", "FedEx ASTRA (32)",
         _re(r"3\d{5}\d{3}\d{7}(?P<SerialNumber>\d{11})(?P<CheckDigit>\d)\d{4}"),
         "sum_product_with_weightings_and_modulo", _weighted(_FEDEX_12_WEIGHTS, 11, 10),
+        tracking_url=_FEDEX_URL,
     ),
     CarrierFormat(
         "fedex", "fedex_ground", "FedEx Ground",
@@ -372,11 +381,13 @@ FORMATS: tuple[CarrierFormat, ...] = (
             r"(?P<CountryCode>[A-Z]{2})"
         ),
         "s10", checksums.s10, services=_S10_SERVICES, known_countries=S10_COUNTRIES,
+        tracking_url=_S10_URL,
     ),
     # --- Formats without a check digit: specific prefixes first, broad catch-alls last.
     CarrierFormat(
         "amazon", "amazon_logistics", "Amazon Logistics",
         _re(r"TB[ACM](?P<SerialNumber>\d{12})"),
+        tracking_url=_AMAZON_URL,
     ),
     CarrierFormat(
         "gofo", "gofo_us", "GOFO Express (US)",
@@ -391,19 +402,23 @@ FORMATS: tuple[CarrierFormat, ...] = (
     CarrierFormat(
         "lasership", "lasership_lx", "LaserShip LX",
         _re(r"L[AIEHNX][1-3](?P<SerialNumber>\d{7})"),
+        tracking_url=_LASERSHIP_URL,
     ),
     CarrierFormat(
         "lasership", "lasership_1ls7", "LaserShip 1LS7 (15)",
         _re(r"1LS7[12]\d{4}(?P<SerialNumber>\d{6})"),
+        tracking_url=_LASERSHIP_URL,
     ),
     # Printed "1LS7...-1"; normalisation drops the dash, so the trailing 1 follows directly.
     CarrierFormat(
         "lasership", "lasership_1ls7_18", "LaserShip 1LS7 (18)",
         _re(r"1LS7[12]\d{2}01[1234](?P<SerialNumber>\d{6})1"),
+        tracking_url=_LASERSHIP_URL,
     ),
     CarrierFormat(
         "lasership", "lasership_1lscx", "LaserShip 1LSCX (15)",
         _re(r"1LSCX(?P<SerialNumber>[0-9A-Z]{10})"),
+        tracking_url=_LASERSHIP_URL,
     ),
     CarrierFormat(
         "speedee", "speedee", "Spee-Dee (20)",
@@ -439,6 +454,7 @@ FORMATS: tuple[CarrierFormat, ...] = (
     CarrierFormat(
         "amazon", "amazon_international", "Amazon International",
         _re(r"[AFC](?P<SerialNumber>\d{10})"),
+        tracking_url=_AMAZON_URL,
     ),
     CarrierFormat(
         "dhl", "dhl_ecommerce", "DHL E-Commerce",
@@ -452,3 +468,8 @@ FORMATS: tuple[CarrierFormat, ...] = (
     ),
 )
 # fmt: on
+
+# The courier's public tracking page, "%s" standing for the number: its first format's.
+COURIER_TRACKING_URLS: dict[str, str] = {
+    fmt.courier: fmt.tracking_url for fmt in reversed(FORMATS) if fmt.tracking_url is not None
+}
