@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,8 @@ import jinja2
 import pytest
 
 from trackflow import messages
+from trackflow.carriers.formats import COURIER_NAMES
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.effects import SendNotification, Tone
 from trackflow.messages import Brand, RenderedMessage, carrier_display_name, is_gsm7, render
 from trackflow.models import (
@@ -23,6 +26,12 @@ from trackflow.models import (
 )
 
 UPS_URL = "https://www.ups.com/track?tracknum=1Z999AA10123456784"
+# A carrier outside the detection table and a number of no known format: no link to offer.
+NO_LINK: dict[str, Any] = {
+    "carrier": "acme_freight",
+    "tracking_number": "ACME0000123",
+    "tracking_url": None,
+}
 CLAIMS_URL = "https://acme.test/claims"
 REVIEW_URL = "https://acme.test/review"
 BRAND = Brand(store_name="Acme", support_email="help@acme.test")
@@ -238,7 +247,7 @@ def test_sms_never_cuts_the_tracking_link() -> None:
 
 def test_sms_replaces_typographic_characters_with_gsm7_ones() -> None:
     title = "Dad\u2019s \u201cBest\u201d Mug \u2014 Large\u2026"
-    shipment = make_shipment(items=[LineItem(title=title, quantity=2)], tracking_url=None)
+    shipment = make_shipment(items=[LineItem(title=title, quantity=2)], **NO_LINK)
 
     message = sms(Trigger.LABEL_CREATED, shipment=shipment)
 
@@ -255,19 +264,73 @@ def test_sms_drops_items_that_are_not_gsm7() -> None:
     assert is_gsm7(message.body)
 
 
-def test_sms_without_tracking_url_gives_the_tracking_number() -> None:
-    message = sms(Trigger.IN_TRANSIT, shipment=make_shipment(tracking_url=None))
+def test_sms_without_any_tracking_link_gives_the_tracking_number() -> None:
+    message = sms(Trigger.IN_TRANSIT, shipment=make_shipment(**NO_LINK))
 
-    assert message.body.endswith("Tracking: 1Z999AA10123456784")
+    assert message.body.endswith("Tracking: ACME0000123")
 
 
-def test_email_without_tracking_url_still_renders() -> None:
-    message = email(Trigger.IN_TRANSIT, shipment=make_shipment(tracking_url=None))
+def test_email_without_any_tracking_link_still_renders() -> None:
+    message = email(Trigger.IN_TRANSIT, shipment=make_shipment(**NO_LINK))
 
     assert "Track your package" not in message.body
-    assert "Tracking number: 1Z999AA10123456784 (UPS)" in message.body
+    assert "Tracking number: ACME0000123 (Acme Freight)" in message.body
     assert "<a href" not in (message.html or "").split("Questions?")[0]
-    assert "1Z999AA10123456784" in (message.html or "")
+    assert "ACME0000123" in (message.html or "")
+
+
+CARRIER_PAGE = "https://wwwapps.ups.com/WebTracking/track?track=yes&trackNums=1Z999AA10123456784"
+
+
+@pytest.mark.parametrize(("trigger", "kind"), EVERY_SEND)
+def test_without_a_platform_link_every_message_links_to_the_carriers_page(
+    trigger: Trigger, kind: ExceptionKind | None
+) -> None:
+    shipment = make_shipment(tracking_url=None)
+
+    mail = email(trigger, kind, shipment=shipment)
+    text = sms(trigger, kind, shipment=shipment, brand=Brand(store_name="Acme"))
+
+    assert f"Track your package: {CARRIER_PAGE}" in mail.body
+    assert f'href="{CARRIER_PAGE.replace("&", "&amp;")}"' in (mail.html or "")
+    assert f"Track: {CARRIER_PAGE}" in text.body
+
+
+@pytest.mark.parametrize("courier", sorted(COURIER_NAMES))
+def test_every_courier_of_the_detection_table_gets_a_tracking_link(courier: str) -> None:
+    number = random_tracking_number(courier, random.Random(courier))
+    for carrier in (courier, None):
+        shipment = make_shipment(tracking_number=number, carrier=carrier, tracking_url=None)
+
+        mail = email(Trigger.OUT_FOR_DELIVERY, shipment=shipment)
+        text = sms(Trigger.OUT_FOR_DELIVERY, shipment=shipment)
+
+        [link] = [line for line in mail.body.splitlines() if line.startswith("Track your package")]
+        assert number in link and "https://" in link
+        assert 'href="https://' in (mail.html or "") and number in (mail.html or "")
+        assert "Track: https://" in text.body and number in text.body.split("Track: ")[1]
+
+
+def test_the_platforms_web_link_comes_before_the_carriers_page() -> None:
+    mail = email(Trigger.IN_TRANSIT, shipment=make_shipment(tracking_url=UPS_URL))
+
+    assert f"Track your package: {UPS_URL}" in mail.body
+    assert CARRIER_PAGE not in mail.body
+
+
+def test_a_platform_link_that_is_not_a_web_link_gives_way_to_the_carriers_page() -> None:
+    mail = email(Trigger.IN_TRANSIT, shipment=make_shipment(tracking_url="ftp://acme.test/t"))
+
+    assert f"Track your package: {CARRIER_PAGE}" in mail.body
+    assert "ftp://" not in mail.body and "ftp://" not in (mail.html or "")
+
+
+def test_a_platform_carrier_code_outside_the_table_links_to_the_numbers_courier() -> None:
+    shipment = make_shipment(tracking_number="3318810025", carrier="dhl_express", tracking_url=None)
+
+    assert messages.tracking_link(shipment) == (
+        "https://www.dhl.com/en/express/tracking.html?brand=DHL&AWB=3318810025"
+    )
 
 
 def test_non_web_tracking_url_is_not_linked() -> None:

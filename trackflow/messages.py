@@ -15,6 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
+from trackflow.carriers import courier_tracking_url
 from trackflow.carriers.formats import COURIER_NAMES
 from trackflow.effects import SendNotification, Tone
 from trackflow.models import Channel, ExceptionKind, Model, Shipment, ShippingSpeed, Trigger
@@ -173,7 +174,7 @@ def _context(shipment: Shipment, send: SendNotification, brand: Brand) -> dict[s
         "more_items": max(0, len(items) - MAX_LISTED_ITEMS),
         "carrier": carrier_display_name(shipment.carrier),
         "tracking_number": shipment.tracking_number,
-        "tracking_url": _web_link(shipment.tracking_url),
+        "tracking_url": tracking_link(shipment),
         "express": shipment.shipping_speed == ShippingSpeed.EXPRESS,
         "eta": format_eta(send.estimated_delivery) if send.estimated_delivery else None,
         "event_location": send.event_location,
@@ -186,6 +187,15 @@ def _context(shipment: Shipment, send: SendNotification, brand: Brand) -> dict[s
     support = _env.get_template("_support.txt").make_module(context)
     context.update({name: _squash(str(getattr(support, name)())) for name in _SUPPORT_MACROS})
     return context
+
+
+def tracking_link(shipment: Shipment) -> str | None:
+    """The one link every message offers for following the parcel; this is where a shopper
+    tracking page of the store's own would come first. Then the platform's link, then the
+    carrier's public page for the number."""
+    return _web_link(shipment.tracking_url) or courier_tracking_url(
+        shipment.carrier, shipment.tracking_number
+    )
 
 
 def _web_link(url: str | None) -> str | None:
