@@ -4,6 +4,9 @@ The stack runs with time compressed (TRACKFLOW_TIME_SCALE, 10000 by default for 
 a day passes in under nine seconds), so stale and lost-package timers fire while you watch.
 Send windows are wall-clock local hours and are not compressed: customers are placed in
 time zones where it is daytime now, and one where it is night to show a held message.
+
+The demo plays once per data dir: it leaves a marker there, and a later `up --demo` on the
+same data dir shows the outbox so far instead of adding another set of orders.
 """
 
 from __future__ import annotations
@@ -14,26 +17,64 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import shutil
+import textwrap
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 import pytz
 
-from activities.ledger import open_ledger
+from activities.ledger import LedgerRecord, open_ledger
 from starters.render import format_outbox_line
+from trackflow.carriers.samples import random_tracking_number
 
 DEMO_TIME_SCALE = 10_000.0
 STEP_SECONDS = 2.0
+STAGGER_SECONDS = 0.7
 DEADLINE_SECONDS = 150.0
-CITY_ZONES = (
-    "Pacific/Honolulu", "America/Los_Angeles", "America/Denver", "America/Chicago",
-    "America/New_York", "America/Sao_Paulo", "Europe/London", "Europe/Berlin",
-    "Africa/Nairobi", "Asia/Dubai", "Asia/Kolkata", "Asia/Singapore", "Asia/Tokyo",
-    "Australia/Sydney", "Pacific/Auckland",
-)  # fmt: skip
+SETTLE_SECONDS = 3.0
+PROCESSED_WITHIN_SECONDS = 20.0
+MARKER_NAME = "demo_played"
+# Local hours the customers live in: inside the 08:00-21:00 send window with room to spare for
+# the few minutes the demo lasts, and a night where the window opens hours later.
+DAY_HOURS = range(9, 18)
+NIGHT_HOURS = range(1, 6)
+MIN_WIDTH = 40
+
+
+@dataclass(frozen=True)
+class Place:
+    zone: str
+    city: str
+    country_code: str | None = None
+    province_code: str | None = None
+
+
+# Where customers live: together they have every UTC hour in DAY_HOURS and NIGHT_HOURS
+# (tests/test_demo.py checks). The address gives the same zone as `zone` (Shopify sends none).
+PLACES = (
+    Place("Pacific/Honolulu", "Honolulu, HI", "US", "HI"),
+    Place("America/Los_Angeles", "Los Angeles, CA", "US", "CA"),
+    Place("America/Denver", "Denver, CO", "US", "CO"),
+    Place("America/Chicago", "Chicago, IL", "US", "IL"),
+    Place("America/New_York", "Brooklyn, NY", "US", "NY"),
+    Place("America/Sao_Paulo", "São Paulo", "BR"),
+    Place("Europe/London", "London", "GB"),
+    Place("Europe/Berlin", "Berlin", "DE"),
+    Place("Africa/Nairobi", "Nairobi", "KE"),
+    Place("Asia/Dubai", "Dubai", "AE"),
+    Place("Asia/Kolkata", "Mumbai", "IN"),
+    Place("Asia/Singapore", "Singapore", "SG"),
+    Place("Asia/Tokyo", "Tokyo", "JP"),
+    Place("Australia/Sydney", "Sydney, NSW", "AU", "NSW"),
+    Place("Pacific/Auckland", "Auckland", "NZ"),
+)
+CITY_ZONES = tuple(place.zone for place in PLACES)
 
 
 @dataclass(frozen=True)
@@ -42,93 +83,107 @@ class Step:
     exception: str | None = None
     location: str | None = None
     description: str | None = None
+    late: bool = False
+    """A scan that reaches us after a newer one: dated an hour before the step it follows."""
 
 
 @dataclass
 class Order:
     story: str
     shipment: dict[str, Any]
-    steps: list[Step]
+    steps: list[Step] = field(default_factory=list)
+    feed: Literal["api", "polling", "simulator"] = "api"
     return_after_delivery: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    shows_quiet_hours: bool = False
+
+
+def place_where_local_hour_in(hours: range, now: datetime | None = None) -> Place:
+    now = now or datetime.now(UTC)
+    for place in PLACES:
+        if now.astimezone(pytz.timezone(place.zone)).hour in hours:
+            return place
+    offset = (hours.start + 1 - now.hour) % 24
+    return Place(f"Etc/GMT{-(offset if offset <= 14 else offset - 24):+d}", city="")
 
 
 def zone_where_local_hour_in(hours: range, now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    for name in CITY_ZONES:
-        if now.astimezone(pytz.timezone(name)).hour in hours:
-            return name
-    offset = (hours.start + 1 - now.hour) % 24
-    return f"Etc/GMT{-(offset if offset <= 14 else offset - 24):+d}"
-
-
-def _digits(count: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(count))
+    return place_where_local_hour_in(hours, now).zone
 
 
 LABEL = Step("label_created", description="Shipping label created")
 TRANSIT = Step("in_transit", location="Louisville, KY", description="Departed facility")
-OUT = Step("out_for_delivery", location="Brooklyn, NY", description="Out for delivery")
-DELIVERED = Step("delivered", location="Brooklyn, NY", description="Delivered, front door")
+OUT = Step("out_for_delivery", description="Out for delivery")
+DELIVERED = Step("delivered", description="Delivered, front door")
+_AT_THE_CUSTOMERS = {"out_for_delivery", "delivered"}  # located in the customer's city
 
 
-def _orders(run: str) -> list[Order]:
-    day, night = zone_where_local_hour_in(range(9, 18)), zone_where_local_hour_in(range(1, 6))
+def _orders(run: str, now: datetime | None = None) -> list[Order]:
+    day = place_where_local_hour_in(DAY_HOURS, now)
+    night = place_where_local_hour_in(NIGHT_HOURS, now)
     return [
         Order(
             "high value: email + SMS; a refund request after delivery starts the returns flow",
-            _shipment(f"{run}-1001", "1Z" + _digits(16), "ups", "Ada Lovelace", "212.50", day,
-                      phone="+15025550123"),
+            _shipment(f"{run}-1001", "ups", "Ada Lovelace", "212.50", day, phone="+15025550123"),
             [LABEL, TRANSIT, OUT, DELIVERED],
             return_after_delivery=True,
         ),
         Order(
             "returning customer, low value: email only, a duplicate scan changes nothing",
-            _shipment(f"{run}-1002", "9400" + _digits(18), "usps", "Grace Hopper", "48.00", day,
-                      order_count=5),
+            _shipment(f"{run}-1002", "usps", "Grace Hopper", "48.00", day, order_count=5),
             [LABEL, TRANSIT, TRANSIT, DELIVERED],
         ),
         Order(
             "express, events out of order: the late in-transit scan sends nothing",
-            _shipment(f"{run}-1003", _digits(12), "fedex", "Linus Pauling", "89.00", day,
-                      speed="express"),
-            [OUT, TRANSIT, DELIVERED],
+            _shipment(f"{run}-1003", "fedex", "Linus Pauling", "89.00", day, speed="express"),
+            [OUT, Step("in_transit", location="Memphis, TN", description="Departed facility",
+                       late=True), DELIVERED],
         ),
         Order(
             "weather delay, then back on its way (no alarm), then delivered",
-            _shipment(f"{run}-1004", _digits(10), "dhl", "Margaret Hamilton", "320.00", day,
+            _shipment(f"{run}-1004", "dhl", "Margaret Hamilton", "320.00", day,
                       phone="+13055550142"),
             [TRANSIT, Step("exception", "weather_delay", "Memphis, TN", "Weather delay"),
              Step("in_transit", location="Atlanta, GA", description="Back on its way"), DELIVERED],
         ),
         Order(
             "address issue: the customer is asked to act; once fixed it is delivered",
-            _shipment(f"{run}-1005", "1Z" + _digits(16), "ups", "Alan Turing", "64.00", day),
+            _shipment(f"{run}-1005", "ups", "Alan Turing", "64.00", day),
             [TRANSIT, Step("exception", "address_issue", "Newark, NJ", "Address incomplete"),
              Step("in_transit", location="Newark, NJ", description="Address corrected"),
              DELIVERED],
         ),
         Order(
             "no scan after the first: a stale check-in, then lost (alert + helpdesk tag)",
-            _shipment(f"{run}-1006", "9400" + _digits(18), "usps", "Rosalind Franklin", "120.00",
-                      day),
+            _shipment(f"{run}-1006", "usps", "Rosalind Franklin", "120.00", day),
             [LABEL, TRANSIT],
         ),
         Order(
             "night-time customer: out-for-delivery held, then dropped once delivered",
-            _shipment(f"{run}-1007", "1Z" + _digits(16), "ups", "Hedy Lamarr", "75.00", night),
+            _shipment(f"{run}-1007", "ups", "Hedy Lamarr", "75.00", night),
             [OUT, DELIVERED],
+            shows_quiet_hours=True,
+        ),
+        Order(
+            "no webhooks: trackflow polls EasyPost (the carrier simulator)",
+            _shipment(f"{run}-1008", "usps", "Barbara Liskov", "55.00", day)
+            | {"poll_via": "easypost"},
+            feed="polling",
+        ),
+        Order(
+            "signed EasyPost webhooks from the simulator: a weather delay",
+            _shipment(f"{run}-1009", "usps", "Frances Allen", "180.00", day,
+                      phone="+16175550177"),
+            feed="simulator",
         ),
     ]  # fmt: skip
 
 
 def _shipment(
     order_id: str,
-    tracking_number: str,
     carrier: str,
     name: str,
     value: str,
-    timezone: str,
+    place: Place,
     *,
     phone: str | None = None,
     order_count: int = 1,
@@ -138,14 +193,14 @@ def _shipment(
     return {
         "order_id": order_id,
         "order_name": f"#{order_id}",
-        "tracking_number": tracking_number,
+        "tracking_number": random_tracking_number(carrier),
         "carrier": carrier,
         "customer": {
             "name": name,
             "email": f"{first}@example.com",
             "phone": phone,
             "sms_consent": phone is not None,
-            "timezone": timezone,
+            "timezone": place.zone,
         },
         "order_value": value,
         "currency": "USD",
@@ -155,9 +210,11 @@ def _shipment(
     }
 
 
-def _shopify_split_fulfillment(run: str) -> dict[str, Any]:
-    """The address (Virginia) sets the time zone: at night there, its messages are held."""
-    numbers = ["1Z" + _digits(16), "1Z" + _digits(16)]
+def _shopify_split_fulfillment(run: str, now: datetime | None = None) -> dict[str, Any]:
+    """Shopify sends no time zone: the address sets it, so it is one where it is daytime."""
+    now = now or datetime.now(UTC)
+    place = place_where_local_hour_in(DAY_HOURS, now)
+    numbers = [random_tracking_number("ups"), random_tracking_number("ups")]
     return {
         "id": int("5" + _digits(11)),
         "order_id": int("8" + _digits(16)),
@@ -167,9 +224,14 @@ def _shopify_split_fulfillment(run: str) -> dict[str, Any]:
         "tracking_numbers": numbers,
         "tracking_urls": [f"https://www.ups.com/track?tracknum={n}" for n in numbers],
         "shipment_status": "in_transit",
-        "updated_at": datetime.now(UTC).isoformat(),
+        "updated_at": (now - timedelta(hours=2)).isoformat(),
         "email": "katherine@example.com",
-        "destination": {"name": "Katherine Johnson", "country_code": "US", "province_code": "VA"},
+        "destination": {
+            "name": "Katherine Johnson",
+            "city": place.city.split(",")[0],
+            "country_code": place.country_code,
+            "province_code": place.province_code,
+        },
         "line_items": [
             {"title": "Desk lamp", "quantity": 1, "price": "64.00"},
             {"title": "Lamp shade", "quantity": 2, "price": "15.00"},
@@ -177,28 +239,81 @@ def _shopify_split_fulfillment(run: str) -> dict[str, Any]:
     }
 
 
-def _event(number: str, index: int, step: Step, clock: datetime) -> dict[str, Any]:
+def _digits(count: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(count))
+
+
+def _event_times(steps: list[Step], now: datetime) -> list[datetime]:
+    """An hour apart and all in the past (a scan is never dated ahead of the clock, and the
+    API refuses events dated more than a day ahead); a late step goes before the one it follows."""
+    times: list[datetime] = []
+    for index, step in enumerate(steps):
+        at = now - timedelta(hours=len(steps) - index)
+        times.append(times[-1] - timedelta(hours=1) if step.late and times else at)
+    return times
+
+
+def _event(
+    number: str, index: int, step: Step, at: datetime, city: str | None, now: datetime
+) -> dict[str, Any]:
+    here = city if step.status in _AT_THE_CUSTOMERS else None
     return {
         "tracking_number": number,
         "status": step.status,
         "exception": step.exception,
-        "occurred_at": (clock + timedelta(hours=index)).isoformat(),
-        "location": step.location,
+        "occurred_at": at.isoformat(),
+        "location": step.location or here or None,
         "description": step.description,
-        "estimated_delivery": (clock + timedelta(days=2)).date().isoformat(),
+        "estimated_delivery": (now + timedelta(days=2)).date().isoformat(),
         "event_id": f"demo-{number}-{index}-{step.status}",
     }
 
 
-async def _play(http: httpx.AsyncClient, order: Order, offset: float) -> None:
+def _width() -> int:
+    return max(MIN_WIDTH, shutil.get_terminal_size().columns)
+
+
+def _say(label: str, text: str) -> None:
+    """`  [label] text`, wrapped to the terminal."""
+    prefix = f"  [{label}] "
+    lines = textwrap.wrap(
+        text, width=_width(), initial_indent=prefix, subsequent_indent=" " * len(prefix)
+    )
+    print("\n".join(lines), flush=True)
+
+
+def _paragraph(text: str) -> None:
+    print(textwrap.fill(text, width=_width(), break_on_hyphens=False), flush=True)
+
+
+async def _register(http: httpx.AsyncClient, shipment: dict[str, Any]) -> None:
+    """Every demo shipment is registered here."""
+    (await http.post("/v1/shipments", json=shipment)).raise_for_status()
+
+
+async def _play(
+    http: httpx.AsyncClient,
+    order: Order,
+    offset: float = 0.0,
+    simulator: httpx.AsyncClient | None = None,
+) -> None:
     await asyncio.sleep(offset)
-    number = order.shipment["tracking_number"]
-    (await http.post("/v1/shipments", json=order.shipment)).raise_for_status()
-    print(f"  [{order.shipment['order_id']}] {order.story}", flush=True)
-    clock = datetime.now(UTC)
-    for index, step in enumerate(order.steps):
+    shipment = order.shipment
+    number, label = shipment["tracking_number"], shipment["order_id"]
+    await _register(http, shipment)
+    _say(label, order.story)
+    if order.feed == "simulator" and simulator is not None:
+        await _script_simulator(simulator, number)
+    now = datetime.now(UTC)
+    city = _city_of(shipment)
+    for index, (step, at) in enumerate(
+        zip(order.steps, _event_times(order.steps, now), strict=True)
+    ):
         await asyncio.sleep(STEP_SECONDS)
-        (await http.post("/v1/events", json=_event(number, index, step, clock))).raise_for_status()
+        event = _event(number, index, step, at, city, now)
+        (await http.post("/v1/events", json=event)).raise_for_status()
+    if order.steps:
+        await _tell_if_held(http, label, [number], order.steps[-1].status)
     if order.return_after_delivery:
         await asyncio.sleep(STEP_SECONDS * 2)
         body = {"kind": "refund", "request_id": f"demo-refund-{number}", "reason": "too small"}
@@ -206,30 +321,21 @@ async def _play(http: httpx.AsyncClient, order: Order, offset: float) -> None:
         response.raise_for_status()
 
 
-async def _play_polled(http: httpx.AsyncClient, run: str, zone: str) -> None:
-    shipment = _shipment(f"{run}-1008", "9400" + _digits(18), "usps", "Barbara Liskov", "55.00",
-                         zone) | {"poll_via": "easypost"}  # fmt: skip
-    (await http.post("/v1/shipments", json=shipment)).raise_for_status()
-    print(f"  [{run}-1008] no webhooks: trackflow polls EasyPost (the carrier simulator)")
+def _city_of(shipment: dict[str, Any]) -> str | None:
+    zone = shipment["customer"]["timezone"]
+    return next((place.city for place in PLACES if place.zone == zone), None)
 
 
-async def _play_easypost_webhooks(
-    http: httpx.AsyncClient, simulator_url: str, run: str, zone: str
-) -> None:
-    number = "9400" + _digits(18)
-    shipment = _shipment(f"{run}-1009", number, "usps", "Frances Allen", "180.00", zone,
-                         phone="+16175550177")  # fmt: skip
-    (await http.post("/v1/shipments", json=shipment)).raise_for_status()
-    async with httpx.AsyncClient(base_url=simulator_url, auth=("EZTK-demo", "")) as sim:
-        scenario = {"tracking_code": number, "scenario": "weather_delay"}
-        (await sim.post("/simulator/scenarios", json=scenario)).raise_for_status()
-        tracker = {"tracker": {"tracking_code": number, "carrier": "USPS"}}
-        (await sim.post("/v2/trackers", json=tracker)).raise_for_status()
-    print(f"  [{run}-1009] signed EasyPost webhooks from the simulator: a weather delay")
+async def _script_simulator(simulator: httpx.AsyncClient, number: str) -> None:
+    scenario = {"tracking_code": number, "scenario": "weather_delay"}
+    (await simulator.post("/simulator/scenarios", json=scenario)).raise_for_status()
+    tracker = {"tracker": {"tracking_code": number, "carrier": "USPS"}}
+    (await simulator.post("/v2/trackers", json=tracker)).raise_for_status()
 
 
 async def _play_shopify(http: httpx.AsyncClient, secret: str, run: str) -> None:
-    payload = _shopify_split_fulfillment(run)
+    now = datetime.now(UTC)
+    payload = _shopify_split_fulfillment(run, now)
     body = json.dumps(payload).encode()
     digest = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
     headers = {
@@ -239,68 +345,180 @@ async def _play_shopify(http: httpx.AsyncClient, secret: str, run: str) -> None:
         "Content-Type": "application/json",
     }
     (await http.post("/webhooks/shopify", content=body, headers=headers)).raise_for_status()
-    print("  [Shopify] one fulfillment, two tracking numbers: two workflows", flush=True)
-    clock = datetime.now(UTC)
+    _say("Shopify", "one fulfillment, two tracking numbers: two workflows")
     for number in payload["tracking_numbers"]:
         await asyncio.sleep(STEP_SECONDS)
-        event = _event(number, 1, DELIVERED, clock)
-        (await http.post("/v1/events", json=event)).raise_for_status()
+        delivered = _event(number, 1, DELIVERED, now - timedelta(hours=1), None, now)
+        (await http.post("/v1/events", json=delivered)).raise_for_status()
+    await _tell_if_held(http, "Shopify", payload["tracking_numbers"], DELIVERED.status)
 
 
-async def _print_outbox(ledger_url: str, stop: asyncio.Event, lost: asyncio.Event) -> None:
-    ledger = open_ledger(ledger_url)
-    seen = {record.idempotency_key for record in await ledger.list()}
+async def _tell_if_held(
+    http: httpx.AsyncClient, label: str, numbers: list[str], last_status: str
+) -> None:
+    """Messages held for the customer's morning would otherwise show as nothing at all."""
+    views = [await _view_once_processed(http, number, last_status) for number in numbers]
+    held = [(view, waiting) for view in views if view for waiting in view["waiting"]]
+    if not held:
+        return
+    zone = held[0][0]["timezone"]
+    due = min(datetime.fromisoformat(waiting["due_at"]) for _, waiting in held)
+    count = f"{len(held)} message" + ("s" if len(held) > 1 else "")
+    local = due.astimezone(pytz.timezone(zone))
+    _say(label, f"{count} held for quiet hours until {local:%H:%M} {zone}")
+
+
+async def _view_once_processed(
+    http: httpx.AsyncClient, number: str, last_status: str
+) -> dict[str, Any] | None:
+    """The shipment once its timeline has the scenario's last event; None if it takes long."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + PROCESSED_WITHIN_SECONDS
+    while True:
+        response = await http.get(f"/v1/shipments/{number}")
+        if response.status_code == 200:
+            view: dict[str, Any] = response.json()
+            if any(entry["status"] == last_status for entry in view["timeline"]):
+                return view
+        if loop.time() > end:
+            return None
+        await asyncio.sleep(0.3)
+
+
+async def _outbox(ledger_url: str) -> list[LedgerRecord]:
+    ledger = open_ledger(ledger_url, read_only=True)
     try:
-        while not stop.is_set():
-            for record in await ledger.list():
-                if record.idempotency_key not in seen:
-                    seen.add(record.idempotency_key)
-                    print("    " + format_outbox_line(record), flush=True)
-                    if record.trigger == "lost" and record.kind == "message":
-                        lost.set()
-            await asyncio.sleep(0.3)
+        return await ledger.list()
     finally:
         await ledger.close()
 
 
-async def _demo(
-    api_url: str, api_token: str, shopify_secret: str, ledger_url: str, simulator_url: str
+def _print_record(record: LedgerRecord) -> None:
+    print(format_outbox_line(record, width=_width(), indent="    "), flush=True)
+
+
+async def _print_outbox(
+    ledger_url: str, stop: asyncio.Event, lost: asyncio.Event, seen: set[str]
 ) -> None:
-    print("demo: sample orders go through the real API; the outbox shows what goes out\n")
+    """Print every record not in `seen` as it appears, until `stop`."""
+    while not stop.is_set():
+        for record in await _outbox(ledger_url):
+            if record.idempotency_key not in seen:
+                seen.add(record.idempotency_key)
+                _print_record(record)
+                if record.trigger == "lost" and record.kind == "message":
+                    lost.set()
+        await asyncio.sleep(0.3)
+
+
+def _marker_dir(data_dir: Path | None, ledger_url: str) -> Path | None:
+    """The data dir, else the folder of a SQLite ledger (the default one is in the data dir)."""
+    if data_dir is not None:
+        return data_dir
+    if ledger_url.startswith(("postgresql://", "postgres://")):
+        return None
+    return Path(ledger_url.removeprefix("sqlite:///")).parent
+
+
+def _mark_played(folder: Path | None, run: str) -> None:
+    if folder is None:
+        return
+    note = {"run": run, "played_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    descriptor = os.open(folder / MARKER_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as marker:
+        json.dump(note, marker)
+
+
+def _played_before(folder: Path | None) -> dict[str, Any] | None:
+    if folder is None:
+        return None
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        note = json.loads((folder / MARKER_NAME).read_text(encoding="utf-8"))
+        return note if isinstance(note, dict) else {}
+    return None
+
+
+async def _show_earlier_demo(ledger_url: str, folder: Path, note: dict[str, Any]) -> None:
+    when = f" (run {note.get('run', '?')}, {note.get('played_at', '?')})" if note else ""
+    _paragraph(
+        f"demo: already played in this data dir, {folder}{when}; its shipments carry on from "
+        "where they were. The outbox so far:"
+    )
+    records = await _outbox(ledger_url)
+    for record in records:
+        _print_record(record)
+    if not records:
+        print("    (nothing sent yet)")
+    print()
+    _paragraph(
+        "For a fresh demo: `make clean` (removes the data dir), or `trackflow up --demo "
+        "--data-dir ANOTHER_DIR`. The stack keeps running; Ctrl-C stops it."
+    )
+
+
+async def _demo(
+    api_url: str,
+    api_token: str,
+    shopify_secret: str,
+    ledger_url: str,
+    simulator_url: str,
+    data_dir: Path | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    folder = _marker_dir(data_dir, ledger_url)
+    earlier = _played_before(folder)
+    if earlier is not None and folder is not None:
+        await _show_earlier_demo(ledger_url, folder, earlier)
+        return
+    _paragraph("demo: sample orders go through the real API; the outbox shows what goes out")
+    print()
     run = secrets.token_hex(2).upper()
     orders = _orders(run)
     stop, lost = asyncio.Event(), asyncio.Event()
-    printer = asyncio.create_task(_print_outbox(ledger_url, stop, lost))
+    seen = {record.idempotency_key for record in await _outbox(ledger_url)}
+    printer = asyncio.create_task(_print_outbox(ledger_url, stop, lost, seen))
     headers = {"Authorization": f"Bearer {api_token}"}
-    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as http:
-        plays = [_play(http, order, offset=i * 0.7) for i, order in enumerate(orders)]
+    async with (
+        httpx.AsyncClient(
+            base_url=api_url, headers=headers, timeout=30, transport=transport
+        ) as http,
+        httpx.AsyncClient(
+            base_url=simulator_url, auth=("EZTK-demo", ""), timeout=30, transport=transport
+        ) as sim,
+    ):
+        _mark_played(folder, run)
+        plays = [
+            _play(http, order, offset=i * STAGGER_SECONDS, simulator=sim)
+            for i, order in enumerate(orders)
+        ]
         plays.append(_play_shopify(http, shopify_secret, run))
-        day = orders[0].shipment["customer"]["timezone"]
-        plays.append(_play_polled(http, run, day))
-        plays.append(_play_easypost_webhooks(http, simulator_url, run, day))
         await asyncio.gather(*plays)
         print("\n  (waiting for the stale and lost-package timers…)\n", flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(lost.wait(), timeout=DEADLINE_SECONDS)
-        await asyncio.sleep(3.0)  # the alert and helpdesk tags follow the message
+        await asyncio.sleep(SETTLE_SECONDS)  # the alert and helpdesk tags follow the message
         stop.set()
         await printer
-        night = orders[-1].shipment["tracking_number"]
-        held = (await http.get(f"/v1/shipments/{night}")).json()
-    action = held["next_action"]
+        night = next(order for order in orders if order.shows_quiet_hours)
+        number = night.shipment["tracking_number"]
+        held = (await http.get(f"/v1/shipments/{number}")).json()
     for note in held["notes"]:
-        what = note["key"].split(":")[1]
-        print(f"  [{orders[-1].shipment['order_id']}] {note['kind']}: {what} ({note['detail']})")
-    print(
-        f"  [{orders[-1].shipment['order_id']}] waiting: {action['kind']} at {action['due_local']}"
-        "\n\ndemo: done. Try `.venv/bin/trackflow outbox`, `.venv/bin/trackflow shipment show "
-        f"{night}`,\nor filter by TrackflowStatus / TrackflowNextAction in the Web UI. "
-        "The stack keeps running; Ctrl-C stops it.\n",
-        flush=True,
+        _say(night.shipment["order_id"], f"{note['kind']}: {note['detail']}")
+    print()
+    _paragraph(
+        "demo: done. Try `.venv/bin/trackflow outbox`, `.venv/bin/trackflow shipment show "
+        f"{number}`, or filter by TrackflowStatus / TrackflowNextAction in the Web UI. "
+        "The stack keeps running; Ctrl-C stops it."
     )
 
 
 def play_demo(
-    *, api_url: str, api_token: str, shopify_secret: str, ledger_url: str, simulator_url: str
+    *,
+    api_url: str,
+    api_token: str,
+    shopify_secret: str,
+    ledger_url: str,
+    simulator_url: str,
+    data_dir: Path | None = None,
 ) -> None:
-    asyncio.run(_demo(api_url, api_token, shopify_secret, ledger_url, simulator_url))
+    asyncio.run(_demo(api_url, api_token, shopify_secret, ledger_url, simulator_url, data_dir))

@@ -1,0 +1,396 @@
+"""`trackflow up --demo`: its orders, numbers, links, event dates, output and quiet hours.
+
+The demo's HTTP calls go to an in-memory API that runs the real pure policy (no Temporal), so
+what the demo would show (held messages, event dates) is decided by the same code as in the stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import pytz
+
+from activities.ledger import LedgerRecord, open_ledger
+from starters import demo
+from tests.harness import eventually
+from trackflow.carriers import detect_best
+from trackflow.effects import SendNotification
+from trackflow.messages import Brand, render
+from trackflow.models import CarrierEvent, Channel, ExceptionKind, Shipment, Trigger
+from trackflow.policy import customer_zone, on_event, on_start, prepare_shipment, view
+from trackflow.shipment_state import ShipmentState
+from trackflow.sources.shopify import parse_fulfillment
+from trackflow.tracking_policy import TrackingPolicy
+
+CARRIER_SITES = {"ups": "ups.com", "usps": "usps.com", "fedex": "fedex.com", "dhl": "dhl.com"}
+EVERY_SEND = [(t, None) for t in Trigger if t != Trigger.EXCEPTION] + [
+    (Trigger.EXCEPTION, k) for k in ExceptionKind
+]
+RUNS = 200
+
+
+class FakeApi:
+    """The routes the demo calls, backed by the real policy. A shipment is answered with the
+    policy's view, which shares with the API's document the fields the demo reads (timeline
+    statuses, waiting due times, time zone, note kind and detail)."""
+
+    def __init__(self, policy: TrackingPolicy | None = None) -> None:
+        self.policy = policy or TrackingPolicy()
+        self.shipments: dict[str, Shipment] = {}
+        self.states: dict[str, ShipmentState] = {}
+        self.events: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path))
+        now = datetime.now(UTC)
+        body: dict[str, Any] = json.loads(request.content) if request.content else {}
+        if request.method == "POST" and request.url.path == "/v1/shipments":
+            shipment = prepare_shipment(Shipment.model_validate(body))
+            self.shipments[shipment.tracking_number] = shipment
+            self.states[shipment.tracking_number] = on_start(ShipmentState(), now)
+            return httpx.Response(202, json={"workflow_id": shipment.workflow_id})
+        if request.method == "GET" and request.url.path.startswith("/v1/shipments/"):
+            number = request.url.path.rsplit("/", 1)[1]
+            shown = view(self.states[number], self.shipments[number], self.policy)
+            return httpx.Response(200, json=shown.model_dump(mode="json"))
+        if request.method == "POST" and request.url.path == "/webhooks/shopify":
+            fulfillment = parse_fulfillment(body, shop_domain=None)
+            for shipment in fulfillment.shipments:
+                prepared = prepare_shipment(shipment)
+                self.shipments[prepared.tracking_number] = prepared
+                self.states[prepared.tracking_number] = on_start(ShipmentState(), now)
+            for event in fulfillment.events:
+                self.events.append(event.model_dump(mode="json"))
+                self._apply(event, now)
+            return httpx.Response(200, json={})
+        if request.method == "POST" and request.url.path == "/v1/events":
+            self.events.append(body)
+            self._apply(CarrierEvent.model_validate(body), now)
+            return httpx.Response(202, json={"accepted": True})
+        if request.url.path.endswith("/return-requests") or request.url.host == "simulator":
+            return httpx.Response(202, json={})
+        return httpx.Response(404, json={"detail": "not in the fake"})
+
+    def _apply(self, event: CarrierEvent, now: datetime) -> None:
+        number = event.tracking_number
+        decision = on_event(self.states[number], event, self.shipments[number], self.policy, now)
+        self.states[number] = decision.state
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self.handle), base_url="http://api")
+
+
+@pytest.fixture
+def no_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo paces its events for a human watching; tests need no pacing."""
+    monkeypatch.setattr(demo, "STEP_SECONDS", 0.0)
+
+
+@pytest.fixture
+def columns_80(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    yield
+
+
+def _demo_orders(runs: int = RUNS) -> Iterator[demo.Order]:
+    for index in range(runs):
+        yield from demo._orders(f"T{index:03d}")
+
+
+def _links(text: str) -> list[str]:
+    return re.findall(r"https?://[^\s\"'<>]+", text)
+
+
+# --- 1. valid numbers -----------------------------------------------------------------------
+
+
+def test_every_demo_number_is_detected_as_its_declared_carrier() -> None:
+    wrong = []
+    for order in _demo_orders():
+        number, carrier = order.shipment["tracking_number"], order.shipment["carrier"]
+        best = detect_best(number)
+        if best is None or best.courier != carrier:
+            wrong.append((number, carrier, best.courier if best else None))
+    assert wrong == []
+
+
+def test_the_shopify_numbers_are_valid_ups_numbers() -> None:
+    for index in range(RUNS):
+        payload = demo._shopify_split_fulfillment(f"S{index:03d}")
+        assert payload["tracking_company"] == "UPS"
+        for number in payload["tracking_numbers"]:
+            best = detect_best(number)
+            assert best is not None and best.courier == "ups", number
+
+
+# --- 2. a tracking link in every message ----------------------------------------------------
+
+
+def _send(trigger: Trigger, kind: ExceptionKind | None, channel: Channel, to: str) -> Any:
+    return SendNotification(
+        idempotency_key=f"k:{trigger}:{kind}:{channel}",
+        trigger=trigger,
+        channel=channel,
+        to=to,
+        exception=kind,
+    )
+
+
+def _demo_shipments() -> Iterator[Shipment]:
+    for order in _demo_orders(runs=20):
+        yield prepare_shipment(Shipment.model_validate(order.shipment))
+    payload = demo._shopify_split_fulfillment("S001")
+    yield from (prepare_shipment(s) for s in parse_fulfillment(payload, shop_domain=None).shipments)
+
+
+def test_every_demo_message_links_to_the_carriers_tracking_page() -> None:
+    brand = Brand(store_name="Demo store")
+    for shipment in _demo_shipments():
+        site = CARRIER_SITES[shipment.carrier or ""]
+        for trigger, kind in EVERY_SEND:
+            channels = [(Channel.EMAIL, shipment.customer.email)]
+            if shipment.customer.phone:
+                channels.append((Channel.SMS, shipment.customer.phone))
+            for channel, to in channels:
+                message = render(shipment, _send(trigger, kind, channel, to or ""), brand)
+                texts = [message.body] if channel == Channel.SMS else [message.body, message.html]
+                for text in texts:
+                    tracking = [
+                        link for link in _links(text or "") if shipment.tracking_number in link
+                    ]
+                    where = f"{shipment.tracking_number} {trigger}/{kind} {channel}"
+                    assert tracking, f"no tracking link: {where}\n{text}"
+                    host = urlsplit(tracking[0]).hostname or ""
+                    assert host == site or host.endswith("." + site), where
+                if channel == Channel.EMAIL:
+                    assert "Track your package" in (message.html or ""), where
+                    assert "Track your package: http" in message.body, where
+
+
+# --- 4. event dates -------------------------------------------------------------------------
+
+
+async def test_demo_events_are_never_dated_in_the_future(no_pauses: None) -> None:
+    api = FakeApi()
+    async with api.client() as http:
+        orders = [o for o in demo._orders("D001") if o.steps]
+        await asyncio.gather(*(demo._play(http, order, offset=0) for order in orders))
+        await demo._play_shopify(http, "secret-not-checked-by-the-fake", "D001")
+    done = datetime.now(UTC)
+    dates = [datetime.fromisoformat(e["occurred_at"]) for e in api.events]
+    assert dates and max(dates) <= done, [d.isoformat() for d in dates if d > done]
+
+
+async def test_the_late_scan_of_the_out_of_order_story_is_dated_before_the_newer_one(
+    no_pauses: None,
+) -> None:
+    api = FakeApi()
+    [order] = [o for o in demo._orders("D002") if "out of order" in o.story]
+    async with api.client() as http:
+        await demo._play(http, order, offset=0)
+    dated = [(e["status"], datetime.fromisoformat(e["occurred_at"])) for e in api.events]
+    assert [status for status, _ in dated] == ["out_for_delivery", "in_transit", "delivered"]
+    (_, out), (_, late), (_, delivered) = dated
+    assert late < out < delivered
+
+
+# --- 7. output ------------------------------------------------------------------------------
+
+
+def _record(number: str, channel: str, subject: str | None, body: str) -> LedgerRecord:
+    return LedgerRecord(
+        idempotency_key=f"shipment-{number}:in_transit:1:{channel}",
+        tracking_number=number,
+        order_id="#A1B2-1001",
+        trigger="exception",
+        exception="weather_delay",
+        channel=channel,
+        to="margaret@example.com" if channel == "email" else "+13055550142",
+        subject=subject,
+        body=body,
+        transport="outbox",
+        sent_at=datetime.now(UTC),
+    )
+
+
+LONG_SMS = (
+    "Demo store: Hi Margaret! Weather is slowing down your order #A1B2-1004 (DHL). Track: "
+    "http://www.dhl.com/en/express/tracking.html?brand=DHL&AWB=3318810025"
+)
+
+
+async def test_the_outbox_lines_of_the_demo_fit_the_terminal(
+    tmp_path: Path, columns_80: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = str(tmp_path / "ledger.sqlite3")
+    writer = open_ledger(url)
+    await writer.list()  # creates the schema before the printer opens it read-only
+    stop, lost = asyncio.Event(), asyncio.Event()
+    printer = asyncio.create_task(demo._print_outbox(url, stop, lost, seen=set()))
+    try:
+        subject = "Update on your order #A1B2-1004: weather is slowing down your package"
+        await writer.record_once(_record("3318810025", "email", subject, "Hi\n..."))
+        await writer.record_once(_record("3318810025", "sms", None, LONG_SMS))
+        printed: list[str] = []
+
+        async def shown() -> list[str]:
+            printed.extend(capsys.readouterr().out.splitlines())
+            return printed
+
+        def both(lines: list[str]) -> bool:
+            return "margaret@example.com" in "".join(lines) and "+13055550142" in "".join(lines)
+
+        await eventually(shown, both, what="both records printed")
+    finally:
+        stop.set()
+        await printer
+        await writer.close()
+    assert all(len(line) <= 80 for line in printed), "\n".join(printed)
+    assert "".join(line.strip() for line in printed).count("AWB=3318810025") == 1
+
+
+async def test_story_lines_fit_the_terminal(
+    no_pauses: None, columns_80: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = FakeApi()
+    async with api.client() as http:
+        for order in demo._orders("W001"):
+            if order.steps:
+                await demo._play(http, order, offset=0)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(len(line) <= 80 for line in lines), "\n".join(lines)
+    held = [line for line in lines if "held for quiet hours" in line]
+    assert len(held) == 1 and "W001-1007" in held[0], held
+
+
+async def test_a_scenario_whose_messages_are_all_held_says_so(
+    no_pauses: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = FakeApi()
+    [night] = [o for o in demo._orders("H001") if "night" in o.story]
+    zone = night.shipment["customer"]["timezone"]
+    async with api.client() as http:
+        await demo._play(http, night, offset=0)
+    out = capsys.readouterr().out
+    local = datetime.now(UTC).astimezone(pytz.timezone(zone))
+    assert local.hour < 8  # the story's premise: it is night where the customer lives
+    expected = f"1 message held for quiet hours until 08:00 {zone}"
+    assert expected in out, out
+
+
+def _hours(day: datetime) -> Iterator[datetime]:
+    for hour in range(24):
+        for minute in (0, 59):
+            yield day.replace(hour=hour, minute=minute)
+
+
+SAMPLE_DAYS = [datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 7, 15, tzinfo=UTC)]
+
+
+@pytest.mark.parametrize("day", SAMPLE_DAYS, ids=["january", "july"])
+@pytest.mark.parametrize("hours", [demo.DAY_HOURS, demo.NIGHT_HOURS], ids=["day", "night"])
+def test_a_zone_is_found_for_every_utc_hour(day: datetime, hours: range) -> None:
+    for now in _hours(day):
+        zone = demo.zone_where_local_hour_in(hours, now)
+        assert zone in pytz.all_timezones_set
+        assert now.astimezone(pytz.timezone(zone)).hour in hours, (now, zone)
+
+
+@pytest.mark.parametrize("day", SAMPLE_DAYS, ids=["january", "july"])
+def test_customers_live_where_it_is_day_except_in_the_quiet_hours_story(day: datetime) -> None:
+    for now in _hours(day):
+        for order in demo._orders("Q001", now):
+            zone = pytz.timezone(order.shipment["customer"]["timezone"])
+            hours = demo.NIGHT_HOURS if order.shows_quiet_hours else demo.DAY_HOURS
+            assert now.astimezone(zone).hour in hours, (now, order.story, zone)
+
+
+@pytest.mark.parametrize("day", SAMPLE_DAYS, ids=["january", "july"])
+def test_the_shopify_customer_is_in_daytime_at_every_utc_hour(day: datetime) -> None:
+    """Its zone comes from the address (Shopify sends no time zone): the address must be one
+    where it is daytime, or the scenario shows nothing."""
+    policy = TrackingPolicy()
+    for now in _hours(day):
+        payload = demo._shopify_split_fulfillment("Z001", now)
+        [first, *_] = parse_fulfillment(payload, shop_domain=None).shipments
+        zone = customer_zone(first, policy)
+        assert now.astimezone(pytz.timezone(zone)).hour in demo.DAY_HOURS, (now, zone)
+
+
+@pytest.mark.parametrize("place", demo.PLACES, ids=[p.zone for p in demo.PLACES])
+def test_every_place_address_resolves_to_its_zone(place: demo.Place) -> None:
+    shipment = Shipment.model_validate(
+        {
+            "order_id": "1",
+            "tracking_number": "1Z999AA10123456784",
+            "customer": {
+                "email": "a@example.com",
+                "address": {
+                    "country_code": place.country_code,
+                    "province_code": place.province_code,
+                },
+            },
+            "order_value": "1.00",
+        }
+    )
+    assert customer_zone(shipment, TrackingPolicy()) == place.zone
+
+
+# --- 9. once per data dir -------------------------------------------------------------------
+
+
+@pytest.fixture
+def instant_demo(monkeypatch: pytest.MonkeyPatch, no_pauses: None) -> None:
+    for name in ("STAGGER_SECONDS", "DEADLINE_SECONDS", "SETTLE_SECONDS"):
+        monkeypatch.setattr(demo, name, 0.0)
+
+
+async def _run_demo(data_dir: Path, api: FakeApi) -> None:
+    await demo._demo(
+        "http://api",
+        "token",
+        "shopify-secret",
+        str(data_dir / "ledger.sqlite3"),
+        "http://simulator",
+        data_dir,
+        transport=httpx.MockTransport(api.handle),
+    )
+
+
+async def test_the_demo_plays_once_per_data_dir_then_shows_the_outbox(
+    tmp_path: Path, instant_demo: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = FakeApi()
+    await _run_demo(tmp_path, first)
+    registered = [r for r in first.requests if r == ("POST", "/v1/shipments")]
+    assert len(registered) == len(demo._orders("X"))
+    assert "demo: done" in capsys.readouterr().out
+
+    ledger = open_ledger(str(tmp_path / "ledger.sqlite3"))
+    await ledger.record_once(_record("3318810025", "email", "Your order #A1B2-1004 ...", "Hi"))
+    await ledger.close()
+    again = FakeApi()
+    await _run_demo(tmp_path, again)
+
+    out = capsys.readouterr().out
+    assert again.requests == []
+    assert "already played in this data dir" in out
+    assert "margaret@example.com" in out
+    assert "make clean" in out
+
+
+def test_without_a_data_dir_the_marker_goes_beside_a_sqlite_ledger(tmp_path: Path) -> None:
+    assert demo._marker_dir(None, f"sqlite:///{tmp_path}/ledger.sqlite3") == tmp_path
+    assert demo._marker_dir(None, str(tmp_path / "ledger.sqlite3")) == tmp_path
+    assert demo._marker_dir(None, "postgresql://db/trackflow") is None
