@@ -33,8 +33,8 @@ from starters.shipments import (
 )
 from trackflow.event_time import implausible_time
 from trackflow.models import CarrierEvent, InvalidTrackingNumber, ReturnRequest, Shipment
-from trackflow.policy import ShipmentView
 from trackflow.settings import Settings
+from trackflow.shipment_state import ShipmentDocument
 from trackflow.sources import aftership, easypost, shipengine
 from trackflow.sources.shopify import (
     RETURN_TOPICS,
@@ -190,9 +190,13 @@ def create_app(
             return {"ignored": str(closed), "request_id": request.request_id}
         return {"accepted": True, "request_id": request.request_id}
 
-    @app.get("/v1/shipments/{tracking_number}", dependencies=[Authorized])
-    async def get_shipment(tracking_number: str, client: TemporalClient) -> ShipmentView:
-        return await shipment_view(client, tracking_number)
+    @app.get(
+        "/v1/shipments/{tracking_number}",
+        dependencies=[Authorized],
+        response_model=ShipmentDocument,
+    )
+    async def get_shipment(tracking_number: str, client: TemporalClient) -> ShipmentDocument:
+        return (await shipment_view(client, tracking_number)).public()
 
     @app.post("/webhooks/easypost")
     async def easypost_webhook(

@@ -104,7 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     shipment_commands = shipment.add_subparsers(required=True, metavar="ACTION")
     show = shipment_commands.add_parser("show", help="a shipment's state, from its workflow")
     show.add_argument("tracking_number")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="the API's JSON document")
+    show.add_argument(
+        "--debug", action="store_true", help="the workflow's full internal view, as JSON"
+    )
     show.set_defaults(run=_run_shipment_show)
 
     carrier = commands.add_parser("carrier", help="carrier intelligence")
@@ -184,12 +187,14 @@ def _run_shipment_show(args: argparse.Namespace, settings: Settings) -> int:
         except ShipmentNotFound as missing:
             print(missing, file=sys.stderr)
             return 1
-        if args.json:
+        if args.debug:
             print(view.model_dump_json(indent=2))
+        elif args.json:
+            print(view.public().model_dump_json(indent=2))
         else:
             from starters.render import format_shipment
 
-            print(format_shipment(view))
+            print(format_shipment(view.public()))
         return 0
 
     return asyncio.run(show())

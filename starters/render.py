@@ -2,46 +2,33 @@
 
 from __future__ import annotations
 
-import textwrap
-
 from activities.ledger import LedgerRecord
-from trackflow.policy import ShipmentView
+from trackflow.shipment_state import ShipmentDocument
 
 
-def format_outbox_line(record: LedgerRecord, width: int | None = None, indent: str = "") -> str:
-    """One line per record; with `width`, a shorter form wrapped to fit it (for a terminal):
-    local time of day, and the order only where the headline does not name one already."""
+def format_outbox_line(record: LedgerRecord) -> str:
     what = record.trigger + (f"/{record.exception}" if record.exception else "")
     headline = record.subject if record.subject else record.body.replace("\n", " ")
-    if width is None:
-        return (
-            f"{indent}{record.sent_at:%Y-%m-%d %H:%M:%S} {record.channel:<5} "
-            f"{record.tracking_number} order {record.order_id} {what:<28} → {record.to}: {headline}"
-        )
-    named = record.order_id.lstrip("#") in headline or "#" in headline
-    order = "" if named else f"order {record.order_id}: "
-    text = f"{record.sent_at.astimezone():%H:%M:%S} {record.channel} {what} → {record.to}: "
-    return textwrap.fill(
-        text + order + headline,
-        width=max(width, len(indent) + 30),
-        initial_indent=indent,
-        subsequent_indent=indent + " " * 9,
-        break_on_hyphens=False,
+    return (
+        f"{record.sent_at:%Y-%m-%d %H:%M:%S} {record.channel:<5} {record.tracking_number} "
+        f"order {record.order_id} {what:<28} → {record.to}: {headline}"
     )
 
 
-def format_shipment(view: ShipmentView) -> str:
-    status = view.status.value + (f" ({view.exception.value})" if view.exception else "")
+def format_shipment(view: ShipmentDocument) -> str:
     lines = [
         f"{view.tracking_number}  order {view.order_id}  carrier {view.carrier or '?'}",
-        f"status: {status}" + (f" — {view.closed_reason}" if view.closed_reason else ""),
+        f"status: {view.summary}",
         f"estimated delivery: {view.estimated_delivery or 'unknown'}",
         f"customer time zone: {view.timezone}",
         _next_action_line(view),
         *(
-            f"  waiting: {p.send.trigger.value} {p.send.channel.value} until "
-            f"{p.due_at:%Y-%m-%d %H:%M} UTC (the customer's send window)"
-            for p in view.waiting
+            f"  waiting: {w.trigger.value}"
+            + (f"/{w.exception.value}" if w.exception else "")
+            + f" {w.channel.value} until {w.due_at:%Y-%m-%d %H:%M} UTC"
+            + (f" / {w.due_local}" if w.due_local else "")
+            + f" — {w.why}"
+            for w in view.waiting
         ),
         "timeline:",
         *(
@@ -58,12 +45,12 @@ def format_shipment(view: ShipmentView) -> str:
             for n in view.notifications
         ),
         *(["notes:"] if view.notes else []),
-        *(f"  {n.at:%Y-%m-%d %H:%M} {n.kind}: {n.detail}" for n in view.notes),
+        *(f"  {n.at:%Y-%m-%d %H:%M} {n.kind}: {n.detail} [{n.about}]" for n in view.notes),
     ]
     return "\n".join(lines)
 
 
-def _next_action_line(view: ShipmentView) -> str:
+def _next_action_line(view: ShipmentDocument) -> str:
     action = view.next_action
     line = f"next: {action.kind}"
     if action.due_at:

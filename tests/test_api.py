@@ -28,6 +28,8 @@ from tests.api_support import (
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
 from trackflow.contracts import SIGNAL_UPDATE_SHIPMENT
 from trackflow.models import Shipment, ShipmentUpdate, workflow_id_for
+from trackflow.shipment_state import ShipmentDocument, WaitingMessage
+from trackflow.tracking_policy import TrackingPolicy
 from workers.runtime import connect
 
 
@@ -446,7 +448,7 @@ async def test_replayed_or_older_shopify_webhook_does_not_overwrite_newer_facts(
         "in_transit",
         "out_for_delivery",
     ]
-    ignored = [(n["key"], n["detail"]) for n in view["notes"] if n["kind"] == "update_ignored"]
+    ignored = [(n["about"], n["detail"]) for n in view["notes"] if n["kind"] == "update_ignored"]
     assert ignored == [
         ("wh-newer", "replayed webhook"),
         ("wh-older", "older than the applied update of 2026-11-20T15:00:00+00:00"),
@@ -472,6 +474,52 @@ async def test_update_for_another_tracking_number_is_noted_and_the_workflow_goes
             lambda v: len(v["notifications"]) == 2,
             what="in-transit email and SMS after the stray update",
         )
-    assert [(n["kind"], n["key"], n["detail"]) for n in view["notes"]] == [
+    assert [(n["kind"], n["about"], n["detail"]) for n in view["notes"]] == [
         ("update_ignored", "x", f"for another tracking number: {other}")
     ]
+
+
+# --- issue 8: the public shipment document ---------------------------------------------------
+
+
+async def test_get_shipment_is_the_documented_public_shape(
+    temporal_address: str, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """The GET document used to be the workflow's internal view: held messages with their
+    idempotency keys, ranks, scan markers and decision times, notes with their keys."""
+    settings = api_settings(temporal_address, task_queue, tmp_path)
+    app = create_app(settings, lambda: connect(settings), TrackingPolicy())  # real quiet hours
+    number = tracking_number()
+    customer = shipment_body(number)["customer"] | {"timezone": zone_at_local_hour(3)}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with (
+        running_worker(client, task_queue, tmp_path),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
+        ) as http,
+    ):
+        created = await http.post("/v1/shipments", json=shipment_body(number, customer=customer))
+        assert created.status_code == 202, created.text
+        event = await http.post("/v1/events", json=event_body(number, "label_created"))
+        assert event.status_code == 202, event.text
+        view = await eventually(
+            lambda: _view(http, number), lambda v: len(v["waiting"]) == 2, what="held messages"
+        )
+        openapi = (await http.get("/openapi.json")).json()
+
+    assert set(view) == set(ShipmentDocument.model_fields)
+    assert [(w["trigger"], w["channel"]) for w in view["waiting"]] == [
+        ("label_created", "email"),
+        ("label_created", "sms"),
+    ]
+    assert set(view["waiting"][0]) == set(WaitingMessage.model_fields)
+    assert view["waiting"][0]["why"].startswith("quiet hours: email goes out 08:00-21:00")
+    assert view["waiting"][0]["due_local"].startswith(f"{view['waiting'][0]['due_at'][:10]}")
+    assert view["summary"] == "label_created"
+    for internal in ("idempotency_key", "rank", "scan_marker", "decided_at", "seen_event_keys"):
+        assert internal not in json.dumps(view)
+    get = openapi["paths"]["/v1/shipments/{tracking_number}"]["get"]
+    schema = get["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/ShipmentDocument"}
+    documented = openapi["components"]["schemas"]["WaitingMessage"]["properties"]
+    assert set(documented) == set(WaitingMessage.model_fields)

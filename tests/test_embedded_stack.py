@@ -23,6 +23,7 @@ from tests.harness import (
     wait_until_healthy,
     zone_at_local_hour,
 )
+from trackflow.shipment_state import ShipmentDocument, ShipmentView
 
 TRACKING_NUMBER = "1Z5R89390357567127"
 
@@ -93,6 +94,8 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
             TRACKFLOW_TEMPORAL_ADDRESS=f"127.0.0.1:{ports['temporal']}",
         )
         shown = trackflow_cli("shipment", "show", TRACKING_NUMBER, "--json", env=env)
+        shown_text = trackflow_cli("shipment", "show", TRACKING_NUMBER, env=env)
+        debug = trackflow_cli("shipment", "show", TRACKING_NUMBER, "--debug", env=env)
         outbox = trackflow_cli("outbox", "--tracking-number", TRACKING_NUMBER, "--json", env=env)
         missing = trackflow_cli("shipment", "show", "1Z0000000000000000", env=env)
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
@@ -112,6 +115,11 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
 
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["status"] == "out_for_delivery"
+    assert set(json.loads(shown.stdout)) == set(ShipmentDocument.model_fields)
+    assert shown_text.returncode == 0, shown_text.stderr
+    assert "status: out_for_delivery" in shown_text.stdout.splitlines()
+    assert debug.returncode == 0, debug.stderr
+    assert set(json.loads(debug.stdout)) == set(ShipmentView.model_fields)
     assert outbox.returncode == 0, outbox.stderr
     messages = json.loads(outbox.stdout)
     assert [(m["trigger"], m["channel"]) for m in messages] == [

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import pytest
 
+from starters.render import format_shipment
 from tests.factories import (
     ANY_TIME_POLICY,
     TRACKING_NUMBER,
@@ -56,7 +57,7 @@ from trackflow.policy import (
     view,
 )
 from trackflow.returns import plan_return
-from trackflow.shipment_state import Note
+from trackflow.shipment_state import Note, WaitingMessage
 from trackflow.timers import TimerKind, due_timers
 from trackflow.tracking_policy import SpeedTimings, TrackingPolicy
 
@@ -1110,7 +1111,7 @@ def test_a_refund_request_drops_a_review_request_held_for_the_morning_at_once() 
 
 
 # ======================================================================================
-# What a person reads: next_action details
+# What a person reads: next_action details, held messages, the status line
 # ======================================================================================
 
 
@@ -1143,3 +1144,78 @@ def test_a_time_scaled_policy_shows_the_real_span_separately() -> None:
     }
     action = next_action(sim.state, sim.shipment, sim.policy)
     assert action.detail == "no carrier update for 3 days (26s at 10000\u00d7 demo speed)"
+
+
+def test_the_public_view_shows_held_messages_in_words_and_no_bookkeeping() -> None:
+    sim = Sim(two_channels(address=make_address("FL")))
+    sim.event(S.LABEL_CREATED, ny(20, 21, 30))
+    document = view(sim.state, sim.shipment, POLICY).public()
+    morning, local_morning = utc(21, 13), "2026-11-21 08:00 EST (America/New_York)"
+    assert document.waiting == [
+        WaitingMessage(
+            trigger=Trigger.LABEL_CREATED,
+            channel=Channel.EMAIL,
+            due_at=morning,
+            due_local=local_morning,
+            why="quiet hours: email goes out 08:00-21:00 America/New_York time",
+        ),
+        WaitingMessage(
+            trigger=Trigger.LABEL_CREATED,
+            channel=Channel.SMS,
+            due_at=morning,
+            due_local=local_morning,
+            why="quiet hours: sms goes out 08:00-20:00 America/New_York time "
+            "(US-FL's rule for texts)",
+        ),
+    ]
+    shown = document.model_dump_json()
+    for internal in ("idempotency_key", "rank", "scan_marker", "decided_at"):
+        assert internal not in shown
+
+
+def test_public_notes_say_what_they_are_about_without_the_workflow_id() -> None:
+    sim = Sim()
+    sim.event(S.LABEL_CREATED, ny(20, 21, 30))
+    sim.event(S.IN_TRANSIT, ny(20, 23))  # the held label message is dropped
+    [note] = view(sim.state, sim.shipment, POLICY).public().notes
+    assert (note.kind, note.about) == ("dropped", "label_created:1:email")
+    assert sim.state.notes[0].key == f"{WF}:label_created:1:email"
+
+
+def test_a_closed_shipment_with_held_messages_says_they_still_go_out() -> None:
+    """Scaled for a demo, tracking ends within a minute while quiet hours last all night."""
+    policy = POLICY.scaled(10000)
+    sim = Sim(two_channels(), policy=policy, start=ny(20, 22))
+    in_transit(sim, sim.now + SECOND)
+    sim.event(S.DELIVERED, sim.now + SECOND)
+    sim.at(ny(20, 22, 1))  # the check-in 9 s later, the end 26 s later
+    assert sim.state.closed_reason == "lifecycle complete"
+    held = [(p.send.trigger, p.send.channel) for p in sim.state.pending]
+    assert held == [
+        (Trigger.DELIVERED, Channel.EMAIL),
+        (Trigger.DELIVERED, Channel.SMS),
+        (Trigger.REVIEW_REQUEST, Channel.EMAIL),
+        (Trigger.REVIEW_REQUEST, Channel.SMS),
+    ]
+    document = view(sim.state, sim.shipment, policy).public()
+    expected = "delivered — 4 messages waiting, then tracking ends (lifecycle complete)"
+    assert document.summary == expected
+    assert f"status: {expected}" in format_shipment(document).splitlines()
+
+    sim.at(ny(21, 8))
+    assert sim.finished
+    document = view(sim.state, sim.shipment, policy).public()
+    assert document.summary == "delivered — tracking ended (lifecycle complete)"
+
+
+def test_a_lost_parcel_no_longer_watched_with_held_messages_says_they_still_go_out() -> None:
+    policy = POLICY.scaled(10000)
+    sim = Sim(two_channels(), policy=policy, start=ny(20, 22))
+    in_transit(sim, sim.now + SECOND)
+    sim.at(ny(20, 22, 10))  # lost 86 s after the scan, no longer watched 259 s after that
+    assert sim.state.closed_reason == "stopped watching a lost parcel"
+    assert [p.send.trigger for p in sim.state.pending] == [Trigger.LOST, Trigger.LOST]
+    document = view(sim.state, sim.shipment, policy).public()
+    expected = "lost — 2 messages waiting, then tracking ends (stopped watching a lost parcel)"
+    assert document.summary == expected
+    assert f"status: {expected}" in format_shipment(document).splitlines()

@@ -36,6 +36,7 @@ from trackflow.send_windows import format_local, next_send_time, window_for
 from trackflow.shipment_state import (
     Decision,
     ExceptionMessage,
+    HeldMessage,
     NextAction,
     Note,
     NotificationView,
@@ -753,6 +754,8 @@ def next_action(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy
 
 
 def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> ShipmentView:
+    """The internal view (the workflow's query answer); `ShipmentView.public()` is the API's."""
+    zone = customer_zone(shipment, policy)
     return ShipmentView(
         workflow_id=shipment.workflow_id,
         tracking_number=shipment.tracking_number,
@@ -761,7 +764,7 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         exception=state.open_exception if state.phase == Phase.EXCEPTION else None,
         carrier=shipment.carrier,
         declared_carrier=shipment.declared_carrier,
-        timezone=customer_zone(shipment, policy),
+        timezone=zone,
         estimated_delivery=state.estimated_delivery,
         closed_reason=state.closed_reason,
         timeline=state.timeline,
@@ -771,8 +774,23 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
             )
             for n in state.notifications
         ],
-        waiting=state.pending,
+        waiting=[_held(pending, shipment, policy, zone) for pending in state.pending],
         notes=state.notes,
         unrecognised_codes=state.unrecognised_codes,
         next_action=next_action(state, shipment, policy),
     )
+
+
+def _held(
+    pending: PendingSend, shipment: Shipment, policy: TrackingPolicy, zone: str
+) -> HeldMessage:
+    channel = pending.send.channel
+    region = region_code(shipment)
+    window = window_for(channel, region, policy, policy.stricter_sms_windows)
+    why = "held for the customer's send window (quiet hours)"
+    if not window.always_open:
+        hours = f"{window.start:%H:%M}-{window.end:%H:%M}"
+        why = f"quiet hours: {channel.value} goes out {hours} {zone} time"
+        if channel == Channel.SMS and region and region.upper() in policy.stricter_sms_windows:
+            why += f" ({region}'s rule for texts)"
+    return HeldMessage(**dict(pending), due_local=format_local(pending.due_at, zone), why=why)

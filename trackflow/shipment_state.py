@@ -143,22 +143,98 @@ class Decision(Model):
 
 
 class NextAction(Model):
-    kind: str
-    due_at: datetime | None = None
-    due_local: str | None = None
-    timezone: str | None = None
-    detail: str | None = None
+    """What the shipment waits for next."""
+
+    kind: str = Field(
+        description="send_when_window_opens, pickup_gap_alert, stale_check_in, declare_lost, "
+        "poll_carrier_api, review_request, complete, or await_carrier_event (no timer)"
+    )
+    due_at: datetime | None = Field(default=None, description="when, in UTC")
+    due_local: str | None = Field(default=None, description="when, in the customer's zone")
+    timezone: str | None = Field(default=None, description="the customer's IANA time zone")
+    detail: str | None = Field(default=None, description="why, in words")
 
 
 class NotificationView(Model):
+    """A customer message that went out."""
+
     trigger: Trigger
     channel: Channel
     exception: ExceptionKind | None = None
     sent_at: datetime
 
 
+class HeldMessage(PendingSend):
+    """A held message as the internal view shows it: the pending send, and why, in words."""
+
+    due_local: str | None = None
+    why: str = ""
+
+
+class WaitingMessage(Model):
+    """A customer message decided but held back; dropped instead if the shipment moves past
+    it before it is due (a later milestone, the exception is over...)."""
+
+    trigger: Trigger
+    channel: Channel
+    exception: ExceptionKind | None = None
+    due_at: datetime = Field(description="when it goes out, in UTC")
+    due_local: str | None = Field(default=None, description="the same, in the customer's zone")
+    why: str = Field(description="why it waits, in words")
+
+
+class NoteView(Model):
+    """Something ops should see that is not a customer message."""
+
+    kind: str = Field(
+        description="alert, helpdesk, dropped, return_started, return_ignored, review, "
+        "suppressed, implausible_timestamp or update_ignored"
+    )
+    about: str = Field(
+        description="what it is about: a message (`trigger:episode:channel`), an alert, a "
+        "helpdesk tag, a return workflow, an event or a shipment update"
+    )
+    detail: str
+    at: datetime
+
+
+class ShipmentDocument(Model):
+    """A shipment as `GET /v1/shipments/{n}` and `trackflow shipment show` give it: a stable
+    public shape (the internal bookkeeping is in `trackflow shipment show --debug`)."""
+
+    tracking_number: str
+    order_id: str
+    workflow_id: str = Field(description="the Temporal workflow that tracks it")
+    status: Phase
+    exception: ExceptionKind | None = Field(
+        default=None, description="the open exception, when status is exception"
+    )
+    summary: str = Field(
+        description="the status in words, e.g. `delivered — 2 messages waiting, then tracking "
+        "ends (lifecycle complete)`"
+    )
+    carrier: str | None
+    declared_carrier: str | None = Field(
+        default=None, description="the carrier the platform named, when the number is another's"
+    )
+    timezone: str = Field(description="the customer's IANA time zone")
+    estimated_delivery: date | None = None
+    closed_reason: str | None = Field(
+        default=None, description="why tracking ends once nothing is waiting any more"
+    )
+    timeline: list[TimelineEntry]
+    notifications: list[NotificationView]
+    waiting: list[WaitingMessage] = Field(description="held messages, earliest first")
+    notes: list[NoteView]
+    unrecognised_codes: list[str] = Field(
+        default_factory=list, description="source codes with no mapping (kept as exceptions)"
+    )
+    next_action: NextAction
+
+
 class ShipmentView(Model):
-    """What `GET /v1/shipments/{n}` and `trackflow shipment show` display."""
+    """The workflow's query answer and result: the public document's facts and internal
+    bookkeeping (idempotency keys, ranks, scan markers); `public()` is what the API shows."""
 
     workflow_id: str
     tracking_number: str
@@ -172,7 +248,58 @@ class ShipmentView(Model):
     closed_reason: str | None = None
     timeline: list[TimelineEntry]
     notifications: list[NotificationView]
-    waiting: list[PendingSend]
+    waiting: list[HeldMessage]
     notes: list[Note]
     unrecognised_codes: list[str] = Field(default_factory=list)
     next_action: NextAction
+
+    def public(self) -> ShipmentDocument:
+        waiting = sorted(self.waiting, key=lambda held: held.due_at)
+        return ShipmentDocument(
+            tracking_number=self.tracking_number,
+            order_id=self.order_id,
+            workflow_id=self.workflow_id,
+            status=self.status,
+            exception=self.exception,
+            summary=self._summary(),
+            carrier=self.carrier,
+            declared_carrier=self.declared_carrier,
+            timezone=self.timezone,
+            estimated_delivery=self.estimated_delivery,
+            closed_reason=self.closed_reason,
+            timeline=self.timeline,
+            notifications=self.notifications,
+            waiting=[
+                WaitingMessage(
+                    trigger=held.send.trigger,
+                    channel=held.send.channel,
+                    exception=held.send.exception,
+                    due_at=held.due_at,
+                    due_local=held.due_local,
+                    why=held.why,
+                )
+                for held in waiting
+            ],
+            notes=[
+                NoteView(kind=n.kind, about=self._about(n.key), detail=n.detail, at=n.at)
+                for n in self.notes
+            ],
+            unrecognised_codes=self.unrecognised_codes,
+            next_action=self.next_action,
+        )
+
+    def _summary(self) -> str:
+        """Honest about a closed shipment whose held messages still have to go out: its
+        workflow runs until they have."""
+        status = self.status.value + (f" ({self.exception.value})" if self.exception else "")
+        if not self.closed_reason:
+            return status
+        if not self.waiting:
+            return f"{status} — tracking ended ({self.closed_reason})"
+        count = len(self.waiting)
+        messages = "1 message" if count == 1 else f"{count} messages"
+        return f"{status} — {messages} waiting, then tracking ends ({self.closed_reason})"
+
+    def _about(self, key: str) -> str:
+        """A note's key without the workflow id every message and alert key starts with."""
+        return key.removeprefix(f"{self.workflow_id}:")
