@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from activities.ledger import LedgerRecord
 from trackflow.shipment_state import ShipmentDocument
 
 
-def format_outbox_line(record: LedgerRecord) -> str:
+def format_outbox_line(record: LedgerRecord, width: int | None = None, indent: str = "") -> str:
+    """One line per record; with `width`, a shorter form wrapped to fit it (for a terminal):
+    local time of day, and the order only where the headline does not name one already."""
     what = record.trigger + (f"/{record.exception}" if record.exception else "")
     headline = record.subject if record.subject else record.body.replace("\n", " ")
-    return (
-        f"{record.sent_at:%Y-%m-%d %H:%M:%S} {record.channel:<5} {record.tracking_number} "
-        f"order {record.order_id} {what:<28} → {record.to}: {headline}"
+    if width is None:
+        return (
+            f"{indent}{record.sent_at:%Y-%m-%d %H:%M:%S} {record.channel:<5} "
+            f"{record.tracking_number} order {record.order_id} {what:<28} → {record.to}: {headline}"
+        )
+    named = record.order_id.lstrip("#") in headline or "#" in headline
+    order = "" if named else f"order {record.order_id}: "
+    text = f"{record.sent_at.astimezone():%H:%M:%S} {record.channel} {what} → {record.to}: "
+    return textwrap.fill(
+        text + order + headline,
+        width=max(width, len(indent) + 30),
+        initial_indent=indent,
+        subsequent_indent=indent + " " * 9,
+        break_on_hyphens=False,
     )
 
 
