@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -50,6 +59,14 @@ ClientFactory = Callable[[], Awaitable[Client]]
 logger = logging.getLogger("trackflow.api")
 SHOPIFY_FULFILLMENT_TOPICS = {"fulfillments/create", "fulfillments/update"}
 MAX_WEBHOOK_ID = 200
+# Swagger UI and ReDoc served from the fastapi-offline package: /docs works offline.
+DOCS_ASSETS = str(files("fastapi_offline") / "static")
+DOCS_ASSETS_URL = "/docs-assets"
+BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    description="TRACKFLOW_API_TOKEN; `trackflow up` keeps one in its data dir (`api_token`)",
+    auto_error=False,  # its own error is a 403; ours stays 401 (and 503 when unconfigured)
+)
 
 
 class ReturnRequestBody(BaseModel):
@@ -117,18 +134,68 @@ async def _temporal_client(request: Request) -> Client:
 TemporalClient = Annotated[Client, Depends(_temporal_client)]
 
 
+def _add_docs(app: FastAPI) -> None:
+    """FastAPI's "self-hosting JavaScript and CSS for docs" pattern (behind a proxy's root
+    path too, as FastAPI's own docs routes)."""
+    openapi_url = app.openapi_url or "/openapi.json"
+    oauth2_redirect = app.swagger_ui_oauth2_redirect_url
+
+    def root(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        assets = root(request) + DOCS_ASSETS_URL
+        return get_swagger_ui_html(
+            openapi_url=root(request) + openapi_url,
+            title=f"{app.title} - API docs",
+            oauth2_redirect_url=oauth2_redirect and root(request) + oauth2_redirect,
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    if oauth2_redirect:
+
+        @app.get(oauth2_redirect, include_in_schema=False)
+        async def swagger_ui_redirect() -> HTMLResponse:
+            return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        assets = root(request) + DOCS_ASSETS_URL
+        return get_redoc_html(
+            openapi_url=root(request) + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 def create_app(
-    settings: Settings, connect: ClientFactory, policy: TrackingPolicy | None = None
+    settings: Settings,
+    connect: ClientFactory,
+    policy: TrackingPolicy | None = None,
+    *,
+    web_ui_url: str | None = None,
 ) -> FastAPI:
-    """`policy`: what new shipments are tracked with (default: `load_policy(settings)`)."""
+    """`policy`: what new shipments are tracked with (default: `load_policy(settings)`);
+    `web_ui_url`: the Temporal Web UI, linked from `GET /` when known."""
     gateway = TemporalGateway(connect)
     policy = policy or load_policy(settings)
 
     app = FastAPI(
         title="trackflow",
         summary="Proactive order tracking: shipments in, carrier events in, messages out.",
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_parameters={"persistAuthorization": True},
     )
     app.router.route_class = StrictJsonRoute
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    _add_docs(app)
     app.add_middleware(BodySizeLimit)
     app.state.gateway = gateway
     install_error_handlers(app)
@@ -145,15 +212,37 @@ def create_app(
     async def _not_found(_: Request, error: ShipmentNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=404)
 
-    def bearer(authorization: Annotated[str | None, Header()] = None) -> None:
+    def bearer(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> None:
         if not settings.api_token:
             raise HTTPException(503, "TRACKFLOW_API_TOKEN is not configured")
-        scheme, _, token = (authorization or "").partition(" ")
-        expected = settings.api_token.encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected):
-            raise HTTPException(401, "missing or wrong bearer token")
+        token = credentials.credentials.encode() if credentials else b""
+        if not hmac.compare_digest(token, settings.api_token.encode()):
+            raise HTTPException(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     Authorized = Depends(bearer)
+
+    @app.get("/", response_model=None, summary="Where to go from here")
+    async def index(request: Request) -> Response:
+        """Links to the API docs, the health check and (when known) the Temporal Web UI; an
+        HTML page for a browser, JSON otherwise."""
+        links = {"docs": "/docs", "redoc": "/redoc", "openapi": "/openapi.json"}
+        links |= {"health": "/healthz"}
+        if web_ui_url:
+            links["temporal_web_ui"] = web_ui_url
+        if "text/html" not in request.headers.get("accept", ""):
+            return JSONResponse({"service": "trackflow", "links": links})
+        items = "".join(
+            f'<li><a href="{html.escape(url)}">{html.escape(name)}</a></li>'
+            for name, url in links.items()
+        )
+        return HTMLResponse(
+            "<!doctype html><html><head><title>trackflow</title></head><body>"
+            f"<h1>trackflow</h1><ul>{items}</ul></body></html>"
+        )
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -479,7 +480,7 @@ async def test_update_for_another_tracking_number_is_noted_and_the_workflow_goes
     ]
 
 
-# --- issue 8: the public shipment document ---------------------------------------------------
+# --- issue 8: the public shipment document, auth in the OpenAPI, offline docs, GET / ---------
 
 
 async def test_get_shipment_is_the_documented_public_shape(
@@ -523,3 +524,102 @@ async def test_get_shipment_is_the_documented_public_shape(
     assert schema == {"$ref": "#/components/schemas/ShipmentDocument"}
     documented = openapi["components"]["schemas"]["WaitingMessage"]["properties"]
     assert set(documented) == set(WaitingMessage.model_fields)
+
+
+async def test_openapi_declares_the_bearer_scheme_and_the_v1_routes_use_it(
+    api: httpx.AsyncClient,
+) -> None:
+    """Swagger UI shows its Authorize button only for a declared security scheme."""
+    openapi = (await api.get("/openapi.json")).json()
+    assert openapi["components"]["securitySchemes"]["bearerAuth"] | {"description": ""} == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "",
+    }
+    secured = {
+        (path, method)
+        for path, operations in openapi["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security") == [{"bearerAuth": []}]
+    }
+    v1 = {
+        (path, method)
+        for path, operations in openapi["paths"].items()
+        for method in operations
+        if path.startswith("/v1/")
+    }
+    assert secured == v1
+    assert len(v1) == 4
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer", "Bearer ", "Basic dGVzdC10b2tlbg==", "Token test-token"]
+)
+async def test_no_bearer_token_is_401_not_httpbearers_403(
+    api: httpx.AsyncClient, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    api.headers.pop("Authorization", None)
+    response = await api.get(f"/v1/shipments/{tracking_number()}", headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.json() == {"detail": "missing or wrong bearer token"}
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_the_bearer_scheme_is_case_insensitive(api: httpx.AsyncClient) -> None:
+    headers = {"Authorization": f"bearer {TOKEN}"}
+    response = await api.get(f"/v1/shipments/{tracking_number()}", headers=headers)
+    assert response.status_code == 404, response.text  # authorised; no such shipment
+
+
+async def test_no_configured_token_is_503(task_queue: str, tmp_path: Path) -> None:
+    settings = api_settings("127.0.0.1:1", task_queue, tmp_path, api_token=None)
+    app = create_app(settings, lambda: connect(settings))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as h:
+        response = await h.get("/v1/shipments/1Z999", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 503
+    assert response.json() == {"detail": "TRACKFLOW_API_TOKEN is not configured"}
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_the_docs_pages_load_their_scripts_and_styles_from_this_server(
+    api: httpx.AsyncClient, page: str
+) -> None:
+    """FastAPI's default pages load Swagger UI and ReDoc from a CDN: blank when offline."""
+    response = await api.get(page)
+    assert response.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert assets, response.text
+    for url in assets:
+        assert url.startswith("/docs-assets/"), url
+        asset = await api.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 0
+    assert "fonts.googleapis" not in response.text
+
+
+async def test_root_links_to_the_docs_and_the_health_check(api: httpx.AsyncClient) -> None:
+    response = await api.get("/")
+    assert response.status_code == 200
+    assert response.json() == {
+        "service": "trackflow",
+        "links": {
+            "docs": "/docs",
+            "redoc": "/redoc",
+            "openapi": "/openapi.json",
+            "health": "/healthz",
+        },
+    }
+    page = await api.get("/", headers={"Accept": "text/html"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<a href="/docs">' in page.text
+
+
+async def test_root_links_to_the_temporal_web_ui_when_it_is_known(
+    task_queue: str, tmp_path: Path
+) -> None:
+    settings = api_settings("127.0.0.1:1", task_queue, tmp_path)
+    app = create_app(settings, lambda: connect(settings), web_ui_url="http://127.0.0.1:8233")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as h:
+        links = (await h.get("/")).json()["links"]
+    assert links["temporal_web_ui"] == "http://127.0.0.1:8233"
