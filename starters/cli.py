@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     up.add_argument("--temporal-port", type=int, default=7233)
     up.add_argument("--ui-port", type=int, default=8233)
+    up.add_argument(
+        "--simulator-port", type=int, default=8765, help="the demo's carrier simulator (8765)"
+    )
     up.set_defaults(run=_run_up)
 
     worker = commands.add_parser(
@@ -155,6 +158,7 @@ def _run_up(args: argparse.Namespace, settings: Settings) -> int:
         temporal_port=args.temporal_port,
         ui_port=args.ui_port,
         demo=args.demo,
+        simulator_port=args.simulator_port,
     )
     return stack.run()
 
