@@ -253,8 +253,9 @@ def create_app(
     @app.post("/v1/shipments", status_code=202, dependencies=[Authorized])
     async def create_shipment(body: ShipmentIn, client: TemporalClient) -> dict[str, Any]:
         shipment = _with_defaults(body)
+        own_policy = _policy_for(body.time_scale)
         try:
-            await register_shipment(client, shipment, policy, task_queue=settings.task_queue)
+            await register_shipment(client, shipment, own_policy, task_queue=settings.task_queue)
         except ShipmentClosed as closed:
             return {"ignored": str(closed), "tracking_number": shipment.tracking_number}
         return {"workflow_id": shipment.workflow_id, "tracking_number": shipment.tracking_number}
@@ -342,6 +343,11 @@ def create_app(
         if shipment.poll_via is None and settings.default_poll_via in ("easypost", "shipengine"):
             return shipment.model_copy(update={"poll_via": settings.default_poll_via})
         return shipment
+
+    def _policy_for(time_scale: float | None) -> TrackingPolicy:
+        """A shipment that asks for its own time scale gets it instead of the setting's; it
+        is fixed when the workflow starts (a later update does not change it)."""
+        return policy if time_scale is None else policy.at_time_scale(time_scale)
 
     def _plausible(
         events: list[CarrierEvent],
@@ -431,7 +437,7 @@ def create_app(
             await register_shipment(
                 client,
                 shipment,
-                policy,
+                _policy_for(fulfillment.time_scale),
                 task_queue=settings.task_queue,
                 update_id=webhook_id,
                 updated_at=fulfillment.updated_at,

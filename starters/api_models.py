@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytz
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from trackflow.event_time import implausible_time
 from trackflow.models import CarrierEvent, Customer, Shipment
+from trackflow.tracking_policy import MAX_TIME_SCALE
 
 
 class CustomerIn(Customer):
@@ -26,6 +27,14 @@ class CustomerIn(Customer):
 
 class ShipmentIn(Shipment):
     customer: CustomerIn
+    time_scale: float | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TIME_SCALE,
+        strict=True,
+        description="this shipment's durations pass this many times faster (demos, dry runs); "
+        "default: TRACKFLOW_TIME_SCALE, i.e. real time. Applies when the shipment is registered",
+    )
 
 
 class CarrierEventIn(CarrierEvent):

@@ -1,7 +1,8 @@
 """`trackflow up --demo`: sample orders through the real API, messages shown as they go out.
 
-The stack runs with time compressed (TRACKFLOW_TIME_SCALE, 10000 by default for the demo:
-a day passes in under nine seconds), so stale and lost-package timers fire while you watch.
+The demo's shipments ask for a compressed clock (`time_scale` 10000: a day passes in under
+nine seconds), so stale and lost-package timers fire while you watch; the stack itself and
+any other shipment stay on real time.
 Send windows are wall-clock local hours and are not compressed: customers are placed in
 time zones where it is daytime now, and one where it is night to show a held message.
 
@@ -207,6 +208,7 @@ def _shipment(
         "shipping_speed": speed,
         "customer_order_count": order_count,
         "items": [{"title": "Trail running shoes", "quantity": 1}],
+        "time_scale": DEMO_TIME_SCALE,  # the demo's own clock; other shipments run on real time
     }
 
 
@@ -226,6 +228,7 @@ def _shopify_split_fulfillment(run: str, now: datetime | None = None) -> dict[st
         "shipment_status": "in_transit",
         "updated_at": (now - timedelta(hours=2)).isoformat(),
         "email": "katherine@example.com",
+        "time_scale": DEMO_TIME_SCALE,
         "destination": {
             "name": "Katherine Johnson",
             "city": place.city.split(",")[0],

@@ -52,9 +52,6 @@ class EmbeddedStack:
         self.settings = settings.model_copy(
             update={"temporal_address": f"127.0.0.1:{temporal_port}"}
         )
-        if demo and "TRACKFLOW_TIME_SCALE" not in os.environ:
-            # A policy day passes in under nine seconds: the demo's timers fire while you watch.
-            self.settings = self.settings.model_copy(update={"time_scale": DEMO_TIME_SCALE})
         self.api_port = api_port
         self.temporal_port = temporal_port
         self.ui_port = ui_port
@@ -176,7 +173,8 @@ class EmbeddedStack:
             ),
         )
         command = [sys.executable, "-m", "starters.cli", "simulate", "carrier"]
-        command += ["--port", str(port), "--time-scale", str(self.settings.time_scale)]
+        # The demo's shipments ask for DEMO_TIME_SCALE themselves; its carrier keeps pace.
+        command += ["--port", str(port), "--time-scale", str(DEMO_TIME_SCALE)]
         command += ["--webhook-url", f"http://127.0.0.1:{self.api_port}/webhooks/easypost"]
         # The secret stays in the environment: a command line is readable by every local user.
         with (self.settings.data_dir.resolve() / "simulator.log").open("ab") as log:
@@ -266,7 +264,8 @@ class EmbeddedStack:
             f"  trackflow API   : http://127.0.0.1:{self.api_port}  (docs at /docs)",
             f"  API token       : in {token_file} (or TRACKFLOW_API_TOKEN)",
             f"  data            : {_shown_path(self.settings.data_dir.resolve())}",
-            f"  time scale      : {self.settings.time_scale:g}x",
+            f"  time scale      : {self.settings.time_scale:g}x"
+            + (f" (the demo's own shipments: {DEMO_TIME_SCALE:g}x)" if self.demo else ""),
         ]
         if self.demo:
             lines.append(

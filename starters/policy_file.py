@@ -1,4 +1,5 @@
-"""The TrackingPolicy new shipments start with: defaults, or a JSON file, then time-scaled."""
+"""The TrackingPolicy new shipments start with: defaults, or a JSON file, then time-scaled by
+TRACKFLOW_TIME_SCALE (a shipment that asks for its own `time_scale` gets that instead)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -478,6 +479,83 @@ async def test_update_for_another_tracking_number_is_noted_and_the_workflow_goes
     assert [(n["kind"], n["about"], n["detail"]) for n in view["notes"]] == [
         ("update_ignored", "x", f"for another tracking number: {other}")
     ]
+
+
+def _due_in(view: dict[str, Any]) -> timedelta:
+    return datetime.fromisoformat(view["next_action"]["due_at"]) - datetime.now(UTC)
+
+
+async def test_time_scale_belongs_to_the_shipment_that_asks_for_it(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """Issue 8: the demo's 10000x clock was process-wide; a merchant's shipment registered
+    while it ran was declared lost after 86 s. Only the shipment asking for it is compressed."""
+    fast, real = tracking_number(), tracking_number()
+    async with running_worker(client, task_queue, tmp_path):
+        for number, extra in ((fast, {"time_scale": 10_000}), (real, {})):
+            response = await api.post("/v1/shipments", json=shipment_body(number, **extra))
+            assert response.status_code == 202, response.text
+        fast_view, real_view = await _view(api, fast), await _view(api, real)
+    assert fast_view["time_scale"] == 10_000
+    assert timedelta(0) < _due_in(fast_view) < timedelta(minutes=2)
+    assert real_view["time_scale"] is None  # shown only when it is not 1
+    assert real_view["next_action"]["kind"] == "pickup_gap_alert"
+    assert timedelta(hours=47) < _due_in(real_view) <= timedelta(hours=48)
+
+
+@pytest.mark.parametrize("time_scale", [0, 0.5, 100_001, True, "10000"])
+async def test_time_scale_out_of_range_is_422_and_starts_nothing(
+    api: httpx.AsyncClient, client: Client, time_scale: object
+) -> None:
+    number = tracking_number()
+    body = shipment_body(number, time_scale=time_scale)
+    response = await api.post("/v1/shipments", json=body)
+    assert response.status_code == 422, response.text
+    assert "time_scale" in response.text
+    shopify = await _post_shopify(api, _fulfillment(number) | {"time_scale": time_scale})
+    assert shopify.status_code == 422, shopify.text
+    assert "time_scale" in shopify.json()["detail"]
+    assert not await workflow_started(client, number)
+
+
+async def test_the_time_scale_setting_is_the_default_and_a_request_may_ask_for_real_time(
+    temporal_address: str, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    settings = api_settings(temporal_address, task_queue, tmp_path, time_scale=10_000.0)
+    app = create_app(settings, lambda: connect(settings))
+    scaled, real = tracking_number(), tracking_number()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with (
+        running_worker(client, task_queue, tmp_path),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
+        ) as http,
+    ):
+        for number, extra in ((scaled, {}), (real, {"time_scale": 1})):
+            response = await http.post("/v1/shipments", json=shipment_body(number, **extra))
+            assert response.status_code == 202, response.text
+        scaled_view, real_view = await _view(http, scaled), await _view(http, real)
+    assert scaled_view["time_scale"] == 10_000
+    assert _due_in(scaled_view) < timedelta(minutes=2)
+    assert real_view["time_scale"] is None
+    assert timedelta(hours=47) < _due_in(real_view) <= timedelta(hours=48)
+
+
+async def test_shopify_fulfillment_may_ask_for_a_time_scale(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """`time_scale` is an enrichment field like `sms_consent`: covered by the HMAC."""
+    fast, real = tracking_number(), tracking_number()
+    async with running_worker(client, task_queue, tmp_path):
+        response = await _post_shopify(api, _fulfillment(fast) | {"time_scale": 10_000})
+        assert response.status_code == 200, response.text
+        response = await _post_shopify(api, _fulfillment(real), webhook_id="wh-2")
+        assert response.status_code == 200, response.text
+        fast_view, real_view = await _view(api, fast), await _view(api, real)
+    assert fast_view["time_scale"] == 10_000
+    assert _due_in(fast_view) < timedelta(minutes=2)
+    assert real_view["time_scale"] is None
+    assert _due_in(real_view) > timedelta(hours=47)
 
 
 # --- issue 8: the public shipment document, auth in the OpenAPI, offline docs, GET / ---------

@@ -965,3 +965,17 @@ def test_ignored_pickup_still_shows_its_exception_kind_in_the_timeline() -> None
         state = on_event(state, event, shipment, POLICY, at(hour)).state
     assert [e.exception for e in state.timeline] == [ExceptionKind.HELD_AT_FACILITY] * 2
     assert state.timeline[1].effect == "ignored: same exception still open"
+
+
+def test_a_shipments_own_time_scale_replaces_the_settings() -> None:
+    """`at_time_scale` is absolute: a shipment asking for 1 under TRACKFLOW_TIME_SCALE=7 gets
+    real time back, and its view then shows no time scale."""
+    assert POLICY.at_time_scale(1) is POLICY
+    demo = POLICY.at_time_scale(10_000)
+    assert demo.standard.lost_after == timedelta(seconds=86.4)
+    assert demo.time_scale == 10_000
+    real = POLICY.scaled(7).at_time_scale(1)
+    assert real.time_scale == 1
+    assert abs(real.standard.lost_after - POLICY.standard.lost_after) < timedelta(seconds=1)
+    assert view(ShipmentState(), make_shipment(), real).time_scale is None
+    assert view(ShipmentState(), make_shipment(), demo).time_scale == 10_000

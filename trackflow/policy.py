@@ -778,6 +778,7 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         notes=state.notes,
         unrecognised_codes=state.unrecognised_codes,
         next_action=next_action(state, shipment, policy),
+        time_scale=policy.time_scale if policy.time_scale != 1 else None,
     )
 
 

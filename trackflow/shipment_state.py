@@ -218,6 +218,9 @@ class ShipmentDocument(Model):
         default=None, description="the carrier the platform named, when the number is another's"
     )
     timezone: str = Field(description="the customer's IANA time zone")
+    time_scale: float | None = Field(
+        default=None, description="this shipment's durations pass this many times faster (not 1)"
+    )
     estimated_delivery: date | None = None
     closed_reason: str | None = Field(
         default=None, description="why tracking ends once nothing is waiting any more"
@@ -252,6 +255,9 @@ class ShipmentView(Model):
     notes: list[Note]
     unrecognised_codes: list[str] = Field(default_factory=list)
     next_action: NextAction
+    time_scale: float | None = Field(
+        default=None, description="this shipment's durations pass this many times faster (not 1)"
+    )
 
     def public(self) -> ShipmentDocument:
         waiting = sorted(self.waiting, key=lambda held: held.due_at)
@@ -265,6 +271,7 @@ class ShipmentView(Model):
             carrier=self.carrier,
             declared_carrier=self.declared_carrier,
             timezone=self.timezone,
+            time_scale=self.time_scale,
             estimated_delivery=self.estimated_delivery,
             closed_reason=self.closed_reason,
             timeline=self.timeline,

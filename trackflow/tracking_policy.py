@@ -41,6 +41,8 @@ class SendWindow(BaseModel):
 
 
 ALWAYS = SendWindow(start=time(0), end=time(0))
+# A shipment may ask for its own compressed clock (demos, dry runs): 1 (real time) up to this.
+MAX_TIME_SCALE = 100_000.0
 # Stricter state rules for texts (Florida s. 501.616, Oklahoma HB 3168): 8 a.m. to 8 p.m.
 STRICTER_SMS_WINDOWS = {
     "US-FL": SendWindow(start=time(8), end=time(20)),
@@ -114,6 +116,14 @@ class TrackingPolicy(BaseModel):
 
     def timings(self, speed: ShippingSpeed) -> SpeedTimings:
         return self.express if speed == ShippingSpeed.EXPRESS else self.standard
+
+    def at_time_scale(self, time_scale: float) -> TrackingPolicy:
+        """This policy with its durations compressed `time_scale` times in all, whatever it was
+        compressed by already (a shipment's own `time_scale` replaces TRACKFLOW_TIME_SCALE)."""
+        if time_scale == self.time_scale:
+            return self
+        scaled = self.scaled(time_scale / self.time_scale)
+        return scaled.model_copy(update={"time_scale": time_scale})  # exactly, not 0.99999...
 
     def scaled(self, factor: float) -> TrackingPolicy:
         """Divide every duration by `factor` (TRACKFLOW_TIME_SCALE), for demos and dry runs."""

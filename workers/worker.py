@@ -79,6 +79,8 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         apis["easypost"] = EasyPostTrackers(carrier_http, settings.easypost_api_key)
     if settings.shipengine_api_key:
         apis["shipengine"] = ShipEngineTracking(shipengine_http, settings.shipengine_api_key)
+    # One health workflow per carrier API, shared by every shipment: it keeps the process's
+    # time scale (TRACKFLOW_TIME_SCALE), never a shipment's own.
     health = HealthReporter(client, settings.task_queue, load_policy(settings))
     polling = PollingActivities(apis, health)
     main = Worker(

@@ -19,6 +19,8 @@ may add these *extra* keys to the payload before parsing; without them the defau
 * ``customer.orders_count``; else 1.
 * ``shipping_speed`` ("standard"/"express"); else "standard". A later order lookup of
   ``shipping_lines`` could set it.
+* ``time_scale`` (a number from 1 to 100000): the shipment's durations pass that many times
+  faster (demos, dry runs); else the TRACKFLOW_TIME_SCALE setting, i.e. real time.
 
 The customer's time zone is left unset (derived elsewhere).
 """
@@ -49,6 +51,7 @@ from trackflow.models import (
     ShippingSpeed,
     normalize_tracking_number,
 )
+from trackflow.tracking_policy import MAX_TIME_SCALE
 
 SOURCE = "shopify"
 
@@ -74,6 +77,9 @@ class FulfillmentInput(BaseModel):
     ignored_statuses: list[str] = Field(default_factory=list)
     updated_at: datetime | None = Field(
         default=None, description="the fulfillment's last change: orders updates (None: unknown)"
+    )
+    time_scale: float | None = Field(
+        default=None, description="the shipments' own time scale (None: the setting's)"
     )
 
 
@@ -218,6 +224,16 @@ def _when(value: object, field: str) -> datetime:
     if moment.utcoffset() is None:
         raise ShopifyPayloadError(f"{field} has no time zone offset: {text!r}")
     return moment
+
+
+def _time_scale(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ShopifyPayloadError(f"time_scale is not a number: {value!r}")
+    if not 1 <= value <= MAX_TIME_SCALE:
+        raise ShopifyPayloadError(f"time_scale must be from 1 to {MAX_TIME_SCALE:g}: {value!r}")
+    return float(value)
 
 
 def _tracking(payload: Mapping[str, Any]) -> list[tuple[str, str | None]]:
@@ -385,6 +401,7 @@ def parse_fulfillment(payload: Mapping[str, Any], *, shop_domain: str | None) ->
     except ValueError:
         raise ShopifyPayloadError(f"shipping_speed {speed_text!r} is not known") from None
     orders_count = _mapping(payload.get("customer")).get("orders_count")
+    time_scale = _time_scale(payload.get("time_scale"))
 
     common: dict[str, Any] = {
         "order_id": order_id,
@@ -437,6 +454,7 @@ def parse_fulfillment(payload: Mapping[str, Any], *, shop_domain: str | None) ->
         cancelled=cancelled,
         ignored_statuses=ignored,
         updated_at=updated_at,
+        time_scale=time_scale,
     )
 
 
