@@ -98,3 +98,17 @@ def test_a_held_found_again_message_is_dropped_when_the_parcel_is_lost_again() -
     sim.at(ny(20, 21, 12) + LOST_AFTER)
     assert sim.pending_keys == [key("lost", "2")]
     assert [s.trigger for s in sim.at(ny(21, 8))] == [Trigger.LOST]
+
+
+def test_a_late_wake_up_fires_the_lost_timer_before_releasing_what_it_makes_obsolete() -> None:
+    """The worker was down overnight: when it wakes after 08:00, the lost declaration that
+    fell due at 21:12 comes first, so the weather delay held since 21:11 is dropped."""
+    sim = Sim(policy=DEMO, start=ny(20, 21, 10))
+    sim.event(S.LABEL_CREATED)
+    sim.exception(X.WEATHER_DELAY, ny(20, 21, 11))
+    assert ny(20, 21, 11) + LOST_AFTER < ny(21, 8)
+
+    sent = sim.tick(ny(21, 8, 5))  # one wake-up, none of those on the way
+    assert [s.trigger for s in sent] == [Trigger.LOST]
+    assert sim.sends(Trigger.EXCEPTION) == []
+    assert key("exception", "1-weather_delay") in {n.key for n in sim.notes("dropped")}

@@ -201,13 +201,32 @@ def on_event(
 def on_tick(
     state: ShipmentState, shipment: Shipment, policy: TrackingPolicy, now: datetime
 ) -> Decision:
-    """Let time pass: release deferred messages and fire every timer that is due."""
-    decision = _release_pending(Decision(state=state), shipment, policy, now)
+    """Let time pass: release deferred messages and fire every timer that is due, in the
+    order they fell due (after a late wake-up, a lost declaration that fell due before a held
+    message's release makes that message obsolete instead of letting both go out)."""
+    decision = Decision(state=state)
+    released_at = min((p.due_at for p in state.pending if p.due_at <= now), default=None)
+    if released_at is not None:
+        decision = _fire_timers(decision, shipment, policy, now, due_before=released_at)
+    decision = _release_pending(decision, shipment, policy, now)
+    return _fire_timers(decision, shipment, policy, now)
+
+
+def _fire_timers(
+    decision: Decision,
+    shipment: Shipment,
+    policy: TrackingPolicy,
+    now: datetime,
+    due_before: datetime | None = None,
+) -> Decision:
+    """Fire the timers due by `now` (only those due strictly before `due_before`, if given)."""
     for _ in range(len(TimerKind)):  # each firing disarms its timer; this bounds the loop
         due = [
             timer
             for timer in due_timers(decision.state, shipment, policy)
-            if timer.due_at <= now and timer.kind != TimerKind.DELIVER_HELD
+            if timer.due_at <= now
+            and (due_before is None or timer.due_at < due_before)
+            and timer.kind != TimerKind.DELIVER_HELD
         ]
         if not due:
             break
@@ -399,7 +418,8 @@ def _capped_because(
     if counted and severity <= EXCEPTION_SEVERITY[counted[-1].kind]:
         interval = policy.exception_message_min_interval
         if now - counted[-1].decided_at < interval:
-            return f"exception cap: at most 1 exception message per {human_duration(interval)}"
+            per = human_duration(interval, policy.time_scale)
+            return f"exception cap: at most 1 exception message per {per}"
     return None
 
 
