@@ -178,13 +178,11 @@ def create_app(
     settings: Settings,
     connect: ClientFactory,
     policy: TrackingPolicy | None = None,
-    *,
-    web_ui_url: str | None = None,
 ) -> FastAPI:
-    """`policy`: what new shipments are tracked with (default: `load_policy(settings)`);
-    `web_ui_url`: the Temporal Web UI, linked from `GET /` when known."""
+    """`policy`: what new shipments are tracked with (default: `load_policy(settings)`)."""
     gateway = TemporalGateway(connect)
     policy = policy or load_policy(settings)
+    web_ui_url = settings.temporal_ui_url  # linked from `GET /` when known
 
     app = FastAPI(
         title="trackflow",

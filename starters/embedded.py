@@ -115,6 +115,7 @@ class EmbeddedStack:
                     shopify_secret=env["TRACKFLOW_SHOPIFY_WEBHOOK_SECRET"],
                     simulator_url=env["TRACKFLOW_EASYPOST_BASE_URL"],
                     ledger_url=self.settings.resolved_ledger_url,
+                    data_dir=data_dir,
                 )
             self._supervise()
         except KeyboardInterrupt:
@@ -131,6 +132,7 @@ class EmbeddedStack:
         env.update(
             TRACKFLOW_TEMPORAL_ADDRESS=self.settings.temporal_address,
             TRACKFLOW_DATA_DIR=str(data_dir),
+            TRACKFLOW_TEMPORAL_UI_URL=f"http://127.0.0.1:{self.ui_port}",
             TRACKFLOW_TIME_SCALE=str(self.settings.time_scale),
             TRACKFLOW_API_TOKEN=self.settings.api_token or _local_secret(data_dir, "api_token"),
             TRACKFLOW_SHOPIFY_WEBHOOK_SECRET=self.settings.shopify_webhook_secret
@@ -252,40 +254,46 @@ class EmbeddedStack:
         return lines
 
     def _print_banner(self, resumed: int | None) -> None:
+        """What runs where, and lines to copy; 80 columns but for the Web UI query link."""
         ui = f"http://127.0.0.1:{self.ui_port}"
+        data_dir = _shown_path(self.settings.data_dir.resolve())
         token_file = _shown_path(self.settings.data_dir / "api_token")
-        activate = _shown_path(Path(sys.executable).parent / "activate")
+        scale = f"{self.settings.time_scale:g}x"
+        if self.demo:
+            scale += f" (the demo's own shipments: {DEMO_TIME_SCALE:g}x)"
         lines = [
             "",
             "trackflow is up",
-            f"  Temporal Web UI : {ui}",
-            f"  Temporal gRPC   : {self.settings.temporal_address}"
+            f"  Web UI     {ui}",
+            f"  API        http://127.0.0.1:{self.api_port}  (docs: /docs)",
+            f"  Temporal   {self.settings.temporal_address}"
             f"  (metrics: http://127.0.0.1:{self.metrics_port}/metrics)",
-            f"  trackflow API   : http://127.0.0.1:{self.api_port}  (docs at /docs)",
-            f"  API token       : in {token_file} (or TRACKFLOW_API_TOKEN)",
-            f"  data            : {_shown_path(self.settings.data_dir.resolve())}",
-            f"  time scale      : {self.settings.time_scale:g}x"
-            + (f" (the demo's own shipments: {DEMO_TIME_SCALE:g}x)" if self.demo else ""),
         ]
         if self.demo:
             lines.append(
-                f"  carrier simulator: http://127.0.0.1:{self.simulator_port} (EasyPost-compatible;"
-                " trackflow simulate carrier --help)"
+                f"  simulator  http://127.0.0.1:{self.simulator_port}"
+                "  (the demo's EasyPost; trackflow simulate carrier -h)"
             )
+        lines += [
+            f"  data       {data_dir}",
+            f"  API token  {token_file} (or TRACKFLOW_API_TOKEN)",
+            f"  time       {scale}",
+        ]
         if resumed:
-            lines.append(f"  resumed         : {resumed} in-flight shipment(s) from the data dir")
+            lines.append(f"  resumed    {resumed} in-flight shipment(s) from the data dir")
         lines += [
             "",
             "In trouble (lost, exception, gone quiet), in the Web UI:",
             f"  {list_url(ui, QUERIES['in trouble'])}",
             "",
             "Try it (another terminal, in this directory):",
-            f"  source {activate}     # puts the trackflow CLI on PATH",
+            f"  source {_shown_path(Path(sys.executable).parent / 'activate')}",
             *self._cli_environment(),
             f"  TOKEN=$(cat {token_file})",
-            f'  curl -H "Authorization: Bearer $TOKEN" '
-            f"http://127.0.0.1:{self.api_port}/v1/shipments/NUMBER",
-            "  trackflow outbox         # what went out; trackflow shipment show NUMBER",
+            '  curl -H "Authorization: Bearer $TOKEN" \\',
+            f"       http://127.0.0.1:{self.api_port}/v1/shipments/NUMBER",
+            "  trackflow outbox     # what went out",
+            "  trackflow shipment show NUMBER",
             "",
             "Ctrl-C stops everything; running it again resumes in-flight shipments.",
         ]

@@ -30,6 +30,7 @@ from tests.api_support import (
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
 from trackflow.contracts import SIGNAL_UPDATE_SHIPMENT
 from trackflow.models import Shipment, ShipmentUpdate, workflow_id_for
+from trackflow.settings import Settings
 from trackflow.shipment_state import ShipmentDocument, WaitingMessage
 from trackflow.tracking_policy import TrackingPolicy
 from workers.runtime import connect
@@ -696,8 +697,11 @@ async def test_root_links_to_the_docs_and_the_health_check(api: httpx.AsyncClien
 async def test_root_links_to_the_temporal_web_ui_when_it_is_known(
     task_queue: str, tmp_path: Path
 ) -> None:
-    settings = api_settings("127.0.0.1:1", task_queue, tmp_path)
-    app = create_app(settings, lambda: connect(settings), web_ui_url="http://127.0.0.1:8233")
+    settings = Settings.from_env(
+        {"TRACKFLOW_TEMPORAL_ADDRESS": "127.0.0.1:1", "TRACKFLOW_DATA_DIR": str(tmp_path)}
+        | {"TRACKFLOW_TEMPORAL_UI_URL": "http://127.0.0.1:8233", "TRACKFLOW_TASK_QUEUE": task_queue}
+    )
+    app = create_app(settings, lambda: connect(settings))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as h:
         links = (await h.get("/")).json()["links"]
     assert links["temporal_web_ui"] == "http://127.0.0.1:8233"

@@ -102,7 +102,14 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
 
     first, second = outputs
     assert "resumed" not in first
-    assert "resumed         : 1 in-flight shipment(s)" in second
+    assert "resumed    1 in-flight shipment(s)" in second
+    banner = first[first.index("trackflow is up") : first.index("Ctrl-C stops")]
+    wide = [
+        line
+        for line in banner.splitlines()
+        if len(line) > 80 and "?query=" not in line and str(tmp_path) not in line
+    ]
+    assert wide == [], "the banner fits 80 columns (the query link and long paths aside)"
     trouble = list_url(f"http://127.0.0.1:{ports['ui']}", QUERIES["in trouble"])
     assert trouble in first
     assert f"export TRACKFLOW_DATA_DIR={tmp_path}" in first

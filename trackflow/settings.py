@@ -35,6 +35,7 @@ class Settings(BaseModel):
     support_email: str | None = None
     support_phone: str | None = None
     support_url: str | None = None
+    temporal_ui_url: str | None = None
     resolution_url: str | None = None
     review_url: str | None = None
 
