@@ -20,13 +20,16 @@ def format_outbox_line(record: LedgerRecord, width: int | None = None, indent: s
         )
     named = record.order_id.lstrip("#") in headline or "#" in headline
     order = "" if named else f"order {record.order_id}: "
-    text = f"{record.sent_at.astimezone():%H:%M:%S} {record.channel} {what} → {record.to}: "
+    # The number's last digits tell apart the parcels of a split shipment.
+    parcel = f"…{record.tracking_number[-4:]}"
+    text = f"{record.sent_at.astimezone():%H:%M:%S} {parcel} {record.channel} {what} → "
     return textwrap.fill(
-        text + order + headline,
+        text + f"{record.to}: " + order + headline,
         width=max(width, len(indent) + 30),
         initial_indent=indent,
         subsequent_indent=indent + " " * 9,
         break_on_hyphens=False,
+        break_long_words=False,  # a link stays whole (and clickable), even past the width
     )
 
 

@@ -21,6 +21,7 @@ import pytz
 
 from activities.ledger import LedgerRecord, open_ledger
 from starters import demo
+from starters.render import format_outbox_line
 from tests.harness import eventually
 from trackflow.carriers import detect_best
 from trackflow.effects import SendNotification
@@ -256,8 +257,10 @@ async def test_the_outbox_lines_of_the_demo_fit_the_terminal(
         stop.set()
         await printer
         await writer.close()
-    assert all(len(line) <= 80 for line in printed), "\n".join(printed)
-    assert "".join(line.strip() for line in printed).count("AWB=3318810025") == 1
+    wide = [line for line in printed if len(line) > 80 and "://" not in line]
+    assert wide == [], "\n".join(printed)
+    links = [word for line in printed for word in line.split() if "://" in word]
+    assert links == ["http://www.dhl.com/en/express/tracking.html?brand=DHL&AWB=3318810025"]
 
 
 async def test_story_lines_fit_the_terminal(
@@ -394,3 +397,13 @@ def test_without_a_data_dir_the_marker_goes_beside_a_sqlite_ledger(tmp_path: Pat
     assert demo._marker_dir(None, f"sqlite:///{tmp_path}/ledger.sqlite3") == tmp_path
     assert demo._marker_dir(None, str(tmp_path / "ledger.sqlite3")) == tmp_path
     assert demo._marker_dir(None, "postgresql://db/trackflow") is None
+
+
+def test_the_parcels_of_a_split_shipment_are_told_apart_in_the_demo_output() -> None:
+    """One Shopify fulfillment, two numbers: the same message twice must not look like a
+    duplicate."""
+    subject = "Your order #SE907 is on its way"
+    first = format_outbox_line(_record("1Z999AA10123456784", "email", subject, ""), width=80)
+    second = format_outbox_line(_record("1Z999AA10123456795", "email", subject, ""), width=80)
+    assert first != second
+    assert "…6784" in first and "…6795" in second
