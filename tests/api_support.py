@@ -23,6 +23,7 @@ from starters.api import create_app
 from tests.factories import ANY_TIME_POLICY
 from trackflow.models import workflow_id_for
 from trackflow.settings import Settings
+from trackflow.tracking_policy import TrackingPolicy
 from workers.runtime import connect
 
 TOKEN = "test-token"
@@ -76,8 +77,11 @@ def api_settings(address: str, task_queue: str, data_dir: Path, **overrides: Any
 
 
 @asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, lambda: connect(settings), ANY_TIME_POLICY)
+async def api_client(
+    settings: Settings, policy: TrackingPolicy | None = ANY_TIME_POLICY
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`policy=None`: what the service itself would load from `settings`."""
+    app = create_app(settings, lambda: connect(settings), policy)
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(

@@ -268,11 +268,7 @@ async def test_temporal_unavailable_is_503_so_the_sender_retries(
     task_queue: str, tmp_path: Path
 ) -> None:
     settings = api_settings("127.0.0.1:1", task_queue, tmp_path)
-    app = create_app(settings, lambda: connect(settings))
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
-    ) as http:
+    async with api_client(settings, policy=None) as http:
         shipment = await http.post("/v1/shipments", json=shipment_body(tracking_number()))
         webhook = await _post_shopify(http, _fulfillment(tracking_number()))
         health = await http.get("/healthz")
@@ -355,16 +351,12 @@ async def test_time_scale_compresses_the_lost_package_timer_end_to_end(
     settings = api_settings(temporal_address, task_queue, tmp_path).model_copy(
         update={"time_scale": 100_000.0}
     )
-    app = create_app(settings, lambda: connect(settings))
     number = tracking_number()
     customer = {"name": "Ada", "email": "ada@example.com", "timezone": zone_at_local_hour(12)}
     body = shipment_body(number, customer=customer)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
     async with (
         running_worker(client, task_queue, tmp_path),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
-        ) as http,
+        api_client(settings, policy=None) as http,
     ):
         assert (await http.post("/v1/shipments", json=body)).status_code == 202
         event = event_body(number, "in_transit")
@@ -523,14 +515,10 @@ async def test_the_time_scale_setting_is_the_default_and_a_request_may_ask_for_r
     temporal_address: str, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     settings = api_settings(temporal_address, task_queue, tmp_path, time_scale=10_000.0)
-    app = create_app(settings, lambda: connect(settings))
     scaled, real = tracking_number(), tracking_number()
-    headers = {"Authorization": f"Bearer {TOKEN}"}
     async with (
         running_worker(client, task_queue, tmp_path),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
-        ) as http,
+        api_client(settings, policy=None) as http,
     ):
         for number, extra in ((scaled, {}), (real, {"time_scale": 1})):
             response = await http.post("/v1/shipments", json=shipment_body(number, **extra))
@@ -568,15 +556,11 @@ async def test_get_shipment_is_the_documented_public_shape(
     """The GET document used to be the workflow's internal view: held messages with their
     idempotency keys, ranks, scan markers and decision times, notes with their keys."""
     settings = api_settings(temporal_address, task_queue, tmp_path)
-    app = create_app(settings, lambda: connect(settings), TrackingPolicy())  # real quiet hours
     number = tracking_number()
     customer = shipment_body(number)["customer"] | {"timezone": zone_at_local_hour(3)}
-    headers = {"Authorization": f"Bearer {TOKEN}"}
     async with (
         running_worker(client, task_queue, tmp_path),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
-        ) as http,
+        api_client(settings, TrackingPolicy()) as http,  # real quiet hours
     ):
         created = await http.post("/v1/shipments", json=shipment_body(number, customer=customer))
         assert created.status_code == 202, created.text
