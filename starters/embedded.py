@@ -98,6 +98,9 @@ class EmbeddedStack:
         try:
             self._start_temporal(data_dir)
             self._wait_for_port(self.temporal_port, "Temporal")
+            # Counted before the API starts: only shipments from an earlier run, never one
+            # a client registers the moment the API answers.
+            resumed = self._running_shipments()
             if self.demo:
                 self._start_carrier_simulator(env)
             self._spawn([sys.executable, "-m", "starters.cli", "worker"], env)
@@ -105,7 +108,7 @@ class EmbeddedStack:
                 [sys.executable, "-m", "starters.cli", "api", "--port", str(self.api_port)], env
             )
             self._wait_for_port(self.api_port, "the trackflow API")
-            self._print_banner(self._running_shipments())
+            self._print_banner(resumed)
             if self.demo:
                 from starters.demo import play_demo
 
