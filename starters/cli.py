@@ -26,6 +26,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings.from_env(os.environ)
     if getattr(args, "data_dir", None):
         settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
+    if settings.encryption_keys:
+        from trackflow.encryption import EncryptionKeyError, parse_keys
+
+        try:
+            parse_keys(settings.encryption_keys)
+        except EncryptionKeyError as error:
+            print(f"trackflow: {error}", file=sys.stderr)
+            _exit(2)
     try:
         code = args.run(args, settings)
     except BrokenPipeError:  # e.g. `trackflow outbox --json | head`
@@ -139,6 +147,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     carrier_sim.set_defaults(run=_run_simulate_carrier)
 
+    keys = commands.add_parser("keys", help="payload encryption keys")
+    keys_commands = keys.add_subparsers(required=True, metavar="ACTION")
+    generate = keys_commands.add_parser(
+        "generate", help="print a new id:base64key entry for TRACKFLOW_ENCRYPTION_KEYS"
+    )
+    generate.add_argument("--id", help="the key id (default: key-<today>)")
+    generate.set_defaults(run=_run_keys_generate)
+
     outbox = commands.add_parser(
         "outbox", help="messages delivered by the local outbox, oldest first"
     )
@@ -223,6 +239,19 @@ def _run_outbox(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return asyncio.run(show())
+
+
+def _run_keys_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from trackflow.encryption import EncryptionKeyError, generate_key_entry
+
+    try:
+        print(generate_key_entry(args.id or f"key-{datetime.now(UTC):%Y%m%d}"))
+    except EncryptionKeyError as error:
+        print(f"trackflow: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _run_carrier_detect(args: argparse.Namespace, settings: Settings) -> int:

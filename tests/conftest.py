@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from workers.runtime import data_converter
 from workflows.search_attributes import ALL_KEYS
 
 
@@ -34,7 +34,9 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
             "frontend.WorkflowTimeSkippingEnabled=true",
         ],
         search_attributes=ALL_KEYS,
-        data_converter=pydantic_data_converter,
+        # No keys: the workers the tests start get this client; subprocess workers run
+        # without TRACKFLOW_ENCRYPTION_KEYS. tests/test_encryption.py makes its own client.
+        data_converter=data_converter(None),
     )
     try:
         yield env

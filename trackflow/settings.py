@@ -20,6 +20,8 @@ class Settings(BaseModel):
     ledger_url: str | None = None
     policy_file: Path | None = None
     api_token: str | None = None
+    # `id:base64key,...`: the first encrypts payloads, all decrypt (trackflow.encryption).
+    encryption_keys: str | None = Field(default=None, repr=False)
     shopify_webhook_secret: str | None = None
     easypost_webhook_secret: str | None = None
     aftership_webhook_secret: str | None = None

@@ -1,8 +1,9 @@
-"""Connecting to Temporal the same way everywhere: pydantic payloads, our search attributes;
-and the data dir, kept private to its owner."""
+"""Connecting to Temporal the same way everywhere: pydantic payloads (encrypted when keys are
+configured), our search attributes; and the data dir, kept private to its owner."""
 
 from __future__ import annotations
 
+import dataclasses
 import stat
 from pathlib import Path
 
@@ -13,17 +14,21 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 
 from activities.ledger import SQLITE_FILE_NAME
+from trackflow.encryption import EncryptionCodec, parse_keys
 from trackflow.settings import Settings
 from workflows.search_attributes import ALL_KEYS
 
 PID_FILE_NAME = "up.pids"
+ENCRYPTION_KEYS_FILE = "encryption_keys"
 # What trackflow keeps in the data dir; an older version left these readable by others.
 PRIVATE_FILES = (
     "api_token",
     "shopify_webhook_secret",
     "easypost_webhook_secret",
+    ENCRYPTION_KEYS_FILE,
     PID_FILE_NAME,
     "temporal.log",
     "simulator.log",
@@ -51,11 +56,32 @@ def secure_data_dir(path: Path) -> Path:
     return path
 
 
+def encryption_keys(settings: Settings) -> str | None:
+    """TRACKFLOW_ENCRYPTION_KEYS, else the keys `trackflow up` generated into the data dir, so
+    the CLI reads what the stack wrote."""
+    if settings.encryption_keys:
+        return settings.encryption_keys
+    try:
+        return (settings.data_dir / ENCRYPTION_KEYS_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def data_converter(keys: str | None) -> DataConverter:
+    """The one converter of workers, API, CLI and tests (`keys` as in
+    TRACKFLOW_ENCRYPTION_KEYS): a client must decode what the workers it talks to encoded."""
+    if keys is None:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=EncryptionCodec(parse_keys(keys))
+    )
+
+
 async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(encryption_keys(settings)),
     )
 
 
