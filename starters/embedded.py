@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,8 @@ from starters.cli import SUPERVISOR_FD_ENV
 from starters.demo import DEMO_TIME_SCALE
 from starters.web_ui import QUERIES, list_url
 from trackflow.contracts import WORKFLOW_NAME
-from trackflow.encryption import generate_key_entry
 from trackflow.settings import Settings
-from workers.runtime import ENCRYPTION_KEYS_FILE, PID_FILE_NAME, secure_data_dir
+from workers.runtime import PID_FILE_NAME, secure_data_dir
 from workflows.search_attributes import ALL_KEYS
 
 READY_TIMEOUT_S = 60.0
@@ -142,11 +140,6 @@ class EmbeddedStack:
             TRACKFLOW_API_TOKEN=self.settings.api_token or _local_secret(data_dir, "api_token"),
             TRACKFLOW_SHOPIFY_WEBHOOK_SECRET=self.settings.shopify_webhook_secret
             or _local_secret(data_dir, "shopify_webhook_secret"),
-            # In the environment, never on a command line (readable by every local user).
-            TRACKFLOW_ENCRYPTION_KEYS=self.settings.encryption_keys
-            or _local_secret(
-                data_dir, ENCRYPTION_KEYS_FILE, lambda: generate_key_entry(_new_key_id())
-            ),
         )
         return env
 
@@ -310,13 +303,7 @@ class EmbeddedStack:
         print("\n".join(lines) + "\n", flush=True)
 
 
-def _new_key_id() -> str:
-    return f"local-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(2)}"
-
-
-def _local_secret(
-    data_dir: Path, name: str, generate: Callable[[], str] = lambda: secrets.token_urlsafe(24)
-) -> str:
+def _local_secret(data_dir: Path, name: str) -> str:
     """A per-install secret kept in the data dir, so restarts keep working with the same one.
 
     Written to a private temporary file and hard-linked into place, so the secret is never
@@ -328,7 +315,7 @@ def _local_secret(
         fd, draft = tempfile.mkstemp(dir=data_dir, prefix=f".{name}.")  # mode 0600
         try:
             with os.fdopen(fd, "w") as file:
-                file.write(generate())
+                file.write(secrets.token_urlsafe(24))
             with contextlib.suppress(FileExistsError):
                 os.link(draft, path)
         finally:
