@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,6 +99,18 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
         shown_text = trackflow_cli("shipment", "show", TRACKING_NUMBER, env=env)
         debug = trackflow_cli("shipment", "show", TRACKING_NUMBER, "--debug", env=env)
         outbox = trackflow_cli("outbox", "--tracking-number", TRACKING_NUMBER, "--json", env=env)
+        temporal = str(Path(sys.executable).parent / "temporal")
+        described = subprocess.run(
+            [
+                *(temporal, "workflow", "describe", "-o", "json"),
+                *("-w", f"shipment-{TRACKING_NUMBER}"),
+                *("--address", env["TRACKFLOW_TEMPORAL_ADDRESS"]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         missing = trackflow_cli("shipment", "show", "1Z0000000000000000", env=env)
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
 
@@ -115,6 +129,13 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
     assert f"export TRACKFLOW_DATA_DIR={tmp_path}" in first
     assert "/bin/activate" in first
     assert not [line for line in (first + second).splitlines() if "WARN" in line or "rror" in line]
+
+    # No payload encryption unless asked for: the Web UI can show the summary as it is.
+    summary = json.loads(described.stdout)["executionConfig"]["userMetadata"]["summary"]
+    assert "Order 5001" in json.dumps(summary), summary
+    encrypted = base64.b64encode(b"binary/encrypted").decode()
+    assert "binary/encrypted" not in described.stdout and encrypted not in described.stdout
+    assert not (tmp_path / "encryption_keys").exists()
 
     assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
     assert {"temporal.sqlite", "ledger.sqlite3", "ledger.sqlite3-wal", "api_token"} <= set(modes)
