@@ -14,7 +14,7 @@ PYTHON ?= python3
 VENV ?= .venv
 ARGS ?= --demo
 PYTEST_ARGS ?=
-MYPY_TARGETS ?= trackflow workflows activities
+MYPY_TARGETS ?= trackflow workflows activities starters workers tests bench
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

@@ -10,8 +10,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from trackflow.settings import Settings
 
@@ -290,13 +291,13 @@ def _normalized(tracking_number: str | None) -> str | None:
     return normalize_tracking_number(tracking_number) if tracking_number else None
 
 
-def _run_until_signal(coroutine: object) -> int:
+def _run_until_signal(coroutine: Coroutine[Any, Any, object]) -> int:
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(coroutine)
         stopper = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if task in done:

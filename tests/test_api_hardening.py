@@ -240,7 +240,7 @@ async def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(
 def test_temporal_errors_map_to_permanent_or_retryable_statuses(
     status: RPCStatusCode, code: int
 ) -> None:
-    assert status_for_temporal_error(RPCError("boom", status, None)) == code
+    assert status_for_temporal_error(RPCError("boom", status, b"")) == code
 
 
 # --- 6: a non-ASCII bearer token ------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_temporal_errors_map_to_permanent_or_retryable_statuses(
 
 @pytest.mark.parametrize("token", ["Bearer é", "Bearer 💥", "Bearer \x00", "Bearer test-tokén"])
 async def test_a_non_ascii_bearer_token_is_401(api: httpx.AsyncClient, token: str) -> None:
-    headers = {"Authorization": token.encode("utf-8")}
+    headers = [(b"Authorization", token.encode("utf-8"))]
     response = await api.get("/v1/shipments/1Z999AA10123456784", headers=headers)
     assert response.status_code == 401
 

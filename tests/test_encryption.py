@@ -167,10 +167,7 @@ async def test_history_on_the_server_holds_no_personal_data_in_clear(
         assert secret not in shown, secret
 
     # Search attributes stay in clear for the Web UI: none of them is personal.
-    attributes = {
-        key.name: description.typed_search_attributes.get(key)  # type: ignore[arg-type]
-        for key in ALL_KEYS
-    }
+    attributes = {key.name: description.typed_search_attributes.get(key) for key in ALL_KEYS}
     assert attributes["TrackflowTrackingNumber"] == number
     assert attributes["TrackflowOrderId"] == shipment.order_id
     assert not [v for v in attributes.values() if any(s in str(v) for s in personal)]

@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from trackflow.models import CarrierStatus, ExceptionKind, ShippingSpeed
+from trackflow.models import CarrierStatus, ExceptionKind, ReturnRequest, ShippingSpeed
 from trackflow.sources.shopify import (
     RETURN_TOPICS,
-    ReturnRequest,
     ShopifyPayloadError,
     carrier_code,
     parse_fulfillment,

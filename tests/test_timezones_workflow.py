@@ -39,7 +39,8 @@ REGIONS = {
 
 @pytest.fixture
 def fresh_country_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pytz, "country_timezones", pytz._CountryTimezoneDict())
+    fresh = type(pytz.country_timezones)()  # the lazy table as a new process has it
+    monkeypatch.setattr(pytz, "country_timezones", fresh)
 
 
 async def test_customers_without_a_timezone_get_their_first_message_in_every_region(

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from temporalio.client import Client
@@ -119,7 +120,7 @@ async def test_two_workers_on_a_postgres_ledger_send_each_message_once_across_a_
     async def all_sent(count: int) -> None:
         for shipment in shipments:
             await eventually(
-                lambda s=shipment: outbox(tmp_path, s.tracking_number, ledger_url=POSTGRES),
+                partial(outbox, tmp_path, shipment.tracking_number, ledger_url=POSTGRES),
                 lambda r: len(r) >= count,
                 deadline_s=90,
                 what=f"{count} messages",
