@@ -57,7 +57,7 @@ class EmbeddedStack:
         self.ui_port = ui_port
         self.demo = demo
         self.simulator_port = simulator_port
-        self.metrics_port = _free_port()  # the dev server would pick one and tell no one
+        self.metrics_port = free_port()  # the dev server would pick one and tell no one
         self._children: list[tuple[subprocess.Popen[bytes], list[str]]] = []
         self._pid_file = -1
 
@@ -403,7 +403,8 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port nothing listens on right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]

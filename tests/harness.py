@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 from temporalio.client import Client
 
 from activities.ledger import Ledger, LedgerRecord, open_ledger
+from starters.embedded import free_port as free_port  # shared with `trackflow up`
 from trackflow.settings import Settings
 from workers.worker import running_workers
 
@@ -79,14 +79,6 @@ def zone_at_local_hour(hour: int, now: datetime | None = None) -> str:
         offset -= 24
     # POSIX-style names: Etc/GMT+5 is five hours *behind* UTC.
     return "Etc/UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now, for a local server started by a test."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def up_ports() -> dict[str, int]:

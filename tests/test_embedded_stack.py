@@ -8,7 +8,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from starters.web_ui import QUERIES, list_url
+from tests.conftest import temporal_cli
 from tests.harness import (
     clean_env,
     poll_json,
@@ -99,7 +99,7 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
         shown_text = trackflow_cli("shipment", "show", TRACKING_NUMBER, env=env)
         debug = trackflow_cli("shipment", "show", TRACKING_NUMBER, "--debug", env=env)
         outbox = trackflow_cli("outbox", "--tracking-number", TRACKING_NUMBER, "--json", env=env)
-        temporal = str(Path(sys.executable).parent / "temporal")
+        temporal = temporal_cli()
         described = subprocess.run(
             [
                 *(temporal, "workflow", "describe", "-o", "json"),

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from tests.factories import ANY_TIME_POLICY, T0, at, exception_event, make_event, make_shipment
 from tests.test_policy import Run as PolicyRun
 from tests.test_policy_timing_properties import POLICIES, Story, customers, stories
-from trackflow.event_time import EARLIEST_EVENT, MAX_FUTURE, human_duration, implausible_time
+from trackflow.durations import human_duration
+from trackflow.event_time import EARLIEST_EVENT, MAX_FUTURE, implausible_time
 from trackflow.models import CarrierEvent, CarrierStatus, ExceptionKind, Shipment, Trigger
 from trackflow.policy import (
     Decision,

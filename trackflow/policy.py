@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 
 from trackflow.carriers.resolve import with_detected_carrier
+from trackflow.durations import human_duration
 from trackflow.effects import (
     AUTO_DELAY_NOTIFIED,
     LOST_PACKAGE_TAG,
@@ -21,7 +22,7 @@ from trackflow.effects import (
     TagHelpdesk,
     Tone,
 )
-from trackflow.event_time import human_duration, implausible_time
+from trackflow.event_time import implausible_time
 from trackflow.models import (
     CarrierEvent,
     CarrierStatus,

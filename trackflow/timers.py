@@ -6,7 +6,7 @@ import zlib
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from trackflow.event_time import human_duration
+from trackflow.durations import human_duration
 from trackflow.models import CarrierStatus, Model, Shipment
 from trackflow.shipment_state import Phase, ShipmentState
 from trackflow.tracking_policy import TrackingPolicy

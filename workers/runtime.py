@@ -57,8 +57,8 @@ def secure_data_dir(path: Path) -> Path:
 
 
 def encryption_keys(settings: Settings) -> str | None:
-    """TRACKFLOW_ENCRYPTION_KEYS, else the keys `trackflow up` generated into the data dir, so
-    the CLI reads what the stack wrote."""
+    """TRACKFLOW_ENCRYPTION_KEYS, else the data dir's `encryption_keys` file, so every process
+    of one stack (the CLI in another terminal too) uses the same keys."""
     if settings.encryption_keys:
         return settings.encryption_keys
     try:
