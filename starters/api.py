@@ -28,7 +28,6 @@ from temporalio.service import RPCError
 from starters.api_errors import install_error_handlers
 from starters.api_models import CarrierEventIn, ShipmentIn
 from starters.json_body import BodySizeLimit, StrictJsonRoute, parse_json_object
-from starters.policy_file import load_policy
 from starters.shipments import (
     ShipmentClosed,
     ShipmentNotFound,
@@ -54,6 +53,7 @@ from trackflow.sources.shopify import (
 )
 from trackflow.sources.signatures import verify_aftership, verify_easypost, verify_shipengine
 from trackflow.tracking_policy import TrackingPolicy
+from workers.policy_file import load_policy
 
 ClientFactory = Callable[[], Awaitable[Client]]
 logger = logging.getLogger("trackflow.api")

@@ -23,11 +23,11 @@ from activities.polling import (
     ShipEngineTracking,
     TrackerApi,
 )
-from starters.policy_file import load_policy
 from trackflow.contracts import POLL_PROVIDERS, poll_queue
 from trackflow.messages import Brand
 from trackflow.settings import Settings
 from trackflow.timezones import preload_zone_data
+from workers.policy_file import load_policy
 from workers.runtime import connect, ensure_search_attributes, secure_data_dir
 from workflows.carrier_api_health import CarrierApiHealthWorkflow
 from workflows.returns import ReturnsWorkflow

@@ -1,5 +1,9 @@
 """The TrackingPolicy new shipments start with: defaults, or a JSON file, then time-scaled by
-TRACKFLOW_TIME_SCALE (a shipment that asks for its own `time_scale` gets that instead)."""
+TRACKFLOW_TIME_SCALE (a shipment that asks for its own `time_scale` gets that instead).
+
+The worker (carrier-API health) and the API (new shipments) both load it. It reads a file, so
+it lives with the processes rather than in the pure `trackflow` package, and here rather than
+in `starters` so that workers import nothing from `starters`."""
 
 from __future__ import annotations
 
