@@ -1,9 +1,9 @@
 """The notification ledger: the durable record that makes every message go out exactly once.
 
-One row per idempotency key. A row is either 'sent' (a complete `LedgerRecord`) or
-'sending' (a lease taken with `claim` by a sender whose provider is not idempotent).
-`record_once` inserts a new key or completes a claimed one, atomically, so concurrent
-senders of the same key agree on a single stored record.
+One row per idempotency key, holding a complete `LedgerRecord`. `record_once` inserts a
+new key atomically, so concurrent senders of the same key agree on a single stored record.
+(The table keeps its `status`, `owner`, `lease_until` and `attempts` columns, so ledgers
+written by earlier versions and by this one stay interchangeable; every row is 'sent'.)
 
 Two backends share the SQL: SQLite (embedded default, stdlib sqlite3 run in a thread,
 WAL so a worker and the CLI can share the file) and PostgreSQL via asyncpg for several
@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -82,40 +82,10 @@ class LedgerRecord(BaseModel):
         return value.astimezone(UTC)
 
 
-class Claim(BaseModel):
-    """The outcome of `Ledger.claim`.
-
-    acquired: the caller holds the lease and may send, then call `record_once`.
-    attempt: how many owners have held the key; above 1 an earlier owner's lease expired
-        and that attempt may or may not have reached the provider.
-    record: set when the key was already sent; nothing to do.
-    Otherwise another owner holds a live lease until `lease_expires_at`: try again later.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    idempotency_key: str
-    acquired: bool
-    attempt: int = 0
-    owner: str | None = None
-    lease_expires_at: datetime | None = None
-    record: LedgerRecord | None = None
-
-
 class Ledger(Protocol):
     async def record_once(self, record: LedgerRecord) -> tuple[LedgerRecord, bool]:
         """Store the record unless its key is already sent; return the stored record and
-        whether this call stored it. Completes a claim on the key, whoever holds it."""
-        ...
-
-    async def claim(
-        self, idempotency_key: str, owner: str, lease: timedelta, *, now: datetime | None = None
-    ) -> Claim:
-        """Take (or renew, for the same owner) the sending lease on a key not yet sent."""
-        ...
-
-    async def release(self, idempotency_key: str, owner: str) -> bool:
-        """Give up a lease after a send that certainly failed, so a retry may claim at once."""
+        whether this call stored it."""
         ...
 
     async def get(self, idempotency_key: str) -> LedgerRecord | None: ...
@@ -154,12 +124,9 @@ class _SqlLedger(ABC):
         t = self.table
         columns = ", ".join(_RECORD_COLUMNS)
         markers = ", ".join("?" for _ in _RECORD_COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _RECORD_COLUMNS)
         created = await self._fetch(
             f"INSERT INTO {t} (idempotency_key, status, {columns}) VALUES (?, 'sent', {markers}) "
-            f"ON CONFLICT (idempotency_key) DO UPDATE SET {updates}, "
-            f"status = 'sent', owner = NULL, lease_until = NULL "
-            f"WHERE {t}.status = 'sending' RETURNING seq",
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq",
             record.idempotency_key,
             record.kind,
             record.tracking_number,
@@ -181,67 +148,6 @@ class _SqlLedger(ABC):
         if stored is None:
             raise RuntimeError(f"ledger row for {record.idempotency_key!r} vanished")
         return stored, False
-
-    async def claim(
-        self, idempotency_key: str, owner: str, lease: timedelta, *, now: datetime | None = None
-    ) -> Claim:
-        self._writing()
-        t = self.table
-        now = (now or datetime.now(UTC)).astimezone(UTC)
-        until = now + lease
-        while True:
-            taken = await self._fetch(
-                f"INSERT INTO {t} (idempotency_key, status, owner, lease_until, attempts) "
-                f"VALUES (?, 'sending', ?, ?, 1) "
-                f"ON CONFLICT (idempotency_key) DO UPDATE SET owner = excluded.owner, "
-                f"lease_until = excluded.lease_until, attempts = {t}.attempts + "
-                f"CASE WHEN {t}.owner = excluded.owner THEN 0 ELSE 1 END "
-                f"WHERE {t}.status = 'sending' "
-                f"AND ({t}.owner = excluded.owner OR {t}.lease_until <= ?) "
-                f"RETURNING attempts",
-                idempotency_key,
-                owner,
-                self._to_db_time(until),
-                self._to_db_time(now),
-            )
-            if taken:
-                return Claim(
-                    idempotency_key=idempotency_key,
-                    acquired=True,
-                    attempt=taken[0]["attempts"],
-                    owner=owner,
-                    lease_expires_at=until,
-                )
-            rows = await self._fetch(
-                f"SELECT * FROM {t} WHERE idempotency_key = ?", idempotency_key
-            )
-            if not rows:
-                continue
-            row = rows[0]
-            if row["status"] == "sent":
-                return Claim(
-                    idempotency_key=idempotency_key,
-                    acquired=False,
-                    attempt=row["attempts"],
-                    record=self._record(row),
-                )
-            return Claim(
-                idempotency_key=idempotency_key,
-                acquired=False,
-                attempt=row["attempts"],
-                owner=row["owner"],
-                lease_expires_at=self._from_db_time(row["lease_until"]),
-            )
-
-    async def release(self, idempotency_key: str, owner: str) -> bool:
-        self._writing()
-        rows = await self._fetch(
-            f"DELETE FROM {self.table} WHERE idempotency_key = ? AND status = 'sending' "
-            f"AND owner = ? RETURNING seq",
-            idempotency_key,
-            owner,
-        )
-        return bool(rows)
 
     async def get(self, idempotency_key: str) -> LedgerRecord | None:
         rows = await self._fetch(
@@ -479,11 +385,3 @@ def open_ledger(url: str, *, table: str = DEFAULT_TABLE, read_only: bool = False
     if "://" in url:
         raise ValueError(f"unsupported ledger url: {url!r}")
     return SqliteLedger(Path(url), table, read_only=read_only)
-
-
-def default_ledger_url(data_dir: Path, env_value: str | None = None) -> str:
-    """The `TRACKFLOW_LEDGER_URL` value if set (the caller reads it), else a SQLite file in
-    the data dir."""
-    if env_value and env_value.strip():
-        return env_value.strip()
-    return f"sqlite:///{(data_dir / SQLITE_FILE_NAME).as_posix()}"

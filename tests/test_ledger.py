@@ -26,7 +26,6 @@ from activities.ledger import (
     PostgresLedger,
     ReadOnlyLedgerError,
     SqliteLedger,
-    default_ledger_url,
     open_ledger,
 )
 from tests.harness import clean_env, trackflow_cli
@@ -197,52 +196,6 @@ def test_sent_at_is_normalized_to_utc() -> None:
         make_record(sent_at=datetime(2026, 11, 20, 14, 0))
 
 
-async def test_claim_lease_lifecycle(ledger: Ledger) -> None:
-    key = "shipment-1Z999:exception:1-lost:sms"
-    lease = timedelta(minutes=5)
-
-    first = await ledger.claim(key, "worker-a", lease, now=T0)
-    assert first.acquired and first.attempt == 1 and first.lease_expires_at == T0 + lease
-    assert await ledger.get(key) is None
-    assert await ledger.list() == []
-
-    held = await ledger.claim(key, "worker-b", lease, now=T0 + timedelta(minutes=1))
-    assert not held.acquired and held.owner == "worker-a" and held.record is None
-    assert held.lease_expires_at == T0 + lease
-
-    renewed = await ledger.claim(key, "worker-a", lease, now=T0 + timedelta(minutes=2))
-    assert renewed.acquired and renewed.attempt == 1
-
-    taken_over = await ledger.claim(key, "worker-b", lease, now=T0 + timedelta(minutes=8))
-    assert taken_over.acquired and taken_over.attempt == 2
-    assert not await ledger.release(key, "worker-a")
-
-    record = make_record(key, transport="twilio", provider_message_id="SM1")
-    stored, created = await ledger.record_once(record)
-    assert created and stored == record
-    assert await ledger.get(key) == record
-
-    done = await ledger.claim(key, "worker-c", lease, now=T0 + timedelta(hours=1))
-    assert not done.acquired and done.record == record
-    _, created = await ledger.record_once(make_record(key, body="late duplicate"))
-    assert not created
-
-
-async def test_release_lets_the_next_sender_claim(ledger: Ledger) -> None:
-    key = "shipment-1Z999:delivered:1:sms"
-    assert (await ledger.claim(key, "worker-a", timedelta(minutes=5))).acquired
-    assert await ledger.release(key, "worker-a")
-    again = await ledger.claim(key, "worker-b", timedelta(minutes=5))
-    assert again.acquired and again.attempt == 1
-
-
-async def test_concurrent_claims_have_one_winner(ledger: Ledger) -> None:
-    claims = await asyncio.gather(
-        *(ledger.claim("k", f"owner-{i}", timedelta(minutes=5)) for i in range(20))
-    )
-    assert sum(c.acquired for c in claims) == 1
-
-
 def test_open_ledger_urls(tmp_path: Path) -> None:
     relative = open_ledger("sqlite:///.trackflow/ledger.sqlite3")
     assert isinstance(relative, SqliteLedger) and relative.path == Path(".trackflow/ledger.sqlite3")
@@ -257,16 +210,6 @@ def test_open_ledger_urls(tmp_path: Path) -> None:
             open_ledger(bad)
     with pytest.raises(ValueError, match="table"):
         open_ledger("sqlite:///x.db", table="x; DROP TABLE y")
-
-
-def test_default_ledger_url(tmp_path: Path) -> None:
-    url = default_ledger_url(tmp_path)
-    assert url == f"sqlite:///{tmp_path}/ledger.sqlite3"
-    ledger = open_ledger(url)
-    assert isinstance(ledger, SqliteLedger) and ledger.path == tmp_path / "ledger.sqlite3"
-    assert default_ledger_url(Path(".trackflow")) == "sqlite:///.trackflow/ledger.sqlite3"
-    assert default_ledger_url(tmp_path, "postgresql://h/db") == "postgresql://h/db"
-    assert default_ledger_url(tmp_path, " ") == url
 
 
 async def test_outbox_command_reads_while_another_process_holds_a_write_transaction(
@@ -310,8 +253,6 @@ async def test_read_only_ledger_creates_nothing_and_refuses_writes(
     assert await reader.get("nope") is None
     with pytest.raises(ReadOnlyLedgerError):
         await reader.record_once(make_record())
-    with pytest.raises(ReadOnlyLedgerError):
-        await reader.claim("k", "cli", timedelta(minutes=1))
     assert not (tmp_path / "data").exists()
 
     record = make_record()
