@@ -1,4 +1,4 @@
-"""Shopify input: HMAC check, fulfillment and fulfillment-event payloads -> domain models."""
+"""Shopify input: HMAC check, fulfillment, refund and return payloads -> domain models."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import copy
 import hashlib
 import hmac
 import json
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from trackflow.sources.shopify import (
     ShopifyPayloadError,
     carrier_code,
     parse_fulfillment,
-    parse_fulfillment_event,
     parse_return_request,
     verify_hmac,
 )
@@ -39,11 +38,6 @@ def _load(name: str) -> dict[str, Any]:
 @pytest.fixture
 def fulfillment() -> dict[str, Any]:
     return _load("shopify_fulfillments_create.json")
-
-
-@pytest.fixture
-def fulfillment_event() -> dict[str, Any]:
-    return _load("shopify_fulfillment_events_create.json")
 
 
 # --- HMAC -----------------------------------------------------------------------------------
@@ -342,25 +336,9 @@ def test_bad_payload_names_the_field(fulfillment: dict[str, Any], mutate: Any, r
     assert isinstance(caught.value, ValueError)
 
 
-# --- fulfillment_events/create --------------------------------------------------------------
-
-
-def test_sample_fulfillment_event(fulfillment_event: dict[str, Any]) -> None:
-    event = parse_fulfillment_event(fulfillment_event, tracking_number="1z827wk74630")
-    assert event is not None
-    assert event.tracking_number == "1Z827WK74630"
-    assert (event.status, event.exception) == (CarrierStatus.IN_TRANSIT, None)
-    assert event.occurred_at == datetime(2021, 12, 31, 19, tzinfo=timezone(timedelta(hours=-5)))
-    assert event.description == "Item is now in transit"
-    assert event.location == "CA"
-    assert event.estimated_delivery is None
-    assert (event.event_id, event.source) == ("shopify-event:1234567", "shopify")
-
-
 @pytest.mark.parametrize(
     ("raw", "status", "exception"),
     [
-        *SHIPMENT_STATUSES,
         ("carrier_picked_up", CarrierStatus.IN_TRANSIT, None),
         ("delayed", CarrierStatus.EXCEPTION, ExceptionKind.CARRIER_DELAY),
         ("buyer_action_required", CarrierStatus.EXCEPTION, ExceptionKind.ADDRESS_ISSUE),
@@ -369,41 +347,15 @@ def test_sample_fulfillment_event(fulfillment_event: dict[str, Any]) -> None:
         ("OUT_FOR_DELIVERY", CarrierStatus.OUT_FOR_DELIVERY, None),  # GraphQL enum spelling
     ],
 )
-def test_fulfillment_event_status_mapping(
-    fulfillment_event: dict[str, Any],
+def test_fulfillment_event_statuses_map_too(
+    fulfillment: dict[str, Any],
     raw: str,
     status: CarrierStatus,
     exception: ExceptionKind | None,
 ) -> None:
-    fulfillment_event["status"] = raw
-    event = parse_fulfillment_event(fulfillment_event, tracking_number="1Z827WK74630")
-    assert event is not None
+    fulfillment["shipment_status"] = raw
+    [event] = parse_fulfillment(fulfillment, shop_domain=SHOP).events
     assert (event.status, event.exception) == (status, exception)
-
-
-def test_fulfillment_event_unknown_status_is_none(fulfillment_event: dict[str, Any]) -> None:
-    fulfillment_event["status"] = "teleported"
-    assert parse_fulfillment_event(fulfillment_event, tracking_number="1Z827WK74630") is None
-
-
-def test_fulfillment_event_location_and_eta(fulfillment_event: dict[str, Any]) -> None:
-    fulfillment_event.update(
-        city="Louisville",
-        province="Kentucky",
-        country="US",
-        estimated_delivery_at="2026-11-22T20:00:00-05:00",
-    )
-    event = parse_fulfillment_event(fulfillment_event, tracking_number="1Z827WK74630")
-    assert event is not None
-    assert event.location == "Louisville, Kentucky, US"
-    assert event.estimated_delivery == date(2026, 11, 22)
-
-
-def test_fulfillment_event_bad_tracking_number_is_payload_error(
-    fulfillment_event: dict[str, Any],
-) -> None:
-    with pytest.raises(ShopifyPayloadError, match="tracking_number"):
-        parse_fulfillment_event(fulfillment_event, tracking_number="??")
 
 
 # --- refunds/create and returns/request -----------------------------------------------------

@@ -3,7 +3,6 @@
 Topics handled:
 
 * ``fulfillments/create`` and ``fulfillments/update`` -> :func:`parse_fulfillment`
-* ``fulfillment_events/create`` -> :func:`parse_fulfillment_event`
 * ``refunds/create`` and ``returns/request`` (:data:`RETURN_TOPICS`) -> :func:`parse_return_request`
 
 Ids: Shopify ids exceed 2**53. The caller must parse the body with integers intact (Python's
@@ -103,8 +102,8 @@ def verify_hmac(raw_body: bytes, header_value: str | None, secret: str) -> bool:
 
 # --- status tables --------------------------------------------------------------------------
 
-# One table for the REST ``shipment_status`` of a fulfillment and the ``status`` of a
-# fulfillment event (the former's values are a subset of the latter's).
+# A fulfillment's ``shipment_status``; the table also knows the statuses of Shopify's
+# fulfillment events (a superset of those values), which map the same way.
 _STATUS: dict[str, tuple[CarrierStatus, ExceptionKind | None]] = {
     "label_printed": (CarrierStatus.LABEL_CREATED, None),
     "label_purchased": (CarrierStatus.LABEL_CREATED, None),
@@ -359,7 +358,6 @@ def _event(
     status: str,
     occurred_at: datetime,
     event_id: str | None,
-    **extra: Any,
 ) -> CarrierEvent | None:
     mapped = map_status(status)
     if mapped is None:
@@ -371,7 +369,6 @@ def _event(
         occurred_at=occurred_at,
         event_id=event_id,
         source=SOURCE,
-        **extra,
     )
 
 
@@ -456,42 +453,6 @@ def parse_fulfillment(payload: Mapping[str, Any], *, shop_domain: str | None) ->
         updated_at=updated_at,
         time_scale=time_scale,
     )
-
-
-def parse_fulfillment_event(
-    payload: Mapping[str, Any], *, tracking_number: str
-) -> CarrierEvent | None:
-    """A ``fulfillment_events/create`` payload -> CarrierEvent; None for an unknown status.
-
-    This payload names only ``fulfillment_id`` and ``order_id``, not the tracking number: the
-    caller looks the tracking number up (from the stored fulfillment) and passes it in.
-    """
-    if not isinstance(payload, Mapping):
-        raise ShopifyPayloadError("payload is not a JSON object")
-    status = _text(payload.get("status"))
-    if status is None:
-        raise ShopifyPayloadError("status is missing")
-    event_id = f"shopify-event:{_id(payload.get('id'), 'id')}"
-    occurred_at = _when(payload.get("happened_at") or payload.get("created_at"), "happened_at")
-
-    place = (_text(payload.get(field)) for field in ("city", "province", "country"))
-    location = ", ".join(p for p in place if p) or None
-    eta = payload.get("estimated_delivery_at")
-    message = _text(payload.get("message"))
-    try:
-        return _event(
-            tracking_number,
-            status,
-            occurred_at,
-            event_id,
-            description=message[:500] if message else None,
-            location=location[:200] if location else None,
-            estimated_delivery=_when(eta, "estimated_delivery_at").date() if eta else None,
-        )
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "payload"
-        raise ShopifyPayloadError(f"{where}: {first['msg']}") from None
 
 
 # --- refunds and returns --------------------------------------------------------------------
