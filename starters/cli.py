@@ -156,6 +156,27 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--id", help="the key id (default: key-<today>)")
     generate.set_defaults(run=_run_keys_generate)
 
+    codec = commands.add_parser(
+        "codec-server",
+        help="decrypt payloads for the Temporal Web UI and CLI (Temporal's codec protocol)",
+        description="Temporal's remote codec protocol (POST /decode, /encode) over trackflow's "
+        "payload encryption, for the Web UI's --ui-codec-endpoint and the temporal CLI's "
+        "--codec-endpoint. Keys as the worker's (TRACKFLOW_ENCRYPTION_KEYS, else the data "
+        "dir's encryption_keys); with TRACKFLOW_CODEC_TOKEN set, requests need "
+        "'Authorization: Bearer <token>', and only then may it listen beyond loopback.",
+    )
+    codec.add_argument("--host", default="127.0.0.1")
+    codec.add_argument("--port", type=int, default=8081, help="default 8081")
+    codec.add_argument(
+        "--ui-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a Web UI origin browsers may call it from (repeatable; default "
+        "http://localhost:8233 and http://127.0.0.1:8233)",
+    )
+    codec.add_argument("--data-dir")
+    codec.set_defaults(run=_run_codec_server)
+
     outbox = commands.add_parser(
         "outbox", help="messages delivered by the local outbox, oldest first"
     )
@@ -253,6 +274,18 @@ def _run_keys_generate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"trackflow: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run_codec_server(args: argparse.Namespace, settings: Settings) -> int:
+    from starters.codec_server import TOKEN_ENV, run_codec_server
+
+    return run_codec_server(
+        settings,
+        host=args.host,
+        port=args.port,
+        origins=args.ui_origin,
+        token=os.environ.get(TOKEN_ENV) or None,
+    )
 
 
 def _run_carrier_detect(args: argparse.Namespace, settings: Settings) -> int:

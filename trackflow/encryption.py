@@ -21,13 +21,14 @@ from temporalio.converter import PayloadCodec
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 NONCE_BYTES = 12
+TAG_BYTES = 16
 KEY_BYTES = 32
 ENV_VAR = "TRACKFLOW_ENCRYPTION_KEYS"
 
 
 class EncryptionKeyError(ValueError):
-    """A malformed key setting, or a payload whose key we do not have. Never shows key
-    material."""
+    """A malformed key setting, or an encrypted payload we cannot decrypt (its key is not
+    configured, or it is truncated or altered). Never shows key material."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ class EncryptionCodec(PayloadCodec):
                     f"configured keys ({', '.join(self._ciphers)}): add it to {ENV_VAR}"
                 )
             data = payload.data
+            if len(data) < NONCE_BYTES + TAG_BYTES:
+                raise EncryptionKeyError(
+                    f"payload encrypted with key id {key_id!r} is truncated: {len(data)} bytes"
+                )
             try:
                 plain = cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], None)
             except InvalidTag:
