@@ -4,16 +4,26 @@ holds no personal data in clear."""
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from google.protobuf import json_format
+from temporalio import activity, workflow
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import RetryPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from starters.codec_server import codec_request, create_codec_app, ui_origins
 from starters.shipments import register_shipment, shipment_view, signal_event
 from tests.conftest import temporal_cli
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
@@ -191,4 +201,90 @@ def test_a_malformed_key_setting_stops_any_command_with_a_clear_message() -> Non
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "trackflow: TRACKFLOW_ENCRYPTION_KEYS: entry 2 (key id 'old'): the key is 10 bytes, not 32"
+    )
+
+
+@activity.defn(name="CheckRecipientProbe")
+async def check_recipient(email: str) -> None:
+    raise ApplicationError(f"recipient {email} bounced", non_retryable=True)
+
+
+@workflow.defn(name="FailureEncodingProbe", sandboxed=False)
+class FailureEncodingProbe:
+    @workflow.run
+    async def run(self, email: str) -> None:
+        await workflow.execute_activity(
+            check_recipient,
+            email,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=1),
+        )
+
+
+async def test_failure_messages_are_encrypted_and_decode_through_the_codec(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """An exception can quote customer data: with keys, its message and stack trace travel
+    as encrypted attributes; clients and the codec server decode them."""
+    keys = f"{NEW},{OLD}"
+    encrypted = Client(
+        temporal_env.client.service_client,
+        namespace=temporal_env.client.namespace,
+        data_converter=data_converter(keys),
+    )
+    email = "grace.hopper@example.org"
+    async with Worker(
+        encrypted,
+        task_queue=task_queue,
+        workflows=[FailureEncodingProbe],
+        activities=[check_recipient],
+    ):
+        handle = await encrypted.start_workflow(
+            FailureEncodingProbe.run, email, id=f"failure-{task_queue}", task_queue=task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    history = await temporal_env.client.get_workflow_handle(handle.id).fetch_history()
+
+    # The client decodes: the cause says what happened, email included.
+    cause = failed.value.cause
+    assert isinstance(cause, ActivityError) and isinstance(cause.cause, ApplicationError)
+    assert cause.cause.message == f"recipient {email} bounced"
+
+    # The history says only "Encoded failure"; the attributes are encrypted.
+    assert email.encode() not in b"".join(e.SerializeToString() for e in history.events)
+    [activity_failed] = [
+        e.activity_task_failed_event_attributes.failure
+        for e in history.events
+        if e.HasField("activity_task_failed_event_attributes")
+    ]
+    assert activity_failed.message == "Encoded failure"
+    assert activity_failed.stack_trace == ""
+    sealed = activity_failed.encoded_attributes
+    assert sealed.metadata["encoding"] == b"binary/encrypted"
+    assert sealed.metadata["encryption-key-id"] == b"new"
+
+    # The codec server decodes them, as the Web UI asks it to.
+    app = create_codec_app(EncryptionCodec(parse_keys(keys)), origins=ui_origins())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://codec") as http:
+        answer = await http.post(
+            "/decode",
+            json=codec_request([sealed]),
+            headers={"Content-Type": "application/json", "X-Namespace": "default"},
+        )
+    assert answer.status_code == 200, answer.text
+    [decoded] = [json_format.ParseDict(p, Payload()) for p in answer.json()["payloads"]]
+    attributes = json.loads(decoded.data)
+    assert attributes["message"] == f"recipient {email} bounced"
+    assert "check_recipient" in attributes["stack_trace"]
+
+
+def test_without_keys_failures_stay_in_clear() -> None:
+    """No keys, no codec to decode them with: failure messages are left as they are."""
+    assert not isinstance(
+        data_converter(None).failure_converter, DefaultFailureConverterWithEncodedAttributes
+    )
+    assert isinstance(
+        data_converter(NEW).failure_converter, DefaultFailureConverterWithEncodedAttributes
     )

@@ -14,7 +14,10 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+)
 
 from activities.ledger import SQLITE_FILE_NAME
 from trackflow.encryption import EncryptionCodec, parse_keys
@@ -69,11 +72,17 @@ def encryption_keys(settings: Settings) -> str | None:
 
 def data_converter(keys: str | None) -> DataConverter:
     """The one converter of workers, API, CLI and tests (`keys` as in
-    TRACKFLOW_ENCRYPTION_KEYS): a client must decode what the workers it talks to encoded."""
+    TRACKFLOW_ENCRYPTION_KEYS): a client must decode what the workers it talks to encoded.
+
+    With keys, failure messages and stack traces are encrypted too (customer data can be
+    quoted in an exception, e.g. a validation error naming an email): the history then says
+    "Encoded failure", and clients, the codec server and the Web UI through it decode them."""
     if keys is None:
         return pydantic_data_converter
     return dataclasses.replace(
-        pydantic_data_converter, payload_codec=EncryptionCodec(parse_keys(keys))
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(parse_keys(keys)),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
 
