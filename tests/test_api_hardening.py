@@ -13,7 +13,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from starters.api_errors import status_for_temporal_error
+from starters.api.errors import status_for_temporal_error
 from tests.api_support import (
     aftership_signature,
     api_client,

@@ -11,6 +11,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from starters.api.dependencies import TemporalUnavailable
+from starters.shipments import ShipmentNotFound
+from trackflow.models import InvalidTrackingNumber
+
 MAX_DETAIL_CHARS = 300
 MAX_ERRORS = 20
 RETRY_AFTER_S = "10"
@@ -67,3 +71,16 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
         detail = f"Temporal refused the call: {bounded(error.message)}"
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+    @app.exception_handler(TemporalUnavailable)
+    async def _temporal_down(_: Request, error: TemporalUnavailable) -> JSONResponse:
+        headers = {"Retry-After": RETRY_AFTER_S}
+        return JSONResponse({"detail": str(error)}, status_code=503, headers=headers)
+
+    @app.exception_handler(InvalidTrackingNumber)
+    async def _bad_number(_: Request, error: InvalidTrackingNumber) -> JSONResponse:
+        return JSONResponse({"detail": f"tracking_number: {error}"}, status_code=422)
+
+    @app.exception_handler(ShipmentNotFound)
+    async def _not_found(_: Request, error: ShipmentNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
