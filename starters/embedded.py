@@ -1,4 +1,5 @@
-"""`trackflow up`: the embedded stack — Temporal dev server (SQLite file), one worker, the API.
+"""`trackflow up`: the embedded stack — Temporal dev server (SQLite file), one worker, the API,
+and the codec server through which the dev server's Web UI decrypts payloads.
 
 The supervisor's children die with it, even when it is SIGKILLed: on Linux through the
 parent-death signal, everywhere through a watchdog pipe the Python children read (see
@@ -21,15 +22,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from starters.cli import SUPERVISOR_FD_ENV
+from starters.codec_server import TOKEN_ENV, ui_origins
 from starters.demo import DEMO_TIME_SCALE
 from starters.web_ui import QUERIES, list_url
 from trackflow.contracts import WORKFLOW_NAME
+from trackflow.encryption import generate_key_entry
 from trackflow.settings import Settings
-from workers.runtime import PID_FILE_NAME, secure_data_dir
+from workers.runtime import ENCRYPTION_KEYS_FILE, PID_FILE_NAME, secure_data_dir
 from workflows.search_attributes import ALL_KEYS
 
 READY_TIMEOUT_S = 60.0
@@ -58,6 +62,7 @@ class EmbeddedStack:
         self.demo = demo
         self.simulator_port = simulator_port
         self.metrics_port = free_port()  # the dev server would pick one and tell no one
+        self.codec_port = free_port()
         self._children: list[tuple[subprocess.Popen[bytes], list[str]]] = []
         self._pid_file = -1
 
@@ -97,6 +102,7 @@ class EmbeddedStack:
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             self._start_temporal(data_dir)
+            self._start_codec_server(env)
             self._wait_for_port(self.temporal_port, "Temporal")
             # Counted before the API starts: only shipments from an earlier run, never one
             # a client registers the moment the API answers.
@@ -108,6 +114,7 @@ class EmbeddedStack:
                 [sys.executable, "-m", "starters.cli", "api", "--port", str(self.api_port)], env
             )
             self._wait_for_port(self.api_port, "the trackflow API")
+            self._wait_for_port(self.codec_port, "the codec server")
             self._print_banner(resumed)
             if self.demo:
                 from starters.demo import play_demo
@@ -140,6 +147,11 @@ class EmbeddedStack:
             TRACKFLOW_API_TOKEN=self.settings.api_token or _local_secret(data_dir, "api_token"),
             TRACKFLOW_SHOPIFY_WEBHOOK_SECRET=self.settings.shopify_webhook_secret
             or _local_secret(data_dir, "shopify_webhook_secret"),
+            # Payload encryption; the CLI in another terminal reads the same file.
+            TRACKFLOW_ENCRYPTION_KEYS=self.settings.encryption_keys
+            or _local_secret(
+                data_dir, ENCRYPTION_KEYS_FILE, lambda: generate_key_entry(_new_key_id())
+            ),
         )
         return env
 
@@ -158,6 +170,8 @@ class EmbeddedStack:
             str(self.ui_port),
             "--metrics-port",
             str(self.metrics_port),
+            "--ui-codec-endpoint",
+            self.codec_url,
             "--log-level",
             "error",
         ]
@@ -166,6 +180,21 @@ class EmbeddedStack:
             command += ["--search-attribute", f"{key.name}={kind}"]
         with (data_dir / "temporal.log").open("ab") as log:
             self._start(command, stdout=log, stderr=log)
+
+    @property
+    def codec_url(self) -> str:
+        return f"http://127.0.0.1:{self.codec_port}"
+
+    def _start_codec_server(self, env: dict[str, str]) -> None:
+        """For the Web UI, which calls it from the browser. Loopback only; without a token
+        (TRACKFLOW_CODEC_TOKEN) it asks none: the dev UI cannot send one over http. The
+        keys reach it in the environment, never on the command line (readable by every
+        local user)."""
+        command = [sys.executable, "-m", "starters.cli", "codec-server"]
+        command += ["--host", "127.0.0.1", "--port", str(self.codec_port)]
+        for origin in ui_origins(self.ui_port):
+            command += ["--ui-origin", origin]
+        self._spawn(command, env)
 
     def _start_carrier_simulator(self, env: dict[str, str]) -> None:
         """The demo's EasyPost: polled by the worker, and sending signed webhooks to the API."""
@@ -254,6 +283,8 @@ class EmbeddedStack:
             lines.append(f"  export TRACKFLOW_DATA_DIR={_shown_path(self.settings.data_dir)}")
         if self.temporal_port != DEFAULT_TEMPORAL_PORT:
             lines.append(f"  export TRACKFLOW_TEMPORAL_ADDRESS={self.settings.temporal_address}")
+        if self.settings.encryption_keys:  # else the CLI reads the data dir's keys file
+            lines.append("  # and the TRACKFLOW_ENCRYPTION_KEYS given to this `up`")
         return lines
 
     def _print_banner(self, resumed: int | None) -> None:
@@ -271,6 +302,12 @@ class EmbeddedStack:
             f"  API        http://127.0.0.1:{self.api_port}  (docs: /docs)",
             f"  Temporal   {self.settings.temporal_address}"
             f"  (metrics: http://127.0.0.1:{self.metrics_port}/metrics)",
+            f"  codec      {self.codec_url}  "
+            + (
+                "(token set: the Web UI cannot send it)"
+                if os.environ.get(TOKEN_ENV)
+                else "(the Web UI decrypts payloads through it)"
+            ),
         ]
         if self.demo:
             lines.append(
@@ -303,7 +340,13 @@ class EmbeddedStack:
         print("\n".join(lines) + "\n", flush=True)
 
 
-def _local_secret(data_dir: Path, name: str) -> str:
+def _new_key_id() -> str:
+    return f"local-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(2)}"
+
+
+def _local_secret(
+    data_dir: Path, name: str, generate: Callable[[], str] = lambda: secrets.token_urlsafe(24)
+) -> str:
     """A per-install secret kept in the data dir, so restarts keep working with the same one.
 
     Written to a private temporary file and hard-linked into place, so the secret is never
@@ -315,7 +358,7 @@ def _local_secret(data_dir: Path, name: str) -> str:
         fd, draft = tempfile.mkstemp(dir=data_dir, prefix=f".{name}.")  # mode 0600
         try:
             with os.fdopen(fd, "w") as file:
-                file.write(secrets.token_urlsafe(24))
+                file.write(generate())
             with contextlib.suppress(FileExistsError):
                 os.link(draft, path)
         finally:

@@ -1,4 +1,5 @@
-"""`trackflow up` as a user runs it: start, work, Ctrl-C, start again, resume; and the CLI."""
+"""`trackflow up` as a user runs it: start, work, Ctrl-C, start again, resume; the CLI; and
+payload encryption, with the codec server the Web UI decrypts through."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from starters.embedded import EmbeddedStack
 from starters.web_ui import QUERIES, list_url
 from tests.conftest import temporal_cli
 from tests.harness import (
@@ -25,9 +27,12 @@ from tests.harness import (
     wait_until_healthy,
     zone_at_local_hour,
 )
+from trackflow.encryption import generate_key_entry, parse_keys
+from trackflow.settings import Settings
 from trackflow.shipment_state import ShipmentDocument, ShipmentView
 
 TRACKING_NUMBER = "1Z5R89390357567127"
+ENCRYPTED = base64.b64encode(b"binary/encrypted").decode()
 
 
 @contextmanager
@@ -99,17 +104,24 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
         shown_text = trackflow_cli("shipment", "show", TRACKING_NUMBER, env=env)
         debug = trackflow_cli("shipment", "show", TRACKING_NUMBER, "--debug", env=env)
         outbox = trackflow_cli("outbox", "--tracking-number", TRACKING_NUMBER, "--json", env=env)
-        temporal = temporal_cli()
-        described = subprocess.run(
-            [
-                *(temporal, "workflow", "describe", "-o", "json"),
-                *("-w", f"shipment-{TRACKING_NUMBER}"),
-                *("--address", env["TRACKFLOW_TEMPORAL_ADDRESS"]),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
+        described = _temporal("describe", env)
+        raw_history = _temporal("show", env)
+        # Where the dev server's Web UI sends payloads to decode, from the browser.
+        ui = f"http://127.0.0.1:{ports['ui']}"
+        codec = httpx.get(f"{ui}/api/v1/settings", timeout=10).json()["Codec"]["Endpoint"]
+        decoded_history = _temporal("show", env, "--codec-endpoint", codec)
+        summary = json.loads(described)["executionConfig"]["userMetadata"]["summary"]
+        browser = {"Origin": ui, "X-Namespace": "default"}
+        preflight = httpx.options(
+            f"{codec}/decode",
+            headers={
+                "Origin": ui,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-namespace",
+            },
+        )
+        decoded_summary = httpx.post(
+            f"{codec}/decode", json={"payloads": [summary]}, headers=browser
         )
         missing = trackflow_cli("shipment", "show", "1Z0000000000000000", env=env)
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
@@ -130,15 +142,35 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
     assert "/bin/activate" in first
     assert not [line for line in (first + second).splitlines() if "WARN" in line or "rror" in line]
 
-    # No payload encryption unless asked for: the Web UI can show the summary as it is.
-    summary = json.loads(described.stdout)["executionConfig"]["userMetadata"]["summary"]
-    assert "Order 5001" in json.dumps(summary), summary
-    encrypted = base64.b64encode(b"binary/encrypted").decode()
-    assert "binary/encrypted" not in described.stdout and encrypted not in described.stdout
-    assert not (tmp_path / "encryption_keys").exists()
+    # `up` generated the key its children and the CLI (through the data dir) share; the
+    # restart kept it (the second run read the first one's history), and it is printed nowhere.
+    [key] = parse_keys((tmp_path / "encryption_keys").read_text())
+    assert key.key_id.startswith("local-")
+    assert base64.b64encode(key.key).decode() not in first + second
+
+    # The history holds the customer only encrypted; the summary too.
+    for personal in ("Ada Lovelace", "ada@example.com"):
+        for output in (raw_history, described):
+            assert personal not in output + _payload_texts(output), personal
+        assert personal in _payload_texts(decoded_history), personal
+    assert summary["metadata"]["encoding"] == ENCRYPTED and "Order 5001" not in described
+    # The Web UI is told to decode through the codec server, which answers its origin.
+    assert codec.startswith("http://127.0.0.1:") and f"codec      {codec}  " in second
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == ui
+    assert {"content-type", "x-namespace"} <= {
+        h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")
+    }
+    assert decoded_summary.status_code == 200, decoded_summary.text
+    assert decoded_summary.headers["access-control-allow-origin"] == ui
+    [readable] = decoded_summary.json()["payloads"]
+    assert base64.b64decode(readable["metadata"]["encoding"]) == b"json/plain"
+    assert "Order 5001" in json.loads(base64.b64decode(readable["data"])), readable
 
     assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
-    assert {"temporal.sqlite", "ledger.sqlite3", "ledger.sqlite3-wal", "api_token"} <= set(modes)
+    assert {
+        "temporal.sqlite", "ledger.sqlite3", "ledger.sqlite3-wal", "api_token", "encryption_keys"
+    } <= set(modes)  # fmt: skip
     assert {name: oct(mode) for name, mode in modes.items() if mode != 0o600} == {}
 
     assert shown.returncode == 0, shown.stderr
@@ -159,3 +191,76 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
     assert messages[0]["sent_at"].endswith("Z")
     assert missing.returncode == 1
     assert "no active shipment" in missing.stderr
+
+
+def _temporal(command: str, env: dict[str, str], *codec: str) -> str:
+    """`temporal workflow show|describe -o json` of the test's shipment."""
+    done = subprocess.run(
+        [
+            *(temporal_cli(), "workflow", command, "-o", "json"),
+            *("-w", f"shipment-{TRACKING_NUMBER}"),
+            *("--address", env["TRACKFLOW_TEMPORAL_ADDRESS"], *codec),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _payload_texts(shown: str) -> str:
+    """Every payload's data in `temporal workflow ... -o json` output, out of its base64
+    (protobuf JSON keeps bytes so): what a reader of the history gets to see."""
+    texts: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("data"), str) and "metadata" in node:
+                texts.append(base64.b64decode(node["data"]).decode(errors="replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(shown))
+    return "\n".join(texts)
+
+
+def _stack(settings: Settings) -> EmbeddedStack:
+    return EmbeddedStack(settings, api_port=1, temporal_port=2, ui_port=8233, demo=False)
+
+
+def test_up_generates_one_private_key_and_hands_it_to_the_codec_server_out_of_sight(
+    tmp_path: Path,
+) -> None:
+    stack = _stack(Settings(data_dir=tmp_path))
+    spawned: list[tuple[list[str], dict[str, str]]] = []
+    stack._spawn = lambda command, env, **_: spawned.append((command, dict(env)))  # type: ignore[method-assign]
+
+    env = stack._child_env(tmp_path)
+    again = stack._child_env(tmp_path)
+    stack._start_codec_server(env)
+
+    [key] = parse_keys(env["TRACKFLOW_ENCRYPTION_KEYS"])
+    assert again["TRACKFLOW_ENCRYPTION_KEYS"] == env["TRACKFLOW_ENCRYPTION_KEYS"]
+    assert (tmp_path / "encryption_keys").read_text() == env["TRACKFLOW_ENCRYPTION_KEYS"]
+    assert stat.S_IMODE((tmp_path / "encryption_keys").stat().st_mode) == 0o600
+    [(command, child_env)] = spawned
+    assert command[-9:] == [
+        "codec-server",
+        *("--host", "127.0.0.1", "--port", str(stack.codec_port)),
+        *("--ui-origin", "http://localhost:8233", "--ui-origin", "http://127.0.0.1:8233"),
+    ]
+    assert child_env["TRACKFLOW_ENCRYPTION_KEYS"] == env["TRACKFLOW_ENCRYPTION_KEYS"]
+    encoded_key = base64.b64encode(key.key).decode()
+    assert not any(encoded_key in part for part in command), command
+
+
+def test_up_with_keys_given_uses_them_and_writes_no_key_file(tmp_path: Path) -> None:
+    given = f"{generate_key_entry('mine')},{generate_key_entry('older')}"
+    env = _stack(Settings(data_dir=tmp_path, encryption_keys=given))._child_env(tmp_path)
+    assert env["TRACKFLOW_ENCRYPTION_KEYS"] == given
+    assert not (tmp_path / "encryption_keys").exists()
