@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -14,12 +15,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
 
 from starters.embedded import EmbeddedStack
 from starters.web_ui import QUERIES, list_url
 from tests.conftest import temporal_cli
 from tests.harness import (
     clean_env,
+    free_port,
     poll_json,
     trackflow_cli,
     up_command,
@@ -264,3 +272,53 @@ def test_up_with_keys_given_uses_them_and_writes_no_key_file(tmp_path: Path) -> 
     env = _stack(Settings(data_dir=tmp_path, encryption_keys=given))._child_env(tmp_path)
     assert env["TRACKFLOW_ENCRYPTION_KEYS"] == given
     assert not (tmp_path / "encryption_keys").exists()
+
+
+@contextmanager
+def browser() -> Iterator[WebDriver]:
+    """Debian's chromium, headless, with no network but this machine (as in
+    tests/test_api_docs_browser.py)."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        pytest.fail("Debian's chromium and chromedriver are needed: `make browser`")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        f"--proxy-server=http://127.0.0.1:{free_port()}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_web_ui_in_a_browser_shows_the_customer_decrypted(tmp_path: Path) -> None:
+    """The dev server's Web UI, as a user opens it: the browser calls `up`'s codec server
+    (another origin: CORS) and shows the workflow's input decrypted."""
+    ports = up_ports()
+    shipment = {
+        "order_id": "5003",
+        "tracking_number": TRACKING_NUMBER,
+        "carrier": "ups",
+        "customer": {"name": "Ada Lovelace", "email": "ada@example.com"},
+        "order_value": 20,
+    }
+    with stack(tmp_path, ports) as http:
+        assert http.post("/v1/shipments", json=shipment).status_code == 202
+        with browser() as driver:
+            page = f"http://127.0.0.1:{ports['ui']}/namespaces/default/workflows"
+            driver.get(f"{page}/shipment-{TRACKING_NUMBER}")
+
+            def shown(driver: WebDriver) -> str | None:
+                text: str = driver.find_element(By.TAG_NAME, "body").text
+                return text if "ada@example.com" in text else None
+
+            text = WebDriverWait(driver, 30).until(shown, "the decrypted input never shown")
+            driver.save_screenshot(str(tmp_path / "web-ui.png"))
+    assert text is not None and "Ada Lovelace" in text and "binary/encrypted" not in text
