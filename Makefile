@@ -9,11 +9,13 @@
 #   make lint    ruff check + ruff format --check
 #   make fmt     ruff format + ruff check --fix
 #   make clean   remove .trackflow/ and tool caches (keeps $(VENV))
+#   make record-histories   re-record the replay fixtures in tests/histories/ (SCENARIOS=... for some)
 
 PYTHON ?= python3
 VENV ?= .venv
 ARGS ?= --demo
 PYTEST_ARGS ?=
+SCENARIOS ?=
 MYPY_TARGETS ?= trackflow workflows activities starters workers tests bench
 
 BIN := $(VENV)/bin
@@ -21,7 +23,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv up test lint fmt typecheck bench clean
+.PHONY: help venv up test lint fmt typecheck bench record-histories clean
 
 help:
 	@echo "make up         run trackflow locally (ARGS='$(ARGS)')"
@@ -30,6 +32,7 @@ help:
 	@echo "make fmt        ruff format + ruff check --fix"
 	@echo "make typecheck  mypy $(MYPY_TARGETS)"
 	@echo "make bench      speed goals of the pure core (python -m bench)"
+	@echo "make record-histories  re-record tests/histories/ from the current workflows (SCENARIOS='$(SCENARIOS)')"
 	@echo "make clean      remove .trackflow/ and caches (not $(VENV))"
 
 # --- virtualenv bootstrap ---------------------------------------------------------------
@@ -97,6 +100,10 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Replay fixtures and command fingerprints (README: Replay guard); starts its own dev server.
+record-histories: $(STAMP)
+	$(BIN)/python -m tests.histories.record $(SCENARIOS)
 
 clean:
 	rm -rf .trackflow .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov

@@ -1,0 +1,357 @@
+"""The runs behind the replay fixtures: one scenario per workflow shape that ships.
+
+Each scenario drives the real worker through the public starters (`starters.shipments`) and
+signals, as a shop and the carriers would, and moves time with the dev server's time skipping.
+After every step it waits until the run has nothing in flight (`settle`), so each run issues its
+commands in the same workflow tasks and its fingerprint does not depend on timing.
+
+`make record-histories` saves what a scenario returns; tests/test_replay.py runs every scenario
+again and compares the command sequences with the saved ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
+
+from activities.polling import HealthReporter
+from starters.shipments import register_shipment, request_return, signal_event, signal_or_keep_event
+from tests.doubles.shipengine_api import create_shipengine_double
+from tests.factories import ANY_TIME_POLICY, make_event, make_shipment
+from tests.harness import eventually, free_port, outbox, running_worker, sent, zone_at_local_hour
+from trackflow.models import CarrierEvent, CarrierStatus, ReturnRequest, Shipment
+from trackflow.tracking_policy import TrackingPolicy
+
+# --- Input shapes: the one place to adapt when the starters or the models change ----------
+
+DAYTIME = TrackingPolicy()  # the real send windows (08:00-21:00 local)
+ANY_TIME = ANY_TIME_POLICY  # windows always open
+SHIPENGINE_KEY = "SE-record"
+
+
+def shipment(number: str | None = None, **fields: Any) -> Shipment:
+    return make_shipment(tracking_number=number or "1Z" + uuid.uuid4().hex[:16].upper(), **fields)
+
+
+def usps_number() -> str:
+    return "9400" + str(uuid.uuid4().int)[:18]
+
+
+def event(stage: Stage, parcel: Shipment, status: CarrierStatus, minutes: int) -> CarrierEvent:
+    """A carrier scan `minutes` after the stage's first scan (an hour before it started)."""
+    occurred_at = stage.first_scan + timedelta(minutes=minutes)
+    return make_event(status, occurred_at, tracking_number=parcel.tracking_number)
+
+
+async def register(
+    stage: Stage, parcel: Shipment, policy: TrackingPolicy
+) -> WorkflowHandle[Any, Any]:
+    """Start (signal-with-start) the shipment's workflow; its clock then runs in real time
+    until a scenario fast-forwards it."""
+    with stage.env.with_time_skipping_disabled():
+        handle: WorkflowHandle[Any, Any] = await register_shipment(
+            stage.client, parcel, policy, task_queue=stage.task_queue
+        )
+    return handle
+
+
+async def keep_unmatched(stage: Stage, scan: CarrierEvent) -> WorkflowHandle[Any, Any]:
+    """A scan for a number nobody registered yet: kept by its UnmatchedEventsWorkflow."""
+    with stage.env.with_time_skipping_disabled():
+        matched = await signal_or_keep_event(stage.client, scan, task_queue=stage.task_queue)
+    expect(not matched, f"{scan.tracking_number} is not registered yet")
+    return stage.client.get_workflow_handle(f"unmatched-{scan.tracking_number}")
+
+
+async def ask_for_return(
+    stage: Stage, parcel: Shipment, request_id: str
+) -> WorkflowHandle[Any, Any]:
+    await request_return(
+        stage.client, parcel.tracking_number, ReturnRequest(request_id=request_id, kind="refund")
+    )
+    return stage.client.get_workflow_handle(f"return-{parcel.tracking_number}-{request_id}")
+
+
+async def report_api_outcome(
+    stage: Stage, provider: str, ok: bool, detail: str | None = None
+) -> WorkflowHandle[Any, Any]:
+    """What every poll does: tell the API's health workflow (signal-with-start)."""
+    reporter = HealthReporter(stage.client, stage.task_queue, DAYTIME)
+    with stage.env.with_time_skipping_disabled():
+        await reporter.report(provider, ok=ok, detail=detail)
+    return stage.client.get_workflow_handle(f"carrier-api-{provider}-{stage.task_queue}")
+
+
+# --- Running a scenario ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    env: WorkflowEnvironment
+    task_queue: str
+    data_dir: Path
+    first_scan: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(hours=1))
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    @asynccontextmanager
+    async def worker(self, **settings: Any) -> AsyncIterator[None]:
+        async with running_worker(self.client, self.task_queue, self.data_dir, **settings):
+            yield
+
+
+Runs = dict[str, WorkflowHandle[Any, Any]]  # fixture name -> the run to save
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    shapes: tuple[str, ...]
+    run: Callable[[Stage], Awaitable[Runs]]
+
+
+class ScenarioFailed(AssertionError):
+    """The scenario no longer does what its fixture is meant to show."""
+
+
+def expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise ScenarioFailed(f"scenario expected: {what}")
+
+
+async def settle(handle: WorkflowHandle[Any, Any]) -> None:
+    """Wait until the run has no workflow task and no activity in flight (or has closed)."""
+
+    async def idle() -> bool:
+        description = await handle.describe()
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            return True
+        raw = description.raw_description
+        return not raw.pending_activities and not raw.HasField("pending_workflow_task")
+
+    await eventually(idle, bool, what=f"{handle.id} idle")
+
+
+async def sends(stage: Stage, parcel: Shipment) -> list[tuple[str, str]]:
+    return sent(await outbox(stage.data_dir, parcel.tracking_number))
+
+
+async def run_scenario(
+    scenario: Scenario, env: WorkflowEnvironment, data_dir: Path
+) -> dict[str, WorkflowHistory]:
+    stage = Stage(
+        env=env, task_queue=f"replay-{scenario.name}-{uuid.uuid4().hex[:8]}", data_dir=data_dir
+    )
+    runs = await scenario.run(stage)
+    expect(set(runs) == set(scenario.shapes), f"{scenario.name} records {scenario.shapes}")
+    return {shape: await runs[shape].fetch_history() for shape in scenario.shapes}
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """An ASGI app on a local port, spoken to over real HTTP like the real API."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return server.started
+
+    await eventually(started, bool, what="double listening", deadline_s=10)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+# --- The scenarios --------------------------------------------------------------------------
+
+MILESTONES = (
+    CarrierStatus.IN_TRANSIT,
+    CarrierStatus.OUT_FOR_DELIVERY,
+    CarrierStatus.DELIVERED,
+)
+
+
+async def quiet_hours(stage: Stage) -> Runs:
+    """Happy path whose first message waits for the morning: the label at 05:00 local time is
+    held until 08:00; in transit, out for delivery and delivered go out at once; the review
+    request a day later; the lifecycle completes after the return window."""
+    parcel = shipment(order_value="300", timezone=zone_at_local_hour(5))
+    async with stage.worker():
+        handle = await register(stage, parcel, DAYTIME)
+        await settle(handle)
+        await signal_event(stage.client, event(stage, parcel, CarrierStatus.LABEL_CREATED, 0))
+        await settle(handle)
+        expect(await sends(stage, parcel) == [], "the label message is held before 08:00")
+        await stage.env.fast_forward(handle, timedelta(hours=3, minutes=5))
+        await settle(handle)
+        expect(len(await sends(stage, parcel)) == 2, "the label message (email + SMS) at 08:00")
+        for minutes, status in enumerate(MILESTONES, start=1):
+            await signal_event(stage.client, event(stage, parcel, status, minutes))
+            await settle(handle)
+        await stage.env.fast_forward(handle, timedelta(hours=73))
+        await handle.result()
+    expect(len(await sends(stage, parcel)) == 10, "4 milestones and the review, email + SMS")
+    return {"shipment_quiet_hours": handle}
+
+
+LOST_STORY = ("in_transit", "lost", "in_transit", "delivered")
+
+
+async def lost_and_revival(stage: Stage) -> Runs:
+    """In transit, then no scan for 10 days: declared lost (alert, messages, helpdesk tags);
+    a new scan revives it; delivered; complete (no review after trouble)."""
+    policy = ANY_TIME.model_copy(update={"stale_message_enabled": False})
+    parcel = shipment(order_value="300")
+    async with stage.worker():
+        handle = await register(stage, parcel, policy)
+        await settle(handle)
+        await signal_event(stage.client, event(stage, parcel, CarrierStatus.IN_TRANSIT, 0))
+        await settle(handle)
+        await stage.env.fast_forward(handle, policy.standard.lost_after + timedelta(minutes=5))
+        await settle(handle)
+        expect(("lost", "email") in await sends(stage, parcel), "declared lost")
+        await signal_event(stage.client, event(stage, parcel, CarrierStatus.IN_TRANSIT, 30))
+        await settle(handle)
+        await signal_event(stage.client, event(stage, parcel, CarrierStatus.DELIVERED, 40))
+        await settle(handle)
+        await stage.env.fast_forward(handle, timedelta(hours=73))
+        await handle.result()
+    both = ("email", "sms")
+    story = [(trigger, channel) for trigger in LOST_STORY for channel in both]
+    expect(await sends(stage, parcel) == story, "lost, revived, delivered")
+    return {"shipment_lost_revival": handle}
+
+
+async def returns(stage: Stage) -> Runs:
+    """Delivered at 05:00 local time (held until 08:00), review request; a refund asked 40
+    hours later, at 21:00, starts the ReturnsWorkflow child, whose acknowledgement waits for
+    the next morning; the parent completes after the return window."""
+    parcel = shipment(phone=None, timezone=zone_at_local_hour(5))
+    async with stage.worker():
+        handle = await register(stage, parcel, DAYTIME)
+        await settle(handle)
+        await signal_event(stage.client, event(stage, parcel, CarrierStatus.DELIVERED, 0))
+        await settle(handle)
+        await stage.env.fast_forward(handle, timedelta(hours=40))
+        await settle(handle)
+        expect(len(await sends(stage, parcel)) == 2, "delivered and review request sent")
+        child = await ask_for_return(stage, parcel, "r-1")
+        await settle(handle)
+        await settle(child)
+        if (await child.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await stage.env.fast_forward(child, timedelta(hours=12))
+        acknowledged = await child.result()
+        expect(len(acknowledged) == 1, "the return acknowledged by email")
+        await stage.env.fast_forward(handle, timedelta(hours=33))
+        await handle.result()
+    return {"shipment_return": handle, "returns_child": child}
+
+
+async def polling(stage: Stage) -> Runs:
+    """No webhooks: the workflow polls ShipEngine (a local double) after 2-4 hours, learns
+    in transit and delivered from one poll, stops polling, completes."""
+    number = usps_number()
+    parcel = shipment(number, carrier="usps", poll_via="shipengine", phone=None)
+    double = create_shipengine_double(SHIPENGINE_KEY, {number: "usps"})
+    async with (
+        serving(double) as url,
+        stage.worker(shipengine_api_key=SHIPENGINE_KEY, shipengine_base_url=url),
+    ):
+        handle = await register(stage, parcel, ANY_TIME)
+        await settle(handle)
+        poll_by = ANY_TIME.standard.poll_every_max + timedelta(minutes=1)
+        await stage.env.fast_forward(handle, poll_by)
+        await settle(handle)
+        expect(("delivered", "email") in await sends(stage, parcel), "delivered, learned by a poll")
+        await stage.env.fast_forward(handle, timedelta(hours=73))
+        await handle.result()
+    return {"shipment_polling": handle}
+
+
+async def continue_as_new(stage: Stage) -> Runs:
+    """A policy that rolls the history over at 10 events: the run continues as new while the
+    milestones arrive; the last run completes. Saves the first run and the last."""
+    policy = ANY_TIME.model_copy(update={"continue_as_new_after_events": 10})
+    parcel = shipment(order_value="212.50")
+    async with stage.worker():
+        latest = stage.client.get_workflow_handle((await register(stage, parcel, policy)).id)
+        first_run = (await latest.describe()).run_id
+        await settle(latest)
+        for minutes, status in enumerate((CarrierStatus.LABEL_CREATED, *MILESTONES)):
+            await signal_event(stage.client, event(stage, parcel, status, minutes))
+            await settle(latest)
+        await stage.env.fast_forward(latest, timedelta(hours=73))
+        await latest.result()
+        last_run = (await latest.describe()).run_id
+    expect(last_run != first_run, "the history rolled over at least once")
+    expect(len(await sends(stage, parcel)) == 10, "every message once across the runs")
+    return {
+        "shipment_continue_as_new": stage.client.get_workflow_handle(latest.id, run_id=first_run),
+        "shipment_continued": stage.client.get_workflow_handle(latest.id, run_id=last_run),
+    }
+
+
+async def unmatched(stage: Stage) -> Runs:
+    """Two scans arrive before the shop registers the number: kept by UnmatchedEventsWorkflow,
+    handed over (signalled to the shipment) when it starts."""
+    parcel = shipment()
+    async with stage.worker():
+        keeper = await keep_unmatched(stage, event(stage, parcel, CarrierStatus.IN_TRANSIT, 0))
+        await settle(keeper)
+        await keep_unmatched(stage, event(stage, parcel, CarrierStatus.OUT_FOR_DELIVERY, 1))
+        await settle(keeper)
+        handle = await register(stage, parcel, ANY_TIME)
+        expect(await keeper.result() == 2, "both scans handed over")
+        await settle(handle)
+    expect(len(await sends(stage, parcel)) == 2, "the handed-over scans reach the customer")
+    return {"unmatched_hand_over": keeper}
+
+
+async def api_health(stage: Stage) -> Runs:
+    """A carrier API fails twice, is still failing 4 hours later (one outage alert), then
+    answers again (one recovery notice). The health workflow runs on: saved while running."""
+    provider = "easypost"
+    async with stage.worker():
+        handle = await report_api_outcome(stage, provider, ok=False, detail="EasyPost answered 503")
+        await settle(handle)
+        await report_api_outcome(stage, provider, ok=False, detail="EasyPost answered 502")
+        await settle(handle)
+        await stage.env.fast_forward(
+            handle, DAYTIME.carrier_api_outage_after + timedelta(minutes=1)
+        )
+        await settle(handle)
+        await report_api_outcome(stage, provider, ok=True)
+        await settle(handle)
+    alerts = [r.trigger for r in await outbox(stage.data_dir, f"api:{provider}")]
+    expect(alerts == ["carrier_api_outage", "carrier_api_recovered"], "one outage, one recovery")
+    return {"api_health": handle}
+
+
+SCENARIOS = (
+    Scenario("quiet_hours", ("shipment_quiet_hours",), quiet_hours),
+    Scenario("lost_and_revival", ("shipment_lost_revival",), lost_and_revival),
+    Scenario("returns", ("shipment_return", "returns_child"), returns),
+    Scenario("polling", ("shipment_polling",), polling),
+    Scenario(
+        "continue_as_new", ("shipment_continue_as_new", "shipment_continued"), continue_as_new
+    ),
+    Scenario("unmatched", ("unmatched_hand_over",), unmatched),
+    Scenario("api_health", ("api_health",), api_health),
+)
+SCENARIO_OF = {shape: scenario for scenario in SCENARIOS for shape in scenario.shapes}
