@@ -42,13 +42,29 @@ WORKFLOWS = [
 ]
 
 
+# What the sandbox shares with the host: the modules whose types cross the workflow boundary
+# (inputs, signals, activity I/O, query results: one class on both sides, or pydantic refuses
+# the other side's instances), pydantic, and pytz, whose zone files the host has read already
+# (`preload_zone_data`: the sandbox forbids reading them). Everything else in trackflow (the
+# policy, timers, send windows, zones, returns) is imported afresh inside the sandbox, so a
+# clock read, a random number or I/O there fails the workflow task instead of passing unseen.
+# Workflow modules must import those outside `workflow.unsafe.imports_passed_through()`, which
+# shares a module with the host whatever this list says (tests/test_sandbox.py).
+BOUNDARY_MODULES = (
+    "trackflow.models",
+    "trackflow.contracts",
+    "trackflow.effects",
+    "trackflow.shipment_state",
+    "trackflow.tracking_policy",
+    "trackflow.api_health",
+)
+
+
 def sandbox_runner() -> SandboxedWorkflowRunner:
     preload_zone_data()
-    # The pure domain is deterministic and may be shared with the host, which also keeps
-    # pydantic and zoneinfo objects out of the sandbox's restricted proxies.
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "trackflow", "pydantic", "pytz"
+            *BOUNDARY_MODULES, "pydantic", "pytz"
         )
     )
 
