@@ -94,6 +94,11 @@ class Ledger(Protocol):
         """Sent records, oldest first (sent_at, then insertion order)."""
         ...
 
+    async def save_policy(self, digest: str, body: str) -> None:
+        """Keep a tracking policy by digest, for workers started later (a changed file)."""
+
+    async def stored_policies(self) -> dict[str, str]: ...
+
     async def close(self) -> None: ...
 
 
@@ -148,6 +153,19 @@ class _SqlLedger(ABC):
         if stored is None:
             raise RuntimeError(f"ledger row for {record.idempotency_key!r} vanished")
         return stored, False
+
+    async def save_policy(self, digest: str, body: str) -> None:
+        self._writing()
+        await self._fetch(
+            f"INSERT INTO {self.table}_policies (digest, body) VALUES (?, ?) "
+            "ON CONFLICT (digest) DO NOTHING",
+            digest,
+            body,
+        )
+
+    async def stored_policies(self) -> dict[str, str]:
+        rows = await self._fetch(f"SELECT digest, body FROM {self.table}_policies")
+        return {row["digest"]: row["body"] for row in rows}
 
     async def get(self, idempotency_key: str) -> LedgerRecord | None:
         rows = await self._fetch(
@@ -217,6 +235,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 );
 CREATE INDEX IF NOT EXISTS {table}_sent_at ON {table} (sent_at, seq);
 CREATE INDEX IF NOT EXISTS {table}_tracking ON {table} (tracking_number, sent_at, seq);
+CREATE TABLE IF NOT EXISTS {table}_policies (digest TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 
 

@@ -14,8 +14,9 @@ from temporalio import activity
 
 from activities.exactly_once import perform_once
 from activities.ledger import Ledger, LedgerRecord
-from trackflow.contracts import DeliveryReceipt, NotificationRequest
-from trackflow.messages import Brand, RenderedMessage, render
+from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport
+from trackflow.effects import SendNotification
+from trackflow.messages import Brand, MessageContext, RenderedMessage, render
 
 
 class Notifier(Protocol):
@@ -24,7 +25,7 @@ class Notifier(Protocol):
     name: str
 
     async def deliver(
-        self, request: NotificationRequest, message: RenderedMessage
+        self, about: MessageContext, send: SendNotification, message: RenderedMessage
     ) -> LedgerRecord: ...
 
 
@@ -36,13 +37,14 @@ class OutboxNotifier:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
 
-    async def deliver(self, request: NotificationRequest, message: RenderedMessage) -> LedgerRecord:
-        send = request.send
+    async def deliver(
+        self, about: MessageContext, send: SendNotification, message: RenderedMessage
+    ) -> LedgerRecord:
         record, _created = await self._ledger.record_once(
             LedgerRecord(
                 idempotency_key=send.idempotency_key,
-                tracking_number=request.shipment.tracking_number,
-                order_id=request.shipment.order_id,
+                tracking_number=about.tracking_number,
+                order_id=about.order_id,
                 trigger=send.trigger.value,
                 exception=send.exception.value if send.exception else None,
                 channel=send.channel.value,
@@ -63,15 +65,18 @@ class NotificationActivities:
         self._notifier = notifier
         self._brand = brand
 
-    @activity.defn(name="send_notification")
-    async def send_notification(self, request: NotificationRequest) -> DeliveryReceipt:
+    @activity.defn(name="send_notifications")
+    async def send_notifications(self, batch: SendBatch) -> SendReport:
+        """Every channel of one decision; each exactly once by its own key, so a retry after
+        one channel got through sends only the others."""
+        return SendReport(receipts=[await self._send_once(batch.about, s) for s in batch.sends])
+
+    async def _send_once(self, about: MessageContext, send: SendNotification) -> DeliveryReceipt:
         done = await perform_once(
             self._ledger,
-            request.send.idempotency_key,
+            send.idempotency_key,
             "message",
-            lambda: self._notifier.deliver(
-                request, render(request.shipment, request.send, self._brand)
-            ),
+            lambda: self._notifier.deliver(about, send, render(about, send, self._brand)),
         )
         return DeliveryReceipt(
             idempotency_key=done.record.idempotency_key,

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
+from trackflow import policy_table
 from trackflow.contracts import (
     API_HEALTH_WORKFLOW_NAME,
     SIGNAL_API_OUTCOME,
@@ -129,7 +130,7 @@ class HealthReporter:
     def __init__(self, client: Client, task_queue: str, policy: TrackingPolicy) -> None:
         self._client = client
         self._task_queue = task_queue
-        self._policy = policy
+        self._policy = policy_table.ref(policy)
         self._last_success: dict[str, float] = {}
         self._failing: set[str] = set()
 

@@ -6,30 +6,43 @@ is in the workflow's history); callers answer 2xx only after that.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from datetime import datetime
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypeVar
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from trackflow import policy_table
 from trackflow.contracts import (
+    ANOTHER_ORDER,
     QUERY_STATE,
     SIGNAL_CANCEL,
     SIGNAL_CARRIER_EVENT,
     SIGNAL_HAND_OVER,
-    SIGNAL_RETURN_REQUEST,
     SIGNAL_UNMATCHED_EVENT,
-    SIGNAL_UPDATE_SHIPMENT,
     UNMATCHED_WORKFLOW_NAME,
+    UPDATE_REGISTER,
+    UPDATE_RETURN_REQUEST,
     WORKFLOW_NAME,
     Cancel,
+    InboxItem,
     ShipmentWorkflowInput,
     UnmatchedInput,
 )
@@ -40,7 +53,9 @@ from trackflow.models import (
     ShipmentUpdate,
     workflow_id_for,
 )
+from trackflow.pinning import pin
 from trackflow.policy import ShipmentView
+from trackflow.shipment_state import Outcome
 from trackflow.tracking_policy import TrackingPolicy
 from workflows.search_attributes import ORDER_ID, TRACKING_NUMBER, initial_search_attributes
 
@@ -57,41 +72,118 @@ class ShipmentClosed(RuntimeError):
     """The shipment's workflow already completed; a late webhook must not start it again."""
 
 
+@dataclass(frozen=True)
+class Registered:
+    """The answer to a registration: `outcome` is accepted (a new lifecycle started),
+    updated, already_registered or ignored; `detail` says why where there is a why."""
+
+    handle: WorkflowHandle[object, ShipmentView]
+    outcome: str
+    detail: str | None = None
+
+
+ANSWER_WITHIN = timedelta(seconds=20)
+
+
+class NoWorkerAnswered(RuntimeError):
+    """No worker answered a registration or return request in time: nothing is confirmed
+    (a new shipment's start may be durable already; asking again is safe)."""
+
+
+class AnotherOrder(RuntimeError):
+    """The number is followed for another order that is still live (answered 409)."""
+
+
 async def register_shipment(
     client: Client,
     shipment: Shipment,
     policy: TrackingPolicy,
     *,
     task_queue: str,
+    time_scale: float | None = None,
     update_id: str | None = None,
     updated_at: datetime | None = None,
-) -> WorkflowHandle[object, ShipmentView]:
-    """Signal-with-start: the first call starts the workflow, later ones update it.
+    events: Sequence[CarrierEvent] = (),
+) -> Registered:
+    """Update-with-start: the first registration starts the shipment's workflow (with its first
+    carrier events riding in the start), later ones update its facts; the workflow answers.
 
+    Identity is (tracking number, order): a number whose earlier order's tracking ended starts
+    a new lifecycle for a new order (its late events are ignored), the same order is not
+    started again (`ShipmentClosed`), and another order while one is live is `AnotherOrder`.
     `update_id` (the webhook's delivery id) and `updated_at` (when the source last changed the
-    facts) let the workflow ignore a replayed or an older update."""
+    facts) let the workflow ignore a replayed or an older update. `time_scale` is the
+    shipment's own (demos), replacing the policy's."""
+    policy_ref = policy_table.ref(policy, time_scale)
+    shipment = pin(shipment, policy_table.resolve(policy_ref))
+    earlier_order_ended = await _earlier_lifecycle_end(client, shipment)
+    start: WithStartWorkflowOperation[object, ShipmentView] = WithStartWorkflowOperation(
+        WORKFLOW_NAME,
+        ShipmentWorkflowInput(
+            shipment=shipment,
+            policy=policy_ref,
+            inbox=[InboxItem(event=event) for event in events],
+            events_not_before=earlier_order_ended,
+        ),
+        id=shipment.workflow_id,
+        task_queue=task_queue,
+        result_type=ShipmentView,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=TypedSearchAttributes(initial_search_attributes(shipment)),
+        static_summary=f"Order {shipment.order_name or shipment.order_id} · "
+        f"{shipment.carrier or 'carrier?'} {shipment.tracking_number}",
+    )
+    update = ShipmentUpdate(shipment=shipment, update_id=update_id, updated_at=updated_at)
     try:
-        handle = await client.start_workflow(
-            WORKFLOW_NAME,
-            ShipmentWorkflowInput(shipment=shipment, policy=policy),
-            id=shipment.workflow_id,
-            task_queue=task_queue,
-            result_type=ShipmentView,
-            start_signal=SIGNAL_UPDATE_SHIPMENT,
-            start_signal_args=[
-                ShipmentUpdate(shipment=shipment, update_id=update_id, updated_at=updated_at)
-            ],
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(initial_search_attributes(shipment)),
-            static_summary=f"Order {shipment.order_name or shipment.order_id} · "
-            f"{shipment.carrier or 'carrier?'} {shipment.tracking_number}",
-        )
-    except WorkflowAlreadyStartedError as error:
+        async with _answered_in_time(shipment.tracking_number):
+            outcome: Outcome = await client.execute_update_with_start_workflow(
+                UPDATE_REGISTER, update, start_workflow_operation=start, result_type=Outcome
+            )
+    except WorkflowUpdateFailedError as error:
+        raise _another_order_or(error) from error
+    handle = await start.workflow_handle()
+    if outcome.outcome == "accepted":
+        await hand_over_unmatched_events(client, shipment.tracking_number)
+    return Registered(handle=handle, outcome=outcome.outcome, detail=outcome.detail)
+
+
+async def _earlier_lifecycle_end(client: Client, shipment: Shipment) -> datetime | None:
+    """When the number's earlier lifecycle ended, if it did and was another order's; raises
+    `ShipmentClosed` when it was this order's (a late webhook must not start it again)."""
+    try:
+        described = await client.get_workflow_handle(shipment.workflow_id).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if described.status == WorkflowExecutionStatus.RUNNING:
+        return None
+    if described.typed_search_attributes.get(ORDER_ID) == shipment.order_id:
         raise ShipmentClosed(
-            f"shipment {shipment.tracking_number} already completed; not started again"
-        ) from error
-    await hand_over_unmatched_events(client, shipment.tracking_number)
-    return handle
+            f"shipment {shipment.tracking_number} of order {shipment.order_id} already "
+            "completed; not started again"
+        )
+    return described.close_time
+
+
+@asynccontextmanager
+async def _answered_in_time(tracking_number: str) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(ANSWER_WITHIN.total_seconds()):
+            yield
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise NoWorkerAnswered(
+            f"no trackflow worker answered for {tracking_number} within "
+            f"{ANSWER_WITHIN.total_seconds():.0f} s; is a worker running? Asking again is safe"
+        ) from None
+
+
+def _another_order_or(error: WorkflowUpdateFailedError) -> Exception:
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == ANOTHER_ORDER:
+        return AnotherOrder(cause.message)
+    return error
 
 
 async def signal_event(client: Client, event: CarrierEvent) -> None:
@@ -133,11 +225,18 @@ async def cancel_shipment(client: Client, tracking_number: str, reason: str) -> 
     await _not_found_as(tracking_number, handle.signal(SIGNAL_CANCEL, Cancel(reason=reason)))
 
 
-async def request_return(client: Client, tracking_number: str, request: ReturnRequest) -> None:
-    """Signal a return request; a shipment whose tracking already ended is `ShipmentClosed`."""
+async def request_return(client: Client, tracking_number: str, request: ReturnRequest) -> Outcome:
+    """Ask the shipment to start a return; the answer says whether it did and, if not, why. A
+    shipment whose tracking already ended is `ShipmentClosed`; another order's, `AnotherOrder`."""
     handle = client.get_workflow_handle(workflow_id_for(tracking_number))
     try:
-        await _not_found_as(tracking_number, handle.signal(SIGNAL_RETURN_REQUEST, request))
+        async with _answered_in_time(tracking_number):
+            outcome: Outcome = await _not_found_as(
+                tracking_number,
+                handle.execute_update(UPDATE_RETURN_REQUEST, request, result_type=Outcome),
+            )
+    except WorkflowUpdateFailedError as error:
+        raise _another_order_or(error) from error
     except ShipmentNotFound:
         try:
             await _not_found_as(tracking_number, handle.describe())
@@ -146,6 +245,7 @@ async def request_return(client: Client, tracking_number: str, request: ReturnRe
         raise ShipmentClosed(
             f"tracking of {tracking_number} has ended; the return window is over"
         ) from None
+    return outcome
 
 
 async def running_shipments_of_order(client: Client, order_id: str) -> list[str]:

@@ -9,9 +9,11 @@ import sys
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from trackflow.carriers.resolve import with_detected_carrier
 from trackflow.messages import Brand, render
-from trackflow.models import CarrierStatus
-from trackflow.policy import on_event, prepare_shipment, view
+from trackflow.models import CarrierStatus, Shipment
+from trackflow.pinning import pin
+from trackflow.policy import on_event, view
 from trackflow.shipment_state import ShipmentState
+from trackflow.tracking_policy import TrackingPolicy
 
 SMARTPOST = "9261292700768711948021"  # a FedEx Ground Economy label that USPS delivers
 
@@ -29,7 +31,7 @@ def test_relay_number_named_fedex_by_the_platform_is_followed_as_usps() -> None:
 
 
 def test_message_and_view_use_the_detected_carrier_and_keep_the_declared_one() -> None:
-    shipment = prepare_shipment(make_shipment(tracking_number=SMARTPOST, carrier="fedex"))
+    shipment = pinned(make_shipment(tracking_number=SMARTPOST, carrier="fedex"))
     event = make_event(CarrierStatus.IN_TRANSIT, at(1), tracking_number=SMARTPOST)
     decision = on_event(ShipmentState(), event, shipment, ANY_TIME_POLICY, at(1))
     email = render(shipment, decision.sends[0], Brand(store_name="Acme"))
@@ -76,3 +78,7 @@ def test_cli_carrier_detect_reports_no_match() -> None:
     assert json.loads(as_json.stdout) == {"matches": []}
     assert as_text.returncode == 1
     assert "no known carrier format" in as_text.stdout
+
+
+def pinned(shipment: Shipment) -> Shipment:
+    return pin(shipment, TrackingPolicy())

@@ -27,7 +27,8 @@ from trackflow.carriers import detect_best
 from trackflow.effects import SendNotification
 from trackflow.messages import Brand, render
 from trackflow.models import CarrierEvent, Channel, ExceptionKind, Shipment, Trigger
-from trackflow.policy import customer_zone, on_event, on_start, prepare_shipment, view
+from trackflow.pinning import pin
+from trackflow.policy import customer_zone, on_event, on_start, view
 from trackflow.shipment_state import ShipmentState
 from trackflow.sources.shopify import parse_fulfillment
 from trackflow.tracking_policy import TrackingPolicy
@@ -56,7 +57,7 @@ class FakeApi:
         now = datetime.now(UTC)
         body: dict[str, Any] = json.loads(request.content) if request.content else {}
         if request.method == "POST" and request.url.path == "/v1/shipments":
-            shipment = prepare_shipment(Shipment.model_validate(body))
+            shipment = pinned(Shipment.model_validate(body))
             self.shipments[shipment.tracking_number] = shipment
             self.states[shipment.tracking_number] = on_start(ShipmentState(), now)
             return httpx.Response(202, json={"workflow_id": shipment.workflow_id})
@@ -67,7 +68,7 @@ class FakeApi:
         if request.method == "POST" and request.url.path == "/webhooks/shopify":
             fulfillment = parse_fulfillment(body, shop_domain=None)
             for shipment in fulfillment.shipments:
-                prepared = prepare_shipment(shipment)
+                prepared = pinned(shipment)
                 self.shipments[prepared.tracking_number] = prepared
                 self.states[prepared.tracking_number] = on_start(ShipmentState(), now)
             for event in fulfillment.events:
@@ -150,9 +151,9 @@ def _send(trigger: Trigger, kind: ExceptionKind | None, channel: Channel, to: st
 
 def _demo_shipments() -> Iterator[Shipment]:
     for order in _demo_orders(runs=20):
-        yield prepare_shipment(Shipment.model_validate(order.shipment))
+        yield pinned(Shipment.model_validate(order.shipment))
     payload = demo._shopify_split_fulfillment("S001")
-    yield from (prepare_shipment(s) for s in parse_fulfillment(payload, shop_domain=None).shipments)
+    yield from (pinned(s) for s in parse_fulfillment(payload, shop_domain=None).shipments)
 
 
 def test_every_demo_message_links_to_the_carriers_tracking_page() -> None:
@@ -407,3 +408,7 @@ def test_the_parcels_of_a_split_shipment_are_told_apart_in_the_demo_output() -> 
     second = format_outbox_line(_record("1Z999AA10123456795", "email", subject, ""), width=80)
     assert first != second
     assert "…6784" in first and "…6795" in second
+
+
+def pinned(shipment: Shipment) -> Shipment:
+    return pin(shipment, TrackingPolicy())

@@ -138,9 +138,9 @@ async def test_history_on_the_server_holds_no_personal_data_in_clear(
     # The worker encodes with its client's converter, as `trackflow worker` does via connect().
     async with running_worker(encrypted, task_queue, tmp_path):
         with temporal_env.with_time_skipping_disabled():
-            handle = await register_shipment(
-                encrypted, shipment, ANY_TIME_POLICY, task_queue=task_queue
-            )
+            handle = (
+                await register_shipment(encrypted, shipment, ANY_TIME_POLICY, task_queue=task_queue)
+            ).handle
         await signal_event(
             encrypted, make_event(CarrierStatus.IN_TRANSIT, at(1), tracking_number=number)
         )

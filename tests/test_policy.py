@@ -51,7 +51,7 @@ from trackflow.tracking_policy import TrackingPolicy
 
 POLICY = ANY_TIME_POLICY
 S = CarrierStatus
-WF = f"shipment-{TRACKING_NUMBER}"
+WF = f"{TRACKING_NUMBER}/1001"
 KEY_FORMAT = re.compile(
     rf"^{WF}:(label_created|in_transit|out_for_delivery|delivered|exception):[^:]+:(email|sms)$"
 )
@@ -923,7 +923,7 @@ def test_view_reflects_the_state() -> None:
     run = Run(shipment)
     run.feed(LABEL, exception_event(ExceptionKind.CUSTOMS_HOLD, at(1)))
     shown = view(run.state, shipment, POLICY)
-    assert shown.workflow_id == WF
+    assert shown.workflow_id == f"shipment-{TRACKING_NUMBER}"
     assert shown.tracking_number == TRACKING_NUMBER
     assert shown.order_id == "1001"
     assert shown.carrier == "ups"

@@ -66,7 +66,7 @@ X = ExceptionKind
 NY = "America/New_York"
 CHICAGO = "America/Chicago"
 LA = "America/Los_Angeles"
-WF = f"shipment-{TRACKING_NUMBER}"
+WF = f"{TRACKING_NUMBER}/1001"
 POLICY = TrackingPolicy()  # the real send windows: 08:00-21:00, SMS 08:00-20:00 in FL/OK
 SECOND = timedelta(seconds=1)
 HOUR = timedelta(hours=1)
@@ -972,7 +972,7 @@ def test_a_return_within_the_window_starts_the_returns_workflow_once() -> None:
     seen = delivered(sim, ny(21, 10))
     decision = sim.request_return("r-1", seen + timedelta(hours=30))
     [start] = decision.returns
-    assert start.workflow_id == f"return-{TRACKING_NUMBER}-r-1"
+    assert start.workflow_id == f"return-{TRACKING_NUMBER}-1001-r-1"
     assert start.request.request_id == "r-1"
     assert [(n.kind, n.key) for n in sim.notes("return_started")] == [
         ("return_started", start.workflow_id)
@@ -983,7 +983,7 @@ def test_a_return_within_the_window_starts_the_returns_workflow_once() -> None:
     assert duplicate.returns == [] and duplicate.sends == [] and duplicate.tags == []
     assert sim.state == before
     second = sim.request_return("r-2", seen + timedelta(hours=32), kind="refund")
-    assert [r.workflow_id for r in second.returns] == [f"return-{TRACKING_NUMBER}-r-2"]
+    assert [r.workflow_id for r in second.returns] == [f"return-{TRACKING_NUMBER}-1001-r-2"]
     assert sim.state.trouble == ["return requested", "refund requested"]
 
 
@@ -1021,7 +1021,7 @@ def test_return_workflow_id_is_made_safe() -> None:
     sim = Sim()
     delivered(sim, ny(21, 10))
     [start] = sim.request_return("gid://shopify/Return/123", ny(21, 11)).returns
-    assert start.workflow_id == f"return-{TRACKING_NUMBER}-gid---shopify-Return-123"
+    assert start.workflow_id == f"return-{TRACKING_NUMBER}-1001-gid---shopify-Return-123"
 
 
 def test_plan_return_acknowledges_inside_the_send_window_and_tags_the_helpdesk() -> None:

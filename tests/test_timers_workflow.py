@@ -36,7 +36,7 @@ async def _start(
     env: WorkflowEnvironment, client: Client, shipment: Shipment, policy: TrackingPolicy, tq: str
 ) -> WorkflowHandle[object, ShipmentView]:
     with env.with_time_skipping_disabled():
-        return await register_shipment(client, shipment, policy, task_queue=tq)
+        return (await register_shipment(client, shipment, policy, task_queue=tq)).handle
 
 
 async def _records(data_dir: Path, shipment: Shipment, count: int) -> list[Any]:
@@ -189,8 +189,8 @@ async def test_return_within_72_hours_starts_the_returns_workflow(
         await request_return(client, number, ReturnRequest(request_id="r-1", kind="refund"))
         await request_return(client, number, ReturnRequest(request_id="r-1", kind="refund"))
         records = await _records(tmp_path, shipment, 4)
-        child = client.get_workflow_handle(f"return-{number}-r-1")
-        assert await child.result() == [f"shipment-{number}:return_requested:r-1:email"]
+        child = client.get_workflow_handle(f"return-{number}-1001-r-1")
+        assert await child.result() == [f"{number}/1001:return_requested:r-1:email"]
         await temporal_env.fast_forward(handle, timedelta(hours=43))
         result = await handle.result()
 

@@ -33,11 +33,17 @@ MILESTONES = [
 def worker_process(
     address: str, task_queue: str, data_dir: Path, **extra_env: str
 ) -> Iterator[subprocess.Popen[bytes]]:
+    # The worker holds the policy the shipments name by digest, as a deployment's worker and
+    # API share one policy file.
+    data_dir.mkdir(parents=True, exist_ok=True)
+    policy_file = data_dir / "policy.json"
+    policy_file.write_text(ANY_TIME_POLICY.model_dump_json())
     env = dict(
         os.environ,
         TRACKFLOW_TEMPORAL_ADDRESS=address,
         TRACKFLOW_TASK_QUEUE=task_queue,
         TRACKFLOW_DATA_DIR=str(data_dir),
+        TRACKFLOW_POLICY_FILE=str(policy_file),
         **extra_env,
     )
     process = subprocess.Popen([sys.executable, "-m", "starters.cli", "worker"], env=env)
@@ -61,10 +67,12 @@ async def test_sigkilled_worker_resumes_without_losing_or_repeating_messages(
     )
     number = shipment.tracking_number
     events = [make_event(s, at(h), tracking_number=number) for h, s in enumerate(MILESTONES)]
-    with temporal_env.with_time_skipping_disabled():
-        handle = await register_shipment(client, shipment, ANY_TIME_POLICY, task_queue=task_queue)
-
     with worker_process(temporal_address, task_queue, tmp_path) as first:
+        with temporal_env.with_time_skipping_disabled():  # the worker answers registrations
+            registered = await register_shipment(
+                client, shipment, ANY_TIME_POLICY, task_queue=task_queue
+            )
+        handle = registered.handle
         await signal_event(client, events[0])
         await eventually(lambda: outbox(tmp_path, number), lambda r: len(r) == 2, what="label")
         await signal_event(client, events[1])
@@ -113,9 +121,6 @@ async def test_two_workers_on_a_postgres_ledger_send_each_message_once_across_a_
         for _ in range(3)
     ]
     ledger = {"TRACKFLOW_LEDGER_URL": POSTGRES}
-    with temporal_env.with_time_skipping_disabled():
-        for shipment in shipments:
-            await register_shipment(client, shipment, ANY_TIME_POLICY, task_queue=task_queue)
 
     async def all_sent(count: int) -> None:
         for shipment in shipments:
@@ -130,6 +135,9 @@ async def test_two_workers_on_a_postgres_ledger_send_each_message_once_across_a_
         worker_process(temporal_address, task_queue, tmp_path / "a", **ledger) as first,
         worker_process(temporal_address, task_queue, tmp_path / "b", **ledger),
     ):
+        with temporal_env.with_time_skipping_disabled():  # the workers answer registrations
+            for shipment in shipments:
+                await register_shipment(client, shipment, ANY_TIME_POLICY, task_queue=task_queue)
         for hour, status in enumerate(MILESTONES[:2]):
             for shipment in shipments:
                 await signal_event(

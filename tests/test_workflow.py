@@ -45,7 +45,9 @@ async def test_happy_path_sends_each_milestone_once_per_channel(
     shipment = _unique_shipment(order_value="212.50")
     async with running_worker(client, task_queue, tmp_path):
         with temporal_env.with_time_skipping_disabled():
-            handle = await register_shipment(client, shipment, POLICY, task_queue=task_queue)
+            handle = (
+                await register_shipment(client, shipment, POLICY, task_queue=task_queue)
+            ).handle
         for hour, status in enumerate(MILESTONES):
             await signal_event(
                 client, make_event(status, at(hour), tracking_number=shipment.tracking_number)
@@ -125,9 +127,9 @@ async def test_express_shipment_asks_for_a_review_after_the_express_hold(
     async with running_worker(client, task_queue, tmp_path):
         for shipment in (express, standard):
             with temporal_env.with_time_skipping_disabled():
-                handles[shipment.shipping_speed] = await register_shipment(
-                    client, shipment, POLICY, task_queue=task_queue
-                )
+                handles[shipment.shipping_speed] = (
+                    await register_shipment(client, shipment, POLICY, task_queue=task_queue)
+                ).handle
             delivered = make_event(
                 CarrierStatus.DELIVERED, at(1), tracking_number=shipment.tracking_number
             )
@@ -161,7 +163,9 @@ async def test_long_history_continues_as_new_without_losing_or_repeating_anythin
     first_run = None
     async with running_worker(client, task_queue, tmp_path):
         with temporal_env.with_time_skipping_disabled():
-            handle = await register_shipment(client, shipment, policy, task_queue=task_queue)
+            handle = (
+                await register_shipment(client, shipment, policy, task_queue=task_queue)
+            ).handle
         first_run = handle.result_run_id
         for hour, status in enumerate(MILESTONES):
             await signal_event(client, make_event(status, at(hour), tracking_number=number))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from trackflow.api_health import ApiHealth
 from trackflow.effects import SendNotification
+from trackflow.messages import MessageContext
 from trackflow.models import CarrierEvent, Model, ReturnRequest, Shipment, ShipmentUpdate
+from trackflow.policy_table import PolicyRef
 from trackflow.shipment_state import ShipmentState
-from trackflow.tracking_policy import TrackingPolicy
 
 TASK_QUEUE = "trackflow"
 POLL_PROVIDERS = ("easypost", "shipengine")
@@ -29,10 +30,14 @@ SIGNAL_API_OUTCOME = "outcome"
 SIGNAL_UNMATCHED_EVENT = "unmatched_event"
 SIGNAL_HAND_OVER = "hand_over"
 SIGNAL_CARRIER_EVENT = "carrier_event"
-SIGNAL_UPDATE_SHIPMENT = "update_shipment"
 SIGNAL_CANCEL = "cancel"
-SIGNAL_RETURN_REQUEST = "return_request"
 QUERY_STATE = "state"
+UPDATE_REGISTER = "register"
+"""Update (with start): register a shipment or update its facts; answers an `Outcome`."""
+UPDATE_RETURN_REQUEST = "request_return"
+"""Update: a customer asked for a refund or return; answers an `Outcome`."""
+ANOTHER_ORDER = "AnotherOrder"
+"""The error type a validator rejects a registration or return request of another order with."""
 
 
 class Cancel(Model):
@@ -40,24 +45,43 @@ class Cancel(Model):
 
 
 class InboxItem(Model):
-    """One received signal, kept in arrival order; exactly one field is set."""
+    """One received signal or update, kept in arrival order; exactly one of event, update,
+    cancel and return_request is set. `ticket` numbers an update waiting for its answer."""
 
+    ticket: int | None = None
     event: CarrierEvent | None = None
     update: ShipmentUpdate | None = None
     cancel: Cancel | None = None
     return_request: ReturnRequest | None = None
 
 
+def _require_pinned(shipment: Shipment) -> None:
+    if shipment.pinned is None:
+        raise ValueError("a shipment enters a workflow pinned (trackflow.pinning.pin)")
+
+
 class ShipmentWorkflowInput(Model):
     shipment: Shipment
-    policy: TrackingPolicy
+    policy: PolicyRef
     state: ShipmentState | None = None
-    inbox: list[InboxItem] = Field(default_factory=list)
+    inbox: list[InboxItem] = Field(
+        default_factory=list, description="the first carrier events, riding in the start"
+    )
+    events_not_before: datetime | None = Field(
+        default=None, description="the tracking number's earlier order ended then (recycled)"
+    )
+
+    @model_validator(mode="after")
+    def _pinned(self) -> ShipmentWorkflowInput:
+        _require_pinned(self.shipment)
+        return self
 
 
-class NotificationRequest(Model):
-    shipment: Shipment
-    send: SendNotification
+class SendBatch(Model):
+    """The messages one decision sends (every channel), and what they say about the order."""
+
+    about: MessageContext
+    sends: list[SendNotification]
 
 
 class DeliveryReceipt(Model):
@@ -67,9 +91,13 @@ class DeliveryReceipt(Model):
     already_sent: bool = False
 
 
+class SendReport(Model):
+    receipts: list[DeliveryReceipt]
+
+
 class ReturnsWorkflowInput(Model):
     shipment: Shipment
-    policy: TrackingPolicy
+    policy: PolicyRef
     request: ReturnRequest
 
 
@@ -85,7 +113,7 @@ class ApiOutcome(Model):
 
 class ApiHealthInput(Model):
     provider: str
-    policy: TrackingPolicy
+    policy: PolicyRef
     health: ApiHealth | None = None
 
 

@@ -99,14 +99,50 @@ class RenderedMessage(Model):
     html: str | None
 
 
-def render(shipment: Shipment, send: SendNotification, brand: Brand) -> RenderedMessage:
+class MessageContext(Model):
+    """What messages say about the order: all a send activity needs besides the send itself
+    (the shipment's other facts never travel into an activity's input)."""
+
+    tracking_number: str
+    order_id: str
+    order_name: str
+    first_name: str | None
+    carrier: str | None
+    tracking_url: str | None
+    express: bool
+    items: list[str]
+    more_items: int
+
+    @classmethod
+    def of(cls, shipment: Shipment) -> MessageContext:
+        items = shipment.items
+        return cls(
+            tracking_number=shipment.tracking_number,
+            order_id=shipment.order_id,
+            order_name=shipment.order_name or f"#{shipment.order_id}",
+            first_name=shipment.customer.first_name,
+            carrier=shipment.carrier,
+            tracking_url=tracking_link(shipment),
+            express=shipment.shipping_speed == ShippingSpeed.EXPRESS,
+            items=[
+                item.title if item.quantity == 1 else f"{item.title} \u00d7 {item.quantity}"
+                for item in items[:MAX_LISTED_ITEMS]
+            ],
+            more_items=max(0, len(items) - MAX_LISTED_ITEMS),
+        )
+
+
+def render(
+    about: MessageContext | Shipment, send: SendNotification, brand: Brand
+) -> RenderedMessage:
+    order = about if isinstance(about, MessageContext) else MessageContext.of(about)
     kind = (send.exception or ExceptionKind.UNKNOWN) if send.trigger == Trigger.EXCEPTION else None
-    context = _context(shipment, send, brand)
+    context = _context(order, send, brand)
     if kind is not None:
-        context.update(_exception_wording(context, shipment.carrier, kind))
+        context.update(_exception_wording(context, order.carrier, kind))
 
     def part(name: str) -> Template:
-        return _resolve(send.trigger, name, shipment.carrier, kind)
+        return _resolve(send.trigger, name, order.carrier, kind)
 
     if send.channel == Channel.SMS:
         body = _render_sms(part("sms.txt"), context, brand.store_name)
@@ -153,9 +189,8 @@ def _resolve(
     return _env.select_template(_candidates(trigger, part, carrier, kind))
 
 
-def _context(shipment: Shipment, send: SendNotification, brand: Brand) -> dict[str, Any]:
+def _context(order: MessageContext, send: SendNotification, brand: Brand) -> dict[str, Any]:
     """Every variable the templates may use; StrictUndefined makes any other name an error."""
-    items = shipment.items
     context: dict[str, Any] = {
         "store_name": brand.store_name,
         "support_email": brand.support_email,
@@ -164,18 +199,15 @@ def _context(shipment: Shipment, send: SendNotification, brand: Brand) -> dict[s
         "support_contact": brand.support_email or brand.support_url or brand.support_phone,
         "resolution_url": _web_link(brand.resolution_url),
         "review_url": _web_link(brand.review_url),
-        "first_name": shipment.customer.first_name or "there",
+        "first_name": order.first_name or "there",
         "returning": send.tone == Tone.RETURNING_CUSTOMER,
-        "order_name": shipment.order_name or f"#{shipment.order_id}",
-        "items": [
-            item.title if item.quantity == 1 else f"{item.title} \u00d7 {item.quantity}"
-            for item in items[:MAX_LISTED_ITEMS]
-        ],
-        "more_items": max(0, len(items) - MAX_LISTED_ITEMS),
-        "carrier": carrier_display_name(shipment.carrier),
-        "tracking_number": shipment.tracking_number,
-        "tracking_url": tracking_link(shipment),
-        "express": shipment.shipping_speed == ShippingSpeed.EXPRESS,
+        "order_name": order.order_name,
+        "items": order.items,
+        "more_items": order.more_items,
+        "carrier": carrier_display_name(order.carrier),
+        "tracking_number": order.tracking_number,
+        "tracking_url": order.tracking_url,
+        "express": order.express,
         "eta": format_eta(send.estimated_delivery) if send.estimated_delivery else None,
         "event_location": send.event_location,
         "event_description": send.event_description,

@@ -168,6 +168,16 @@ class LineItem(Model):
     sku: Text | None = None
 
 
+class PinnedFacts(Model):
+    """Facts looked up in tables and pytz when the shipment was registered or updated. They
+    travel with the shipment into the workflow, so that a replay after a pytz upgrade or an
+    edit of a zone table decides exactly as the first run did (see `trackflow.pinning`)."""
+
+    timezone: Code = Field(description="the customer's IANA zone, as pytz spelt it then")
+    timezone_source: Code = Field(description="customer, address_region, address_country...")
+    region: Code | None = Field(default=None, description="ISO 3166-2 code for send windows")
+
+
 class Shipment(Model):
     """One tracking number of one order: the unit a workflow follows."""
 
@@ -192,6 +202,9 @@ class Shipment(Model):
     source: Literal["api", "shopify"] = "api"
     shop_domain: Text | None = None
     fulfillment_id: Code | None = None
+    pinned: PinnedFacts | None = Field(
+        default=None, description="set by trackflow when it registers the shipment"
+    )
 
     @field_validator("order_id", mode="before")
     @classmethod

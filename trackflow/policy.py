@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import IntEnum
 
-from trackflow.carriers.resolve import with_detected_carrier
 from trackflow.durations import human_duration
 from trackflow.effects import (
     AUTO_DELAY_NOTIFIED,
@@ -33,14 +32,19 @@ from trackflow.models import (
     ShipmentUpdate,
     Trigger,
 )
+from trackflow.pinning import pinned_facts
 from trackflow.send_windows import format_local, next_send_time, window_for
 from trackflow.shipment_state import (
+    MAX_EXCEPTION_MESSAGES,
+    MAX_NOTIFICATIONS,
+    MAX_RETURN_REQUESTS,
     Decision,
     ExceptionMessage,
     HeldMessage,
     NextAction,
     Note,
     NotificationView,
+    Outcome,
     PendingSend,
     Phase,
     SentNotification,
@@ -49,8 +53,7 @@ from trackflow.shipment_state import (
     TimelineEntry,
 )
 from trackflow.timers import Timer, TimerKind, due_timers
-from trackflow.timezones import region_code, resolve_timezone
-from trackflow.tracking_policy import TrackingPolicy
+from trackflow.tracking_policy import SendWindow, TrackingPolicy
 
 __all__ = [
     "Decision",
@@ -129,12 +132,23 @@ def tone_for(shipment: Shipment, policy: TrackingPolicy) -> Tone:
     return Tone.NEW_CUSTOMER
 
 
+def shipment_key(shipment: Shipment) -> str:
+    """The shipment's business identity in effect keys: carriers recycle tracking numbers, so
+    the order (and fulfillment) is part of it."""
+    order = shipment.order_id + (f"/{shipment.fulfillment_id}" if shipment.fulfillment_id else "")
+    return f"{shipment.tracking_number}/" + order.replace("%", "%25").replace(":", "%3A")
+
+
 def idempotency_key(shipment: Shipment, trigger: Trigger, episode: str, channel: Channel) -> str:
-    return f"{shipment.workflow_id}:{trigger}:{episode}:{channel}"
+    return f"{shipment_key(shipment)}:{trigger}:{episode}:{channel}"
 
 
 def customer_zone(shipment: Shipment, policy: TrackingPolicy) -> str:
-    return resolve_timezone(shipment, policy.default_timezone).name
+    return pinned_facts(shipment, policy).timezone
+
+
+def customer_region(shipment: Shipment, policy: TrackingPolicy) -> str | None:
+    return pinned_facts(shipment, policy).region
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -158,6 +172,8 @@ def on_event(
         return Decision(state=state)
     if reason := implausible_time(event.occurred_at, now, policy.max_event_clock_skew):
         return Decision(state=_implausible(state, event, reason, now))
+    if state.events_not_before is not None and event.occurred_at < state.events_not_before:
+        return Decision(state=_earlier_order(state, event, now))
     changes, trigger, episode_tag, effect = _classify(state, event)
     changes |= _scan_bookkeeping(state, event, now)
     if not event.polled:
@@ -184,9 +200,8 @@ def on_event(
             **changes,
             "seen_event_keys": [*state.seen_event_keys, key][-MAX_REMEMBERED_EVENT_KEYS:],
             "estimated_delivery": event.estimated_delivery or state.estimated_delivery,
-            "timeline": sorted([*state.timeline, entry], key=lambda e: e.occurred_at),
         }
-    )
+    ).with_timeline_entry(entry, set(_MILESTONE_RANK))
     state = _drop_obsolete(state, now)
     if trigger is None:
         return Decision(state=state)
@@ -244,11 +259,13 @@ def on_return_request(
     now: datetime,
 ) -> Decision:
     if request.request_id in state.return_request_ids:
-        return Decision(state=state)
+        return Decision(state=state, outcome=Outcome(outcome="ignored", detail="already requested"))
     state = state.model_copy(
         update={
-            "return_request_ids": [*state.return_request_ids, request.request_id],
-            "trouble": [*state.trouble, f"{request.kind} requested"],
+            "return_request_ids": [*state.return_request_ids, request.request_id][
+                -MAX_RETURN_REQUESTS:
+            ],
+            "trouble": state.with_trouble(f"{request.kind} requested"),
         }
     )
     state = _drop_obsolete(state, now)  # e.g. a review request held for the morning
@@ -256,13 +273,15 @@ def on_return_request(
     if delivered is None or now - delivered > policy.return_window:
         why = "not delivered yet" if delivered is None else "outside the return window"
         note = Note(kind="return_ignored", key=request.request_id, detail=why, at=now)
-        return Decision(state=_noted(state, note))
+        return Decision(state=_noted(state, note), outcome=Outcome(outcome="ignored", detail=why))
     start = StartReturn(
-        workflow_id=f"return-{shipment.tracking_number}-{_safe_id(request.request_id)}",
+        workflow_id=f"return-{shipment.tracking_number}-{_safe_id(shipment.order_id)}-"
+        f"{_safe_id(request.request_id)}",
         request=request,
     )
     note = Note(kind="return_started", key=start.workflow_id, detail=request.kind, at=now)
-    return Decision(state=_noted(state, note), returns=[start])
+    outcome = Outcome(outcome="return_started", detail=start.workflow_id)
+    return Decision(state=_noted(state, note), returns=[start], outcome=outcome)
 
 
 def on_cancel(state: ShipmentState, reason: str) -> ShipmentState:
@@ -271,11 +290,6 @@ def on_cancel(state: ShipmentState, reason: str) -> ShipmentState:
     return state.model_copy(
         update={"phase": Phase.CANCELLED, "closed_reason": f"cancelled: {reason}", "pending": []}
     )
-
-
-def prepare_shipment(shipment: Shipment) -> Shipment:
-    """The carrier the number belongs to wins for links and wording; the platform's is kept."""
-    return with_detected_carrier(shipment)
 
 
 def on_shipment_update(
@@ -298,7 +312,42 @@ def on_shipment_update(
         changes["applied_update_ids"] = ids[-MAX_REMEMBERED_UPDATE_IDS:]
     if update.updated_at is not None:
         changes["applied_update_at"] = update.updated_at
-    return state.model_copy(update=changes), prepare_shipment(update.shipment)
+    return state.model_copy(update=changes), update.shipment
+
+
+class AnotherOrder(ValueError):
+    """A registration or return request for another order than the one this tracking number
+    is followed for: two live orders on one number, or a mistaken id. Never reaches state."""
+
+
+def check_same_order(current: Shipment, order_id: str | None, tracking_number: str) -> None:
+    if tracking_number != current.tracking_number:
+        raise AnotherOrder(f"this workflow follows tracking number {current.tracking_number}")
+    if order_id is not None and order_id != current.order_id:
+        raise AnotherOrder(
+            f"tracking number {current.tracking_number} is followed for order "
+            f"{current.order_id}, which is still in transit; a second live order on the same "
+            "number is refused"
+        )
+
+
+def on_registration(
+    state: ShipmentState, current: Shipment, update: ShipmentUpdate, now: datetime
+) -> tuple[ShipmentState, Shipment, Outcome]:
+    """The first registration is the one that started the workflow; later ones are updates
+    (or replays of it). The order was checked by `check_same_order` before."""
+    if not state.registered:
+        state, shipment = on_shipment_update(state, current, update, now)
+        return state.model_copy(update={"registered": True}), shipment, Outcome(outcome="accepted")
+    why = _update_ignored_because(state, current, update)
+    state, shipment = on_shipment_update(state, current, update, now)
+    if why == "replayed webhook":
+        return state, shipment, Outcome(outcome="already_registered", detail=why)
+    if why is not None:
+        return state, shipment, Outcome(outcome="ignored", detail=why)
+    if shipment == current:
+        return state, shipment, Outcome(outcome="already_registered", detail="same facts")
+    return state, shipment, Outcome(outcome="updated")
 
 
 def _update_ignored_because(
@@ -324,7 +373,8 @@ def record_sent(state: ShipmentState, send: SendNotification, sent_at: datetime)
         exception=send.exception,
         sent_at=sent_at,
     )
-    return state.model_copy(update={"notifications": [*state.notifications, sent]})
+    notifications = [*state.notifications, sent][-MAX_NOTIFICATIONS:]
+    return state.model_copy(update={"notifications": notifications})
 
 
 def is_finished(state: ShipmentState) -> bool:
@@ -345,6 +395,24 @@ def _implausible(
     what = event.status.value + (f" ({event.exception})" if event.exception else "")
     detail = f"{what} at {event.occurred_at.isoformat()} ignored: {reason}"
     return _noted(state, Note(kind="implausible_timestamp", key=key, detail=detail, at=now))
+
+
+def _earlier_order(state: ShipmentState, event: CarrierEvent, now: datetime) -> ShipmentState:
+    """A late event of the order this recycled number belonged to before: on the timeline,
+    changing nothing, and not remembered as seen (the dedupe window is for this order)."""
+    entry = TimelineEntry(
+        status=event.status,
+        exception=event.exception,
+        occurred_at=event.occurred_at,
+        received_at=now,
+        description=event.description,
+        location=event.location,
+        source=event.source,
+        raw_code=event.raw_code,
+        recognised=event.recognised,
+        effect="ignored: before this order (the tracking number was used for an earlier one)",
+    )
+    return state.with_timeline_entry(entry, set(_MILESTONE_RANK))
 
 
 def _classify(
@@ -383,7 +451,7 @@ def _classify(
     changes = revival | {"phase": Phase.EXCEPTION, "open_exception": kind}
     if event.status == CarrierStatus.RETURNED:
         changes |= {"phase": Phase.RETURNED, "closed_reason": "returned to sender"}
-    changes["trouble"] = [*state.trouble, kind.value]
+    changes["trouble"] = state.with_trouble(kind.value)
     if state.open_exception == kind:
         return changes, None, "", "ignored: same exception still open"
     episode = state.exception_episode + 1
@@ -428,7 +496,8 @@ def _count_exception_message(
     state: ShipmentState, send: SendNotification, kind: ExceptionKind, now: datetime
 ) -> ShipmentState:
     message = ExceptionMessage(episode_key=_episode_key(send), kind=kind, decided_at=now)
-    return state.model_copy(update={"exception_messages": [*_counted_messages(state), message]})
+    messages = [*_counted_messages(state), message][-MAX_EXCEPTION_MESSAGES:]
+    return state.model_copy(update={"exception_messages": messages})
 
 
 def _suppressed(
@@ -546,8 +615,14 @@ def _schedule(
 def _next_send_time(
     channel: Channel, shipment: Shipment, policy: TrackingPolicy, now: datetime
 ) -> datetime:
-    window = window_for(channel, region_code(shipment), policy, policy.stricter_sms_windows)
-    return next_send_time(now, customer_zone(shipment, policy), window)
+    return next_send_time(
+        now, customer_zone(shipment, policy), send_window(channel, shipment, policy)
+    )
+
+
+def send_window(channel: Channel, shipment: Shipment, policy: TrackingPolicy) -> SendWindow:
+    region = customer_region(shipment, policy)
+    return window_for(channel, region, policy, policy.stricter_sms_windows)
 
 
 def _release_pending(
@@ -556,7 +631,7 @@ def _release_pending(
     state = decision.state
     keep: list[PendingSend] = []
     ready: list[SendNotification] = []
-    notes = list(state.notes)
+    notes: list[Note] = []
     for pending in state.pending:
         if pending.due_at > now:
             keep.append(pending)
@@ -567,7 +642,7 @@ def _release_pending(
             keep.append(pending.model_copy(update={"due_at": due}))
         else:
             ready.append(pending.send)
-    state = state.model_copy(update={"pending": keep, "notes": notes})
+    state = state.model_copy(update={"pending": keep}).with_notes(*notes)
     return _with_sends(decision.model_copy(update={"state": state}), ready, shipment, now)
 
 
@@ -581,7 +656,7 @@ def _drop_obsolete(state: ShipmentState, now: datetime) -> ShipmentState:
         for p in state.pending
         if (reason := obsolete_because(p, state))
     ]
-    return state.model_copy(update={"pending": keep, "notes": [*state.notes, *notes]})
+    return state.model_copy(update={"pending": keep}).with_notes(*notes)
 
 
 def obsolete_because(pending: PendingSend, state: ShipmentState) -> str | None:
@@ -654,7 +729,7 @@ def _tag(shipment: Shipment, tag: str, key: str, why: Trigger) -> TagHelpdesk:
 
 
 def _noted(state: ShipmentState, note: Note) -> ShipmentState:
-    return state.model_copy(update={"notes": [*state.notes, note]})
+    return state.with_notes(note)
 
 
 def _safe_id(text: str) -> str:
@@ -692,7 +767,7 @@ def _fire(
                     "lost_episode": episode,
                     "lost_since": now,
                     "phase": Phase.LOST,
-                    "trouble": [*state.trouble, "lost"],
+                    "trouble": state.with_trouble("lost"),
                 }
             )
             state = _drop_obsolete(state, now)  # before counting: a dropped one gives its slot
@@ -740,7 +815,7 @@ def _alert(
     timer: Timer,
     now: datetime,
 ) -> Decision:
-    key = f"{shipment.workflow_id}:alert:{kind.value}:{state.lost_episode}"
+    key = f"{shipment_key(shipment)}:alert:{kind.value}:{state.lost_episode}"
     alert = RaiseAlert(
         idempotency_key=key,
         alert=kind,
@@ -789,6 +864,7 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         estimated_delivery=state.estimated_delivery,
         closed_reason=state.closed_reason,
         timeline=state.timeline,
+        timeline_omitted=state.timeline_omitted,
         notifications=[
             NotificationView(
                 trigger=n.trigger, channel=n.channel, exception=n.exception, sent_at=n.sent_at
@@ -797,6 +873,7 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         ],
         waiting=[_held(pending, shipment, policy, zone) for pending in state.pending],
         notes=state.notes,
+        notes_omitted=state.notes_omitted,
         unrecognised_codes=state.unrecognised_codes,
         next_action=next_action(state, shipment, policy),
         time_scale=policy.time_scale if policy.time_scale != 1 else None,
@@ -807,8 +884,8 @@ def _held(
     pending: PendingSend, shipment: Shipment, policy: TrackingPolicy, zone: str
 ) -> HeldMessage:
     channel = pending.send.channel
-    region = region_code(shipment)
-    window = window_for(channel, region, policy, policy.stricter_sms_windows)
+    region = customer_region(shipment, policy)
+    window = send_window(channel, shipment, policy)
     why = "held for the customer's send window (quiet hours)"
     if not window.always_open:
         hours = f"{window.start:%H:%M}-{window.end:%H:%M}"

@@ -8,9 +8,15 @@ from pydantic import Field
 
 from trackflow.effects import RETURN_REQUESTED_TAG, SendNotification, TagHelpdesk
 from trackflow.models import Model, ReturnRequest, Shipment, Trigger
-from trackflow.policy import channels_for, customer_zone, idempotency_key, tone_for
-from trackflow.send_windows import next_send_time, window_for
-from trackflow.timezones import region_code
+from trackflow.policy import (
+    channels_for,
+    customer_zone,
+    idempotency_key,
+    send_window,
+    shipment_key,
+    tone_for,
+)
+from trackflow.send_windows import next_send_time
 from trackflow.tracking_policy import TrackingPolicy
 
 
@@ -39,10 +45,10 @@ def plan_return(
             to=to,
             tone=tone_for(shipment, policy),
         )
-        window = window_for(channel, region_code(shipment), policy, policy.stricter_sms_windows)
+        window = send_window(channel, shipment, policy)
         acknowledgements.append(TimedSend(send=send, due_at=next_send_time(now, zone, window)))
     tag = TagHelpdesk(
-        idempotency_key=f"{shipment.workflow_id}:helpdesk:{RETURN_REQUESTED_TAG}:{episode}",
+        idempotency_key=f"{shipment_key(shipment)}:helpdesk:{RETURN_REQUESTED_TAG}:{episode}",
         tag=RETURN_REQUESTED_TAG,
         customer_email=shipment.customer.email,
         customer_phone=shipment.customer.phone,

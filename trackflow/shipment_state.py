@@ -84,6 +84,15 @@ class Note(Model):
     at: datetime
 
 
+# What a shipment remembers is bounded whatever arrives (a 40-day workflow, any number of
+# events): the first entry of each milestone is always kept, the rest is a recent window.
+MAX_TIMELINE = 60
+MAX_NOTES = 60
+MAX_NOTIFICATIONS = 60
+MAX_EXCEPTION_MESSAGES = 20
+MAX_RETURN_REQUESTS = 50
+
+
 class ShipmentState(Model):
     phase: Phase = Phase.PENDING
     rank: int = -1
@@ -127,14 +136,60 @@ class ShipmentState(Model):
     )
     notifications: list[SentNotification] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
+    registered: bool = Field(default=False, description="the first registration was answered")
+    events_not_before: datetime | None = Field(
+        default=None,
+        description="events that occurred earlier belong to an earlier order on this recycled "
+        "tracking number",
+    )
+    timeline_omitted: int = Field(default=0, description="older timeline entries dropped")
+    notes_omitted: int = Field(default=0, description="older notes dropped")
 
     @property
     def lost(self) -> bool:
         return self.lost_since is not None
 
+    def with_timeline_entry(
+        self, entry: TimelineEntry, milestones: set[CarrierStatus]
+    ) -> ShipmentState:
+        """The entry in time order; beyond MAX_TIMELINE, the oldest entries go except the first
+        of each milestone."""
+        timeline = sorted([*self.timeline, entry], key=lambda e: e.occurred_at)
+        if len(timeline) <= MAX_TIMELINE:
+            return self.model_copy(update={"timeline": timeline})
+        firsts: dict[CarrierStatus, TimelineEntry] = {}
+        for kept in timeline:
+            if kept.status in milestones:
+                firsts.setdefault(kept.status, kept)
+        keep = {id(e) for e in firsts.values()} | {id(e) for e in timeline[-MAX_TIMELINE:]}
+        kept_entries = [e for e in timeline if id(e) in keep]
+        dropped = len(timeline) - len(kept_entries)
+        return self.model_copy(
+            update={"timeline": kept_entries, "timeline_omitted": self.timeline_omitted + dropped}
+        )
+
+    def with_notes(self, *notes: Note) -> ShipmentState:
+        all_notes = [*self.notes, *notes]
+        dropped = max(0, len(all_notes) - MAX_NOTES)
+        return self.model_copy(
+            update={"notes": all_notes[dropped:], "notes_omitted": self.notes_omitted + dropped}
+        )
+
+    def with_trouble(self, what: str) -> list[str]:
+        """Why no review request: each reason once, the latest last."""
+        return [*(t for t in self.trouble if t != what), what]
+
+
+class Outcome(Model):
+    """What a caller is told about a registration or a return request."""
+
+    outcome: Literal["accepted", "updated", "already_registered", "return_started", "ignored"]
+    detail: str | None = None
+
 
 class Decision(Model):
     state: ShipmentState
+    outcome: Outcome | None = Field(default=None, description="the answer to a caller, if any")
     sends: list[SendNotification] = Field(default_factory=list)
     alerts: list[RaiseAlert] = Field(default_factory=list)
     tags: list[TagHelpdesk] = Field(default_factory=list)
@@ -226,9 +281,13 @@ class ShipmentDocument(Model):
         default=None, description="why tracking ends once nothing is waiting any more"
     )
     timeline: list[TimelineEntry]
+    timeline_omitted: int = Field(
+        default=0, description="older timeline entries not kept (each milestone's first is)"
+    )
     notifications: list[NotificationView]
     waiting: list[WaitingMessage] = Field(description="held messages, earliest first")
     notes: list[NoteView]
+    notes_omitted: int = Field(default=0, description="older notes not kept")
     unrecognised_codes: list[str] = Field(
         default_factory=list, description="source codes with no mapping (kept as exceptions)"
     )
@@ -250,9 +309,11 @@ class ShipmentView(Model):
     estimated_delivery: date | None = None
     closed_reason: str | None = None
     timeline: list[TimelineEntry]
+    timeline_omitted: int = 0
     notifications: list[NotificationView]
     waiting: list[HeldMessage]
     notes: list[Note]
+    notes_omitted: int = 0
     unrecognised_codes: list[str] = Field(default_factory=list)
     next_action: NextAction
     time_scale: float | None = Field(
@@ -275,6 +336,7 @@ class ShipmentView(Model):
             estimated_delivery=self.estimated_delivery,
             closed_reason=self.closed_reason,
             timeline=self.timeline,
+            timeline_omitted=self.timeline_omitted,
             notifications=self.notifications,
             waiting=[
                 WaitingMessage(
@@ -291,6 +353,7 @@ class ShipmentView(Model):
                 NoteView(kind=n.kind, about=self._about(n.key), detail=n.detail, at=n.at)
                 for n in self.notes
             ],
+            notes_omitted=self.notes_omitted,
             unrecognised_codes=self.unrecognised_codes,
             next_action=self.next_action,
         )
@@ -308,5 +371,6 @@ class ShipmentView(Model):
         return f"{status} — {messages} waiting, then tracking ends ({self.closed_reason})"
 
     def _about(self, key: str) -> str:
-        """A note's key without the workflow id every message and alert key starts with."""
-        return key.removeprefix(f"{self.workflow_id}:")
+        """A note's key without the shipment key (number/order) every effect key starts with."""
+        prefix, colon, rest = key.partition(":")
+        return rest if colon and prefix.startswith(f"{self.tracking_number}/") else key

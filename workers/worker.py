@@ -14,7 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.alerts import AlertActivities, LedgerAlerts
 from activities.helpdesk import HelpdeskActivities, LedgerHelpdesk
-from activities.ledger import open_ledger
+from activities.ledger import Ledger, open_ledger
 from activities.notify import NotificationActivities, OutboxNotifier
 from activities.polling import (
     EasyPostTrackers,
@@ -23,10 +23,12 @@ from activities.polling import (
     ShipEngineTracking,
     TrackerApi,
 )
+from trackflow import policy_table
 from trackflow.contracts import POLL_PROVIDERS, poll_queue
 from trackflow.messages import Brand
 from trackflow.settings import Settings
 from trackflow.timezones import preload_zone_data
+from trackflow.tracking_policy import TrackingPolicy
 from workers.policy_file import load_policy
 from workers.runtime import connect, ensure_search_attributes, secure_data_dir
 from workflows.carrier_api_health import CarrierApiHealthWorkflow
@@ -57,6 +59,8 @@ BOUNDARY_MODULES = (
     "trackflow.shipment_state",
     "trackflow.tracking_policy",
     "trackflow.api_health",
+    "trackflow.messages",  # MessageContext rides in the send activity's input
+    "trackflow.policy_table",  # the worker's table, read by workflows: one copy, the host's
 )
 
 
@@ -67,6 +71,16 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
             *BOUNDARY_MODULES, "pydantic", "pytz"
         )
     )
+
+
+async def hold_policies(ledger: Ledger, configured: TrackingPolicy) -> None:
+    """Workflows name their policy by digest: this worker holds the configured one and every
+    one a worker of this ledger was configured with before, so shipments started under an
+    earlier policy file keep their rules after the file changes."""
+    digest = policy_table.register(configured)
+    await ledger.save_policy(digest, configured.model_dump_json())
+    for body in (await ledger.stored_policies()).values():
+        policy_table.register(TrackingPolicy.model_validate_json(body))
 
 
 @asynccontextmanager
@@ -97,13 +111,15 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         apis["shipengine"] = ShipEngineTracking(shipengine_http, settings.shipengine_api_key)
     # One health workflow per carrier API, shared by every shipment: it keeps the process's
     # time scale (TRACKFLOW_TIME_SCALE), never a shipment's own.
-    health = HealthReporter(client, settings.task_queue, load_policy(settings))
+    policy = load_policy(settings)
+    await hold_policies(ledger, policy)
+    health = HealthReporter(client, settings.task_queue, policy)
     polling = PollingActivities(apis, health)
     main = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[notifications.send_notification, alerts.raise_alert, helpdesk.tag_helpdesk],
+        activities=[notifications.send_notifications, alerts.raise_alert, helpdesk.tag_helpdesk],
         workflow_runner=sandbox_runner(),
     )
     pollers = [

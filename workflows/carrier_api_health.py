@@ -7,18 +7,17 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-with workflow.unsafe.imports_passed_through():
-    from trackflow import api_health
-    from trackflow.api_health import ApiHealth
-    from trackflow.contracts import (
-        API_HEALTH_WORKFLOW_NAME,
-        QUERY_STATE,
-        SIGNAL_API_OUTCOME,
-        ApiHealthInput,
-        ApiOutcome,
-    )
-    from workflows import effects
-    from workflows.search_attributes import STATUS
+from trackflow import api_health, policy_table
+from trackflow.api_health import ApiHealth
+from trackflow.contracts import (
+    API_HEALTH_WORKFLOW_NAME,
+    QUERY_STATE,
+    SIGNAL_API_OUTCOME,
+    ApiHealthInput,
+    ApiOutcome,
+)
+from workflows import effects
+from workflows.search_attributes import STATUS
 
 MAX_OUTCOMES_PER_RUN = 2000
 
@@ -28,6 +27,7 @@ class CarrierApiHealthWorkflow:
     @workflow.init
     def __init__(self, input: ApiHealthInput) -> None:
         self._health = input.health or ApiHealth(provider=input.provider)
+        self._policy = policy_table.resolve(input.policy)
         self._outcomes: list[ApiOutcome] = []
         self._received = 0
         self._published = ""
@@ -35,7 +35,7 @@ class CarrierApiHealthWorkflow:
     @workflow.run
     async def run(self, input: ApiHealthInput) -> None:
         while self._received < MAX_OUTCOMES_PER_RUN or self._outcomes:
-            due = api_health.outage_due(self._health, input.policy)
+            due = api_health.outage_due(self._health, self._policy)
             timeout = None if due is None else max(due - workflow.now(), timedelta(0))
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: bool(self._outcomes), timeout=timeout)
@@ -44,7 +44,7 @@ class CarrierApiHealthWorkflow:
                 await self._apply(
                     api_health.on_outcome(self._health, outcome.ok, outcome.detail, workflow.now())
                 )
-            await self._apply(api_health.on_time(self._health, input.policy, workflow.now()))
+            await self._apply(api_health.on_time(self._health, self._policy, workflow.now()))
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(
             ApiHealthInput(provider=input.provider, policy=input.policy, health=self._health)

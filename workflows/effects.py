@@ -8,16 +8,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-with workflow.unsafe.imports_passed_through():
-    from trackflow.contracts import (
-        DeliveryReceipt,
-        NotificationRequest,
-        PollResult,
-        poll_queue,
-    )
-    from trackflow.effects import PollCarrier, RaiseAlert, SendNotification, TagHelpdesk
-    from trackflow.models import Shipment, ShippingSpeed
-    from trackflow.tracking_policy import TrackingPolicy
+from trackflow.contracts import PollResult, SendBatch, SendReport, poll_queue
+from trackflow.effects import PollCarrier, RaiseAlert, SendNotification, TagHelpdesk
+from trackflow.messages import MessageContext
+from trackflow.models import ShippingSpeed
+from trackflow.tracking_policy import TrackingPolicy
 
 # Customer messages: retry a flaky provider for a long time, never a message it refused.
 SEND_RETRY = RetryPolicy(
@@ -38,16 +33,22 @@ INTERNAL_GIVE_UP_AFTER = timedelta(days=1)
 CALL_TIMEOUT = timedelta(seconds=20)
 
 
-async def send(shipment: Shipment, notification: SendNotification) -> DeliveryReceipt:
-    receipt: DeliveryReceipt = await workflow.execute_activity(
-        "send_notification",
-        NotificationRequest(shipment=shipment, send=notification),
-        result_type=DeliveryReceipt,
+async def send(about: MessageContext, sends: list[SendNotification]) -> SendReport:
+    """One decision's messages, every channel, as one local activity: it runs inside the
+    workflow task that decided them and leaves one marker in the history (a scheduled
+    activity would cost five events and a second workflow task). The ledger keeps each message
+    exactly once across retries, replays and workers, as it does for any activity."""
+    first = sends[0]
+    channels = "+".join(send.channel.value for send in sends)
+    report: SendReport = await workflow.execute_local_activity(
+        "send_notifications",
+        SendBatch(about=about, sends=sends),
+        result_type=SendReport,
         start_to_close_timeout=CALL_TIMEOUT,
         retry_policy=SEND_RETRY,
-        summary=f"{notification.trigger.value} {notification.channel.value}",
+        summary=f"{first.trigger.value} {channels}",
     )
-    return receipt
+    return report
 
 
 async def raise_alert(alert: RaiseAlert) -> None:

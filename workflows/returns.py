@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-with workflow.unsafe.imports_passed_through():
-    from trackflow.contracts import RETURNS_WORKFLOW_NAME, ReturnsWorkflowInput
-    from trackflow.returns import plan_return
-    from workflows import effects
+from trackflow import policy_table
+from trackflow.contracts import RETURNS_WORKFLOW_NAME, ReturnsWorkflowInput
+from trackflow.messages import MessageContext
+from trackflow.returns import plan_return
+from workflows import effects
 
 
 @workflow.defn(name=RETURNS_WORKFLOW_NAME)
 class ReturnsWorkflow:
     @workflow.run
     async def run(self, input: ReturnsWorkflowInput) -> list[str]:
-        plan = plan_return(input.shipment, input.policy, input.request, workflow.now())
+        policy = policy_table.resolve(input.policy)
+        plan = plan_return(input.shipment, policy, input.request, workflow.now())
         await effects.tag_helpdesk(plan.tag)
         sent = []
         for timed in sorted(plan.acknowledgements, key=lambda t: t.due_at):
             wait = timed.due_at - workflow.now()
             if wait.total_seconds() > 0:
                 await workflow.sleep(wait, summary="held for the customer's send window")
-            await effects.send(input.shipment, timed.send)
+            await effects.send(MessageContext.of(input.shipment), [timed.send])
             sent.append(timed.send.idempotency_key)
         return sent

@@ -8,6 +8,7 @@ from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
     SearchAttributeUpdate,
+    TypedSearchAttributes,
 )
 
 from trackflow.models import Shipment
@@ -39,17 +40,23 @@ def initial_search_attributes(shipment: Shipment) -> list[SearchAttributePair[st
     ]
 
 
-def search_attribute_updates(
-    shipment: Shipment, status: str, action: NextAction
+def changed_search_attributes(
+    current: TypedSearchAttributes, shipment: Shipment, status: str, action: NextAction
 ) -> list[SearchAttributeUpdate[str] | SearchAttributeUpdate[datetime]]:
-    updates: list[SearchAttributeUpdate[str] | SearchAttributeUpdate[datetime]] = [
-        ORDER_ID.value_set(shipment.order_id),
-        TRACKING_NUMBER.value_set(shipment.tracking_number),
-        CARRIER.value_set(shipment.carrier or "unknown"),
-        STATUS.value_set(str(status)),
-        NEXT_ACTION.value_set(action.kind),
+    """Only the values that differ from `current` (each upsert is a history event)."""
+    wanted: list[tuple[SearchAttributeKey[str], str]] = [
+        (ORDER_ID, shipment.order_id),
+        (TRACKING_NUMBER, shipment.tracking_number),
+        (CARRIER, shipment.carrier or "unknown"),
+        (STATUS, str(status)),
+        (NEXT_ACTION, action.kind),
     ]
-    updates.append(
-        NEXT_ACTION_AT.value_set(action.due_at) if action.due_at else NEXT_ACTION_AT.value_unset()
-    )
+    updates: list[SearchAttributeUpdate[str] | SearchAttributeUpdate[datetime]] = [
+        key.value_set(value) for key, value in wanted if current.get(key) != value
+    ]
+    due_at = current.get(NEXT_ACTION_AT)
+    if action.due_at is None and due_at is not None:
+        updates.append(NEXT_ACTION_AT.value_unset())
+    elif action.due_at is not None and (due_at is None or due_at != action.due_at):
+        updates.append(NEXT_ACTION_AT.value_set(action.due_at))
     return updates

@@ -2,44 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
-with workflow.unsafe.imports_passed_through():
-    from trackflow import policy
-    from trackflow.contracts import (
-        QUERY_STATE,
-        RETURNS_WORKFLOW_NAME,
-        SIGNAL_CANCEL,
-        SIGNAL_CARRIER_EVENT,
-        SIGNAL_RETURN_REQUEST,
-        SIGNAL_UPDATE_SHIPMENT,
-        WORKFLOW_NAME,
-        Cancel,
-        InboxItem,
-        ReturnsWorkflowInput,
-        ShipmentWorkflowInput,
-    )
-    from trackflow.effects import StartReturn
-    from trackflow.models import CarrierEvent, ReturnRequest, ShipmentUpdate
-    from trackflow.shipment_state import Decision, ShipmentView
-    from workflows import effects
-    from workflows.search_attributes import search_attribute_updates
+from trackflow import policy, policy_table
+from trackflow.contracts import (
+    ANOTHER_ORDER,
+    QUERY_STATE,
+    RETURNS_WORKFLOW_NAME,
+    SIGNAL_CANCEL,
+    SIGNAL_CARRIER_EVENT,
+    UPDATE_REGISTER,
+    UPDATE_RETURN_REQUEST,
+    WORKFLOW_NAME,
+    Cancel,
+    InboxItem,
+    ReturnsWorkflowInput,
+    ShipmentWorkflowInput,
+)
+from trackflow.effects import RaiseAlert, StartReturn
+from trackflow.messages import MessageContext
+from trackflow.models import CarrierEvent, ReturnRequest, ShipmentUpdate
+from trackflow.shipment_state import Decision, Outcome, ShipmentView
+from workflows import effects
+from workflows.search_attributes import changed_search_attributes
 
 
 @workflow.defn(name=WORKFLOW_NAME)
 class ShipmentTrackingWorkflow:
     @workflow.init
     def __init__(self, input: ShipmentWorkflowInput) -> None:
-        self._shipment = policy.prepare_shipment(input.shipment)
-        self._policy = input.policy
-        self._state = input.state or policy.ShipmentState()
+        self._shipment = input.shipment
+        self._policy_ref = input.policy
+        self._policy = policy_table.resolve(input.policy)
+        self._state = input.state or policy.ShipmentState(events_not_before=input.events_not_before)
         self._inbox: list[InboxItem] = list(input.inbox)
-        self._published: object = None
+        self._tickets = 0
+        self._answers: dict[int, Outcome] = {}
+        self._details = ""
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_due: datetime | None = None
 
     @workflow.run
     async def run(self, input: ShipmentWorkflowInput) -> ShipmentView:
@@ -48,24 +55,37 @@ class ShipmentTrackingWorkflow:
             await self._apply(
                 policy.on_tick(self._state, self._shipment, self._policy, workflow.now())
             )
-            while self._inbox:
-                await self._handle(self._inbox.pop(0))
+            await self._drain_inbox()
             self._publish()
             if policy.is_finished(self._state):
                 break
             if self._history_is_long():
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._answer_every_update()
                 workflow.continue_as_new(
                     ShipmentWorkflowInput(
                         shipment=self._shipment,
-                        policy=self._policy,
+                        policy=self._policy_ref,
                         state=self._state,
                         inbox=self._inbox,
                     )
                 )
             await self._wait_for_inbox_or_next_timer()
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._answer_every_update()
         return self._view()
+
+    async def _drain_inbox(self) -> None:
+        while self._inbox:
+            await self._handle(self._inbox.pop(0))
+
+    async def _answer_every_update(self) -> None:
+        """Before the run ends: every waiting update answered, nothing left in the inbox."""
+        while True:
+            await self._drain_inbox()
+            await workflow.wait_condition(
+                lambda: workflow.all_handlers_finished() or bool(self._inbox)
+            )
+            if not self._inbox:
+                return
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -76,17 +96,41 @@ class ShipmentTrackingWorkflow:
     def carrier_event(self, event: CarrierEvent) -> None:
         self._inbox.append(InboxItem(event=event))
 
-    @workflow.signal(name=SIGNAL_UPDATE_SHIPMENT)
-    def update_shipment(self, update: ShipmentUpdate) -> None:
-        self._inbox.append(InboxItem(update=update))
-
     @workflow.signal(name=SIGNAL_CANCEL)
     def cancel(self, cancel: Cancel) -> None:
         self._inbox.append(InboxItem(cancel=cancel))
 
-    @workflow.signal(name=SIGNAL_RETURN_REQUEST)
-    def return_request(self, request: ReturnRequest) -> None:
-        self._inbox.append(InboxItem(return_request=request))
+    @workflow.update(name=UPDATE_REGISTER)
+    async def register(self, update: ShipmentUpdate) -> Outcome:
+        return await self._answered(InboxItem(update=update))
+
+    @register.validator
+    def _same_order_registered(self, update: ShipmentUpdate) -> None:
+        shipment = update.shipment
+        self._check_same_order(shipment.order_id, shipment.tracking_number)
+
+    @workflow.update(name=UPDATE_RETURN_REQUEST)
+    async def request_return(self, request: ReturnRequest) -> Outcome:
+        return await self._answered(InboxItem(return_request=request))
+
+    @request_return.validator
+    def _same_order_returned(self, request: ReturnRequest) -> None:
+        self._check_same_order(request.order_id, self._shipment.tracking_number)
+
+    def _check_same_order(self, order_id: str | None, tracking_number: str) -> None:
+        """Rejected here, an update never reaches the history nor the state."""
+        try:
+            policy.check_same_order(self._shipment, order_id, tracking_number)
+        except policy.AnotherOrder as error:
+            raise ApplicationError(str(error), type=ANOTHER_ORDER, non_retryable=True) from None
+
+    async def _answered(self, item: InboxItem) -> Outcome:
+        """Queue the item behind the events already received and wait for its answer."""
+        self._tickets += 1
+        ticket = self._tickets
+        self._inbox.append(item.model_copy(update={"ticket": ticket}))
+        await workflow.wait_condition(lambda: ticket in self._answers)
+        return self._answers.pop(ticket)
 
     @workflow.query(name=QUERY_STATE)
     def state(self) -> ShipmentView:
@@ -96,37 +140,54 @@ class ShipmentTrackingWorkflow:
         return policy.view(self._state, self._shipment, self._policy)
 
     async def _wait_for_inbox_or_next_timer(self) -> None:
-        due_at = policy.next_action(self._state, self._shipment, self._policy).due_at
-        timeout = None if due_at is None else max(due_at - workflow.now(), timedelta(0))
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: bool(self._inbox), timeout=timeout)
+        action = policy.next_action(self._state, self._shipment, self._policy)
+        self._arm(action.due_at, action.kind)
+        await workflow.wait_condition(lambda: bool(self._inbox) or self._timer_fired())
+
+    def _timer_fired(self) -> bool:
+        return self._timer is not None and self._timer.done()
+
+    def _arm(self, due_at: datetime | None, why: str) -> None:
+        """One durable timer for the next deadline. A deadline that moved later (every scan
+        pushes the lost deadline back) keeps the armed timer: it fires early, nothing is due,
+        and it is armed again, which costs less than cancelling and restarting it per event."""
+        armed = self._timer is not None and not self._timer.done()
+        if armed and due_at is not None and self._timer_due and self._timer_due <= due_at:
+            return
+        if armed and self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        if due_at is None:
+            return
+        delay = max(due_at - workflow.now(), timedelta(seconds=1))
+        self._timer = asyncio.ensure_future(workflow.sleep(delay, summary=why))
+        self._timer_due = due_at
 
     async def _handle(self, item: InboxItem) -> None:
         now = workflow.now()
+        outcome: Outcome | None = None
         if item.event is not None:
             await self._apply(
                 policy.on_event(self._state, item.event, self._shipment, self._policy, now)
             )
         elif item.return_request is not None:
-            await self._apply(
-                policy.on_return_request(
-                    self._state, item.return_request, self._shipment, self._policy, now
-                )
+            decision = policy.on_return_request(
+                self._state, item.return_request, self._shipment, self._policy, now
             )
+            outcome = decision.outcome
+            await self._apply(decision)
         elif item.update is not None:
-            self._state, self._shipment = policy.on_shipment_update(
+            self._state, self._shipment, outcome = policy.on_registration(
                 self._state, self._shipment, item.update, now
             )
         elif item.cancel is not None:
             self._state = policy.on_cancel(self._state, item.cancel.reason)
+        if item.ticket is not None:
+            self._answers[item.ticket] = outcome or Outcome(outcome="ignored")
 
     async def _apply(self, decision: Decision) -> None:
         self._state = decision.state
-        for alert in decision.alerts:
-            await effects.raise_alert(alert)
-        for notification in decision.sends:
-            receipt = await effects.send(self._shipment, notification)
-            self._state = policy.record_sent(self._state, notification, receipt.sent_at)
+        await asyncio.gather(self._send(decision), *map(self._alert, decision.alerts))
         for tag in decision.tags:
             await effects.tag_helpdesk(tag)
         for start in decision.returns:
@@ -140,12 +201,25 @@ class ShipmentTrackingWorkflow:
                     )
                 )
 
+    async def _send(self, decision: Decision) -> None:
+        if not decision.sends:
+            return
+        report = await effects.send(MessageContext.of(self._shipment), decision.sends)
+        by_key = {send.idempotency_key: send for send in decision.sends}
+        for receipt in report.receipts:
+            sent = by_key[receipt.idempotency_key]
+            self._state = policy.record_sent(self._state, sent, receipt.sent_at)
+
+    @staticmethod
+    async def _alert(alert: RaiseAlert) -> None:
+        await effects.raise_alert(alert)
+
     async def _start_return(self, start: StartReturn) -> None:
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
                 RETURNS_WORKFLOW_NAME,
                 ReturnsWorkflowInput(
-                    shipment=self._shipment, policy=self._policy, request=start.request
+                    shipment=self._shipment, policy=self._policy_ref, request=start.request
                 ),
                 id=start.workflow_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,
@@ -153,20 +227,22 @@ class ShipmentTrackingWorkflow:
             )
 
     def _publish(self) -> None:
-        """Keep the Web UI current: search attributes to filter on, details to read."""
+        """Keep the Web UI current: search attributes to filter on (upserted only when one
+        changes), details to read."""
         action = policy.next_action(self._state, self._shipment, self._policy)
-        published = (self._state.phase, self._state.open_exception, action.kind, action.due_at)
-        if published == self._published:
-            return
-        self._published = published
-        workflow.upsert_search_attributes(
-            search_attribute_updates(self._shipment, self._state.phase, action)
+        updates = changed_search_attributes(
+            workflow.info().typed_search_attributes, self._shipment, self._state.phase, action
         )
+        if updates:
+            workflow.upsert_search_attributes(updates)
         status = self._state.phase.value + (
             f" ({self._state.open_exception.value})" if self._state.open_exception else ""
         )
-        workflow.set_current_details(
+        details = (
             f"**{status}** · next: {action.kind}"
             + (f" at {action.due_local}" if action.due_local else "")
             + (f" — {action.detail}" if action.detail else "")
         )
+        if details != self._details:
+            self._details = details
+            workflow.set_current_details(details)

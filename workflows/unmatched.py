@@ -11,15 +11,14 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-with workflow.unsafe.imports_passed_through():
-    from trackflow.contracts import (
-        SIGNAL_CARRIER_EVENT,
-        SIGNAL_HAND_OVER,
-        SIGNAL_UNMATCHED_EVENT,
-        UNMATCHED_WORKFLOW_NAME,
-        UnmatchedInput,
-    )
-    from trackflow.models import CarrierEvent, workflow_id_for
+from trackflow.contracts import (
+    SIGNAL_CARRIER_EVENT,
+    SIGNAL_HAND_OVER,
+    SIGNAL_UNMATCHED_EVENT,
+    UNMATCHED_WORKFLOW_NAME,
+    UnmatchedInput,
+)
+from trackflow.models import CarrierEvent, workflow_id_for
 
 MAX_KEPT = 200
 

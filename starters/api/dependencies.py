@@ -66,11 +66,6 @@ class ApiContext:
             return shipment.model_copy(update={"poll_via": poll_via})
         return shipment
 
-    def policy_for(self, time_scale: float | None) -> TrackingPolicy:
-        """A shipment that asks for its own time scale gets it instead of the setting's; it
-        is fixed when the workflow starts (a later update does not change it)."""
-        return self.policy if time_scale is None else self.policy.at_time_scale(time_scale)
-
 
 def configured(value: str | None, name: str) -> str:
     """A setting a route needs: 503 while it is not configured."""

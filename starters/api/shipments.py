@@ -27,9 +27,14 @@ async def create_shipment(
     body: ShipmentIn, client: TemporalClient, context: Context
 ) -> dict[str, Any]:
     shipment = context.with_defaults(body)
-    policy = context.policy_for(body.time_scale)
     try:
-        await register_shipment(client, shipment, policy, task_queue=context.settings.task_queue)
+        await register_shipment(
+            client,
+            shipment,
+            context.policy,
+            time_scale=body.time_scale,
+            task_queue=context.settings.task_queue,
+        )
     except ShipmentClosed as closed:
         return {"ignored": str(closed), "tracking_number": shipment.tracking_number}
     return {"workflow_id": shipment.workflow_id, "tracking_number": shipment.tracking_number}

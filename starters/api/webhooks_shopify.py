@@ -104,7 +104,8 @@ async def _apply_fulfillment(
         await register_shipment(
             client,
             shipment,
-            context.policy_for(fulfillment.time_scale),
+            context.policy,
+            time_scale=fulfillment.time_scale,
             task_queue=context.settings.task_queue,
             update_id=webhook_id,
             updated_at=fulfillment.updated_at,
