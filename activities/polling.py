@@ -176,4 +176,11 @@ class PollingActivities:
             await self._health.report(poll.provider, ok=False, detail=str(error))
             raise
         await self._health.report(poll.provider, ok=True)
-        return PollResult(events=[event.model_copy(update={"polled": True}) for event in events])
+        newest = poll.newest_known
+        return PollResult(
+            events=[
+                event.model_copy(update={"polled": True})
+                for event in events
+                if newest is None or event.occurred_at >= newest
+            ]
+        )

@@ -30,11 +30,10 @@ from starters.cli import SUPERVISOR_FD_ENV
 from starters.codec_server import TOKEN_ENV, ui_origins
 from starters.demo import DEMO_TIME_SCALE
 from starters.web_ui import QUERIES, list_url
-from trackflow.contracts import WORKFLOW_NAME
+from trackflow.contracts import ALL_KEYS, WORKFLOW_NAME
 from trackflow.encryption import generate_key_entry
 from trackflow.settings import Settings
 from workers.runtime import ENCRYPTION_KEYS_FILE, PID_FILE_NAME, secure_data_dir
-from workflows.search_attributes import ALL_KEYS
 
 READY_TIMEOUT_S = 60.0
 DEFAULT_TEMPORAL_PORT = 7233

@@ -32,11 +32,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from trackflow import policy_table
 from trackflow.contracts import (
     ANOTHER_ORDER,
+    ORDER_ID,
     QUERY_STATE,
     SIGNAL_CANCEL,
     SIGNAL_CARRIER_EVENT,
     SIGNAL_HAND_OVER,
     SIGNAL_UNMATCHED_EVENT,
+    TRACKING_NUMBER,
     UNMATCHED_WORKFLOW_NAME,
     UPDATE_REGISTER,
     UPDATE_RETURN_REQUEST,
@@ -45,6 +47,7 @@ from trackflow.contracts import (
     InboxItem,
     ShipmentWorkflowInput,
     UnmatchedInput,
+    initial_search_attributes,
 )
 from trackflow.models import (
     CarrierEvent,
@@ -57,7 +60,6 @@ from trackflow.pinning import pin
 from trackflow.policy import ShipmentView
 from trackflow.shipment_state import Outcome
 from trackflow.tracking_policy import TrackingPolicy
-from workflows.search_attributes import ORDER_ID, TRACKING_NUMBER, initial_search_attributes
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from trackflow.contracts import ALL_KEYS
 from workers.runtime import data_converter
-from workflows.search_attributes import ALL_KEYS
 
 
 def temporal_cli() -> str:

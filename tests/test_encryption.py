@@ -37,7 +37,7 @@ from trackflow.encryption import (
 )
 from trackflow.models import Address, CarrierStatus, Customer, ShipmentUpdate
 from workers.runtime import data_converter
-from workflows.search_attributes import ALL_KEYS
+from trackflow.contracts import ALL_KEYS
 
 OLD = generate_key_entry("old")
 NEW = generate_key_entry("new")

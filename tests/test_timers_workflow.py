@@ -19,10 +19,10 @@ from starters.shipments import (
 )
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
+from trackflow.contracts import STATUS
 from trackflow.models import CarrierStatus, ExceptionKind, ReturnRequest, Shipment
 from trackflow.policy import ShipmentView
 from trackflow.tracking_policy import TrackingPolicy
-from workflows.search_attributes import STATUS
 
 DAYTIME = TrackingPolicy()  # real send windows; customers live where it is midday now
 

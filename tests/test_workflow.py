@@ -12,9 +12,9 @@ from temporalio.testing import WorkflowEnvironment
 from starters.shipments import register_shipment, shipment_view, signal_event
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent
+from trackflow.contracts import NEXT_ACTION, STATUS
 from trackflow.models import CarrierStatus, ExceptionKind, Shipment, ShippingSpeed
 from trackflow.policy import ShipmentView
-from workflows.search_attributes import NEXT_ACTION, STATUS
 
 POLICY = ANY_TIME_POLICY
 MILESTONES = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import Field, model_validator
+from temporalio.common import SearchAttributeKey, SearchAttributePair
 
 from trackflow.api_health import ApiHealth
 from trackflow.effects import SendNotification
@@ -38,6 +39,35 @@ UPDATE_RETURN_REQUEST = "request_return"
 """Update: a customer asked for a refund or return; answers an `Outcome`."""
 ANOTHER_ORDER = "AnotherOrder"
 """The error type a validator rejects a registration or return request of another order with."""
+
+
+# --- search attributes: what ops filter shipments by in the Web UI (no personal data: they are
+# never encrypted) ---------------------------------------------------------------------------
+
+ORDER_ID = SearchAttributeKey.for_keyword("TrackflowOrderId")
+TRACKING_NUMBER = SearchAttributeKey.for_keyword("TrackflowTrackingNumber")
+CARRIER = SearchAttributeKey.for_keyword("TrackflowCarrier")
+STATUS = SearchAttributeKey.for_keyword("TrackflowStatus")
+NEXT_ACTION = SearchAttributeKey.for_keyword("TrackflowNextAction")
+NEXT_ACTION_AT = SearchAttributeKey.for_datetime("TrackflowNextActionAt")
+
+ALL_KEYS: tuple[SearchAttributeKey[str] | SearchAttributeKey[datetime], ...] = (
+    ORDER_ID,
+    TRACKING_NUMBER,
+    CARRIER,
+    STATUS,
+    NEXT_ACTION,
+    NEXT_ACTION_AT,
+)
+
+
+def initial_search_attributes(shipment: Shipment) -> list[SearchAttributePair[str]]:
+    return [
+        SearchAttributePair(ORDER_ID, shipment.order_id),
+        SearchAttributePair(TRACKING_NUMBER, shipment.tracking_number),
+        SearchAttributePair(CARRIER, shipment.carrier or "unknown"),
+        SearchAttributePair(STATUS, "pending"),
+    ]
 
 
 class Cancel(Model):

@@ -80,3 +80,6 @@ class PollCarrier(Model):
     tracking_number: str
     carrier: str | None
     attempt: int
+    newest_known: datetime | None = None
+    """Only events that occurred at or after it come back (the shipment has the older ones;
+    the newest is sent again when it shares its second with a new one, and deduplicated)."""

@@ -802,6 +802,7 @@ def _fire(
                 tracking_number=shipment.tracking_number,
                 carrier=shipment.carrier,
                 attempt=attempt,
+                newest_known=state.latest_occurred_at,
             )
             return decision.model_copy(update={"state": state, "polls": [*decision.polls, poll]})
     raise AssertionError(f"unhandled timer {timer.kind}")

@@ -20,9 +20,9 @@ from temporalio.converter import (
 )
 
 from activities.ledger import SQLITE_FILE_NAME
+from trackflow.contracts import ALL_KEYS
 from trackflow.encryption import EncryptionCodec, parse_keys
 from trackflow.settings import Settings
-from workflows.search_attributes import ALL_KEYS
 
 PID_FILE_NAME = "up.pids"
 ENCRYPTION_KEYS_FILE = "encryption_keys"

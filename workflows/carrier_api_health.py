@@ -13,11 +13,11 @@ from trackflow.contracts import (
     API_HEALTH_WORKFLOW_NAME,
     QUERY_STATE,
     SIGNAL_API_OUTCOME,
+    STATUS,
     ApiHealthInput,
     ApiOutcome,
 )
 from workflows import effects
-from workflows.search_attributes import STATUS
 
 MAX_OUTCOMES_PER_RUN = 2000
 

@@ -1,4 +1,4 @@
-"""Custom search attributes that let ops filter shipments in the Temporal Web UI."""
+"""Keeping the shipment's search attributes current (the registry is in `trackflow.contracts`)."""
 
 from __future__ import annotations
 
@@ -6,38 +6,20 @@ from datetime import datetime
 
 from temporalio.common import (
     SearchAttributeKey,
-    SearchAttributePair,
     SearchAttributeUpdate,
     TypedSearchAttributes,
 )
 
-from trackflow.models import Shipment
-from trackflow.shipment_state import NextAction
-
-ORDER_ID = SearchAttributeKey.for_keyword("TrackflowOrderId")
-TRACKING_NUMBER = SearchAttributeKey.for_keyword("TrackflowTrackingNumber")
-CARRIER = SearchAttributeKey.for_keyword("TrackflowCarrier")
-STATUS = SearchAttributeKey.for_keyword("TrackflowStatus")
-NEXT_ACTION = SearchAttributeKey.for_keyword("TrackflowNextAction")
-NEXT_ACTION_AT = SearchAttributeKey.for_datetime("TrackflowNextActionAt")
-
-ALL_KEYS: tuple[SearchAttributeKey[str] | SearchAttributeKey[datetime], ...] = (
-    ORDER_ID,
-    TRACKING_NUMBER,
+from trackflow.contracts import (
     CARRIER,
-    STATUS,
     NEXT_ACTION,
     NEXT_ACTION_AT,
+    ORDER_ID,
+    STATUS,
+    TRACKING_NUMBER,
 )
-
-
-def initial_search_attributes(shipment: Shipment) -> list[SearchAttributePair[str]]:
-    return [
-        SearchAttributePair(ORDER_ID, shipment.order_id),
-        SearchAttributePair(TRACKING_NUMBER, shipment.tracking_number),
-        SearchAttributePair(CARRIER, shipment.carrier or "unknown"),
-        SearchAttributePair(STATUS, "pending"),
-    ]
+from trackflow.models import Shipment
+from trackflow.shipment_state import NextAction
 
 
 def changed_search_attributes(

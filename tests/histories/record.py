@@ -23,9 +23,9 @@ from temporalio.worker import Replayer
 from tests.conftest import temporal_cli
 from tests.histories.fingerprint import Fingerprint
 from tests.histories.scenarios import SCENARIO_OF, SCENARIOS, Scenario, run_scenario
+from trackflow.contracts import ALL_KEYS
 from workers.runtime import data_converter
 from workers.worker import WORKFLOWS, sandbox_runner
-from workflows.search_attributes import ALL_KEYS
 
 HISTORIES = Path(__file__).parent
 
