@@ -100,6 +100,33 @@ class CarrierStatus(StrEnum):
     RETURNED = "returned"
 
 
+class Milestone(StrEnum):
+    """The four steps every parcel goes through, in order. A milestone's name is the same as
+    a carrier status (`CarrierStatus`), a message trigger (`Trigger`) and where the shipment
+    stands (`Phase`), so `Trigger(milestone)` and `Phase(milestone)` need no table."""
+
+    LABEL_CREATED = "label_created"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
+
+    @property
+    def rank(self) -> int:
+        return _MILESTONE_ORDER.index(self)
+
+    @classmethod
+    def of(cls, name: str) -> Milestone | None:
+        """The milestone a status or trigger names, if it names one."""
+        return cls(name) if name in cls._value2member_map_ else None
+
+    @classmethod
+    def at(cls, rank: int) -> Milestone:
+        return _MILESTONE_ORDER[rank]
+
+
+_MILESTONE_ORDER = tuple(Milestone)
+
+
 class ExceptionKind(StrEnum):
     WEATHER_DELAY = "weather_delay"
     CARRIER_DELAY = "carrier_delay"

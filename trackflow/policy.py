@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import IntEnum
+from typing import NamedTuple
 
 from trackflow.durations import human_duration
 from trackflow.effects import (
@@ -27,6 +28,7 @@ from trackflow.models import (
     CarrierStatus,
     Channel,
     ExceptionKind,
+    Milestone,
     ReturnRequest,
     Shipment,
     ShipmentUpdate,
@@ -69,22 +71,8 @@ __all__ = [
 MAX_REMEMBERED_EVENT_KEYS = 500
 MAX_REMEMBERED_UPDATE_IDS = 100
 
-_MILESTONE_RANK: dict[CarrierStatus, int] = {
-    CarrierStatus.LABEL_CREATED: 0,
-    CarrierStatus.IN_TRANSIT: 1,
-    CarrierStatus.OUT_FOR_DELIVERY: 2,
-    CarrierStatus.DELIVERED: 3,
-}
-_MILESTONE_TRIGGER: dict[CarrierStatus, Trigger] = {
-    CarrierStatus.LABEL_CREATED: Trigger.LABEL_CREATED,
-    CarrierStatus.IN_TRANSIT: Trigger.IN_TRANSIT,
-    CarrierStatus.OUT_FOR_DELIVERY: Trigger.OUT_FOR_DELIVERY,
-    CarrierStatus.DELIVERED: Trigger.DELIVERED,
-}
-_TRIGGER_RANK = {_MILESTONE_TRIGGER[s]: rank for s, rank in _MILESTONE_RANK.items()}
-_PHASE_FOR_RANK = {-1: Phase.PENDING, 0: Phase.LABEL_CREATED, 1: Phase.IN_TRANSIT}
-_PHASE_FOR_RANK |= {2: Phase.OUT_FOR_DELIVERY, 3: Phase.DELIVERED}
-DELIVERED_RANK = _MILESTONE_RANK[CarrierStatus.DELIVERED]
+DELIVERED_RANK = Milestone.DELIVERED.rank
+MILESTONE_STATUSES = {CarrierStatus(m) for m in Milestone}
 _DELAY_TRIGGERS = {Trigger.EXCEPTION, Trigger.LOST, Trigger.STALE}
 
 
@@ -182,7 +170,7 @@ def on_event(
         changes["delivered_seen_at"] = now
     entry = TimelineEntry(
         status=event.status,
-        exception=None if event.status in _MILESTONE_RANK else _exception_kind(event),
+        exception=None if event.status in MILESTONE_STATUSES else _exception_kind(event),
         occurred_at=event.occurred_at,
         received_at=now,
         description=event.description,
@@ -201,7 +189,7 @@ def on_event(
             "seen_event_keys": [*state.seen_event_keys, key][-MAX_REMEMBERED_EVENT_KEYS:],
             "estimated_delivery": event.estimated_delivery or state.estimated_delivery,
         }
-    ).with_timeline_entry(entry, set(_MILESTONE_RANK))
+    ).with_timeline_entry(entry, MILESTONE_STATUSES)
     state = _drop_obsolete(state, now)
     if trigger is None:
         return Decision(state=state)
@@ -412,40 +400,56 @@ def _earlier_order(state: ShipmentState, event: CarrierEvent, now: datetime) -> 
         recognised=event.recognised,
         effect="ignored: before this order (the tracking number was used for an earlier one)",
     )
-    return state.with_timeline_entry(entry, set(_MILESTONE_RANK))
+    return state.with_timeline_entry(entry, MILESTONE_STATUSES)
 
 
-def _classify(
-    state: ShipmentState, event: CarrierEvent
-) -> tuple[dict[str, object], Trigger | None, str, str]:
-    """What the event changes, which message it triggers (if any), and why, in words."""
+def phase_at(rank: int) -> Phase:
+    return Phase.PENDING if rank < 0 else Phase(Milestone.at(rank))
+
+
+class Classified(NamedTuple):
+    """What an event changes in the state, which message it triggers (if any) in which
+    episode, and what the policy did with it, in words (the timeline's `effect`)."""
+
+    changes: dict[str, object]
+    trigger: Trigger | None
+    episode_tag: str
+    effect: str
+
+
+def _ignored(why: str) -> Classified:
+    return Classified({}, None, "", f"ignored: {why}")
+
+
+def _classify(state: ShipmentState, event: CarrierEvent) -> Classified:
     if state.closed_reason:
-        return {}, None, "", f"ignored: shipment {state.closed_reason}"
+        return _ignored(f"shipment {state.closed_reason}")
     revival = _revival(state, event)
 
-    if event.status in _MILESTONE_RANK:
-        rank = _MILESTONE_RANK[event.status]
+    if (milestone := Milestone.of(event.status)) is not None:
+        rank = milestone.rank
         if rank > state.rank:
             changes: dict[str, object] = {
                 "rank": rank,
-                "phase": _PHASE_FOR_RANK[rank],
+                "phase": Phase(milestone),
                 "last_milestone_at": event.occurred_at,
                 "open_exception": None,
                 "exception_opened_at": None,
             }
-            return revival | changes, _MILESTONE_TRIGGER[event.status], "1", "milestone"
+            return Classified(revival | changes, Trigger(milestone), "1", "milestone")
         if revival:  # the newest scan: it also ends an exception episode left open
             revival |= {"open_exception": None, "exception_opened_at": None}
-            return revival, Trigger.IN_TRANSIT, f"revived-{state.lost_episode}", "found again"
+            tag = f"revived-{state.lost_episode}"
+            return Classified(revival, Trigger.IN_TRANSIT, tag, "found again")
         if _recovers(state, event):
             recovered = {"open_exception": None, "exception_opened_at": None}
-            return recovered | {"phase": _PHASE_FOR_RANK[state.rank]}, None, "", "recovered"
-        return {}, None, "", "ignored: milestone already reached"
+            return Classified(recovered | {"phase": phase_at(state.rank)}, None, "", "recovered")
+        return _ignored("milestone already reached")
 
     if state.rank >= DELIVERED_RANK:
-        return {}, None, "", "ignored: already delivered"
+        return _ignored("already delivered")
     if state.last_milestone_at and event.occurred_at < state.last_milestone_at:
-        return {}, None, "", "ignored: older than the last milestone"
+        return _ignored("older than the last milestone")
 
     kind = _exception_kind(event)
     changes = revival | {"phase": Phase.EXCEPTION, "open_exception": kind}
@@ -453,10 +457,10 @@ def _classify(
         changes |= {"phase": Phase.RETURNED, "closed_reason": "returned to sender"}
     changes["trouble"] = state.with_trouble(kind.value)
     if state.open_exception == kind:
-        return changes, None, "", "ignored: same exception still open"
+        return Classified(changes, None, "", "ignored: same exception still open")
     episode = state.exception_episode + 1
     changes |= {"exception_episode": episode, "exception_opened_at": event.occurred_at}
-    return changes, Trigger.EXCEPTION, f"{episode}-{kind}", "exception"
+    return Classified(changes, Trigger.EXCEPTION, f"{episode}-{kind}", "exception")
 
 
 def _counted_messages(state: ShipmentState) -> list[ExceptionMessage]:
@@ -515,7 +519,7 @@ def _revival(state: ShipmentState, event: CarrierEvent) -> dict[str, object]:
     """A scan after we declared the parcel lost: it is moving again."""
     if not state.lost or not _is_newest(state, event):
         return {}
-    return {"lost_since": None, "phase": _PHASE_FOR_RANK[state.rank]}
+    return {"lost_since": None, "phase": phase_at(state.rank)}
 
 
 def _recovers(state: ShipmentState, event: CarrierEvent) -> bool:
@@ -667,7 +671,7 @@ def obsolete_because(pending: PendingSend, state: ShipmentState) -> str | None:
     # `pending.rank` is where the parcel stood when the message was decided: the message's own
     # milestone, or for a "found again" (revived in_transit) message the milestone reached
     # before it was lost.
-    if send.trigger in _TRIGGER_RANK and state.rank > pending.rank:
+    if Milestone.of(send.trigger) is not None and state.rank > pending.rank:
         return f"a later milestone ({state.phase}) was reached"
     # Not revived by a late scan dated before the newest one, but delivered all the same.
     if send.trigger in _DELAY_TRIGGERS and state.rank >= DELIVERED_RANK > pending.rank:
