@@ -86,7 +86,9 @@ async def test_a_shipment_registered_while_the_demo_runs_stays_on_real_time(
             )
             assert timedelta(hours=71) < _due_in(view) <= timedelta(hours=72)
 
-        client = await connect(Settings(temporal_address=f"127.0.0.1:{ports['temporal']}"))
+        client = await connect(
+            Settings(temporal_address=f"127.0.0.1:{ports['temporal']}", data_dir=data_dir)
+        )
 
         async def demo_shipments() -> list[str]:
             query = 'WorkflowType = "ShipmentTrackingWorkflow"'
