@@ -1,8 +1,8 @@
 """Replay guard: what was recorded still replays, and new runs still issue the same commands.
 
 tests/histories/ keeps one recorded history per workflow shape that ships (written by
-`make record-histories`, see tests/histories/record.py) with its command-sequence fingerprint,
-plus older released histories. Every history must replay on the current workflow code; every
+`make record-histories`, see tests/histories/record.py) with its command-sequence fingerprint
+(and the policies the fixtures name, in policies.jsonl). Every history must replay on the current workflow code; every
 scenario is run again here and must issue exactly the recorded commands. See README (Replay
 guard) for what to do when either fails.
 """
@@ -109,7 +109,8 @@ def _doctored(shape: str, swap: tuple[str, str]) -> WorkflowHistory:
 
 def test_a_reordered_command_fails_with_what_to_do() -> None:
     shape = "shipment_lost_revival"
-    alert_after_messages = _doctored(shape, ("activity raise_alert", "activity send_notification"))
+    messages = "local activity send_notifications"
+    alert_after_messages = _doctored(shape, ("activity raise_alert", messages))
     with pytest.raises(CommandSequenceChanged) as failure:
         check(shape, _expected(shape), alert_after_messages)
     message = str(failure.value)
@@ -118,7 +119,7 @@ def test_a_reordered_command_fails_with_what_to_do() -> None:
         "if this is intended and old histories must still replay, guard the change with "
         "workflow.patched(...) and re-record with `make record-histories`; see README"
     )
-    moved = "+activity send_notification\n activity raise_alert\n-activity send_notification"
+    moved = f"+{messages}\n activity raise_alert\n-{messages}"
     assert moved in message
 
 

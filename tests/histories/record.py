@@ -6,12 +6,17 @@ Starts its own dev server (as tests/conftest.py does), runs each scenario of
 `tests.histories.scenarios` against the real worker, replays what it recorded, and writes
 tests/histories/<fixture>.json (the history) and <fixture>.fingerprint (its command sequence).
 Record again after a deliberate change of a workflow's commands, and commit both files.
+
+Workflow inputs name their tracking policy by digest (`trackflow.policy_table`), as a worker
+finds it in its ledger. tests/histories/policies.jsonl is that ledger for the fixtures: one
+line per digest the fixtures name, with the policy's body; `replayer()` holds them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -23,15 +28,20 @@ from temporalio.worker import Replayer
 from tests.conftest import temporal_cli
 from tests.histories.fingerprint import Fingerprint
 from tests.histories.scenarios import SCENARIO_OF, SCENARIOS, Scenario, run_scenario
+from trackflow import policy_table
 from trackflow.contracts import ALL_KEYS
+from trackflow.tracking_policy import TrackingPolicy
 from workers.runtime import data_converter
 from workers.worker import WORKFLOWS, sandbox_runner
 
 HISTORIES = Path(__file__).parent
+POLICIES = HISTORIES / "policies.jsonl"
 
 
 def replayer() -> Replayer:
-    """The worker's workflows, sandbox and (key-less) data converter."""
+    """The worker's workflows, sandbox and (key-less) data converter, holding the fixtures'
+    policies as a worker holds its ledger's."""
+    hold_recorded_policies()
     return Replayer(
         workflows=WORKFLOWS, data_converter=data_converter(None), workflow_runner=sandbox_runner()
     )
@@ -48,6 +58,62 @@ async def start_dev_server() -> WorkflowEnvironment:
         search_attributes=ALL_KEYS,
         data_converter=data_converter(None),
     )
+
+
+def recorded_policies() -> dict[str, str]:
+    """Digest -> the policy's JSON, as recorded with the fixtures."""
+    if not POLICIES.exists():
+        return {}
+    lines = (json.loads(line) for line in POLICIES.read_text().splitlines() if line.strip())
+    return {line["digest"]: line["policy"] for line in lines}
+
+
+def hold_recorded_policies() -> None:
+    for digest, body in recorded_policies().items():
+        held = policy_table.register(TrackingPolicy.model_validate_json(body))
+        if held != digest:
+            raise SystemExit(
+                f"tests/histories/policies.jsonl: the policy recorded as {digest} now has the "
+                f"digest {held}: TrackingPolicy serialises differently than when the fixtures "
+                "were recorded, so a worker re-reading its ledger would not find the policies "
+                "that running shipments name either (workers/worker.py hold_policies)"
+            )
+
+
+def policy_digests(history: WorkflowHistory) -> set[str]:
+    """The policy digests that the run's input names (`PolicyRef`s anywhere in it)."""
+    started = history.events[0].workflow_execution_started_event_attributes
+    found: set[str] = set()
+
+    def visit(value: object) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("digest"), str):
+                found.add(value["digest"])
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, list):
+            for item in value:
+                visit(item)
+
+    for payload in started.input.payloads:
+        if payload.metadata.get("encoding") == b"json/plain":
+            visit(json.loads(payload.data))
+    return found
+
+
+def save_policies() -> None:
+    """Keep the body of every policy a fixture names (recorded now or before), and no other."""
+    bodies = recorded_policies() | {
+        digest: policy.model_dump_json() for digest, policy in policy_table.known().items()
+    }
+    named: set[str] = set()
+    for path in sorted(HISTORIES.glob("*.json")):
+        named |= policy_digests(WorkflowHistory.from_json(path.stem, path.read_text()))
+    missing = named - set(bodies)
+    if missing:
+        raise SystemExit(f"the fixtures name policies nobody recorded: {sorted(missing)}")
+    lines = (json.dumps({"digest": d, "policy": bodies[d]}) for d in sorted(named))
+    POLICIES.write_text("".join(f"{line}\n" for line in lines))
 
 
 def fingerprint_path(shape: str) -> Path:
@@ -91,6 +157,7 @@ async def record(scenarios: list[Scenario]) -> None:
                 if result.replay_failure is not None:
                     raise SystemExit(f"{shape} does not replay: {result.replay_failure!r}")
                 print(save(shape, history), flush=True)
+            save_policies()
     finally:
         await env.shutdown()
 

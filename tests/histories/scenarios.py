@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +25,31 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, W
 from temporalio.testing import WorkflowEnvironment
 
 from activities.polling import HealthReporter
-from starters.shipments import register_shipment, request_return, signal_event, signal_or_keep_event
+from starters.shipments import (
+    AnotherOrder,
+    Registered,
+    cancel_shipment,
+    register_shipment,
+    request_return,
+    signal_event,
+    signal_or_keep_event,
+)
 from tests.doubles.shipengine_api import create_shipengine_double
-from tests.factories import ANY_TIME_POLICY, make_event, make_shipment
+from tests.factories import ANY_TIME_POLICY, make_address, make_event, make_shipment
 from tests.harness import eventually, free_port, outbox, running_worker, sent, zone_at_local_hour
-from trackflow.models import CarrierEvent, CarrierStatus, ReturnRequest, Shipment
-from trackflow.tracking_policy import TrackingPolicy
+from trackflow.contracts import QUERY_STATE
+from trackflow.models import Address, CarrierEvent, CarrierStatus, ReturnRequest, Shipment
+from trackflow.send_windows import local_time
+from trackflow.shipment_state import Outcome, ShipmentView
+from trackflow.timezones import resolve_timezone
+from trackflow.tracking_policy import SendWindow, TrackingPolicy
 
 # --- Input shapes: the one place to adapt when the starters or the models change ----------
 
 DAYTIME = TrackingPolicy()  # the real send windows (08:00-21:00 local)
 ANY_TIME = ANY_TIME_POLICY  # windows always open
+OFFICE = SendWindow(start=time(9), end=time(17))
+OFFICE_HOURS = TrackingPolicy(email_window=OFFICE, sms_window=OFFICE)  # closed 16 hours a day
 SHIPENGINE_KEY = "SE-record"
 
 
@@ -53,15 +67,25 @@ def event(stage: Stage, parcel: Shipment, status: CarrierStatus, minutes: int) -
     return make_event(status, occurred_at, tracking_number=parcel.tracking_number)
 
 
+async def registration(
+    stage: Stage, parcel: Shipment, policy: TrackingPolicy, update_id: str | None = None
+) -> Registered:
+    """Register the shipment (update-with-start: the first call starts its workflow, later ones
+    update it) and return the workflow's answer; its clock runs in real time until a scenario
+    fast-forwards it."""
+    with stage.env.with_time_skipping_disabled():
+        return await register_shipment(
+            stage.client, parcel, policy, task_queue=stage.task_queue, update_id=update_id
+        )
+
+
 async def register(
     stage: Stage, parcel: Shipment, policy: TrackingPolicy
 ) -> WorkflowHandle[Any, Any]:
-    """Start (signal-with-start) the shipment's workflow; its clock then runs in real time
-    until a scenario fast-forwards it."""
-    with stage.env.with_time_skipping_disabled():
-        handle: WorkflowHandle[Any, Any] = await register_shipment(
-            stage.client, parcel, policy, task_queue=stage.task_queue
-        )
+    """Start the shipment's workflow: the registration must be accepted."""
+    registered = await registration(stage, parcel, policy)
+    expect(registered.outcome == "accepted", f"{parcel.tracking_number} registered: {registered}")
+    handle: WorkflowHandle[Any, Any] = registered.handle
     return handle
 
 
@@ -73,13 +97,13 @@ async def keep_unmatched(stage: Stage, scan: CarrierEvent) -> WorkflowHandle[Any
     return stage.client.get_workflow_handle(f"unmatched-{scan.tracking_number}")
 
 
-async def ask_for_return(
-    stage: Stage, parcel: Shipment, request_id: str
-) -> WorkflowHandle[Any, Any]:
-    await request_return(
-        stage.client, parcel.tracking_number, ReturnRequest(request_id=request_id, kind="refund")
+async def ask_for_return(stage: Stage, parcel: Shipment, request_id: str) -> Outcome:
+    """The return request update; the answer names the ReturnsWorkflow it started, if any."""
+    return await request_return(
+        stage.client,
+        parcel.tracking_number,
+        ReturnRequest(request_id=request_id, kind="refund", order_id=parcel.order_id),
     )
-    return stage.client.get_workflow_handle(f"return-{parcel.tracking_number}-{request_id}")
 
 
 async def report_api_outcome(
@@ -251,7 +275,9 @@ async def returns(stage: Stage) -> Runs:
         await stage.env.fast_forward(handle, timedelta(hours=40))
         await settle(handle)
         expect(len(await sends(stage, parcel)) == 2, "delivered and review request sent")
-        child = await ask_for_return(stage, parcel, "r-1")
+        started = await ask_for_return(stage, parcel, "r-1")
+        expect(started.outcome == "return_started" and started.detail is not None, "a return")
+        child = stage.client.get_workflow_handle(str(started.detail))
         await settle(handle)
         await settle(child)
         if (await child.describe()).status == WorkflowExecutionStatus.RUNNING:
@@ -323,6 +349,109 @@ async def unmatched(stage: Stage) -> Runs:
     return {"unmatched_hand_over": keeper}
 
 
+# Regions of trackflow.timezones' region table, spread over the day: at any hour, the office of
+# one of them has been closed for a while and stays closed for at least half an hour more.
+TABLE_REGIONS = (
+    ("US", "HI"),
+    ("US", "AK"),
+    ("US", "CA"),
+    ("US", "CO"),
+    ("US", "TX"),
+    ("US", "FL"),
+    ("CA", "NS"),
+    ("CA", "NL"),
+    ("AU", "WA"),
+    ("AU", "NT"),
+    ("AU", "QLD"),
+    ("AU", "NSW"),
+)
+
+
+def address_after_office_hours(now: datetime) -> Address:
+    """An address whose zone comes from the region table and whose local time is between
+    17:05 and 08:30, so that office hours (09:00-17:00) open at least 30 minutes later."""
+    for country, region in TABLE_REGIONS:
+        address = make_address(province_code=region, country_code=country)
+        zone = resolve_timezone(make_shipment(address=address), DAYTIME.default_timezone)
+        expect(zone.source == "address_region", f"{country}-{region} is in the region table")
+        wall = local_time(now, zone.name).time()
+        if wall >= time(17, 5) or wall < time(8, 30):
+            return address
+    raise ScenarioFailed(f"no region of {TABLE_REGIONS} is outside office hours at {now}")
+
+
+async def pinned_region(stage: Stage) -> Runs:
+    """A customer without a time zone, whose zone and send-window region come from the address
+    (a state or province of the region table), pinned at registration: the label scan after
+    office hours is held until 09:00 local, in transit goes out at once, then the order is
+    cancelled. tests/test_pinning.py replays it after changing the tables."""
+    parcel = shipment(order_value="300", address=address_after_office_hours(datetime.now(UTC)))
+    async with stage.worker():
+        handle = await register(stage, parcel, OFFICE_HOURS)
+        await settle(handle)
+        await signal_event(stage.client, event(stage, parcel, CarrierStatus.LABEL_CREATED, 0))
+        await settle(handle)
+        expect(await sends(stage, parcel) == [], "the label message is held until 09:00")
+        held = (await handle.query(QUERY_STATE, result_type=ShipmentView)).waiting
+        expect(len(held) == 2, "the label message held for both channels")
+        opens = max(message.due_at for message in held) - datetime.now(UTC)
+        await stage.env.fast_forward(handle, opens + timedelta(minutes=5))
+        await settle(handle)
+        expect(len(await sends(stage, parcel)) == 2, "the label message (email + SMS) at 09:00")
+        await signal_event(stage.client, event(stage, parcel, CarrierStatus.IN_TRANSIT, 1))
+        await settle(handle)
+        await cancel_shipment(stage.client, parcel.tracking_number, "order cancelled")
+        view = await handle.result()
+    expect(len(await sends(stage, parcel)) == 4, "label and in transit, email + SMS")
+    expect(view.timezone != DAYTIME.default_timezone, "the zone came from the address")
+    return {"shipment_pinned_region": handle}
+
+
+async def registration_answers(stage: Stage) -> Runs:
+    """The updates a caller waits on: registration (update-with-start) accepted, the same
+    delivery again (already registered), new facts (updated), another live order on the number
+    (rejected by the validator: never in the history); a return request before delivery
+    (ignored, with why) and one for another order (rejected). Then the order is cancelled."""
+    parcel = shipment()
+    async with stage.worker():
+        first = await registration(stage, parcel, ANY_TIME, update_id="delivery-1")
+        expect(first.outcome == "accepted", f"the first registration starts it: {first}")
+        handle: WorkflowHandle[Any, Any] = first.handle
+        await settle(handle)
+        again = await registration(stage, parcel, ANY_TIME, update_id="delivery-1")
+        expect(again.outcome == "already_registered", f"a replayed delivery: {again}")
+        await settle(handle)
+        customer = parcel.customer.model_copy(update={"phone": "+15025550199"})
+        moved = parcel.model_copy(update={"customer": customer})
+        updated = await registration(stage, moved, ANY_TIME, update_id="delivery-2")
+        expect(updated.outcome == "updated", f"new facts: {updated}")
+        await settle(handle)
+        another = parcel.model_copy(update={"order_id": "2002", "order_name": "#2002"})
+        await rejected(registration(stage, another, ANY_TIME), "another order's registration")
+        await settle(handle)
+        early = await ask_for_return(stage, parcel, "r-early")
+        expect(early == Outcome(outcome="ignored", detail="not delivered yet"), f"{early}")
+        await settle(handle)
+        elsewhere = ReturnRequest(request_id="r-other", order_id="2002")
+        await rejected(
+            request_return(stage.client, parcel.tracking_number, elsewhere),
+            "another order's return request",
+        )
+        await settle(handle)
+        await cancel_shipment(stage.client, parcel.tracking_number, "order cancelled")
+        await handle.result()
+    expect(await sends(stage, parcel) == [], "nothing to tell the customer")
+    return {"shipment_registration": handle}
+
+
+async def rejected(call: Awaitable[object], what: str) -> None:
+    try:
+        await call
+    except AnotherOrder:
+        return
+    raise ScenarioFailed(f"scenario expected: {what} rejected as AnotherOrder")
+
+
 async def api_health(stage: Stage) -> Runs:
     """A carrier API fails twice, is still failing 4 hours later (one outage alert), then
     answers again (one recovery notice). The health workflow runs on: saved while running."""
@@ -353,5 +482,7 @@ SCENARIOS = (
     ),
     Scenario("unmatched", ("unmatched_hand_over",), unmatched),
     Scenario("api_health", ("api_health",), api_health),
+    Scenario("pinned_region", ("shipment_pinned_region",), pinned_region),
+    Scenario("registration_answers", ("shipment_registration",), registration_answers),
 )
 SCENARIO_OF = {shape: scenario for scenario in SCENARIOS for shape in scenario.shapes}
