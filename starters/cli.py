@@ -14,10 +14,9 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from trackflow.settings import Settings
+from trackflow.settings import SUPERVISOR_FD_ENV, Settings
 
 # Set by `trackflow up` for its Python children: the read end of a pipe it never writes to.
-SUPERVISOR_FD_ENV = "TRACKFLOW_SUPERVISOR_FD"
 SHUTDOWN_TIMEOUT_S = 5.0
 
 

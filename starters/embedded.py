@@ -26,13 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from starters.cli import SUPERVISOR_FD_ENV
 from starters.codec_server import TOKEN_ENV, ui_origins
 from starters.demo import DEMO_TIME_SCALE
 from starters.web_ui import QUERIES, list_url
 from trackflow.contracts import ALL_KEYS, WORKFLOW_NAME
 from trackflow.encryption import generate_key_entry
-from trackflow.settings import Settings
+from trackflow.settings import SUPERVISOR_FD_ENV, Settings
 from workers.runtime import ENCRYPTION_KEYS_FILE, PID_FILE_NAME, secure_data_dir
 
 READY_TIMEOUT_S = 60.0

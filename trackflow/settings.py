@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trackflow.contracts import TASK_QUEUE
 
+SUPERVISOR_FD_ENV = "TRACKFLOW_SUPERVISOR_FD"
+"""A child of `trackflow up` stops when this pipe (from its supervisor) reads EOF."""
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
