@@ -168,18 +168,8 @@ def on_event(
         changes["push_seen"] = True
     if changes.get("phase") == Phase.DELIVERED:
         changes["delivered_seen_at"] = now
-    entry = TimelineEntry(
-        status=event.status,
-        exception=None if event.status in MILESTONE_STATUSES else _exception_kind(event),
-        occurred_at=event.occurred_at,
-        received_at=now,
-        description=event.description,
-        location=event.location,
-        source=event.source,
-        raw_code=event.raw_code,
-        recognised=event.recognised,
-        effect=effect,
-    )
+    exception = None if event.status in MILESTONE_STATUSES else _exception_kind(event)
+    entry = _timeline_entry(event, exception, effect, now)
     if not event.recognised and event.raw_code:
         code = f"{event.source}:{event.raw_code}"
         changes["unrecognised_codes"] = [*state.unrecognised_codes, code][-50:]
@@ -388,9 +378,17 @@ def _implausible(
 def _earlier_order(state: ShipmentState, event: CarrierEvent, now: datetime) -> ShipmentState:
     """A late event of the order this recycled number belonged to before: on the timeline,
     changing nothing, and not remembered as seen (the dedupe window is for this order)."""
-    entry = TimelineEntry(
+    why = "ignored: before this order (the tracking number was used for an earlier one)"
+    entry = _timeline_entry(event, event.exception, why, now)
+    return state.with_timeline_entry(entry, MILESTONE_STATUSES)
+
+
+def _timeline_entry(
+    event: CarrierEvent, exception: ExceptionKind | None, effect: str, now: datetime
+) -> TimelineEntry:
+    return TimelineEntry(
         status=event.status,
-        exception=event.exception,
+        exception=exception,
         occurred_at=event.occurred_at,
         received_at=now,
         description=event.description,
@@ -398,9 +396,8 @@ def _earlier_order(state: ShipmentState, event: CarrierEvent, now: datetime) -> 
         source=event.source,
         raw_code=event.raw_code,
         recognised=event.recognised,
-        effect="ignored: before this order (the tracking number was used for an earlier one)",
+        effect=effect,
     )
-    return state.with_timeline_entry(entry, MILESTONE_STATUSES)
 
 
 def phase_at(rank: int) -> Phase:
