@@ -19,11 +19,12 @@ import asyncio
 import json
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
+from temporalio.worker import Interceptor, Replayer
 
 from tests.conftest import temporal_cli
 from tests.histories.fingerprint import Fingerprint
@@ -38,12 +39,15 @@ HISTORIES = Path(__file__).parent
 POLICIES = HISTORIES / "policies.jsonl"
 
 
-def replayer() -> Replayer:
+def replayer(*, interceptors: Sequence[Interceptor] = ()) -> Replayer:
     """The worker's workflows, sandbox and (key-less) data converter, holding the fixtures'
     policies as a worker holds its ledger's."""
     hold_recorded_policies()
     return Replayer(
-        workflows=WORKFLOWS, data_converter=data_converter(None), workflow_runner=sandbox_runner()
+        workflows=WORKFLOWS,
+        data_converter=data_converter(None),
+        workflow_runner=sandbox_runner(),
+        interceptors=interceptors,
     )
 
 
