@@ -1,10 +1,10 @@
 """Replay guard: what was recorded still replays, and new runs still issue the same commands.
 
 tests/histories/ keeps one recorded history per workflow shape that ships (written by
-`make record-histories`, see tests/histories/record.py) with its command-sequence fingerprint
-(and the policies the fixtures name, in policies.jsonl). Every history must replay on the current workflow code; every
-scenario is run again here and must issue exactly the recorded commands. See README (Replay
-guard) for what to do when either fails.
+`make record-histories`, see tests/histories/record.py) with its command-sequence fingerprint,
+and the policies the fixtures name (policies.jsonl). Every history must replay on the current
+workflow code; every scenario is run again here and must issue exactly the recorded commands.
+See README (Replay guard) for what to do when either fails.
 """
 
 from __future__ import annotations
