@@ -47,6 +47,7 @@ from trackflow.policy import (
     tone_for,
     view,
 )
+from trackflow.shipment_state import remembered
 from trackflow.tracking_policy import TrackingPolicy
 
 POLICY = ANY_TIME_POLICY
@@ -826,7 +827,7 @@ def test_first_update_is_applied_and_remembered() -> None:
         ShipmentState(), shipment, _update(shipment, "wh-1", at(-5)), at(0)
     )
     assert applied == shipment
-    assert state.applied_update_ids == ["wh-1"]
+    assert state.applied_update_ids == [remembered("wh-1")]
     assert state.applied_update_at == at(-5)
     assert state.notes == []
 
@@ -839,7 +840,7 @@ def test_replayed_webhook_id_is_ignored_even_when_it_is_not_older() -> None:
     state, shipment = on_shipment_update(state, shipment, _update(old, "wh-a"), at(2))
     assert shipment.customer.phone == "+15025550199"
     assert _ignored(state) == [("wh-a", "replayed webhook")]
-    assert state.applied_update_ids == ["wh-a"]
+    assert state.applied_update_ids == [remembered("wh-a")]
 
 
 def test_update_older_than_the_applied_one_is_ignored() -> None:
@@ -855,7 +856,7 @@ def test_update_older_than_the_applied_one_is_ignored() -> None:
     assert _ignored(state) == [
         ("wh-2", "older than the applied update of 2026-11-20T14:00:00+00:00")
     ]
-    assert state.applied_update_ids == ["wh-1", "wh-3"]
+    assert state.applied_update_ids == [remembered("wh-1"), remembered("wh-3")]
     assert state.applied_update_at == at(2)
 
 
@@ -879,7 +880,7 @@ def test_update_without_id_or_time_skips_that_check() -> None:
     state, shipment = on_shipment_update(state, shipment, _update(b), at(6))
     state, shipment = on_shipment_update(state, shipment, _update(b), at(7))
     assert shipment == b
-    assert state.applied_update_ids == ["wh-a"]
+    assert state.applied_update_ids == [remembered("wh-a")]
     assert state.applied_update_at == at(5)
     # an id never seen but older than the mark is still refused
     state, shipment = on_shipment_update(state, shipment, _update(a, "wh-z", at(4)), at(8))
@@ -893,8 +894,8 @@ def test_remembered_update_ids_are_bounded_newest_kept() -> None:
     for i in range(MAX_REMEMBERED_UPDATE_IDS + 20):
         state, shipment = on_shipment_update(state, shipment, _update(shipment, f"wh-{i}"), at(0))
     assert len(state.applied_update_ids) == MAX_REMEMBERED_UPDATE_IDS
-    assert state.applied_update_ids[-1] == f"wh-{MAX_REMEMBERED_UPDATE_IDS + 19}"
-    assert "wh-0" not in state.applied_update_ids
+    assert state.applied_update_ids[-1] == remembered(f"wh-{MAX_REMEMBERED_UPDATE_IDS + 19}")
+    assert remembered("wh-0") not in state.applied_update_ids
 
 
 def test_repeated_replays_note_once() -> None:
@@ -911,7 +912,7 @@ def test_update_memory_survives_continue_as_new() -> None:
     shipment = make_shipment()
     state, _ = on_shipment_update(ShipmentState(), shipment, _update(shipment, "w", at(1)), at(1))
     carried = ShipmentState.model_validate_json(state.model_dump_json())
-    assert (carried.applied_update_ids, carried.applied_update_at) == (["w"], at(1))
+    assert (carried.applied_update_ids, carried.applied_update_at) == ([remembered("w")], at(1))
     legacy = ShipmentState.model_validate(
         {k: v for k, v in state.model_dump(mode="json").items() if not k.startswith("applied_")}
     )

@@ -40,6 +40,7 @@ from trackflow.shipment_state import (
     MAX_EXCEPTION_MESSAGES,
     MAX_NOTIFICATIONS,
     MAX_RETURN_REQUESTS,
+    MAX_UNRECOGNISED_CODES,
     Decision,
     ExceptionMessage,
     HeldMessage,
@@ -53,6 +54,7 @@ from trackflow.shipment_state import (
     ShipmentState,
     ShipmentView,
     TimelineEntry,
+    remembered,
 )
 from trackflow.timers import Timer, TimerKind, due_timers
 from trackflow.tracking_policy import SendWindow, TrackingPolicy
@@ -155,7 +157,7 @@ def on_event(
     policy: TrackingPolicy,
     now: datetime,
 ) -> Decision:
-    key = event.dedupe_key
+    key = remembered(event.dedupe_key)
     if key in state.seen_event_keys or event.tracking_number != shipment.tracking_number:
         return Decision(state=state)
     if reason := implausible_time(event.occurred_at, now, policy.max_event_clock_skew):
@@ -172,7 +174,8 @@ def on_event(
     entry = _timeline_entry(event, exception, effect, now)
     if not event.recognised and event.raw_code:
         code = f"{event.source}:{event.raw_code}"
-        changes["unrecognised_codes"] = [*state.unrecognised_codes, code][-50:]
+        codes = [*state.unrecognised_codes, code]
+        changes["unrecognised_codes"] = codes[-MAX_UNRECOGNISED_CODES:]
     state = state.model_copy(
         update={
             **changes,
@@ -236,11 +239,11 @@ def on_return_request(
     policy: TrackingPolicy,
     now: datetime,
 ) -> Decision:
-    if request.request_id in state.return_request_ids:
+    if remembered(request.request_id) in state.return_request_ids:
         return Decision(state=state, outcome=Outcome(outcome="ignored", detail="already requested"))
     state = state.model_copy(
         update={
-            "return_request_ids": [*state.return_request_ids, request.request_id][
+            "return_request_ids": [*state.return_request_ids, remembered(request.request_id)][
                 -MAX_RETURN_REQUESTS:
             ],
             "trouble": state.with_trouble(f"{request.kind} requested"),
@@ -286,7 +289,7 @@ def on_shipment_update(
         return state, current
     changes: dict[str, object] = {}
     if update.update_id is not None:
-        ids = [*state.applied_update_ids, update.update_id]
+        ids = [*state.applied_update_ids, remembered(update.update_id)]
         changes["applied_update_ids"] = ids[-MAX_REMEMBERED_UPDATE_IDS:]
     if update.updated_at is not None:
         changes["applied_update_at"] = update.updated_at
@@ -333,7 +336,7 @@ def _update_ignored_because(
 ) -> str | None:
     if update.shipment.tracking_number != current.tracking_number:
         return f"for another tracking number: {update.shipment.tracking_number}"
-    if update.update_id is not None and update.update_id in state.applied_update_ids:
+    if update.update_id is not None and remembered(update.update_id) in state.applied_update_ids:
         return "replayed webhook"
     applied_at = state.applied_update_at
     if update.updated_at is not None and applied_at is not None and update.updated_at < applied_at:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
@@ -91,6 +92,13 @@ MAX_NOTES = 60
 MAX_NOTIFICATIONS = 60
 MAX_EXCEPTION_MESSAGES = 20
 MAX_RETURN_REQUESTS = 50
+MAX_UNRECOGNISED_CODES = 50
+
+
+def remembered(key: str) -> str:
+    """What the state keeps of an id it only needs to recognise again (event keys, webhook
+    delivery ids, return request ids): a short digest, whatever the id's length or alphabet."""
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 
 class ShipmentState(Model):
