@@ -32,10 +32,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from trackflow import policy_table
 from trackflow.contracts import (
     ANOTHER_ORDER,
+    MAX_EVENTS_PER_SIGNAL,
     ORDER_ID,
     QUERY_STATE,
     SIGNAL_CANCEL,
     SIGNAL_CARRIER_EVENT,
+    SIGNAL_CARRIER_EVENTS,
     SIGNAL_HAND_OVER,
     SIGNAL_UNMATCHED_EVENT,
     TRACKING_NUMBER,
@@ -44,6 +46,7 @@ from trackflow.contracts import (
     UPDATE_RETURN_REQUEST,
     WORKFLOW_NAME,
     Cancel,
+    EventBatch,
     InboxItem,
     ShipmentWorkflowInput,
     UnmatchedInput,
@@ -211,6 +214,32 @@ async def signal_or_keep_event(client: Client, event: CarrierEvent, *, task_queu
             static_summary=f"carrier events for unregistered {event.tracking_number}",
         )
         return False
+
+
+async def signal_or_keep_events(
+    client: Client, events: Sequence[CarrierEvent], *, task_queue: str
+) -> int:
+    """A webhook's events, one signal per shipment (in batches of MAX_EVENTS_PER_SIGNAL):
+    aggregators resend a tracker's whole history, and a signal per event would wake the
+    workflow once per event. Events of unregistered numbers are kept as
+    `signal_or_keep_event` keeps them. Returns how many events reached a shipment."""
+    by_number: dict[str, list[CarrierEvent]] = {}
+    for event in events:
+        by_number.setdefault(event.tracking_number, []).append(event)
+    matched = 0
+    for number, batch in by_number.items():
+        handle = client.get_workflow_handle(workflow_id_for(number))
+        for start in range(0, len(batch), MAX_EVENTS_PER_SIGNAL):
+            chunk = batch[start : start + MAX_EVENTS_PER_SIGNAL]
+            try:
+                await _not_found_as(
+                    number, handle.signal(SIGNAL_CARRIER_EVENTS, EventBatch(events=chunk))
+                )
+                matched += len(chunk)
+            except ShipmentNotFound:
+                for event in chunk:
+                    matched += await signal_or_keep_event(client, event, task_queue=task_queue)
+    return matched
 
 
 async def hand_over_unmatched_events(client: Client, tracking_number: str) -> None:

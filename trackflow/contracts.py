@@ -15,6 +15,7 @@ from trackflow.policy_table import PolicyRef
 from trackflow.shipment_state import ShipmentState
 
 TASK_QUEUE = "trackflow"
+MAX_EVENTS_PER_SIGNAL = 100
 POLL_PROVIDERS = ("easypost", "shipengine")
 
 
@@ -31,6 +32,8 @@ SIGNAL_API_OUTCOME = "outcome"
 SIGNAL_UNMATCHED_EVENT = "unmatched_event"
 SIGNAL_HAND_OVER = "hand_over"
 SIGNAL_CARRIER_EVENT = "carrier_event"
+SIGNAL_CARRIER_EVENTS = "carrier_events"
+"""A webhook's events for one shipment, as one signal (aggregators resend the whole history)."""
 SIGNAL_CANCEL = "cancel"
 QUERY_STATE = "state"
 UPDATE_REGISTER = "register"
@@ -72,6 +75,10 @@ def initial_search_attributes(shipment: Shipment) -> list[SearchAttributePair[st
 
 class Cancel(Model):
     reason: str = "cancelled by merchant"
+
+
+class EventBatch(Model):
+    events: list[CarrierEvent] = Field(min_length=1, max_length=MAX_EVENTS_PER_SIGNAL)
 
 
 class InboxItem(Model):

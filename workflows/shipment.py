@@ -17,10 +17,12 @@ from trackflow.contracts import (
     RETURNS_WORKFLOW_NAME,
     SIGNAL_CANCEL,
     SIGNAL_CARRIER_EVENT,
+    SIGNAL_CARRIER_EVENTS,
     UPDATE_REGISTER,
     UPDATE_RETURN_REQUEST,
     WORKFLOW_NAME,
     Cancel,
+    EventBatch,
     InboxItem,
     ReturnsWorkflowInput,
     ShipmentWorkflowInput,
@@ -95,6 +97,10 @@ class ShipmentTrackingWorkflow:
     @workflow.signal(name=SIGNAL_CARRIER_EVENT)
     def carrier_event(self, event: CarrierEvent) -> None:
         self._inbox.append(InboxItem(event=event))
+
+    @workflow.signal(name=SIGNAL_CARRIER_EVENTS)
+    def carrier_events(self, batch: EventBatch) -> None:
+        self._inbox.extend(InboxItem(event=event) for event in batch.events)
 
     @workflow.signal(name=SIGNAL_CANCEL)
     def cancel(self, cancel: Cancel) -> None:
