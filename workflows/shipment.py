@@ -113,6 +113,8 @@ class ShipmentTrackingWorkflow:
     @register.validator
     def _same_order_registered(self, update: ShipmentUpdate) -> None:
         shipment = update.shipment
+        if shipment.pinned is None:
+            raise ApplicationError("a shipment is registered pinned (trackflow.pinning.pin)")
         self._check_same_order(shipment.order_id, shipment.tracking_number)
 
     @workflow.update(name=UPDATE_RETURN_REQUEST)
