@@ -42,6 +42,12 @@ def register(policy: TrackingPolicy) -> str:
     return digest
 
 
+def hold(digest: str, policy: TrackingPolicy) -> None:
+    """Hold a stored policy under the digest it was stored with: recomputing it could differ
+    once `TrackingPolicy` gains a field, and running shipments name the stored one."""
+    _TABLE.setdefault(digest, policy)
+
+
 def ref(policy: TrackingPolicy, time_scale: float | None = None) -> PolicyRef:
     """Hold `policy` in this process's table and name it, with a shipment's own time scale."""
     return PolicyRef(digest=register(policy), time_scale=time_scale)

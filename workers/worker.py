@@ -79,8 +79,8 @@ async def hold_policies(ledger: Ledger, configured: TrackingPolicy) -> None:
     earlier policy file keep their rules after the file changes."""
     digest = policy_table.register(configured)
     await ledger.save_policy(digest, configured.model_dump_json())
-    for body in (await ledger.stored_policies()).values():
-        policy_table.register(TrackingPolicy.model_validate_json(body))
+    for stored, body in (await ledger.stored_policies()).items():
+        policy_table.hold(stored, TrackingPolicy.model_validate_json(body))
 
 
 @asynccontextmanager
