@@ -16,10 +16,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException
 
 from starters.api.dependencies import ApiContext, Context, configured
+from starters.api.errors import bounded
 from starters.api.json_body import StrictJsonRoute, parse_json_object
 from starters.api.models import plausible
 from starters.api.verified import Signature, verified_body
-from starters.shipments import signal_or_keep_event
+from starters.shipments import signal_or_keep_events
 from trackflow.models import CarrierEvent
 from trackflow.sources import aftership, easypost, shipengine
 from trackflow.sources.signatures import verify_aftership, verify_easypost, verify_shipengine
@@ -66,9 +67,9 @@ async def signal_events(batch: CarrierEvents, context: ApiContext) -> dict[str, 
     if batch.ignored:
         return {"ignored": batch.ignored}
     client = await context.gateway.client()
-    matched = 0
-    for event in batch.events:
-        matched += await signal_or_keep_event(client, event, task_queue=context.settings.task_queue)
+    matched = await signal_or_keep_events(
+        client, batch.events, task_queue=context.settings.task_queue
+    )
     unrecognised = [f"{e.source}:{e.raw_code}" for e in batch.events if not e.recognised]
     if unrecognised:
         logger.warning("unrecognised carrier codes kept as exception/unknown: %s", unrecognised)
@@ -97,7 +98,7 @@ def _easypost_signature(
 def _not_about_a_tracker(payload: Payload) -> str | None:
     if str(payload.get("description", "")).startswith("tracker."):
         return None
-    return f"event {payload.get('description')!r} is not about a tracker"
+    return f"event {bounded(repr(payload.get('description')), 100)} is not about a tracker"
 
 
 EasyPostEvents = Annotated[
