@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from starters.api import create_app
 from tests.api_support import (
@@ -27,9 +28,11 @@ from tests.api_support import (
     tracking_number,
     workflow_started,
 )
+from tests.factories import ANY_TIME_POLICY
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
-from trackflow.contracts import SIGNAL_UPDATE_SHIPMENT
+from trackflow.contracts import ANOTHER_ORDER, UPDATE_REGISTER
 from trackflow.models import Shipment, ShipmentUpdate, workflow_id_for
+from trackflow.pinning import pin
 from trackflow.settings import Settings
 from trackflow.shipment_state import ShipmentDocument, WaitingMessage
 from trackflow.tracking_policy import TrackingPolicy
@@ -68,12 +71,21 @@ async def _post_shopify(
 
 
 async def test_shopify_webhook_with_valid_hmac_starts_the_workflow(
-    api: httpx.AsyncClient, client: Client
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     number = tracking_number()
-    response = await _post_shopify(api, _fulfillment(number))
+    async with running_worker(client, task_queue, tmp_path):
+        response = await _post_shopify(api, _fulfillment(number))
     assert response.status_code == 200, response.text
-    assert response.json()["shipments"][0]["workflow_id"] == f"shipment-{number}"
+    assert response.json()["shipments"] == [
+        {
+            "tracking_number": number,
+            "workflow_id": f"shipment-{number}",
+            "outcome": "accepted",
+            "detail": None,
+            "cancelled": False,
+        }
+    ]
     description = await client.get_workflow_handle(f"shipment-{number}").describe()
     assert description.workflow_type == "ShipmentTrackingWorkflow"
 
@@ -142,12 +154,16 @@ async def _view(api: httpx.AsyncClient, number: str) -> dict[str, Any]:
 
 
 async def test_split_fulfillment_starts_one_workflow_per_tracking_number(
-    api: httpx.AsyncClient, client: Client
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     first, second = tracking_number(), tracking_number()
-    response = await _post_shopify(api, _fulfillment(first, second))
+    async with running_worker(client, task_queue, tmp_path):
+        response = await _post_shopify(api, _fulfillment(first, second))
     assert response.status_code == 200, response.text
-    assert [s["tracking_number"] for s in response.json()["shipments"]] == [first, second]
+    assert [(s["tracking_number"], s["outcome"]) for s in response.json()["shipments"]] == [
+        (first, "accepted"),
+        (second, "accepted"),
+    ]
     assert await workflow_started(client, first)
     assert await workflow_started(client, second)
 
@@ -295,7 +311,9 @@ async def test_cancelled_fulfillment_ends_the_shipment_workflow(
         late = await _post_shopify(api, _fulfillment(number), webhook_id="wh-late")
     assert result["status"] == "cancelled"
     assert "cancelled" in result["closed_reason"]
-    assert late.json()["shipments"] == [{"tracking_number": number, "result": "already completed"}]
+    [answer] = late.json()["shipments"]
+    assert (answer["outcome"], answer["workflow_id"]) == ("ignored", None)
+    assert "already completed; not started again" in answer["detail"]
     assert await outbox(tmp_path, number) == []
 
 
@@ -315,7 +333,9 @@ async def test_shopify_refund_after_delivery_starts_the_returns_flow(
             lambda: outbox(tmp_path, number), lambda r: len(r) == 3, what="ack + helpdesk tag"
         )
     assert response.status_code == 200, response.text
-    assert response.json()["shipments"] == [{"tracking_number": number, "result": "signalled"}]
+    [answer] = response.json()["shipments"]
+    assert (answer["tracking_number"], answer["outcome"]) == (number, "return_started")
+    assert answer["detail"].startswith(f"return-{number}-{order_id}-")  # the returns flow
     assert sent(records) == [("delivered", "email"), ("return_requested", "email")]
     assert [r.trigger for r in records if r.kind == "helpdesk"] == ["return_requested"]
 
@@ -330,17 +350,20 @@ async def test_shopify_refund_for_an_untracked_order_is_acknowledged_and_ignored
     assert "4242424242424242" in response.json()["ignored"]
 
 
-async def test_return_request_endpoint_is_accepted_for_an_active_shipment(
-    api: httpx.AsyncClient,
+async def test_return_request_endpoint_answers_for_an_active_shipment(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     number = tracking_number()
-    assert (await api.post("/v1/shipments", json=shipment_body(number))).status_code == 202
     body = {"kind": "refund", "reason": "too small"}
-    first = await api.post(f"/v1/shipments/{number}/return-requests", json=body)
-    again = await api.post(f"/v1/shipments/{number}/return-requests", json=body)
-    unknown = await api.post(f"/v1/shipments/{tracking_number()}/return-requests", json=body)
+    async with running_worker(client, task_queue, tmp_path):
+        assert (await api.post("/v1/shipments", json=shipment_body(number))).status_code == 202
+        first = await api.post(f"/v1/shipments/{number}/return-requests", json=body)
+        again = await api.post(f"/v1/shipments/{number}/return-requests", json=body)
+        unknown = await api.post(f"/v1/shipments/{tracking_number()}/return-requests", json=body)
     assert first.status_code == 202
+    assert (first.json()["outcome"], first.json()["detail"]) == ("ignored", "not delivered yet")
     assert first.json()["request_id"] == again.json()["request_id"]
+    assert (again.json()["outcome"], again.json()["detail"]) == ("ignored", "already requested")
     assert unknown.status_code == 404
 
 
@@ -451,17 +474,19 @@ async def test_replayed_or_older_shopify_webhook_does_not_overwrite_newer_facts(
     ]
 
 
-async def test_update_for_another_tracking_number_is_noted_and_the_workflow_goes_on(
+async def test_update_for_another_tracking_number_is_refused_and_the_workflow_goes_on(
     api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    """Such an update used to raise inside the workflow: a task failure retried forever."""
+    """Such an update used to raise inside the workflow: a task failure retried forever. Now
+    the update's validator refuses it: it never reaches the history nor the state."""
     number, other = tracking_number(), tracking_number()
-    stray = ShipmentUpdate(shipment=Shipment.model_validate(shipment_body(other)), update_id="x")
+    shipment = pin(Shipment.model_validate(shipment_body(other)), ANY_TIME_POLICY)
+    stray = ShipmentUpdate(shipment=shipment, update_id="x")
+    handle = client.get_workflow_handle(workflow_id_for(number))
     async with running_worker(client, task_queue, tmp_path):
         assert (await api.post("/v1/shipments", json=shipment_body(number))).status_code == 202
-        await client.get_workflow_handle(workflow_id_for(number)).signal(
-            SIGNAL_UPDATE_SHIPMENT, stray
-        )
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(UPDATE_REGISTER, stray)
         event = event_body(number, "in_transit")
         assert (await api.post("/v1/events", json=event)).status_code == 202
         view = await eventually(
@@ -469,9 +494,17 @@ async def test_update_for_another_tracking_number_is_noted_and_the_workflow_goes
             lambda v: len(v["notifications"]) == 2,
             what="in-transit email and SMS after the stray update",
         )
-    assert [(n["kind"], n["about"], n["detail"]) for n in view["notes"]] == [
-        ("update_ignored", "x", f"for another tracking number: {other}")
+        history = await handle.fetch_history()
+    cause = refused.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == ANOTHER_ORDER
+    assert cause.message == f"this workflow follows tracking number {number}"
+    assert view["notes"] == []
+    updates = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.meta.update_id
+        for e in history.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
     ]
+    assert len(updates) == 1  # the registration only
 
 
 def _due_in(view: dict[str, Any]) -> timedelta:

@@ -8,6 +8,7 @@ by a client interceptor on the service's real Temporal client.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from tests.harness import running_worker
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PLACEHOLDER = "1Z999AA10123456784"
+SHOPIFY_FIXTURE_ORDER = "820982911946154508"  # the fulfillment's and the refund's order id
 EXAMPLES = settings(
     max_examples=40,
     deadline=None,
@@ -85,6 +87,11 @@ class Api:
         self.recorder = recorder
         self.registered = number
         """A shipment being tracked, that events and return requests can reach."""
+        self.shopify_order = "9" + str(uuid.uuid4().int)[:17]
+        """This test's order id in the Shopify fixtures: a refund reaches only the shipments
+        this test's worker answers for (other tests' shipments of the fixtures' order stay
+        running on task queues nobody polls any more, and a return request waits for an
+        answer: it would be a 503 after 20 s)."""
 
     async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         self.recorder.changes.clear()
@@ -317,6 +324,7 @@ SHOPIFY_TOPICS = st.sampled_from(
 )
 async def test_shopify_webhook(api: Api, body: bytes, topic: str, webhook_id: bytes | None) -> None:
     body = body.replace(PLACEHOLDER.encode(), tracking_number().encode())
+    body = body.replace(SHOPIFY_FIXTURE_ORDER.encode(), api.shopify_order.encode())
     headers: dict[str, Any] = {
         "X-Shopify-Topic": topic,
         "X-Shopify-Hmac-Sha256": shopify_signature(body),

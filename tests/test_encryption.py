@@ -28,7 +28,7 @@ from starters.shipments import register_shipment, shipment_view, signal_event
 from tests.conftest import temporal_cli
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import clean_env, eventually, outbox, running_worker, sent, trackflow_cli
-from trackflow.contracts import SIGNAL_UPDATE_SHIPMENT
+from trackflow.contracts import ALL_KEYS, UPDATE_REGISTER
 from trackflow.encryption import (
     EncryptionCodec,
     EncryptionKeyError,
@@ -37,7 +37,6 @@ from trackflow.encryption import (
 )
 from trackflow.models import Address, CarrierStatus, Customer, ShipmentUpdate
 from workers.runtime import data_converter
-from trackflow.contracts import ALL_KEYS
 
 OLD = generate_key_entry("old")
 NEW = generate_key_entry("new")
@@ -159,10 +158,11 @@ async def test_history_on_the_server_holds_no_personal_data_in_clear(
         shown = subprocess.run(show, capture_output=True, text=True, timeout=60, check=True).stdout
         description = await plain.get_workflow_handle(handle.id).describe()
 
+    accepted = [e.workflow_execution_update_accepted_event_attributes for e in history.events]
     updates = [
-        e.workflow_execution_signaled_event_attributes.input.payloads[0]
-        for e in history.events
-        if e.workflow_execution_signaled_event_attributes.signal_name == SIGNAL_UPDATE_SHIPMENT
+        a.accepted_request.input.args.payloads[0]
+        for a in accepted
+        if a.accepted_request.input.name == UPDATE_REGISTER
     ]
     assert [p.metadata["encryption-key-id"] for p in updates] == [b"new"]
     # Through the codec the same history does carry the customer: the checks below mean it.

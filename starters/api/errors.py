@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from starters.api.dependencies import TemporalUnavailable
-from starters.shipments import ShipmentNotFound
+from starters.shipments import AnotherOrder, NoWorkerAnswered, ShipmentNotFound
 from trackflow.models import InvalidTrackingNumber
 
 MAX_DETAIL_CHARS = 300
@@ -84,3 +84,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShipmentNotFound)
     async def _not_found(_: Request, error: ShipmentNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(AnotherOrder)
+    async def _another_order(_: Request, error: AnotherOrder) -> JSONResponse:
+        return JSONResponse({"detail": bounded(str(error))}, status_code=409)
+
+    @app.exception_handler(NoWorkerAnswered)
+    async def _no_worker(_: Request, error: NoWorkerAnswered) -> JSONResponse:
+        headers = {"Retry-After": RETRY_AFTER_S}
+        return JSONResponse({"detail": bounded(str(error))}, status_code=503, headers=headers)

@@ -13,7 +13,7 @@ import pytz
 from pydantic import BaseModel, Field, field_validator
 
 from trackflow.event_time import implausible_time
-from trackflow.models import CarrierEvent, Customer, ReturnRequest, Shipment
+from trackflow.models import CarrierEvent, Code, Customer, ReturnRequest, Shipment
 from trackflow.tracking_policy import MAX_TIME_SCALE
 
 logger = logging.getLogger("trackflow.api")
@@ -61,11 +61,19 @@ class ReturnRequestBody(BaseModel):
     kind: Literal["refund", "return"] = "return"
     request_id: str | None = Field(default=None, max_length=200)
     reason: str | None = Field(default=None, max_length=1000)
+    order_id: Code | None = Field(
+        default=None,
+        description="the order the request is about; when given and the number is tracked "
+        "for another order (a recycled number), the request is refused with a 409",
+    )
 
     def to_request(self) -> ReturnRequest:
         digest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
         return ReturnRequest(
-            request_id=self.request_id or f"api-{digest}", kind=self.kind, reason=self.reason
+            request_id=self.request_id or f"api-{digest}",
+            kind=self.kind,
+            reason=self.reason,
+            order_id=self.order_id,
         )
 
 
@@ -80,3 +88,96 @@ def plausible(events: list[CarrierEvent]) -> tuple[list[CarrierEvent], list[dict
         else:
             kept.append(event)
     return kept, rejected
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+REGISTRATION_OUTCOMES = (
+    "`accepted`: a new tracking lifecycle started for this order (its messages will go out); "
+    "`updated`: the order's shipment was already followed and these facts replace the "
+    "earlier ones; `already_registered`: nothing new (the same facts, or a replayed webhook); "
+    "`ignored`: not applied, `detail` says why (e.g. older than the facts already applied)"
+)
+
+
+class Registration(BaseModel):
+    """`POST /v1/shipments`: what the shipment's workflow made of the registration."""
+
+    workflow_id: str
+    tracking_number: str
+    outcome: Literal["accepted", "updated", "already_registered", "ignored"] = Field(
+        description=REGISTRATION_OUTCOMES
+    )
+    detail: str | None = Field(default=None, description="why, where there is a why")
+
+
+class RegistrationAfterTracking(BaseModel):
+    """`POST /v1/shipments` for an order whose shipment on this number was already tracked to
+    the end: nothing is started again."""
+
+    ignored: str = Field(description="why nothing happened")
+    tracking_number: str
+
+
+class ReturnRequestAnswer(BaseModel):
+    """`POST /v1/shipments/{n}/return-requests`: whether the shipment started a return."""
+
+    tracking_number: str
+    request_id: str = Field(description="the request's id (derived from the body when not given)")
+    outcome: Literal["return_started", "ignored"] = Field(
+        description="`return_started`: the returns flow runs (`detail`: its workflow id); "
+        "`ignored`: nothing started, `detail` says why (not delivered yet, outside the return "
+        "window, already requested, tracking ended)"
+    )
+    detail: str | None = None
+
+
+class ErrorAnswer(BaseModel):
+    detail: str
+
+
+REFUSED_ANOTHER_ORDER = {
+    "model": ErrorAnswer,
+    "description": "Another order is still being tracked on this tracking number (a number "
+    "is followed for one live order at a time); nothing was changed. `detail` says which",
+}
+NO_WORKER_ANSWERED = {
+    "model": ErrorAnswer,
+    "description": "Temporal is unreachable, or no trackflow worker answered within 20 s: "
+    "nothing is confirmed (a new shipment may start once a worker runs). Asking again is "
+    "safe; `Retry-After` says when",
+}
+
+
+class ShopifyShipmentResult(BaseModel):
+    """One shipment of a fulfillment webhook: the registration's outcome, or `refused`
+    (another order is live on the number: answered here, not as a 409 that Shopify would
+    retry for hours), or `ignored` when this order's tracking of the number already ended."""
+
+    tracking_number: str
+    workflow_id: str | None = None
+    outcome: Literal["accepted", "updated", "already_registered", "ignored", "refused"] = Field(
+        description=REGISTRATION_OUTCOMES + "; `refused`: another order is live on the number"
+    )
+    detail: str | None = None
+    cancelled: bool = Field(default=False, description="the fulfillment was cancelled")
+
+
+class ShopifyReturnResult(BaseModel):
+    """One tracked shipment of the order a refund or return request is about."""
+
+    tracking_number: str
+    outcome: Literal["return_started", "ignored", "refused"]
+    detail: str | None = None
+
+
+class ShopifyFulfillmentAnswer(BaseModel):
+    shipments: list[ShopifyShipmentResult]
+
+
+class ShopifyReturnAnswer(BaseModel):
+    shipments: list[ShopifyReturnResult]
+
+
+class ShopifyIgnored(BaseModel):
+    ignored: str = Field(description="why the webhook changes nothing (topic, untracked order)")

@@ -9,7 +9,16 @@ from fastapi import APIRouter
 
 from starters.api.dependencies import Authorized, Context, TemporalClient
 from starters.api.json_body import StrictJsonRoute
-from starters.api.models import CarrierEventIn, ReturnRequestBody, ShipmentIn
+from starters.api.models import (
+    NO_WORKER_ANSWERED,
+    REFUSED_ANOTHER_ORDER,
+    CarrierEventIn,
+    Registration,
+    RegistrationAfterTracking,
+    ReturnRequestAnswer,
+    ReturnRequestBody,
+    ShipmentIn,
+)
 from starters.shipments import (
     ShipmentClosed,
     register_shipment,
@@ -22,13 +31,21 @@ from trackflow.shipment_state import ShipmentDocument
 router = APIRouter(route_class=StrictJsonRoute, dependencies=[Authorized])
 
 
-@router.post("/v1/shipments", status_code=202)
+@router.post(
+    "/v1/shipments",
+    status_code=202,
+    response_model=Registration | RegistrationAfterTracking,
+    responses={409: REFUSED_ANOTHER_ORDER, 503: NO_WORKER_ANSWERED},
+)
 async def create_shipment(
     body: ShipmentIn, client: TemporalClient, context: Context
-) -> dict[str, Any]:
+) -> Registration | RegistrationAfterTracking:
+    """Register a shipment (tracking number + order), or update its facts. Answered once its
+    workflow has taken it in, with the outcome. A number whose earlier order's tracking
+    ended starts a new lifecycle for a new order; the same order is not started again."""
     shipment = context.with_defaults(body)
     try:
-        await register_shipment(
+        registered = await register_shipment(
             client,
             shipment,
             context.policy,
@@ -36,8 +53,17 @@ async def create_shipment(
             task_queue=context.settings.task_queue,
         )
     except ShipmentClosed as closed:
-        return {"ignored": str(closed), "tracking_number": shipment.tracking_number}
-    return {"workflow_id": shipment.workflow_id, "tracking_number": shipment.tracking_number}
+        return RegistrationAfterTracking(
+            ignored=str(closed), tracking_number=shipment.tracking_number
+        )
+    return Registration.model_validate(
+        {
+            "workflow_id": registered.handle.id,
+            "tracking_number": shipment.tracking_number,
+            "outcome": registered.outcome,
+            "detail": registered.detail,
+        }
+    )
 
 
 @router.post("/v1/events", status_code=202)
@@ -46,16 +72,29 @@ async def carrier_event(event: CarrierEventIn, client: TemporalClient) -> dict[s
     return {"accepted": True, "tracking_number": event.tracking_number}
 
 
-@router.post("/v1/shipments/{tracking_number}/return-requests", status_code=202)
+@router.post(
+    "/v1/shipments/{tracking_number}/return-requests",
+    status_code=202,
+    response_model=ReturnRequestAnswer,
+    responses={409: REFUSED_ANOTHER_ORDER, 503: NO_WORKER_ANSWERED},
+)
 async def return_request(
     tracking_number: str, body: ReturnRequestBody, client: TemporalClient
-) -> dict[str, Any]:
+) -> ReturnRequestAnswer:
+    """Ask the shipment to start a return (or a refund); the answer says whether it did and,
+    if not, why. The same request again (same `request_id`, or the same body) starts nothing."""
     request = body.to_request()
+    answer: dict[str, str | None] = {
+        "tracking_number": tracking_number,
+        "request_id": request.request_id,
+    }
     try:
-        await request_return(client, tracking_number, request)
+        outcome = await request_return(client, tracking_number, request)
     except ShipmentClosed as closed:
-        return {"ignored": str(closed), "request_id": request.request_id}
-    return {"accepted": True, "request_id": request.request_id}
+        answer |= {"outcome": "ignored", "detail": str(closed)}
+    else:
+        answer |= {"outcome": outcome.outcome, "detail": outcome.detail}
+    return ReturnRequestAnswer.model_validate(answer)
 
 
 @router.get("/v1/shipments/{tracking_number}", response_model=ShipmentDocument)

@@ -6,21 +6,30 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException
-from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
 from starters.api.dependencies import ApiContext, Context, configured
+from starters.api.errors import bounded
 from starters.api.json_body import StrictJsonRoute, parse_json_object
-from starters.api.models import plausible
+from starters.api.models import (
+    NO_WORKER_ANSWERED,
+    ShopifyFulfillmentAnswer,
+    ShopifyIgnored,
+    ShopifyReturnAnswer,
+    ShopifyReturnResult,
+    ShopifyShipmentResult,
+    plausible,
+)
 from starters.api.verified import Signature, verified_body
 from starters.shipments import (
+    AnotherOrder,
     ShipmentClosed,
     ShipmentNotFound,
     cancel_shipment,
     register_shipment,
     request_return,
     running_shipments_of_order,
-    signal_event,
+    signal_or_keep_events,
 )
 from trackflow.models import ReturnRequest, Shipment
 from trackflow.sources.shopify import (
@@ -46,19 +55,31 @@ def _shopify_signature(
     )
 
 
-@router.post("/webhooks/shopify")
+ShopifyAnswer = ShopifyFulfillmentAnswer | ShopifyReturnAnswer | ShopifyIgnored
+
+
+@router.post(
+    "/webhooks/shopify",
+    response_model=ShopifyAnswer,
+    responses={503: NO_WORKER_ANSWERED},
+)
 async def shopify_webhook(
     raw: Annotated[bytes, Depends(verified_body(_shopify_signature))],
     context: Context,
     x_shopify_topic: Annotated[str | None, Header()] = None,
     x_shopify_webhook_id: Annotated[str | None, Header()] = None,
     x_shopify_shop_domain: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
+) -> ShopifyAnswer:
+    """`fulfillments/create|update`: each tracking number's registration outcome (its first
+    events ride in the start of a new shipment); `refunds/create`, `returns/request`: each
+    tracked shipment of the order says whether it started a return. A shipment refused
+    because another order is live on its number is reported here (`refused`), not as a 409
+    that Shopify would retry."""
     if x_shopify_webhook_id is not None and len(x_shopify_webhook_id) > MAX_WEBHOOK_ID:
         raise HTTPException(400, f"X-Shopify-Webhook-Id is over {MAX_WEBHOOK_ID} characters")
     topic = x_shopify_topic or ""
     if topic not in FULFILLMENT_TOPICS | RETURN_TOPICS:
-        return JSONResponse({"ignored": f"topic {x_shopify_topic!r} is not handled"})
+        return ShopifyIgnored(ignored=f"topic {bounded(repr(x_shopify_topic), 100)} is not handled")
     payload = parse_json_object(raw)
     try:
         if topic in RETURN_TOPICS:
@@ -72,23 +93,30 @@ async def shopify_webhook(
         results.append(
             await _apply_fulfillment(context, client, shipment, fulfillment, x_shopify_webhook_id)
         )
-    return JSONResponse({"shipments": results})
+    return ShopifyFulfillmentAnswer(shipments=results)
 
 
-async def _shopify_return(context: ApiContext, request: ReturnRequest) -> JSONResponse:
+async def _shopify_return(
+    context: ApiContext, request: ReturnRequest
+) -> ShopifyReturnAnswer | ShopifyIgnored:
     client = await context.gateway.client()
     order_id = request.order_id or ""
     numbers = await running_shipments_of_order(client, order_id)
     if not numbers:
-        return JSONResponse({"ignored": f"no shipment of order {order_id} is being tracked"})
+        return ShopifyIgnored(ignored=f"no shipment of order {order_id} is being tracked")
     results = []
     for number in numbers:
+        result: dict[str, str | None]
         try:
-            await request_return(client, number, request)
-            results.append({"tracking_number": number, "result": "signalled"})
+            outcome = await request_return(client, number, request)
         except (ShipmentClosed, ShipmentNotFound):
-            results.append({"tracking_number": number, "result": "tracking ended"})
-    return JSONResponse({"shipments": results})
+            result = {"outcome": "ignored", "detail": "tracking ended"}
+        except AnotherOrder as refused:
+            result = {"outcome": "refused", "detail": str(refused)}
+        else:
+            result = {"outcome": outcome.outcome, "detail": outcome.detail}
+        results.append(ShopifyReturnResult.model_validate(result | {"tracking_number": number}))
+    return ShopifyReturnAnswer(shipments=results)
 
 
 async def _apply_fulfillment(
@@ -97,11 +125,12 @@ async def _apply_fulfillment(
     shipment: Shipment,
     fulfillment: FulfillmentInput,
     webhook_id: str | None,
-) -> dict[str, str]:
+) -> ShopifyShipmentResult:
     number = shipment.tracking_number
     shipment = context.with_defaults(shipment)
+    events = [e for e in plausible(fulfillment.events)[0] if e.tracking_number == number]
     try:
-        await register_shipment(
+        registered = await register_shipment(
             client,
             shipment,
             context.policy,
@@ -109,12 +138,23 @@ async def _apply_fulfillment(
             task_queue=context.settings.task_queue,
             update_id=webhook_id,
             updated_at=fulfillment.updated_at,
+            events=events,
         )
-    except ShipmentClosed:
-        return {"tracking_number": number, "result": "already completed"}
-    for event in plausible(fulfillment.events)[0]:
-        if event.tracking_number == number:
-            await signal_event(client, event)
+    except ShipmentClosed as closed:
+        return ShopifyShipmentResult(tracking_number=number, outcome="ignored", detail=str(closed))
+    except AnotherOrder as refused:
+        return ShopifyShipmentResult(tracking_number=number, outcome="refused", detail=str(refused))
+    if registered.outcome != "accepted" and events:
+        # The shipment was followed already: the start carrying the events was not used.
+        await signal_or_keep_events(client, events, task_queue=context.settings.task_queue)
     if fulfillment.cancelled:
         await cancel_shipment(client, number, "fulfillment cancelled in Shopify")
-    return {"tracking_number": number, "workflow_id": shipment.workflow_id}
+    return ShopifyShipmentResult.model_validate(
+        {
+            "tracking_number": number,
+            "workflow_id": registered.handle.id,
+            "outcome": registered.outcome,
+            "detail": registered.detail,
+            "cancelled": fulfillment.cancelled,
+        }
+    )
