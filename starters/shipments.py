@@ -47,7 +47,6 @@ from trackflow.contracts import (
     WORKFLOW_NAME,
     Cancel,
     EventBatch,
-    InboxItem,
     ShipmentWorkflowInput,
     UnmatchedInput,
     initial_search_attributes,
@@ -110,8 +109,9 @@ async def register_shipment(
     updated_at: datetime | None = None,
     events: Sequence[CarrierEvent] = (),
 ) -> Registered:
-    """Update-with-start: the first registration starts the shipment's workflow (with its first
-    carrier events riding in the start), later ones update its facts; the workflow answers.
+    """Update-with-start: the first registration starts the shipment's workflow, later ones
+    update its facts; the workflow answers. `events` (a fulfillment's own carrier events)
+    ride in the registration itself, whether it starts the run or not.
 
     Identity is (tracking number, order): a number whose earlier order's tracking ended starts
     a new lifecycle for a new order (its late events are ignored), the same order is not
@@ -127,7 +127,6 @@ async def register_shipment(
         ShipmentWorkflowInput(
             shipment=shipment,
             policy=policy_ref,
-            inbox=[InboxItem(event=event) for event in events],
             events_not_before=earlier_order_ended,
         ),
         id=shipment.workflow_id,
@@ -139,11 +138,17 @@ async def register_shipment(
         static_summary=f"Order {shipment.order_name or shipment.order_id} · "
         f"{shipment.carrier or 'carrier?'} {shipment.tracking_number}",
     )
-    update = ShipmentUpdate(shipment=shipment, update_id=update_id, updated_at=updated_at)
+    update = ShipmentUpdate(
+        shipment=shipment, update_id=update_id, updated_at=updated_at, events=list(events)
+    )
     try:
         async with _answered_in_time(shipment.tracking_number):
             outcome: Outcome = await client.execute_update_with_start_workflow(
-                UPDATE_REGISTER, update, start_workflow_operation=start, result_type=Outcome
+                UPDATE_REGISTER,
+                update,
+                start_workflow_operation=start,
+                result_type=Outcome,
+                rpc_timeout=ANSWER_WITHIN,
             )
     except WorkflowUpdateFailedError as error:
         raise _another_order_or(error) from error
@@ -174,8 +179,8 @@ async def _earlier_lifecycle_end(client: Client, shipment: Shipment) -> datetime
 
 @asynccontextmanager
 async def _answered_in_time(tracking_number: str) -> AsyncIterator[None]:
-    try:
-        async with asyncio.timeout(ANSWER_WITHIN.total_seconds()):
+    try:  # the RPC's own timeout answers first; this one is the backstop
+        async with asyncio.timeout(ANSWER_WITHIN.total_seconds() + 5):
             yield
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         raise NoWorkerAnswered(
@@ -264,7 +269,9 @@ async def request_return(client: Client, tracking_number: str, request: ReturnRe
         async with _answered_in_time(tracking_number):
             outcome: Outcome = await _not_found_as(
                 tracking_number,
-                handle.execute_update(UPDATE_RETURN_REQUEST, request, result_type=Outcome),
+                handle.execute_update(
+                    UPDATE_RETURN_REQUEST, request, result_type=Outcome, rpc_timeout=ANSWER_WITHIN
+                ),
             )
     except WorkflowUpdateFailedError as error:
         raise _another_order_or(error) from error

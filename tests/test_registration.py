@@ -128,7 +128,7 @@ async def _post_fulfillment(
     return result
 
 
-async def test_shopify_registrations_answer_per_shipment_and_the_first_events_ride_in_the_start(
+async def test_shopify_registrations_answer_per_shipment_and_their_events_ride_along(
     api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     number = tracking_number()
@@ -165,12 +165,15 @@ async def test_shopify_registrations_answer_per_shipment_and_the_first_events_ri
         ("in_transit", "email", "jon@example.com"),
         ("in_transit", "sms", "+15025550100"),
     ]
-    # The create's in-transit event rode in the start; the later webhooks' copy of it was
-    # signalled (deduplicated by the workflow): one signal per later webhook with an event.
+    # Each webhook's in-transit event rode in its registration (the repeats are recognised by
+    # their keys): no signal at all; the rejected update of the older webhook is no exception,
+    # it was answered "ignored" and its event deduplicated.
     signals = [e for e in history if e.HasField("workflow_execution_signaled_event_attributes")]
-    assert len(signals) == 2
-    started = history[0].workflow_execution_started_event_attributes
-    assert started.input.payloads  # the start carries the shipment and its first events
+    assert signals == []
+    accepted = [
+        e for e in history if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+    assert len(accepted) == 4
 
 
 async def test_no_worker_answering_is_503_with_the_reason_and_asking_again_is_safe(

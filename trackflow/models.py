@@ -323,9 +323,11 @@ class ReturnRequest(Model):
 
 
 class ShipmentUpdate(Model):
-    """New facts about the order (address, phone, consent, ...) from a later webhook."""
+    """New facts about the order (address, phone, consent, ...) from a later webhook, and the
+    carrier events that came with them (a Shopify fulfillment's own tracking events)."""
 
     shipment: Shipment
+    events: list[CarrierEvent] = Field(default_factory=list, max_length=100)
     update_id: str | None = Field(
         default=None,
         max_length=200,

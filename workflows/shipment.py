@@ -108,7 +108,12 @@ class ShipmentTrackingWorkflow:
 
     @workflow.update(name=UPDATE_REGISTER)
     async def register(self, update: ShipmentUpdate) -> Outcome:
-        return await self._answered(InboxItem(update=update))
+        """Answered once the registration is applied; its events follow it into the inbox
+        (whichever registration started the run, none of their events is lost, and repeats
+        are recognised by their keys)."""
+        ticket = self._queue_for_answer(InboxItem(update=update.model_copy(update={"events": []})))
+        self._inbox.extend(InboxItem(event=event) for event in update.events)
+        return await self._answer(ticket)
 
     @register.validator
     def _same_order_registered(self, update: ShipmentUpdate) -> None:
@@ -119,7 +124,7 @@ class ShipmentTrackingWorkflow:
 
     @workflow.update(name=UPDATE_RETURN_REQUEST)
     async def request_return(self, request: ReturnRequest) -> Outcome:
-        return await self._answered(InboxItem(return_request=request))
+        return await self._answer(self._queue_for_answer(InboxItem(return_request=request)))
 
     @request_return.validator
     def _same_order_returned(self, request: ReturnRequest) -> None:
@@ -132,11 +137,13 @@ class ShipmentTrackingWorkflow:
         except policy.AnotherOrder as error:
             raise ApplicationError(str(error), type=ANOTHER_ORDER, non_retryable=True) from None
 
-    async def _answered(self, item: InboxItem) -> Outcome:
-        """Queue the item behind the events already received and wait for its answer."""
+    def _queue_for_answer(self, item: InboxItem) -> int:
+        """Queue the item behind the events already received; its ticket waits for the answer."""
         self._tickets += 1
-        ticket = self._tickets
-        self._inbox.append(item.model_copy(update={"ticket": ticket}))
+        self._inbox.append(item.model_copy(update={"ticket": self._tickets}))
+        return self._tickets
+
+    async def _answer(self, ticket: int) -> Outcome:
         await workflow.wait_condition(lambda: ticket in self._answers)
         return self._answers.pop(ticket)
 

@@ -29,7 +29,6 @@ from starters.shipments import (
     register_shipment,
     request_return,
     running_shipments_of_order,
-    signal_or_keep_events,
 )
 from trackflow.models import ReturnRequest, Shipment
 from trackflow.sources.shopify import (
@@ -70,8 +69,8 @@ async def shopify_webhook(
     x_shopify_webhook_id: Annotated[str | None, Header()] = None,
     x_shopify_shop_domain: Annotated[str | None, Header()] = None,
 ) -> ShopifyAnswer:
-    """`fulfillments/create|update`: each tracking number's registration outcome (its first
-    events ride in the start of a new shipment); `refunds/create`, `returns/request`: each
+    """`fulfillments/create|update`: each tracking number's registration outcome (its own
+    events ride in the registration); `refunds/create`, `returns/request`: each
     tracked shipment of the order says whether it started a return. A shipment refused
     because another order is live on its number is reported here (`refused`), not as a 409
     that Shopify would retry."""
@@ -144,9 +143,6 @@ async def _apply_fulfillment(
         return ShopifyShipmentResult(tracking_number=number, outcome="ignored", detail=str(closed))
     except AnotherOrder as refused:
         return ShopifyShipmentResult(tracking_number=number, outcome="refused", detail=str(refused))
-    if registered.outcome != "accepted" and events:
-        # The shipment was followed already: the start carrying the events was not used.
-        await signal_or_keep_events(client, events, task_queue=context.settings.task_queue)
     if fulfillment.cancelled:
         await cancel_shipment(client, number, "fulfillment cancelled in Shopify")
     return ShopifyShipmentResult.model_validate(
