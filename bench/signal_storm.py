@@ -23,10 +23,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
-from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from starters.shipments import register_shipment, shipment_view, signal_event
+from tests.dev_server import all_runs
 from trackflow.contracts import ALL_KEYS
 from trackflow.models import CarrierEvent, CarrierStatus, Customer, Shipment
 from trackflow.settings import Settings
@@ -48,18 +48,6 @@ def _events(tracking_number: str, count: int) -> list[CarrierEvent]:
         )
         for i in range(count)
     ]
-
-
-async def _runs(client: Client, workflow_id: str, run_id: str | None) -> list[WorkflowHistory]:
-    histories = []
-    while run_id:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        histories.append(history)
-        last = history.events[-1]
-        continued = last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-        attributes = last.workflow_execution_continued_as_new_event_attributes
-        run_id = attributes.new_execution_run_id if continued else None
-    return histories
 
 
 async def storm(events: int, concurrency: int, continue_as_new_after: int) -> None:
@@ -98,8 +86,8 @@ async def storm(events: int, concurrency: int, continue_as_new_after: int) -> No
                         break
                     await asyncio.sleep(0.2)
                 processed = time.perf_counter() - start
-                runs = await _runs(
-                    env.client, shipment.workflow_id, registered.handle.result_run_id
+                runs = await all_runs(
+                    env.client, shipment.workflow_id, registered.handle.result_run_id or ""
                 )
     finally:
         await env.shutdown()

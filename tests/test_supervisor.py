@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from starters.cli import SUPERVISOR_FD_ENV
 from starters.embedded import EmbeddedStack, _local_secret
 from tests.harness import (
     clean_env,
@@ -35,7 +34,7 @@ from tests.harness import (
     wait_until_healthy,
     zone_at_local_hour,
 )
-from trackflow.settings import Settings
+from trackflow.settings import SUPERVISOR_FD_ENV, Settings
 from workers.worker import run_worker
 
 TRACKING_NUMBER = "1Z5R89390357567127"

@@ -23,14 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Interceptor, Replayer
 
-from tests.conftest import temporal_cli
+from tests.dev_server import start_dev_server
 from tests.histories.fingerprint import Fingerprint
 from tests.histories.scenarios import SCENARIO_OF, SCENARIOS, Scenario, run_scenario
 from trackflow import policy_table
-from trackflow.contracts import ALL_KEYS
 from trackflow.tracking_policy import TrackingPolicy
 from workers.runtime import data_converter
 from workers.worker import WORKFLOWS, sandbox_runner
@@ -48,19 +46,6 @@ def replayer(*, interceptors: Sequence[Interceptor] = ()) -> Replayer:
         data_converter=data_converter(None),
         workflow_runner=sandbox_runner(),
         interceptors=interceptors,
-    )
-
-
-async def start_dev_server() -> WorkflowEnvironment:
-    """The dev server tests/conftest.py starts: per-workflow time skipping, our attributes."""
-    return await WorkflowEnvironment.start_time_skipping_v2(
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "frontend.WorkflowTimeSkippingEnabled=true",
-        ],
-        search_attributes=ALL_KEYS,
-        data_converter=data_converter(None),
     )
 
 
