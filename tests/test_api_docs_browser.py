@@ -7,7 +7,6 @@ declared security scheme it had no Authorize button.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,9 +14,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -26,6 +23,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 from temporalio.client import Client
 
 from starters.api import create_app
+from tests.browser import offline_chromium
 from tests.factories import ANY_TIME_POLICY
 from tests.harness import free_port
 from trackflow.settings import Settings
@@ -60,31 +58,8 @@ def api_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        pytest.fail(
-            "Debian's chromium and chromedriver are needed: `make browser` installs them "
-            "(as root: apt-get install chromium chromium-driver)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # root in a container
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1400",
-        # Offline but for this machine: no name resolves, and anything not on the loopback
-        # goes to a proxy that is not there (chromium never proxies the loopback).
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--proxy-server=http://127.0.0.1:{free_port()}",
-    ):
-        options.add_argument(argument)
-    # Paths given: selenium does not run Selenium Manager (which would download a driver).
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    try:
+    with offline_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _visible(driver: WebDriver, css: str) -> WebElement:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -15,19 +14,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
 from starters.embedded import EmbeddedStack
 from starters.web_ui import QUERIES, list_url
+from tests.browser import offline_chromium
 from tests.conftest import temporal_cli
 from tests.harness import (
     clean_env,
-    free_port,
     poll_json,
     trackflow_cli,
     up_command,
@@ -274,30 +270,6 @@ def test_up_with_keys_given_uses_them_and_writes_no_key_file(tmp_path: Path) -> 
     assert not (tmp_path / "encryption_keys").exists()
 
 
-@contextmanager
-def browser() -> Iterator[WebDriver]:
-    """Debian's chromium, headless, with no network but this machine (as in
-    tests/test_api_docs_browser.py)."""
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        pytest.fail("Debian's chromium and chromedriver are needed: `make browser`")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--proxy-server=http://127.0.0.1:{free_port()}",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 def test_the_web_ui_in_a_browser_shows_the_customer_decrypted(tmp_path: Path) -> None:
     """The dev server's Web UI, as a user opens it: the browser calls `up`'s codec server
     (another origin: CORS) and shows the workflow's input decrypted."""
@@ -311,7 +283,7 @@ def test_the_web_ui_in_a_browser_shows_the_customer_decrypted(tmp_path: Path) ->
     }
     with stack(tmp_path, ports) as http:
         assert http.post("/v1/shipments", json=shipment).status_code == 202
-        with browser() as driver:
+        with offline_chromium() as driver:
             page = f"http://127.0.0.1:{ports['ui']}/namespaces/default/workflows"
             driver.get(f"{page}/shipment-{TRACKING_NUMBER}")
 
