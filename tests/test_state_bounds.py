@@ -41,6 +41,7 @@ from trackflow.shipment_state import (
     MAX_NOTIFICATIONS,
     MAX_RETURN_REQUESTS,
     MAX_TIMELINE,
+    MAX_UNRECOGNISED_CODES,
     ShipmentState,
     ShipmentView,
 )
@@ -72,10 +73,8 @@ def _max_length(field: str) -> int:
 DESCRIPTION, LOCATION, EVENT_ID, SOURCE, RAW_STATUS, RAW_DETAIL = map(
     _max_length, ["description", "location", "event_id", "source", "raw_status", "raw_detail"]
 )
-EVENT_KEY = SOURCE + 1 + EVENT_ID  # a remembered dedupe key, source:event_id
+REMEMBERED_ID = 16  # what the state keeps of an event key, update id or request id: a digest
 RAW_CODE = SOURCE + 1 + RAW_STATUS + 1 + RAW_DETAIL  # an unrecognised code, source:status/detail
-REQUEST_ID = 200  # ReturnRequest.request_id, ShipmentUpdate.update_id
-MAX_UNRECOGNISED_CODES = 50  # the literal in policy.on_event
 EFFECT = 200  # the policy's words for what it did with an event
 POLICY_TEXT = 500  # a note's key and detail, an idempotency key: composed from ids and keys
 ITEM = 400  # per item: field names, timestamps, enums, punctuation
@@ -94,9 +93,9 @@ def view_bound(per_char: int) -> int:
 def state_bound(per_char: int) -> int:
     """Bytes a serialized ShipmentState can take: the view's lists, what it remembers (event
     keys, update and return request ids) and what the caps count (messages sent, exceptions)."""
-    remembered = MAX_REMEMBERED_EVENT_KEYS * (3 + per_char * EVENT_KEY) + (
-        MAX_REMEMBERED_UPDATE_IDS + MAX_RETURN_REQUESTS
-    ) * (3 + per_char * REQUEST_ID)
+    remembered = (MAX_REMEMBERED_EVENT_KEYS + MAX_REMEMBERED_UPDATE_IDS + MAX_RETURN_REQUESTS) * (
+        3 + REMEMBERED_ID
+    )  # hex digests: never escaped
     counted = (MAX_NOTIFICATIONS + MAX_EXCEPTION_MESSAGES) * (ITEM + per_char * POLICY_TEXT)
     return view_bound(per_char) + remembered + counted
 
@@ -199,6 +198,12 @@ def _bound_for(per_char: int) -> str:
 
 def test_derived_ascii_view_bound_is_under_256_kb() -> None:
     assert view_bound(1) < 256 * 1024, _bound_for(1)
+
+
+def test_even_all_escaped_text_keeps_the_state_well_under_temporals_2_mb_payload_limit() -> None:
+    """Control characters cost 6 bytes each in JSON: the worst case the caps allow still
+    leaves room (continue-as-new carries the state; the payload limit is 2 MB)."""
+    assert state_bound(6) < 1.6 * 1024 * 1024, _bound_for(6)
 
 
 def _processed(count: int) -> Callable[[ShipmentView], bool]:
