@@ -15,6 +15,16 @@ Comparisons are constant time.
   and the JWKS address come from independent public implementations (the official page was
   truncated in our reference), and no official test vector exists -- treat as unverified
   against live traffic. Fetching the JWKS is the caller's job (this module does no I/O).
+* SendGrid Signed Event Webhook: ECDSA P-256 / SHA-256 over ``timestamp + raw body``, the DER
+  signature base64 in ``X-Twilio-Email-Event-Webhook-Signature``, the timestamp in
+  ``X-Twilio-Email-Event-Webhook-Timestamp``, the public key the base64 DER "verification key"
+  shown under Mail Settings (sendgrid-python ``helpers/eventwebhook``; its official test
+  vector is in the tests). SendGrid states no freshness window, and replays are harmless: every
+  event is deduplicated by its ``sg_event_id``.
+* Twilio ``X-Twilio-Signature``: base64 HMAC-SHA1, keyed by the auth token, of the full URL
+  Twilio called followed by every form parameter sorted by name (each name's distinct values
+  sorted) as ``name + value``; the URL is tried with and without its default port, as
+  twilio-python's ``RequestValidator`` does (official test vector in the tests).
 """
 
 from __future__ import annotations
@@ -24,13 +34,14 @@ import binascii
 import hashlib
 import hmac
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 EASYPOST_HEADER = "X-Hmac-Signature"
 EASYPOST_PREFIX = "hmac-sha256-hex="
@@ -40,6 +51,9 @@ SHIPENGINE_SIGNATURE_HEADER = "x-shipengine-rsa-sha256-signature"
 SHIPENGINE_TIMESTAMP_HEADER = "x-shipengine-timestamp"
 SHIPENGINE_JWKS_URL = "https://api.shipengine.com/jwks"
 SHIPENGINE_TOLERANCE = timedelta(minutes=5)
+SENDGRID_SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+SENDGRID_TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 
 
 def verify_easypost(raw_body: bytes, header: str | None, secret: str) -> bool:
@@ -166,3 +180,87 @@ def verify_shipengine(
     except InvalidSignature:
         return False
     return True
+
+
+# --- SendGrid --------------------------------------------------------------------------------
+
+
+def sendgrid_public_key(key: str) -> ec.EllipticCurvePublicKey | None:
+    """SendGrid's verification key: base64 DER (as SendGrid shows it) or a PEM; None unless it
+    is a P-256 public key."""
+    text = key.strip()
+    if not text:
+        return None
+    try:
+        if text.startswith("-----BEGIN"):
+            loaded = serialization.load_pem_public_key(text.encode("ascii", "ignore"))
+        else:
+            loaded = serialization.load_der_public_key(base64.b64decode(text, validate=True))
+    except (ValueError, TypeError, binascii.Error):
+        return None
+    if not isinstance(loaded, ec.EllipticCurvePublicKey):
+        return None
+    return loaded if isinstance(loaded.curve, ec.SECP256R1) else None
+
+
+def verify_sendgrid(
+    raw_body: bytes, signature: str | None, timestamp: str | None, public_key: str
+) -> bool:
+    """Check SendGrid's Signed Event Webhook headers against the raw body."""
+    if not signature or not timestamp:
+        return False
+    key = sendgrid_public_key(public_key)
+    if key is None:
+        return False
+    try:
+        claimed = base64.b64decode(signature.strip(), validate=True)
+    except ValueError:
+        return False
+    try:
+        key.verify(claimed, timestamp.encode("utf-8") + raw_body, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+# --- Twilio ----------------------------------------------------------------------------------
+
+
+def twilio_signature(url: str, params: Sequence[tuple[str, str]], auth_token: str) -> str:
+    """What Twilio puts in ``X-Twilio-Signature`` for a form post of ``params`` to ``url``."""
+    signed = url
+    for name in sorted({name for name, _ in params}):
+        for value in sorted({v for n, v in params if n == name}):
+            signed += name + value
+    digest = hmac.new(auth_token.encode("utf-8"), signed.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _port_variants(url: str) -> list[str]:
+    """The URL without and with its scheme's default port (Twilio signs either)."""
+    parsed = urlsplit(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        return [url]
+    host = parsed.netloc.rsplit("@", 1)[-1]
+    userinfo = parsed.netloc[: len(parsed.netloc) - len(host)]
+    if port is not None:
+        bare = host.rsplit(":", 1)[0]
+        return [url, urlunsplit(parsed._replace(netloc=userinfo + bare))]
+    default = 443 if parsed.scheme == "https" else 80
+    return [url, urlunsplit(parsed._replace(netloc=f"{userinfo}{host}:{default}"))]
+
+
+def verify_twilio(
+    url: str, params: Sequence[tuple[str, str]], signature: str | None, auth_token: str
+) -> bool:
+    """Check Twilio's ``X-Twilio-Signature`` for a form post of ``params`` to ``url`` (the
+    full public URL Twilio called, query string included)."""
+    if not signature or not auth_token:
+        return False
+    claimed = signature.strip().encode("utf-8")
+    return any(
+        hmac.compare_digest(claimed, twilio_signature(variant, params, auth_token).encode())
+        for variant in _port_variants(url)
+    )
