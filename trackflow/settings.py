@@ -43,6 +43,18 @@ class Settings(BaseModel):
     temporal_ui_url: str | None = None
     resolution_url: str | None = None
     review_url: str | None = None
+    # Customer channels: a provider's credentials switch its channel from the outbox to it.
+    sendgrid_api_key: str | None = Field(default=None, repr=False)
+    email_from: str | None = None  # a verified SendGrid sender: `Name <a@b.c>` or `a@b.c`
+    sendgrid_base_url: str = "https://api.sendgrid.com"  # e.g. a local double
+    sendgrid_webhook_public_key: str | None = None  # Event Webhook verification key (base64)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = Field(default=None, repr=False)
+    twilio_from: str | None = None  # an E.164 sender number
+    twilio_messaging_service_sid: str | None = None  # MG…, instead of twilio_from
+    twilio_base_url: str = "https://api.twilio.com"  # e.g. a local double
+    public_url: str | None = None  # where providers call back (status callbacks, webhooks)
+    provider_timeout_s: float = Field(default=10.0, gt=0)  # one provider HTTP call
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -52,6 +64,20 @@ class Settings(BaseModel):
             if env.get(f"TRACKFLOW_{field.upper()}")
         }
         return cls.model_validate(values)
+
+    @property
+    def sendgrid_configured(self) -> bool:
+        """Email goes through SendGrid (else the outbox)."""
+        return bool(self.sendgrid_api_key and self.email_from)
+
+    @property
+    def twilio_configured(self) -> bool:
+        """SMS goes through Twilio (else the outbox)."""
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from or self.twilio_messaging_service_sid)
+        )
 
     @property
     def resolved_ledger_url(self) -> str:
