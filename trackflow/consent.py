@@ -96,10 +96,14 @@ class InboundSmsAction:
     why: str
 
 
-def inbound_sms(body: str, help_text: str) -> InboundSmsAction:
+def inbound_sms(body: str, help_reply: str) -> InboundSmsAction:
     """The effect of one inbound text. STOP and START get no reply of ours: Twilio answers
     them itself (and would refuse our reply to a number that just opted out)."""
-    keyword = sms_keyword(body)
+    return keyword_action(sms_keyword(body), help_reply)
+
+
+def keyword_action(keyword: SmsKeyword | None, help_reply: str) -> InboundSmsAction:
+    """What an inbound keyword does (see :func:`inbound_sms`)."""
     if keyword is SmsKeyword.STOP:
         return InboundSmsAction(
             keyword,
@@ -117,7 +121,7 @@ def inbound_sms(body: str, help_text: str) -> InboundSmsAction:
             "opt-in keyword: texts to this number may resume",
         )
     if keyword is SmsKeyword.HELP:
-        return InboundSmsAction(keyword, None, None, help_text, "help keyword: answered")
+        return InboundSmsAction(keyword, None, None, help_reply, "help keyword: answered")
     return InboundSmsAction(None, None, None, None, "not a keyword: consent unchanged")
 
 
@@ -132,6 +136,24 @@ def help_text(
     contacts = [c for c in (support_url, support_email, support_phone) if c]
     reach = f" Help: {contacts[0]}." if contacts else ""
     return f"{store_name}: order tracking updates.{reach} Reply STOP to opt out."
+
+
+SMS_OPTED_OUT_ERROR = "21610"
+"""Twilio: "Attempt to send to unsubscribed recipient" (the number replied STOP to us)."""
+
+
+def sms_error_consent(error_code: str | None) -> InboundSmsAction | None:
+    """A Twilio error that tells us about consent: 21610 means the number opted out at
+    Twilio (perhaps before trackflow saw its STOP), so it is suppressed here too."""
+    if (error_code or "").strip() != SMS_OPTED_OUT_ERROR:
+        return None
+    return InboundSmsAction(
+        SmsKeyword.STOP,
+        ConsentChange.SUPPRESS,
+        SuppressionReason.SMS_STOP,
+        None,
+        "Twilio error 21610: the number replied STOP to this sender",
+    )
 
 
 # --- Email feedback --------------------------------------------------------------------------

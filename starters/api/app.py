@@ -16,7 +16,7 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from starters.api import shipments, webhooks_carriers, webhooks_shopify
+from starters.api import shipments, webhooks_carriers, webhooks_providers, webhooks_shopify
 from starters.api.dependencies import ApiContext, ClientFactory, Context, TemporalGateway
 from starters.api.errors import install_error_handlers
 from starters.api.json_body import BodySizeLimit, StrictJsonRoute
@@ -56,6 +56,7 @@ def create_app(
     app.include_router(shipments.router)
     app.include_router(webhooks_carriers.router)
     app.include_router(webhooks_shopify.router)
+    app.include_router(webhooks_providers.router)
     return app
 
 
