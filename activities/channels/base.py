@@ -52,12 +52,21 @@ class PermanentFailure(Exception):
 
 
 class ProviderUnavailable(Exception):
-    """Try again later (429, 5xx, timeout, connection refused); `retry_after` in seconds."""
+    """Try again later (429, 5xx, timeout, connection refused); `retry_after` in seconds.
 
-    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+    `may_have_sent`: False when the provider answered and so surely did not take the message
+    (a 429 or a 5xx response, a refused connection): the next attempt sends at once. True
+    (the default) when the request may have reached it (a timeout, a connection dropped after
+    the request went out): the next attempt reconciles with ``Transport.find`` first.
+    """
+
+    def __init__(
+        self, detail: str, retry_after: float | None = None, *, may_have_sent: bool = True
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
+        self.may_have_sent = may_have_sent
 
 
 class CannotTell(Exception):
