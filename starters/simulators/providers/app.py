@@ -51,6 +51,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 from fastapi import FastAPI, Request
@@ -370,7 +371,10 @@ def create_providers_app(doubles: ProviderDoubles | None = None) -> DropConnecti
         refused = twilio_auth(request, account_sid)
         if refused is not None:
             return refused
-        form = await request.form()
+        form = {
+            k: v[-1]
+            for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()
+        }
         to = str(form.get("To") or "")
         from_ = str(form.get("From") or "") or None
         service = str(form.get("MessagingServiceSid") or "") or None
@@ -442,8 +446,8 @@ def create_providers_app(doubles: ProviderDoubles | None = None) -> DropConnecti
         page = max(0, int(query.get("Page", "0") or 0))
         chunk = found[page * size : (page + 1) * size]
         base = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
-        filters = "&".join(
-            f"{k}={v}" for k, v in query.items() if k not in ("Page", "PageSize", "PageToken")
+        filters = urlencode(
+            [(k, v) for k, v in query.items() if k not in ("Page", "PageSize", "PageToken")]
         )
         prefix = f"{base}?{filters + '&' if filters else ''}PageSize={size}"
         more = (page + 1) * size < len(found)

@@ -399,13 +399,14 @@ class ProviderDoubles:
         params = {
             "AccountSid": sms.account_sid,
             "ApiVersion": "2010-04-01",
-            "From": sms.from_ or "",
             "MessageSid": sms.sid,
             "MessageStatus": status,
             "SmsSid": sms.sid,
             "SmsStatus": status,
             "To": sms.to,
         }
+        if sms.from_:
+            params["From"] = sms.from_
         if sms.messaging_service_sid:
             params["MessagingServiceSid"] = sms.messaging_service_sid
         if error_code is not None:

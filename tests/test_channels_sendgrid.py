@@ -1,0 +1,165 @@
+"""The SendGrid transport through the official SDK against the SendGrid double, over HTTP:
+the provider id is kept, each error class maps to the seam's exceptions, Retry-After is
+reported, and reconciliation can only tell from Event Webhook records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from activities.channels.base import (
+    CannotTell,
+    OutgoingMessage,
+    PermanentFailure,
+    ProviderUnavailable,
+)
+from activities.channels.sendgrid import SendGridTransport
+from starters.embedded import free_port
+from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
+from starters.simulators.providers.server import serving
+from trackflow.models import Channel
+
+KEY = "1Z999/o-1:shipped:0:email"
+
+
+@pytest.fixture
+def double() -> Iterator[tuple[str, ProviderDoubles]]:
+    state = ProviderDoubles(sendgrid_api_key="SG.key", auto_events=False)
+    with serving(create_providers_app(state)) as base_url:
+        yield base_url, state
+
+
+def message(key: str = KEY, to: str = "ada@example.com") -> OutgoingMessage:
+    return OutgoingMessage(
+        idempotency_key=key,
+        channel=Channel.EMAIL,
+        to=to,
+        subject="Your order is on its way",
+        body="Track it: https://example.com/t/1Z999",
+        html='<p>Track it: <a href="https://example.com/t/1Z999">here</a></p>',
+        tracking_number="1Z999",
+        order_id="o-1",
+        headers={
+            "List-Unsubscribe": "<https://example.com/u/abc>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+
+
+def transport(base_url: str, api_key: str = "SG.key", **kwargs: object) -> SendGridTransport:
+    return SendGridTransport(
+        api_key=api_key,
+        sender="Acme <shop@example.com>",
+        base_url=base_url,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_sent_email_keeps_sendgrids_message_id(
+    double: tuple[str, ProviderDoubles],
+) -> None:
+    base_url, state = double
+    receipt = await transport(base_url).send(message())
+    (mail,) = state.mail
+    assert receipt.transport == "sendgrid"
+    assert receipt.provider_message_id == mail.message_id
+    request = mail.request
+    assert request["from"] == {"email": "shop@example.com", "name": "Acme"}
+    assert [c["type"] for c in request["content"]] == ["text/plain", "text/html"]
+    assert request["content"][0]["value"] == "Track it: https://example.com/t/1Z999"
+    assert mail.custom_args == {"trackflow_key": KEY}
+    assert mail.headers == {
+        "List-Unsubscribe": "<https://example.com/u/abc>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    assert mail.subject == "Your order is on its way"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 413])
+async def test_refusals_are_permanent_with_the_status_as_code(
+    double: tuple[str, ProviderDoubles], status: int
+) -> None:
+    base_url, state = double
+    state.script(Rule("sendgrid", "error", code=status))
+    with pytest.raises(PermanentFailure) as refused:
+        await transport(base_url).send(message())
+    assert refused.value.code == str(status)
+    assert refused.value.detail  # SendGrid's own message
+    assert state.mail == []
+
+
+async def test_a_wrong_key_and_an_invalid_address_are_permanent(
+    double: tuple[str, ProviderDoubles],
+) -> None:
+    base_url, _ = double
+    with pytest.raises(PermanentFailure) as unauthorized:
+        await transport(base_url, api_key="SG.wrong").send(message())
+    assert unauthorized.value.code == "401"
+    with pytest.raises(PermanentFailure) as invalid:
+        await transport(base_url).send(message(to="ada@localhost"))
+    assert (invalid.value.code, "personalizations.0.to.0.email" in invalid.value.detail) == (
+        "400",
+        True,
+    )
+
+
+async def test_429_reports_retry_after(double: tuple[str, ProviderDoubles]) -> None:
+    base_url, state = double
+    state.script(Rule("sendgrid", "429", retry_after=7))
+    with pytest.raises(ProviderUnavailable) as limited:
+        await transport(base_url).send(message())
+    assert limited.value.retry_after == 7
+    # Without Retry-After, SendGrid's X-RateLimit-Reset (epoch seconds) says how long.
+    state.script(Rule("sendgrid", "429"))
+    with pytest.raises(ProviderUnavailable) as reset:
+        await transport(base_url).send(message())
+    assert reset.value.retry_after is not None
+    assert 0 <= reset.value.retry_after <= 2
+    assert (await transport(base_url).send(message())).provider_message_id == state.mail[
+        0
+    ].message_id
+
+
+@pytest.mark.parametrize("action", ["500", "503", "drop"])
+async def test_server_errors_and_a_dropped_connection_are_unavailable(
+    double: tuple[str, ProviderDoubles], action: str
+) -> None:
+    base_url, state = double
+    state.script(Rule("sendgrid", action))  # type: ignore[arg-type]
+    with pytest.raises(ProviderUnavailable):
+        await transport(base_url).send(message())
+    # Dropped after acceptance: the double has it although the sender never heard back.
+    assert [m.outcome for m in state.mail] == (["dropped"] if action == "drop" else [])
+
+
+async def test_a_stall_past_the_timeout_and_a_closed_port_are_unavailable(
+    double: tuple[str, ProviderDoubles],
+) -> None:
+    base_url, state = double
+    state.script(Rule("sendgrid", "stall", seconds=5))
+    with pytest.raises(ProviderUnavailable):
+        await transport(base_url, timeout_s=0.5).send(message())
+    assert [m.outcome for m in state.mail] == ["stalled"]
+    with pytest.raises(ProviderUnavailable):
+        await transport(f"http://127.0.0.1:{free_port()}").send(message())
+
+
+async def test_find_knows_a_message_only_from_its_event_webhook_records(
+    double: tuple[str, ProviderDoubles],
+) -> None:
+    base_url, _ = double
+    since = datetime.now(UTC)
+    with pytest.raises(CannotTell):
+        await transport(base_url).find(message(), since)
+
+    seen = {KEY: "14c5d75ce93.filterdrecv-4A1B-1.0"}
+
+    async def feedback(key: str) -> str | None:
+        return seen.get(key)
+
+    found = await transport(base_url, feedback=feedback).find(message(), since)
+    assert found is not None and found.provider_message_id == "14c5d75ce93"
+    with pytest.raises(CannotTell):
+        await transport(base_url, feedback=feedback).find(message(key="other"), since)
