@@ -111,6 +111,7 @@ async def test_429_reports_retry_after(double: tuple[str, ProviderDoubles]) -> N
     with pytest.raises(ProviderUnavailable) as limited:
         await transport(base_url).send(message())
     assert limited.value.retry_after == 7
+    assert limited.value.may_have_sent is False
     # Without Retry-After, SendGrid's X-RateLimit-Reset (epoch seconds) says how long.
     state.script(Rule("sendgrid", "429"))
     with pytest.raises(ProviderUnavailable) as reset:
@@ -128,10 +129,12 @@ async def test_server_errors_and_a_dropped_connection_are_unavailable(
 ) -> None:
     base_url, state = double
     state.script(Rule("sendgrid", action))  # type: ignore[arg-type]
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as unavailable:
         await transport(base_url).send(message())
     # Dropped after acceptance: the double has it although the sender never heard back.
     assert [m.outcome for m in state.mail] == (["dropped"] if action == "drop" else [])
+    # An answer means it did not take the message; a dropped connection may have.
+    assert unavailable.value.may_have_sent is (action == "drop")
 
 
 async def test_a_stall_past_the_timeout_and_a_closed_port_are_unavailable(
@@ -139,11 +142,13 @@ async def test_a_stall_past_the_timeout_and_a_closed_port_are_unavailable(
 ) -> None:
     base_url, state = double
     state.script(Rule("sendgrid", "stall", seconds=5))
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as stalled:
         await transport(base_url, timeout_s=0.5).send(message())
     assert [m.outcome for m in state.mail] == ["stalled"]
-    with pytest.raises(ProviderUnavailable):
+    assert stalled.value.may_have_sent is True
+    with pytest.raises(ProviderUnavailable) as refused:
         await transport(f"http://127.0.0.1:{free_port()}").send(message())
+    assert refused.value.may_have_sent is False
 
 
 async def test_find_knows_a_message_only_from_its_event_webhook_records(

@@ -131,12 +131,12 @@ async def test_429_reports_retry_after_and_5xx_is_unavailable(
     state.script(Rule("twilio", "429", retry_after=4))
     with pytest.raises(ProviderUnavailable) as limited:
         await transport(base_url).send(message())
-    assert limited.value.retry_after == 4
+    assert (limited.value.retry_after, limited.value.may_have_sent) == (4, False)
     for status in ("500", "503"):
         state.script(Rule("twilio", status))
         with pytest.raises(ProviderUnavailable) as failed:
             await transport(base_url).send(message())
-        assert failed.value.retry_after is None
+        assert (failed.value.retry_after, failed.value.may_have_sent) == (None, False)
     assert state.sms == []
 
 
@@ -145,14 +145,16 @@ async def test_drop_stall_and_a_closed_port_are_unavailable(
 ) -> None:
     base_url, state = double
     state.script(Rule("twilio", "drop"))
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as dropped:
         await transport(base_url).send(message())
     state.script(Rule("twilio", "stall", seconds=5))
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as stalled:
         await transport(base_url, timeout_s=0.5).send(message(key="k2", body="second"))
     assert [s.outcome for s in state.sms] == ["dropped", "stalled"]
-    with pytest.raises(ProviderUnavailable):
+    assert (dropped.value.may_have_sent, stalled.value.may_have_sent) == (True, True)
+    with pytest.raises(ProviderUnavailable) as refused:
         await transport(f"http://127.0.0.1:{free_port()}").send(message())
+    assert refused.value.may_have_sent is False
 
 
 async def test_find_returns_the_message_the_double_got_and_none_otherwise(

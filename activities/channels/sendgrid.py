@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import http.client
 import json
+import socket
 import time
 import urllib.error
 from collections.abc import Awaitable, Callable, Mapping
@@ -80,6 +81,12 @@ def _error_detail(error: HTTPError) -> str:
         return f"HTTP {error.status_code}"
 
 
+def _never_connected(error: BaseException) -> bool:
+    """The request surely never left: the connection was refused or the host not found."""
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    return isinstance(reason, ConnectionRefusedError | socket.gaierror)
+
+
 def sendgrid_message_id(sg_message_id: str) -> str:
     """An Event Webhook's ``sg_message_id`` starts with the mail send's X-Message-Id."""
     return sg_message_id.split(".", 1)[0]
@@ -130,7 +137,9 @@ class SendGridTransport:
             status = int(error.status_code)
             if status == 429 or status >= 500:
                 raise ProviderUnavailable(
-                    f"SendGrid {status}: {_error_detail(error)}", retry_after(error.headers)
+                    f"SendGrid {status}: {_error_detail(error)}",
+                    retry_after(error.headers),
+                    may_have_sent=False,  # it answered: it did not take the message
                 ) from error
             raise PermanentFailure(str(status), _error_detail(error)) from error
         except (
@@ -139,7 +148,9 @@ class SendGridTransport:
             TimeoutError,
             ConnectionError,
         ) as error:
-            raise ProviderUnavailable(f"SendGrid unreachable: {error!r}") from error
+            raise ProviderUnavailable(
+                f"SendGrid unreachable: {error!r}", may_have_sent=not _never_connected(error)
+            ) from error
         message_id = response.headers.get("X-Message-Id")
         return ProviderReceipt(
             transport=self.name,

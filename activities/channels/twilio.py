@@ -52,7 +52,9 @@ class _HttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         status = response.status_code
         if status == 429 or status >= 500:
             raise ProviderUnavailable(
-                f"Twilio {status}: {response.text[:200]}", retry_after(response.headers)
+                f"Twilio {status}: {response.text[:200]}",
+                retry_after(response.headers),
+                may_have_sent=False,  # it answered: it did not create the message
             )
         return response
 
@@ -96,9 +98,15 @@ class TwilioTransport:
             return await operation(client)
         except TwilioRestException as error:
             if error.status == 429 or error.status >= 500:
-                raise ProviderUnavailable(f"Twilio {error.status}: {error.msg}") from error
+                raise ProviderUnavailable(
+                    f"Twilio {error.status}: {error.msg}", may_have_sent=False
+                ) from error
             raise PermanentFailure(str(error.code or error.status), str(error.msg)) from error
-        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+        except aiohttp.ClientConnectorError as error:  # refused, host not found: never sent
+            raise ProviderUnavailable(
+                f"Twilio unreachable: {error!r}", may_have_sent=False
+            ) from error
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:  # may have reached it
             raise ProviderUnavailable(f"Twilio unreachable: {error!r}") from error
         finally:
             await http.close()
