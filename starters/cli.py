@@ -147,6 +147,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     carrier_sim.set_defaults(run=_run_simulate_carrier)
 
+    providers_sim = simulate_commands.add_parser(
+        "providers",
+        help="SendGrid and Twilio doubles (mail send, Messages API, signed callbacks)",
+        description="Wire-faithful local doubles of SendGrid v3 mail send (+ signed Event "
+        "Webhook) and Twilio's Messages API (+ signed status callbacks and inbound messages), "
+        "for the official SDKs: point TRACKFLOW_SENDGRID_BASE_URL and TRACKFLOW_TWILIO_BASE_URL "
+        "at it. Knobs: POST /_double/script (429, 5xx, stall, accept-then-drop, permanent "
+        "codes); scripted opens, clicks, delivery reports and STOP replies under /_double/*.",
+    )
+    providers_sim.add_argument("--host", default="127.0.0.1")
+    providers_sim.add_argument("--port", type=int, default=8766, help="default 8766")
+    providers_sim.add_argument(
+        "--sendgrid-event-webhook-url",
+        help="where Event Webhook posts go (default: TRACKFLOW_PUBLIC_URL/webhooks/sendgrid)",
+    )
+    providers_sim.add_argument(
+        "--twilio-inbound-url",
+        help="where inbound texts go (default: TRACKFLOW_PUBLIC_URL/webhooks/twilio/inbound)",
+    )
+    providers_sim.set_defaults(run=_run_simulate_providers)
+
     keys = commands.add_parser("keys", help="payload encryption keys")
     keys_commands = keys.add_subparsers(required=True, metavar="ACTION")
     generate = keys_commands.add_parser(
@@ -313,6 +334,24 @@ def _run_simulate_carrier(args: argparse.Namespace, settings: Settings) -> int:
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret or settings.easypost_webhook_secret,
         time_scale=args.time_scale,
+    )
+    return 0
+
+
+def _run_simulate_providers(args: argparse.Namespace, settings: Settings) -> int:
+    from starters.simulators.providers import run_providers
+
+    public = settings.public_url.rstrip("/") if settings.public_url else None
+    run_providers(
+        args.host,
+        args.port,
+        sendgrid_event_webhook_url=args.sendgrid_event_webhook_url
+        or (f"{public}/webhooks/sendgrid" if public else None),
+        twilio_inbound_url=args.twilio_inbound_url
+        or (f"{public}/webhooks/twilio/inbound" if public else None),
+        sendgrid_api_key=settings.sendgrid_api_key,
+        twilio_account_sid=settings.twilio_account_sid,
+        twilio_auth_token=settings.twilio_auth_token,
     )
     return 0
 

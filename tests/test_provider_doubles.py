@@ -4,6 +4,8 @@ call back signed as the real ones sign (checked with the SDKs' own verifiers).""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +27,10 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, create_providers_app
 from starters.simulators.providers.server import serving
+from tests.harness import clean_env
 
 ACCOUNT = "AC" + "1" * 32
 TOKEN = "double-auth-token"
@@ -328,3 +332,43 @@ def test_scripted_engagement_events_reach_the_webhook(
     events = [json.loads(d.body)[0] for d in collector.wait(4, "/webhooks/sendgrid")]
     assert [e["event"] for e in events] == ["processed", "delivered", "open", "click"]
     assert events[3]["url"] == "https://example.com/"
+
+
+def test_trackflow_simulate_providers_serves_both_doubles() -> None:
+    port = free_port()
+    env = {
+        **clean_env(),
+        "TRACKFLOW_SENDGRID_API_KEY": "SG.cli",
+        "TRACKFLOW_PUBLIC_URL": "http://127.0.0.1:9",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "starters.cli", "simulate", "providers", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + 30
+        while True:
+            try:
+                config = httpx.get(f"{base_url}/_double/config", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < end, "did not start"
+                time.sleep(0.1)
+        assert config["sendgrid_event_webhook_url"] == "http://127.0.0.1:9/webhooks/sendgrid"
+        assert config["twilio_inbound_url"] == "http://127.0.0.1:9/webhooks/twilio/inbound"
+        with pytest.raises(HTTPError) as wrong_key:
+            SendGridAPIClient(api_key="SG.other", host=base_url).send(mail())
+        assert wrong_key.value.status_code == 401
+        sent = SendGridAPIClient(api_key="SG.cli", host=base_url).send(mail())
+        assert sent.status_code == 202
+        created = twilio_client(base_url).messages.create(to=CUSTOMER, from_=SENDER, body="hi")
+        listed = httpx.get(f"{base_url}/_double/twilio/messages").json()["messages"]
+        assert [m["sid"] for m in listed] == [created.sid]
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    assert f"TRACKFLOW_SENDGRID_BASE_URL={base_url}" in output
+    assert "SG.cli" not in output
