@@ -1,9 +1,22 @@
 """The notification ledger: the durable record that makes every message go out exactly once.
 
-One row per idempotency key, holding a complete `LedgerRecord`. `record_once` inserts a
-new key atomically, so concurrent senders of the same key agree on a single stored record.
-(The table keeps its `status`, `owner`, `lease_until` and `attempts` columns, so ledgers
-written by earlier versions and by this one stay interchangeable; every row is 'sent'.)
+One row per idempotency key. Alerts and helpdesk tags are stored whole by `record_once`, which
+inserts a new key atomically, so concurrent writers of one key agree on a single record.
+Customer messages go through a claim first, because providers take no idempotency key:
+
+* `claim` inserts a 'sending' row with an owner and a lease (`lease_until`), or takes over a
+  'sending' row whose lease expired (or that its owner released); it tells the caller what it
+  found: sent, failed, uncertain, suppressed, or claimed by someone else until when.
+* `record_sent` stores the provider's receipt (`provider_message_id`), `record_failed` a
+  permanent refusal with the provider's code, `mark_uncertain` a message nobody can say was
+  sent or not, `mark_suppressed` one the customer's consent ruled out.
+* `record_feedback` keeps the provider's delivery status, opened and clicked times and error
+  code on the row (feedback events deduplicated by their own id), and the suppression table
+  keeps, per merchant, the addresses not to contact again and why.
+
+`get` and `list` show only 'sent' rows (the outbox); `state` and `states` show every row with
+its status and feedback (the shipment view). Ledgers written by earlier versions (every row
+'sent') are migrated in place when a writer opens them: missing columns are added.
 
 Two backends share the SQL: SQLite (embedded default, stdlib sqlite3 run in a thread,
 WAL so a worker and the CLI can share the file) and PostgreSQL via asyncpg for several
@@ -22,7 +35,9 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -48,6 +63,27 @@ _RECORD_COLUMNS = (
     "provider_message_id",
     "sent_at",
 )
+_DRAFT_COLUMNS = _RECORD_COLUMNS[:-2]  # what a claim stores before the provider answers
+STATUSES = ("sending", "sent", "failed", "uncertain", "suppressed")
+# Columns added since the first ledgers (name, type on SQLite, type on PostgreSQL).
+_ADDED_COLUMNS = (
+    ("claimed_at", "TEXT", "TIMESTAMPTZ"),
+    ("error_code", "TEXT", "TEXT"),
+    ("error_detail", "TEXT", "TEXT"),
+    ("delivery_status", "TEXT", "TEXT"),
+    ("delivery_status_at", "TEXT", "TIMESTAMPTZ"),
+    ("delivered_at", "TEXT", "TIMESTAMPTZ"),
+    ("opened_at", "TEXT", "TIMESTAMPTZ"),
+    ("clicked_at", "TEXT", "TIMESTAMPTZ"),
+)
+# Feedback statuses about engagement, not delivery: they never replace the delivery status.
+_ENGAGEMENT = frozenset({"opened", "clicked", "spam_report", "unsubscribed", "resubscribed"})
+# Delivery statuses a provider reports last: a late "sent" or "queued" does not undo them.
+_FINAL_DELIVERY = frozenset(
+    {"delivered", "undelivered", "failed", "canceled", "bounced", "dropped"}
+)
+# The strongest reason first, when an address is suppressed for several.
+_REASON_RANK = ("bounced", "spam_report", "sms_stop", "unsubscribed")
 
 
 class ReadOnlyLedgerError(RuntimeError):
@@ -82,6 +118,77 @@ class LedgerRecord(BaseModel):
         return value.astimezone(UTC)
 
 
+class MessageState(BaseModel):
+    """A ledger row whatever its status, with what providers said about it since."""
+
+    model_config = ConfigDict(frozen=True)
+
+    idempotency_key: str
+    status: Literal["sending", "sent", "failed", "uncertain", "suppressed"]
+    kind: str | None
+    tracking_number: str | None
+    order_id: str | None
+    trigger: str | None
+    exception: str | None
+    channel: str | None
+    to: str | None
+    subject: str | None
+    transport: str | None
+    provider_message_id: str | None
+    owner: str | None
+    lease_until: datetime | None
+    attempts: int
+    claimed_at: datetime | None
+    sent_at: datetime | None
+    error_code: str | None
+    """The provider's code for a refusal ('21610', '400'), a suppression's reason, or the
+    error code of the latest delivery feedback."""
+    error_detail: str | None
+    delivery_status: str | None
+    delivery_status_at: datetime | None
+    delivered_at: datetime | None
+    opened_at: datetime | None
+    clicked_at: datetime | None
+
+
+class ClaimState(StrEnum):
+    NEW = "new"  # no row before: ours, nothing was sent
+    RELEASED = "released"  # a 'sending' row its last owner let go of, knowing nothing went out
+    EXPIRED = "sending-expired"  # a 'sending' row whose owner's lease ran out: ours, reconcile
+    LIVE = "sending-live"  # someone else holds the lease: wait
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    SUPPRESSED = "suppressed"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `claim` found under a key, and whether the caller now holds its lease."""
+
+    ours: bool
+    state: ClaimState
+    row: MessageState
+    record: LedgerRecord | None = None  # the stored record when state is SENT
+
+    @property
+    def owner(self) -> str | None:
+        return self.row.owner
+
+    @property
+    def lease_until(self) -> datetime | None:
+        return self.row.lease_until
+
+    @property
+    def claimed_at(self) -> datetime | None:
+        """When the key was first claimed: the earliest any attempt can have sent it."""
+        return self.row.claimed_at
+
+    @property
+    def provider_message_id(self) -> str | None:
+        return self.row.provider_message_id
+
+
 class Ledger(Protocol):
     async def record_once(self, record: LedgerRecord) -> tuple[LedgerRecord, bool]:
         """Store the record unless its key is already sent; return the stored record and
@@ -94,12 +201,108 @@ class Ledger(Protocol):
         """Sent records, oldest first (sent_at, then insertion order)."""
         ...
 
+    async def claim(
+        self,
+        idempotency_key: str,
+        owner: str,
+        lease: timedelta,
+        *,
+        draft: LedgerRecord | None = None,
+        now: datetime | None = None,
+    ) -> Claim:
+        """Take the key for sending: insert a 'sending' row (with `draft`'s fields: whom,
+        what) or take over one whose lease expired; see `ClaimState` for what it can find."""
+        ...
+
+    async def record_sent(self, idempotency_key: str, owner: str, record: LedgerRecord) -> bool:
+        """The provider took it: the row becomes 'sent' with the record's transport,
+        provider id and time. False when the row was not 'sending' or 'uncertain'."""
+        ...
+
+    async def record_failed(
+        self,
+        idempotency_key: str,
+        code: str,
+        detail: str,
+        *,
+        at: datetime | None = None,
+        owner: str | None = None,
+    ) -> bool: ...
+
+    async def mark_uncertain(self, idempotency_key: str, *, owner: str | None = None) -> bool: ...
+
+    async def mark_suppressed(
+        self, idempotency_key: str, reason: str, *, owner: str | None = None
+    ) -> bool: ...
+
+    async def release(self, idempotency_key: str, owner: str, *, sent_nothing: bool) -> bool:
+        """Give the lease up now: `sent_nothing` says the provider surely has nothing (the
+        next claim sends at once), otherwise the next claim reconciles first."""
+        ...
+
+    async def state(self, idempotency_key: str) -> MessageState | None: ...
+
+    async def states(self, tracking_number: str | None = None) -> builtins.list[MessageState]:
+        """Every row (any status, any kind), oldest first."""
+        ...
+
+    async def record_feedback(
+        self,
+        key: str,
+        status: str,
+        at: datetime,
+        error_code: str | None = None,
+        *,
+        provider_message_id: str | None = None,
+        dedupe_id: str | None = None,
+    ) -> bool:
+        """A provider's word on a message: delivery status, opened/clicked time, error code.
+        False when no row has the key or `dedupe_id` was applied before."""
+        ...
+
+    async def key_for_provider_id(self, provider_message_id: str) -> str | None: ...
+
+    async def provider_id_for_key(self, idempotency_key: str) -> str | None: ...
+
+    async def feedback_seen(self, dedupe_id: str) -> bool: ...
+
+    async def remember_feedback(self, dedupe_id: str) -> bool:
+        """Note a feedback event as applied; False when it was noted before."""
+        ...
+
+    async def suppress(
+        self, merchant: str, channel: str, address: str, reason: str, at: datetime | None = None
+    ) -> bool:
+        """Put the address on the merchant's list for the channel; False if already there for
+        that reason."""
+        ...
+
+    async def unsuppress(
+        self, merchant: str, channel: str, address: str, reason: str | None = None
+    ) -> bool:
+        """Lift the suppression (for `reason` only, or all); False if there was none."""
+        ...
+
+    async def suppressed(self, merchant: str, channel: str, address: str) -> str | None:
+        """Why the address must not be contacted on the channel, or None."""
+        ...
+
     async def save_policy(self, digest: str, body: str) -> None:
         """Keep a tracking policy by digest, for workers started later (a changed file)."""
 
     async def stored_policies(self) -> dict[str, str]: ...
 
     async def close(self) -> None: ...
+
+
+def normalize_address(channel: str, address: str) -> str:
+    """One spelling per address: emails compare case-insensitively, numbers without blanks."""
+    address = address.strip()
+    return address.lower() if channel == "email" else re.sub(r"[\s\-().]", "", address)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class _SqlLedger(ABC):
@@ -124,6 +327,12 @@ class _SqlLedger(ABC):
     @abstractmethod
     def _from_db_time(self, value: Any) -> datetime: ...
 
+    def _db_time(self, value: datetime | None) -> object:
+        return None if value is None else self._to_db_time(value)
+
+    def _py_time(self, value: Any) -> datetime | None:
+        return None if value is None else self._from_db_time(value)
+
     async def record_once(self, record: LedgerRecord) -> tuple[LedgerRecord, bool]:
         self._writing()
         t = self.table
@@ -133,6 +342,17 @@ class _SqlLedger(ABC):
             f"INSERT INTO {t} (idempotency_key, status, {columns}) VALUES (?, 'sent', {markers}) "
             "ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq",
             record.idempotency_key,
+            *self._record_values(record),
+        )
+        if created:
+            return record, True
+        stored = await self.get(record.idempotency_key)
+        if stored is None:
+            raise RuntimeError(f"ledger row for {record.idempotency_key!r} vanished")
+        return stored, False
+
+    def _record_values(self, record: LedgerRecord) -> tuple[object, ...]:
+        return (
             record.kind,
             record.tracking_number,
             record.order_id,
@@ -147,12 +367,6 @@ class _SqlLedger(ABC):
             record.provider_message_id,
             self._to_db_time(record.sent_at),
         )
-        if created:
-            return record, True
-        stored = await self.get(record.idempotency_key)
-        if stored is None:
-            raise RuntimeError(f"ledger row for {record.idempotency_key!r} vanished")
-        return stored, False
 
     async def save_policy(self, digest: str, body: str) -> None:
         self._writing()
@@ -205,17 +419,359 @@ class _SqlLedger(ABC):
             sent_at=self._from_db_time(row["sent_at"]),
         )
 
+    def _state(self, row: dict[str, Any]) -> MessageState:
+        return MessageState(
+            idempotency_key=row["idempotency_key"],
+            status=row["status"],
+            kind=row["kind"],
+            tracking_number=row["tracking_number"],
+            order_id=row["order_id"],
+            trigger=row["trigger"],
+            exception=row["exception"],
+            channel=row["channel"],
+            to=row["recipient"],
+            subject=row["subject"],
+            transport=row["transport"],
+            provider_message_id=row["provider_message_id"],
+            owner=row["owner"],
+            lease_until=self._py_time(row["lease_until"]),
+            attempts=row["attempts"] or 0,
+            claimed_at=self._py_time(row.get("claimed_at")),
+            sent_at=self._py_time(row["sent_at"]),
+            error_code=row.get("error_code"),
+            error_detail=row.get("error_detail"),
+            delivery_status=row.get("delivery_status"),
+            delivery_status_at=self._py_time(row.get("delivery_status_at")),
+            delivered_at=self._py_time(row.get("delivered_at")),
+            opened_at=self._py_time(row.get("opened_at")),
+            clicked_at=self._py_time(row.get("clicked_at")),
+        )
 
-def _schema(table: str, *, postgres: bool) -> str:
+    async def _row(self, idempotency_key: str) -> dict[str, Any] | None:
+        rows = await self._fetch(
+            f"SELECT * FROM {self.table} WHERE idempotency_key = ?", idempotency_key
+        )
+        return rows[0] if rows else None
+
+    async def state(self, idempotency_key: str) -> MessageState | None:
+        row = await self._row(idempotency_key)
+        return self._state(row) if row else None
+
+    async def states(self, tracking_number: str | None = None) -> builtins.list[MessageState]:
+        order = "ORDER BY COALESCE(sent_at, claimed_at), seq"
+        if tracking_number is None:
+            rows = await self._fetch(f"SELECT * FROM {self.table} {order}")
+        else:
+            rows = await self._fetch(
+                f"SELECT * FROM {self.table} WHERE tracking_number = ? {order}", tracking_number
+            )
+        return [self._state(row) for row in rows]
+
+    # --- claims -------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        idempotency_key: str,
+        owner: str,
+        lease: timedelta,
+        *,
+        draft: LedgerRecord | None = None,
+        now: datetime | None = None,
+    ) -> Claim:
+        self._writing()
+        if lease <= timedelta(0):
+            raise ValueError("a claim's lease must be positive")
+        at = (now or _utc_now()).astimezone(UTC)
+        until = self._to_db_time(at + lease)
+        t = self.table
+        columns = ", ".join(_DRAFT_COLUMNS)
+        markers = ", ".join("?" for _ in _DRAFT_COLUMNS)
+        values = self._record_values(draft)[: len(_DRAFT_COLUMNS)] if draft else ()
+        if draft is not None and draft.idempotency_key != idempotency_key:
+            raise ValueError("the draft's key differs from the key claimed")
+        while True:
+            if draft is None:
+                inserted = await self._fetch(
+                    f"INSERT INTO {t} (idempotency_key, status, owner, lease_until, attempts, "
+                    "claimed_at, kind) VALUES (?, 'sending', ?, ?, 1, ?, 'message') "
+                    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+                    idempotency_key,
+                    owner,
+                    until,
+                    self._to_db_time(at),
+                )
+            else:
+                inserted = await self._fetch(
+                    f"INSERT INTO {t} (idempotency_key, status, owner, lease_until, attempts, "
+                    f"claimed_at, {columns}) VALUES (?, 'sending', ?, ?, 1, ?, {markers}) "
+                    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+                    idempotency_key,
+                    owner,
+                    until,
+                    self._to_db_time(at),
+                    *values,
+                )
+            if inserted:
+                return Claim(True, ClaimState.NEW, self._state(inserted[0]))
+            row = await self._row(idempotency_key)
+            if row is None:
+                continue  # never deleted today; a manual DELETE raced us: insert again
+            found = self._state(row)
+            if found.status != "sending":
+                record = self._record(row) if found.status == "sent" else None
+                return Claim(False, ClaimState(found.status), found, record)
+            if found.owner is not None and found.lease_until and found.lease_until > at:
+                return Claim(False, ClaimState.LIVE, found)
+            # Take it over, unless another claimer did since we read it (`attempts` is the
+            # row's version: every claim bumps it).
+            taken = await self._fetch(
+                f"UPDATE {t} SET owner = ?, lease_until = ?, attempts = attempts + 1, "
+                "claimed_at = COALESCE(claimed_at, ?) "
+                "WHERE idempotency_key = ? AND status = 'sending' AND attempts = ? "
+                "RETURNING *",
+                owner,
+                until,
+                self._to_db_time(at),
+                idempotency_key,
+                row["attempts"],
+            )
+            if taken:
+                state = ClaimState.RELEASED if found.owner is None else ClaimState.EXPIRED
+                return Claim(True, state, self._state(taken[0]))
+
+    async def record_sent(self, idempotency_key: str, owner: str, record: LedgerRecord) -> bool:
+        self._writing()
+        if record.idempotency_key != idempotency_key:
+            raise ValueError("the record's key differs from the key recorded")
+        assignments = ", ".join(f"{column} = ?" for column in _RECORD_COLUMNS)
+        updated = await self._fetch(
+            f"UPDATE {self.table} SET status = 'sent', owner = ?, lease_until = NULL, "
+            f"{assignments} WHERE idempotency_key = ? AND status IN ('sending', 'uncertain') "
+            "RETURNING seq",
+            owner,
+            *self._record_values(record),
+            idempotency_key,
+        )
+        return bool(updated)
+
+    async def _settle(
+        self, idempotency_key: str, status: str, owner: str | None, sets: str, *args: object
+    ) -> bool:
+        self._writing()
+        only_owner = " AND owner = ?" if owner is not None else ""
+        updated = await self._fetch(
+            f"UPDATE {self.table} SET status = ?, lease_until = NULL{sets} "
+            f"WHERE idempotency_key = ? AND status = 'sending'{only_owner} RETURNING seq",
+            status,
+            *args,
+            idempotency_key,
+            *((owner,) if owner is not None else ()),
+        )
+        return bool(updated)
+
+    async def record_failed(
+        self,
+        idempotency_key: str,
+        code: str,
+        detail: str,
+        *,
+        at: datetime | None = None,
+        owner: str | None = None,
+    ) -> bool:
+        return await self._settle(
+            idempotency_key,
+            "failed",
+            owner,
+            ", error_code = ?, error_detail = ?, sent_at = ?",
+            code,
+            detail,
+            self._to_db_time(at or _utc_now()),
+        )
+
+    async def mark_uncertain(self, idempotency_key: str, *, owner: str | None = None) -> bool:
+        return await self._settle(idempotency_key, "uncertain", owner, "")
+
+    async def mark_suppressed(
+        self, idempotency_key: str, reason: str, *, owner: str | None = None
+    ) -> bool:
+        return await self._settle(idempotency_key, "suppressed", owner, ", error_code = ?", reason)
+
+    async def release(self, idempotency_key: str, owner: str, *, sent_nothing: bool) -> bool:
+        self._writing()
+        args: tuple[object, ...] = ()
+        if sent_nothing:
+            sets = "owner = NULL, lease_until = NULL"
+        else:  # keep the owner: the next claim sees an expired lease and reconciles
+            sets, args = "lease_until = ?", (self._to_db_time(_utc_now()),)
+        updated = await self._fetch(
+            f"UPDATE {self.table} SET {sets} "
+            "WHERE idempotency_key = ? AND status = 'sending' AND owner = ? RETURNING seq",
+            *args,
+            idempotency_key,
+            owner,
+        )
+        return bool(updated)
+
+    # --- provider feedback --------------------------------------------------------------
+
+    async def record_feedback(
+        self,
+        key: str,
+        status: str,
+        at: datetime,
+        error_code: str | None = None,
+        *,
+        provider_message_id: str | None = None,
+        dedupe_id: str | None = None,
+    ) -> bool:
+        self._writing()
+        row = await self._row(key)
+        if row is None:
+            return False
+        if dedupe_id is not None and not await self.remember_feedback(dedupe_id):
+            return False
+        current = self._state(row)
+        sets: builtins.list[str] = []
+        args: builtins.list[object] = []
+        if status == "opened" and current.opened_at is None:
+            sets.append("opened_at = ?")
+            args.append(self._to_db_time(at))
+        elif status == "clicked" and current.clicked_at is None:
+            sets.append("clicked_at = ?")
+            args.append(self._to_db_time(at))
+        elif status not in _ENGAGEMENT and _advances(current, status, at):
+            sets += ["delivery_status = ?", "delivery_status_at = ?"]
+            args += [status, self._to_db_time(at)]
+            if status == "delivered" and current.delivered_at is None:
+                sets.append("delivered_at = ?")
+                args.append(self._to_db_time(at))
+        if error_code:
+            sets.append("error_code = ?")
+            args.append(error_code)
+        if provider_message_id and current.provider_message_id is None:
+            sets.append("provider_message_id = ?")
+            args.append(provider_message_id)
+        if sets:
+            await self._fetch(
+                f"UPDATE {self.table} SET {', '.join(sets)} WHERE idempotency_key = ?",
+                *args,
+                key,
+            )
+        return True
+
+    async def key_for_provider_id(self, provider_message_id: str) -> str | None:
+        rows = await self._fetch(
+            f"SELECT idempotency_key FROM {self.table} WHERE provider_message_id = ? "
+            "ORDER BY seq LIMIT 1",
+            provider_message_id,
+        )
+        return rows[0]["idempotency_key"] if rows else None
+
+    async def provider_id_for_key(self, idempotency_key: str) -> str | None:
+        rows = await self._fetch(
+            f"SELECT provider_message_id FROM {self.table} WHERE idempotency_key = ?",
+            idempotency_key,
+        )
+        return rows[0]["provider_message_id"] if rows else None
+
+    async def feedback_seen(self, dedupe_id: str) -> bool:
+        rows = await self._fetch(
+            f"SELECT 1 AS seen FROM {self.table}_feedback_seen WHERE dedupe_id = ?", dedupe_id
+        )
+        return bool(rows)
+
+    async def remember_feedback(self, dedupe_id: str) -> bool:
+        self._writing()
+        inserted = await self._fetch(
+            f"INSERT INTO {self.table}_feedback_seen (dedupe_id, seen_at) VALUES (?, ?) "
+            "ON CONFLICT (dedupe_id) DO NOTHING RETURNING dedupe_id",
+            dedupe_id,
+            self._to_db_time(_utc_now()),
+        )
+        return bool(inserted)
+
+    # --- suppression list ---------------------------------------------------------------
+
+    async def suppress(
+        self, merchant: str, channel: str, address: str, reason: str, at: datetime | None = None
+    ) -> bool:
+        self._writing()
+        inserted = await self._fetch(
+            f"INSERT INTO {self.table}_suppressions (merchant, channel, address, reason, at) "
+            "VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (merchant, channel, address, reason) DO NOTHING RETURNING reason",
+            merchant,
+            channel,
+            normalize_address(channel, address),
+            reason,
+            self._to_db_time(at or _utc_now()),
+        )
+        return bool(inserted)
+
+    async def unsuppress(
+        self, merchant: str, channel: str, address: str, reason: str | None = None
+    ) -> bool:
+        self._writing()
+        only = " AND reason = ?" if reason is not None else ""
+        deleted = await self._fetch(
+            f"DELETE FROM {self.table}_suppressions "
+            f"WHERE merchant = ? AND channel = ? AND address = ?{only} RETURNING reason",
+            merchant,
+            channel,
+            normalize_address(channel, address),
+            *((reason,) if reason is not None else ()),
+        )
+        return bool(deleted)
+
+    async def suppressed(self, merchant: str, channel: str, address: str) -> str | None:
+        rows = await self._fetch(
+            f"SELECT reason FROM {self.table}_suppressions "
+            "WHERE merchant = ? AND channel = ? AND address = ?",
+            merchant,
+            channel,
+            normalize_address(channel, address),
+        )
+        reasons = [str(row["reason"]) for row in rows]
+        if not reasons:
+            return None
+        # An unknown reason is the strongest: it is some refusal we do not know how to lift.
+        return min(
+            reasons,
+            key=lambda r: (_REASON_RANK.index(r) if r in _REASON_RANK else -1, r),
+        )
+
+
+def _advances(current: MessageState, status: str, at: datetime) -> bool:
+    """Whether a delivery status reported at `at` replaces the row's: a newer report does,
+    except that a final status (delivered, bounced, ...) is not undone by a non-final one."""
+    if current.delivery_status is None or current.delivery_status_at is None:
+        return True
+    if current.delivery_status in _FINAL_DELIVERY and status not in _FINAL_DELIVERY:
+        return False
+    if status in _FINAL_DELIVERY and current.delivery_status not in _FINAL_DELIVERY:
+        return True
+    return at >= current.delivery_status_at
+
+
+def _statuses_sql() -> str:
+    return ", ".join(f"'{status}'" for status in STATUSES)
+
+
+def _schema(table: str, *, postgres: bool) -> builtins.list[str]:
+    """The statements that create a fresh ledger (each idempotent)."""
     if postgres:
         seq, time = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TIMESTAMPTZ"
     else:
         seq, time = "INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"
-    return f"""
+    added = ",\n    ".join(
+        f"{name} {pg if postgres else lite}" for name, lite, pg in _ADDED_COLUMNS
+    )
+    return [
+        f"""
 CREATE TABLE IF NOT EXISTS {table} (
     seq {seq},
     idempotency_key TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL CHECK (status IN ('sending', 'sent')),
+    status TEXT NOT NULL CHECK (status IN ({_statuses_sql()})),
     owner TEXT,
     lease_until {time},
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -231,12 +787,32 @@ CREATE TABLE IF NOT EXISTS {table} (
     html TEXT,
     transport TEXT,
     provider_message_id TEXT,
-    sent_at {time}
-);
-CREATE INDEX IF NOT EXISTS {table}_sent_at ON {table} (sent_at, seq);
-CREATE INDEX IF NOT EXISTS {table}_tracking ON {table} (tracking_number, sent_at, seq);
-CREATE TABLE IF NOT EXISTS {table}_policies (digest TEXT PRIMARY KEY, body TEXT NOT NULL);
-"""
+    sent_at {time},
+    {added}
+)""",
+        f"CREATE TABLE IF NOT EXISTS {table}_policies "
+        "(digest TEXT PRIMARY KEY, body TEXT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS {table}_feedback_seen "
+        f"(dedupe_id TEXT PRIMARY KEY, seen_at {time} NOT NULL)",
+        f"""
+CREATE TABLE IF NOT EXISTS {table}_suppressions (
+    merchant TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at {time} NOT NULL,
+    PRIMARY KEY (merchant, channel, address, reason)
+)""",
+    ]
+
+
+def _indexes(table: str) -> builtins.list[str]:
+    """Indexes, created once the table has every column (an old one: after the migration)."""
+    return [
+        f"CREATE INDEX IF NOT EXISTS {table}_sent_at ON {table} (sent_at, seq)",
+        f"CREATE INDEX IF NOT EXISTS {table}_tracking ON {table} (tracking_number, sent_at, seq)",
+        f"CREATE INDEX IF NOT EXISTS {table}_provider_id ON {table} (provider_message_id)",
+    ]
 
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -260,6 +836,40 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             if "locked" not in str(error) or time.monotonic() + pause > deadline:
                 raise
         time.sleep(pause)
+
+
+def _create_sqlite_schema(conn: sqlite3.Connection, table: str) -> None:
+    """Create the tables, or bring an earlier version's up to date, in one write transaction.
+
+    SQLite cannot change a column's CHECK in place: a table from before the 'failed',
+    'uncertain' and 'suppressed' statuses is copied into a new one (same rows, same seq)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _schema(table, postgres=False):
+            conn.execute(statement)
+        have = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, sqlite_type, _pg_type in _ADDED_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sqlite_type}")
+        (created,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        if not all(f"'{status}'" in created for status in STATUSES):
+            old = f"{table}_before_statuses"
+            conn.execute(f"ALTER TABLE {table} RENAME TO {old}")
+            conn.execute(_schema(table, postgres=False)[0])
+            columns = ", ".join(
+                f'"{row["name"]}"' for row in conn.execute(f"PRAGMA table_info({table})")
+            )
+            conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {old}")
+            conn.execute(f"DROP TABLE {old}")
+        for statement in _indexes(table):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class SqliteLedger(_SqlLedger):
@@ -286,7 +896,7 @@ class SqliteLedger(_SqlLedger):
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
             _enable_wal(conn)
-            conn.executescript(f"BEGIN IMMEDIATE; {_schema(self.table, postgres=False)} COMMIT;")
+            _create_sqlite_schema(conn, self.table)
         except BaseException:
             conn.close()
             raise
@@ -361,9 +971,40 @@ class PostgresLedger(_SqlLedger):
             return self._pool
 
     async def _create_schema(self, pool: Any) -> None:
+        """Create the tables, or bring an earlier version's up to date (missing columns,
+        the wider status check), under a lock so workers starting together take turns."""
+        t = self.table
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
-            await conn.execute(_schema(self.table, postgres=True))
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", t)
+            for statement in _schema(t, postgres=True):
+                await conn.execute(statement)
+            have = {
+                row["column_name"]
+                for row in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = $1",
+                    t.lower(),
+                )
+            }
+            for name, _sqlite_type, pg_type in _ADDED_COLUMNS:
+                if name not in have:
+                    await conn.execute(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {name} {pg_type}")
+            checks = await conn.fetch(
+                "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint "
+                "WHERE conrelid = $1::regclass AND contype = 'c'",
+                t,
+            )
+            for check in checks:
+                definition = check["definition"]
+                if "status" in definition and not all(s in definition for s in STATUSES):
+                    name = check["conname"].replace('"', '""')
+                    await conn.execute(f'ALTER TABLE {t} DROP CONSTRAINT "{name}"')
+                    await conn.execute(
+                        f'ALTER TABLE {t} ADD CONSTRAINT "{name}" '
+                        f"CHECK (status IN ({_statuses_sql()}))"
+                    )
+            for statement in _indexes(t):
+                await conn.execute(statement)
 
     async def _fetch(self, sql: str, *args: object) -> builtins.list[dict[str, Any]]:
         pool = await self._get_pool()
