@@ -116,7 +116,7 @@ def test_email_has_subject_text_and_html(
     assert UPS_URL in message.body
     assert "The Acme team" in message.body
     assert message.html is not None
-    assert message.html.startswith("<!doctype html>")
+    assert message.html.lower().startswith("<!doctype html>")
     assert f'href="{UPS_URL}"' in message.html
     assert "Hi Jane," in message.html
 
@@ -179,7 +179,7 @@ def test_exception_email_says_what_happens_next(kind: ExceptionKind, phrase: str
     message = email(Trigger.EXCEPTION, kind)
 
     assert phrase in message.body
-    assert phrase.replace("'", "&#39;") in (message.html or "")
+    assert phrase in (message.html or "")
 
 
 @pytest.mark.parametrize("kind", [ExceptionKind.ADDRESS_ISSUE, ExceptionKind.DAMAGED])
@@ -275,7 +275,7 @@ def test_email_without_any_tracking_link_still_renders() -> None:
 
     assert "Track your package" not in message.body
     assert "Tracking number: ACME0000123 (Acme Freight)" in message.body
-    assert "<a href" not in (message.html or "").split("Questions?")[0]
+    assert "href=" not in (message.html or "").split("Questions?")[0]
     assert "ACME0000123" in (message.html or "")
 
 
@@ -350,7 +350,7 @@ def test_html_escapes_customer_supplied_text() -> None:
 
     html = message.html or ""
     assert "<script>" not in html
-    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert('x')&lt;/script&gt;" in html
     assert "<b>Bob</b>" not in html
     assert "Hi &lt;b&gt;Bob&lt;/b&gt;," in html
     assert "<img" not in html
@@ -535,7 +535,7 @@ def test_new_messages_render_and_fit_one_sms(
     assert mail.body.startswith("Hi Jane,")
     assert "#1001" in (mail.subject or "")
     assert "#1001" in text.body
-    assert (mail.html or "").startswith("<!doctype html>")
+    assert (mail.html or "").lower().startswith("<!doctype html>")
     assert len(text.body) <= 160
     assert is_gsm7(text.body)
     assert ("welcome back" in text.body.lower()) == (tone == Tone.RETURNING_CUSTOMER)
@@ -588,7 +588,7 @@ def test_lost_with_resolution_link_links_it() -> None:
 
     assert "Choose a replacement or a refund using the link below" in mail.body
     assert f"Replacement or refund: {CLAIMS_URL}" in mail.body
-    assert f'<a href="{CLAIMS_URL}"' in (mail.html or "")
+    assert f'href="{CLAIMS_URL}"' in (mail.html or "")
     assert "Just reply to this email" not in mail.body
     assert text.body.endswith(f"Replacement or refund: {CLAIMS_URL}")
 
@@ -610,7 +610,7 @@ def test_damaged_or_lost_offers_the_resolution_path(kind: ExceptionKind) -> None
     assert "Choose a replacement or a refund using the link below" in with_link.body
     assert "contact us at help@acme.test or call +1 502 555 0100" in with_link.body
     assert f"Replacement or refund: {CLAIMS_URL}" in with_link.body
-    assert f'<a href="{CLAIMS_URL}"' in (with_link.html or "")
+    assert f'href="{CLAIMS_URL}"' in (with_link.html or "")
     assert sms_with.body.endswith(f"Replacement or refund: {CLAIMS_URL}")
 
 
@@ -664,7 +664,7 @@ def test_review_request_with_and_without_review_link() -> None:
     assert f"Your review helps other shoppers and helps us get better: {REVIEW_URL}" in (
         with_link.body
     )
-    assert f'<a href="{REVIEW_URL}"' in (with_link.html or "")
+    assert f'href="{REVIEW_URL}"' in (with_link.html or "")
     assert "Write a review" in (with_link.html or "")
     assert "Just reply to this email; we read every reply." in without.body
     assert "Write a review" not in (without.html or "")

@@ -5,15 +5,29 @@ Pure: the only input besides the arguments is the packaged Jinja2 templates in
 `email.html`, `sms.txt`). Exception wording per `ExceptionKind` lives in
 `exception/<kind>/reason.txt`, with carrier-specific wording in
 `exception/<carrier>/<kind>/reason.txt`; see `_candidates` for how more specific files win.
+
+Emails look like the merchant's (`Brand`): a logo header, call-to-action buttons in the brand
+colour, a footer with the postal address, the support contact and an unsubscribe link. The
+HTML is written with a `<style>` element that `render` inlines into style attributes
+(css-inline) and then drops, so clients that ignore `<head>` styles render it the same; no
+external stylesheet is ever referenced. Each email also carries `List-Unsubscribe` (and, with
+an https link, RFC 8058 one-click `List-Unsubscribe-Post`) headers; see `unsubscribe_url`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import unicodedata
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
+import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
+from pydantic import Field, field_validator
 
 from trackflow.carriers import courier_tracking_url
 from trackflow.carriers.formats import COURIER_NAMES
@@ -70,6 +84,14 @@ _SMS_VARIANTS = (  # optional parts dropped in order while the text is too long
     {"with_items": False, "with_greeting": False},
 )
 
+_MAILBOX = re.compile(r"^[^\s<>\"(),;:@]+@[^\s<>\"(),;:@]+$")
+_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+# Inlines the <style> element of the HTML emails into style attributes and drops it; never
+# fetches anything (the templates link no stylesheet, and a remote one would stay unloaded).
+_INLINER = css_inline.CSSInliner(
+    keep_style_tags=False, keep_link_tags=False, load_remote_stylesheets=False
+)
+
 _env = Environment(
     loader=PackageLoader("trackflow", "templates"),
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -80,7 +102,20 @@ _env = Environment(
 _env.filters["capfirst"] = lambda text: text[:1].upper() + text[1:]
 
 
+DEFAULT_BRAND_COLOR = "#18181b"
+_HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_DARK_TEXT = "#18181b"
+_LIGHT_TEXT = "#ffffff"
+UNSUBSCRIBE_PATH = "/u/"
+"""Where the API serves unsubscribe links: `<public URL>/u/<token>` (GET shows a confirmation,
+POST `List-Unsubscribe=One-Click` unsubscribes at once, per RFC 8058)."""
+_UNSUBSCRIBE_CONTEXT = b"trackflow-unsubscribe\x00"
+_UNSUBSCRIBE_MAC_BYTES = 16
+
+
 class Brand(Model):
+    """How the store presents itself in messages (configured by `TRACKFLOW_*` settings)."""
+
     store_name: str = "Our store"
     support_email: str | None = None
     support_url: str | None = None
@@ -89,6 +124,31 @@ class Brand(Model):
     """Where a customer picks a replacement or a refund for a lost or damaged package."""
     review_url: str | None = None
     """Where a customer leaves a review after delivery."""
+    logo_url: str | None = None
+    """The email header's logo (https only; else the store name is the header)."""
+    primary_color: str = DEFAULT_BRAND_COLOR
+    """`#rrggbb`: the buttons and the header rule. The button text is white or near-black,
+    whichever reads better on it."""
+    postal_address: str | None = None
+    """The store's postal address for the email footer (lines separated by newlines)."""
+    public_url: str | None = None
+    """Where trackflow's API is reachable from the internet (unsubscribe links)."""
+    unsubscribe_secret: str | None = Field(default=None, repr=False)
+    """Signs unsubscribe links; without it (or without `public_url`) emails offer only the
+    mailto unsubscribe."""
+    unsubscribe_email: str | None = None
+    """The mailbox of the `mailto:` unsubscribe (default: `support_email`)."""
+
+    @field_validator("primary_color")
+    @classmethod
+    def _hex_color(cls, value: str) -> str:
+        if not _HEX_COLOR.match(value):
+            raise ValueError(f"a brand colour is #rrggbb, not {value!r}")
+        return value.lower()
+
+    @property
+    def unsubscribe_mailbox(self) -> str | None:
+        return self.unsubscribe_email or self.support_email
 
 
 class RenderedMessage(Model):
@@ -97,6 +157,8 @@ class RenderedMessage(Model):
     subject: str | None
     body: str
     html: str | None
+    headers: dict[str, str] = {}
+    """Email headers for the transport: `List-Unsubscribe` and `List-Unsubscribe-Post`."""
 
 
 class MessageContext(Model):
@@ -147,13 +209,143 @@ def render(
     if send.channel == Channel.SMS:
         body = _render_sms(part("sms.txt"), context, brand.store_name)
         return RenderedMessage(channel=send.channel, to=send.to, subject=None, body=body, html=None)
+    context.update(_email_context(brand, send.idempotency_key))
     return RenderedMessage(
         channel=send.channel,
         to=send.to,
         subject=_squash(part("subject.txt").render(context)),
         body=_tidy(part("email.txt").render(context)),
-        html=part("email.html").render(context),
+        html=_INLINER.inline(part("email.html").render(context)),
+        headers=unsubscribe_headers(brand, send.idempotency_key),
     )
+
+
+# --- unsubscribe -----------------------------------------------------------------------------
+
+
+def unsubscribe_subject(key: str) -> str:
+    """The customer part of a message's idempotency key: what an unsubscribe link names.
+
+    A key is `<tracking number>/<order>[/<fulfillment>]:<trigger>:<episode>:<channel>`; its
+    part before the first `:` names the shipment, and so the customer it was sent to (the
+    ledger's rows under that prefix hold the recipient). The same link therefore works from
+    every email of that shipment, and names nothing about which message carried it."""
+    return key.split(":", 1)[0]
+
+
+def unsubscribe_token(secret: str, key: str) -> str:
+    """`<subject>.<mac>`, both base64url without padding: the customer part of the key and
+    the first 16 bytes of its HMAC-SHA256 under `secret`. `read_unsubscribe_token` checks it."""
+    subject = unsubscribe_subject(key).encode()
+    return f"{_b64(subject)}.{_b64(_unsubscribe_mac(secret, subject))}"
+
+
+def read_unsubscribe_token(secret: str, token: str) -> str | None:
+    """The customer part a token names (see `unsubscribe_subject`), or None when the token
+    was not made with `secret` (forged, truncated or altered): for the `/u/<token>` route."""
+    encoded, _, mac = token.partition(".")
+    try:
+        subject = _unb64(encoded)
+        given = _unb64(mac)
+        text = subject.decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not subject or not hmac.compare_digest(given, _unsubscribe_mac(secret, subject)):
+        return None
+    return text
+
+
+def unsubscribe_url(brand: Brand, key: str) -> str | None:
+    """The one-click unsubscribe link of the email sent under idempotency key `key`:
+    `<brand.public_url>/u/<token>` (see `unsubscribe_token`), or None when the brand has no
+    web public URL or no unsubscribe secret. Pure: the route that serves it lives in the API."""
+    base = _web_link(brand.public_url)
+    if not base or not brand.unsubscribe_secret:
+        return None
+    return f"{base.rstrip('/')}{UNSUBSCRIBE_PATH}{unsubscribe_token(brand.unsubscribe_secret, key)}"
+
+
+def unsubscribe_mailto(brand: Brand, key: str) -> str | None:
+    """`mailto:<mailbox>?subject=unsubscribe[ <token>]`, or None without a mailbox."""
+    mailbox = _mailbox(brand.unsubscribe_mailbox)
+    if not mailbox:
+        return None
+    subject = "unsubscribe"
+    if brand.unsubscribe_secret:
+        subject += " " + unsubscribe_token(brand.unsubscribe_secret, key)
+    return f"mailto:{mailbox}?subject={quote(subject)}"
+
+
+def unsubscribe_headers(brand: Brand, key: str) -> dict[str, str]:
+    """`List-Unsubscribe: <mailto:…>, <https://…>` (RFC 2369, whichever the brand has) and,
+    with an https link, `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058, which
+    Gmail and Yahoo ask of bulk senders, and which allows https only): the mail client then
+    POSTs that body to the link."""
+    mailto, url = unsubscribe_mailto(brand, key), unsubscribe_url(brand, key)
+    targets = [f"<{target}>" for target in (mailto, url) if target]
+    if not targets:
+        return {}
+    headers = {"List-Unsubscribe": ", ".join(targets)}
+    if url and url.startswith("https://"):
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
+
+
+def _mailbox(address: str | None) -> str | None:
+    """Only a plain `local@domain` address: it ends up in a mailto: href."""
+    return address if address and _MAILBOX.match(address) else None
+
+
+def _unsubscribe_mac(secret: str, subject: bytes) -> bytes:
+    digest = hmac.new(secret.encode(), _UNSUBSCRIBE_CONTEXT + subject, hashlib.sha256).digest()
+    return digest[:_UNSUBSCRIBE_MAC_BYTES]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    if not text or not _B64URL.match(text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --- brand -----------------------------------------------------------------------------------
+
+
+def button_text_color(background: str) -> str:
+    """White or near-black, whichever contrasts more with `background` (WCAG luminance)."""
+    background_l = _luminance(background)
+    on_dark = (_luminance(_LIGHT_TEXT) + 0.05) / (background_l + 0.05)
+    on_light = (background_l + 0.05) / (_luminance(_DARK_TEXT) + 0.05)
+    return _LIGHT_TEXT if on_dark >= on_light else _DARK_TEXT
+
+
+def _luminance(color: str) -> float:
+    def channel(hex_pair: str) -> float:
+        c = int(hex_pair, 16) / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(color[i : i + 2]) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _email_context(brand: Brand, key: str) -> dict[str, Any]:
+    """What only emails show: the brand's look, the footer and the unsubscribe link."""
+    url = unsubscribe_url(brand, key)
+    mailto = unsubscribe_mailto(brand, key)
+    logo = brand.logo_url if brand.logo_url and brand.logo_url.startswith("https://") else None
+    address = (brand.postal_address or "").replace("\\n", "\n")
+    return {
+        "brand_color": brand.primary_color,
+        "button_text_color": button_text_color(brand.primary_color),
+        "logo_url": logo,
+        "postal_lines": [line.strip() for line in address.splitlines() if line.strip()],
+        "unsubscribe_url": url,
+        "unsubscribe_mailbox": brand.unsubscribe_mailbox if mailto else None,
+        "unsubscribe_link": url or mailto,
+    }
 
 
 def is_gsm7(text: str) -> bool:
@@ -194,6 +386,7 @@ def _context(order: MessageContext, send: SendNotification, brand: Brand) -> dic
     context: dict[str, Any] = {
         "store_name": brand.store_name,
         "support_email": brand.support_email,
+        "support_mailto": _mailbox(brand.support_email),
         "support_url": brand.support_url,
         "support_phone": brand.support_phone,
         "support_contact": brand.support_email or brand.support_url or brand.support_phone,
@@ -252,10 +445,29 @@ def _render_sms(template: Template, context: dict[str, Any], sender: str) -> str
     """The fullest variant that fits one SMS. Never truncated: when even the shortest does
     not fit, it goes out as a multi-part SMS with its link intact."""
     texts = [
-        _squash(f"{sender}: {template.render(context, **flags)}".translate(_GSM7_LOOKALIKES))
+        _squash(_fold_to_gsm7(f"{sender}: {template.render(context, **flags)}"))
         for flags in _SMS_VARIANTS
     ]
     return next((text for text in texts if _fits_one_sms(text)), texts[-1])
+
+
+def _fold_to_gsm7(text: str) -> str:
+    """Typographic characters to their GSM-7 look-alikes, then each letter outside GSM-7
+    whose accents alone keep it out to its plain letter ("Zoë's Café" -> "Zoe's Café": é is
+    GSM-7, ë is not), as Twilio's Smart Encoding does: one such letter would otherwise turn
+    the whole text into UCS-2, 70 characters a segment. Anything else (emoji, other scripts)
+    stays as it is."""
+    text = text.translate(_GSM7_LOOKALIKES)
+    if is_gsm7(text):
+        return text
+    return "".join(_fold_char(char) for char in text)
+
+
+def _fold_char(char: str) -> str:
+    if char in _GSM7_BASIC or char in _GSM7_EXTENSION:
+        return char
+    base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+    return base if base and is_gsm7(base) else char
 
 
 def _fits_one_sms(text: str) -> bool:

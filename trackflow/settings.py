@@ -43,6 +43,12 @@ class Settings(BaseModel):
     temporal_ui_url: str | None = None
     resolution_url: str | None = None
     review_url: str | None = None
+    # Brand of the customer emails (trackflow.messages.Brand).
+    brand_logo_url: str | None = None  # https; the email header (else the store name)
+    brand_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")  # #rrggbb
+    brand_postal_address: str | None = None  # the email footer; lines split by newline or `\n`
+    unsubscribe_secret: str | None = Field(default=None, repr=False)  # signs /u/<token> links
+    unsubscribe_email: str | None = None  # mailto: of List-Unsubscribe (default support_email)
     # Customer channels: a provider's credentials switch its channel from the outbox to it.
     sendgrid_api_key: str | None = Field(default=None, repr=False)
     email_from: str | None = None  # a verified SendGrid sender: `Name <a@b.c>` or `a@b.c`

@@ -25,7 +25,7 @@ from activities.polling import (
 )
 from trackflow import policy_table
 from trackflow.contracts import POLL_PROVIDERS, poll_queue
-from trackflow.messages import Brand
+from trackflow.messages import DEFAULT_BRAND_COLOR, Brand
 from trackflow.settings import Settings
 from trackflow.timezones import preload_zone_data
 from trackflow.tracking_policy import TrackingPolicy
@@ -99,6 +99,12 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
             support_url=settings.support_url,
             resolution_url=settings.resolution_url,
             review_url=settings.review_url,
+            logo_url=settings.brand_logo_url,
+            primary_color=settings.brand_color or DEFAULT_BRAND_COLOR,
+            postal_address=settings.brand_postal_address,
+            public_url=settings.public_url,
+            unsubscribe_secret=settings.unsubscribe_secret,
+            unsubscribe_email=settings.unsubscribe_email,
         ),
     )
     alerts = AlertActivities(ledger, LedgerAlerts(ledger))
