@@ -14,7 +14,6 @@ from trackflow.consent import (
     email_event_consent,
     help_text,
     inbound_sms,
-    lifts,
     may_send,
     sms_keyword,
 )
@@ -117,22 +116,6 @@ def test_email_events_and_consent(
     assert consent.change == change
     assert consent.reason == (SuppressionReason(suppression) if suppression else None)
     assert consent.why  # always says why, in words
-
-
-@pytest.mark.parametrize(
-    ("lift", "stored", "lifted"),
-    [
-        (SuppressionReason.SMS_STOP, "sms_stop", True),
-        (SuppressionReason.UNSUBSCRIBED, "unsubscribed", True),
-        (SuppressionReason.UNSUBSCRIBED, "bounced", False),  # a resubscribe never lifts these
-        (SuppressionReason.UNSUBSCRIBED, "spam_report", False),
-        (SuppressionReason.SMS_STOP, None, False),
-    ],
-)
-def test_a_lift_only_removes_its_own_reason(
-    lift: SuppressionReason, stored: str | None, lifted: bool
-) -> None:
-    assert lifts(lift, stored) is lifted
 
 
 @pytest.mark.parametrize(

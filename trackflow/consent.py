@@ -13,7 +13,7 @@ What a customer's reply or a provider's feedback means for the next message:
 * **Email feedback** (SendGrid Event Webhook). An address is suppressed after a hard
   ``bounce``, a ``dropped`` message whose reason is a bounced, spam-reporting or unsubscribed
   address, a ``spamreport`` or an (``group_``)``unsubscribe``. A ``group_resubscribe`` lifts an
-  unsubscription, never a bounce or a spam report.
+  unsubscription, never a bounce or a spam report (a lift names the one reason it removes).
 * **Before every send**, :func:`may_send` answers whether the address may be contacted given
   the suppression on record for it (per merchant, for every shipment of that customer).
 """
@@ -222,12 +222,6 @@ def email_event_consent(
             "is not)",
         )
     return EmailConsent(None, None, f"{name or 'an event'} says nothing about consent")
-
-
-def lifts(change_reason: SuppressionReason, stored: str | None) -> bool:
-    """Whether a LIFT for ``change_reason`` removes the stored suppression: only the same
-    reason (START lifts a STOP; a resubscribe lifts an unsubscribe, never a bounce)."""
-    return stored == change_reason.value
 
 
 # --- Before every send -----------------------------------------------------------------------

@@ -34,7 +34,6 @@ from trackflow.consent import (
     email_event_consent,
     help_text,
     keyword_action,
-    lifts,
     sms_error_consent,
 )
 from trackflow.models import Channel
@@ -61,18 +60,29 @@ class FeedbackLedger(Protocol):
     """What feedback needs from the ledger (activities/ledger.py)."""
 
     async def record_feedback(
-        self, key: str, status: str, at: datetime, error_code: str | None
-    ) -> Any: ...
+        self,
+        key: str,
+        status: str,
+        at: datetime,
+        error_code: str | None = None,
+        *,
+        provider_message_id: str | None = None,
+        dedupe_id: str | None = None,
+    ) -> bool: ...
 
     async def key_for_provider_id(self, provider_message_id: str) -> str | None: ...
 
     async def feedback_seen(self, dedupe_id: str) -> bool: ...
 
-    async def remember_feedback(self, dedupe_id: str) -> None: ...
+    async def remember_feedback(self, dedupe_id: str) -> bool: ...
 
-    async def suppress(self, merchant: str, channel: str, address: str, reason: str) -> Any: ...
+    async def suppress(
+        self, merchant: str, channel: str, address: str, reason: str, at: datetime | None = None
+    ) -> bool: ...
 
-    async def unsuppress(self, merchant: str, channel: str, address: str) -> Any: ...
+    async def unsuppress(
+        self, merchant: str, channel: str, address: str, reason: str | None = None
+    ) -> bool: ...
 
     async def suppressed(self, merchant: str, channel: str, address: str) -> str | None: ...
 
@@ -87,7 +97,7 @@ def _ledger(request: Request, context: Context) -> FeedbackLedger:
     state = request.app.state
     ledger: FeedbackLedger | None = getattr(state, "feedback_ledger", None)
     if ledger is None:
-        ledger = open_ledger(context.settings.resolved_ledger_url)  # type: ignore[assignment]
+        ledger = open_ledger(context.settings.resolved_ledger_url)
         state.feedback_ledger = ledger
     assert ledger is not None
     return ledger
@@ -132,10 +142,10 @@ async def _consent(
     if change is None or reason is None or not address:
         return
     if change is ConsentChange.SUPPRESS:
-        await ledger.suppress(merchant, channel.value, address, reason.value)
-        outcome.suppressed.append(f"{channel.value}:{reason.value}")
-    elif lifts(reason, await ledger.suppressed(merchant, channel.value, address)):
-        await ledger.unsuppress(merchant, channel.value, address)
+        if await ledger.suppress(merchant, channel.value, address, reason.value):
+            outcome.suppressed.append(f"{channel.value}:{reason.value}")
+    # a lift removes its own reason only: a resubscribe never lifts a bounce
+    elif await ledger.unsuppress(merchant, channel.value, address, reason.value):
         outcome.lifted.append(f"{channel.value}:{reason.value}")
 
 
@@ -150,11 +160,17 @@ async def _apply(
     key = record.idempotency_key
     if key is None and record.provider_message_id:
         key = await ledger.key_for_provider_id(record.provider_message_id)
-    if key is None:
-        outcome.unmatched += 1
-    else:
-        await ledger.record_feedback(key, record.status.value, record.at, record.error_code)
+    applied = key is not None and await ledger.record_feedback(
+        key,
+        record.status.value,
+        record.at,
+        record.error_code,
+        provider_message_id=record.provider_message_id,
+    )
+    if applied:
         outcome.applied += 1
+    else:
+        outcome.unmatched += 1
     if record.channel is Channel.EMAIL:
         consent = email_event_consent(record.event, record.reason, record.kind)
         change, reason = consent.change, consent.reason
