@@ -308,7 +308,10 @@ def _b64(data: bytes) -> str:
 def _unb64(text: str) -> bytes:
     if not text or not _B64URL.match(text):
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:  # one spelling per token: no unused bits set
+        raise ValueError("not canonical base64url")
+    return data
 
 
 # --- brand -----------------------------------------------------------------------------------
