@@ -1,86 +1,217 @@
-"""The send activity: render the message, hand it to a transport, record it in the ledger.
+"""The send activity: render each message, then claim → send → record it, exactly once.
 
-The ledger is keyed by the business idempotency key (shipment + trigger + episode +
-channel), so a retried activity, a replayed workflow or a restarted worker never
-delivers the same message twice.
+One activity per decision carries every channel of it. Each message goes under its own
+business idempotency key (shipment + trigger + episode + channel) through
+`exactly_once.send_once`: the ledger claim keeps a retried activity, a replayed workflow, a
+restarted worker or a second worker from delivering it twice, even through providers that
+take no idempotency key. Each channel has its transport (`activities.channels`: the outbox
+unless SendGrid / Twilio are configured). Before every send the merchant's suppression list
+is consulted (`trackflow.consent.may_send`).
+
+The activity's name, input and output never change (recorded histories replay against
+them): a message refused for good, suppressed, or left uncertain by a crash still gets a
+`DeliveryReceipt`, whose `transport` then says so (``twilio:failed:21610``,
+``suppressed:sms_stop``, ``sendgrid:uncertain``), and is not tried again.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Protocol
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.exactly_once import perform_once
+from activities.alerts import ALERT_KIND, Alerts, LedgerAlerts
+from activities.channels.base import OutgoingMessage, Transport
+from activities.channels.outbox import OutboxTransport
+from activities.exactly_once import Delivery, Outcome, perform_once, send_once
 from activities.ledger import Ledger, LedgerRecord
+from trackflow.consent import may_send
 from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport
-from trackflow.effects import SendNotification
+from trackflow.effects import AlertKind, RaiseAlert, SendNotification
 from trackflow.messages import Brand, MessageContext, RenderedMessage, render
+from trackflow.models import Channel
+
+# A claim outlives the attempt holding it (its start-to-close timeout) by this much, so an
+# attempt still inside its provider call is never taken over; a crashed one is after it.
+LEASE_MARGIN = timedelta(seconds=15)
+DEFAULT_LEASE = timedelta(seconds=35)
+NO_ADDRESS = "no_address"
 
 
-class Notifier(Protocol):
-    """A transport that delivers one rendered message and records it under its key."""
+def outgoing(
+    about: MessageContext, send: SendNotification, rendered: RenderedMessage
+) -> OutgoingMessage:
+    """The rendered message as a transport takes it."""
+    return OutgoingMessage(
+        idempotency_key=send.idempotency_key,
+        channel=send.channel,
+        to=rendered.to,
+        subject=rendered.subject,
+        body=rendered.body,
+        html=rendered.html,
+        tracking_number=about.tracking_number,
+        order_id=about.order_id,
+    )
 
-    name: str
 
-    async def deliver(
-        self, about: MessageContext, send: SendNotification, message: RenderedMessage
-    ) -> LedgerRecord: ...
+def ledger_template(
+    about: MessageContext, send: SendNotification, message: OutgoingMessage
+) -> LedgerRecord:
+    """What the ledger row says about the message (transport and time come from the send)."""
+    return LedgerRecord(
+        idempotency_key=send.idempotency_key,
+        tracking_number=about.tracking_number,
+        order_id=about.order_id,
+        trigger=send.trigger.value,
+        exception=send.exception.value if send.exception else None,
+        channel=send.channel.value,
+        to=message.to,
+        subject=message.subject,
+        body=message.body,
+        html=message.html,
+        transport="pending",
+        sent_at=datetime.now(UTC),
+    )
 
 
-class OutboxNotifier:
-    """Delivers into the local outbox (the ledger itself): the default without provider keys."""
+def receipt_for(delivery: Delivery) -> DeliveryReceipt:
+    """The workflow's receipt; `transport` names the outcome when the message did not go."""
+    transport = delivery.transport
+    if delivery.outcome is Outcome.FAILED:
+        transport = f"{delivery.transport}:failed:{delivery.error_code}"
+    elif delivery.outcome is Outcome.SUPPRESSED:
+        transport = f"suppressed:{delivery.error_code}"
+    elif delivery.outcome is Outcome.UNCERTAIN:
+        transport = f"{delivery.transport}:uncertain"
+    return DeliveryReceipt(
+        idempotency_key=delivery.idempotency_key,
+        transport=transport,
+        sent_at=delivery.at,
+        already_sent=delivery.already,
+    )
 
-    name = "outbox"
 
-    def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
+def attempt_owner() -> str:
+    """Who holds a claim: this process and activity attempt (unique per attempt)."""
+    where = f"{socket.gethostname()}:{os.getpid()}"
+    tag = uuid.uuid4().hex[:8]
+    if activity.in_activity():
+        info = activity.info()
+        return f"{where}/{info.workflow_id}#{info.attempt}/{tag}"
+    return f"{where}/{tag}"
 
-    async def deliver(
-        self, about: MessageContext, send: SendNotification, message: RenderedMessage
-    ) -> LedgerRecord:
-        record, _created = await self._ledger.record_once(
-            LedgerRecord(
-                idempotency_key=send.idempotency_key,
-                tracking_number=about.tracking_number,
-                order_id=about.order_id,
-                trigger=send.trigger.value,
-                exception=send.exception.value if send.exception else None,
-                channel=send.channel.value,
-                to=message.to,
-                subject=message.subject,
-                body=message.body,
-                html=message.html,
-                transport=self.name,
-                sent_at=datetime.now(UTC),
-            )
-        )
-        return record
+
+def attempt_lease() -> timedelta:
+    """Longer than this attempt can run: its start-to-close timeout plus a margin."""
+    if activity.in_activity():
+        timeout = activity.info().start_to_close_timeout
+        if timeout:
+            return timeout + LEASE_MARGIN
+    return DEFAULT_LEASE
 
 
 class NotificationActivities:
-    def __init__(self, ledger: Ledger, notifier: Notifier, brand: Brand) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        transports: Mapping[Channel, Transport] | None = None,
+        brand: Brand | None = None,
+        *,
+        alerts: Alerts | None = None,
+        merchant: str | None = None,
+        lease: timedelta | None = None,
+    ) -> None:
         self._ledger = ledger
-        self._notifier = notifier
-        self._brand = brand
+        outbox = OutboxTransport()
+        self._transports: dict[Channel, Transport] = {Channel.EMAIL: outbox, Channel.SMS: outbox}
+        self._transports.update(transports or {})
+        self._brand = brand or Brand()
+        self._alerts = alerts or LedgerAlerts(ledger)
+        # Whose suppression list applies: the store this deployment sends for.
+        self._merchant = merchant or self._brand.store_name
+        self._lease = lease
 
     @activity.defn(name="send_notifications")
     async def send_notifications(self, batch: SendBatch) -> SendReport:
         """Every channel of one decision; each exactly once by its own key, so a retry after
-        one channel got through sends only the others."""
-        return SendReport(receipts=[await self._send_once(batch.about, s) for s in batch.sends])
+        one channel got through sends only the others. A channel that must wait (a claim
+        held elsewhere, a provider unavailable) does not hold the others back: they go, and
+        the activity then fails retryably for the ones left."""
+        receipts: list[DeliveryReceipt] = []
+        retry: ApplicationError | None = None
+        for send in batch.sends:
+            try:
+                receipts.append(await self._send_once(batch.about, send))
+            except ApplicationError as error:
+                if error.non_retryable:
+                    raise
+                retry = _later(retry, error)
+        if retry is not None:
+            raise retry
+        return SendReport(receipts=receipts)
 
     async def _send_once(self, about: MessageContext, send: SendNotification) -> DeliveryReceipt:
-        done = await perform_once(
+        message = outgoing(about, send, render(about, send, self._brand))
+        delivery = await send_once(
             self._ledger,
-            send.idempotency_key,
-            "message",
-            lambda: self._notifier.deliver(about, send, render(about, send, self._brand)),
+            self._transports[send.channel],
+            message,
+            ledger_template(about, send, message),
+            owner=attempt_owner(),
+            lease=self._lease or attempt_lease(),
+            consent=self._consent,
+            on_uncertain=lambda message, why: self._alert_uncertain(about, message, why),
         )
-        return DeliveryReceipt(
-            idempotency_key=done.record.idempotency_key,
-            transport=done.record.transport,
-            sent_at=done.record.sent_at,
-            already_sent=done.already_recorded,
+        return receipt_for(delivery)
+
+    async def _consent(self, message: OutgoingMessage) -> str | None:
+        """The reason not to send (the suppression on record, or no address), else None."""
+        channel = message.channel.value
+        reason = (
+            await self._ledger.suppressed(self._merchant, channel, message.to)
+            if message.to.strip()
+            else None
         )
+        allowed, _why = may_send(message.channel, message.to, reason)
+        if allowed:
+            return None
+        return reason or NO_ADDRESS
+
+    async def _alert_uncertain(
+        self, about: MessageContext, message: OutgoingMessage, why: str
+    ) -> None:
+        """One internal alert per uncertain message (keyed: never twice)."""
+        alert = RaiseAlert(
+            idempotency_key=f"{message.idempotency_key}:uncertain",
+            alert=AlertKind.UNCERTAIN_SEND,
+            tracking_number=about.tracking_number,
+            order_id=about.order_id,
+            summary=(
+                f"The {message.channel.value} to {message.to} ({message.idempotency_key}) may "
+                f"or may not have gone out: {why}. trackflow will not send it again; check the "
+                "provider's log and resend by hand if it is not there."
+            ),
+            raised_at=datetime.now(UTC),
+        )
+        await perform_once(
+            self._ledger,
+            alert.idempotency_key,
+            ALERT_KIND,
+            lambda: self._alerts.raise_alert(alert),
+        )
+
+
+def _later(current: ApplicationError | None, error: ApplicationError) -> ApplicationError:
+    """Of two retryable errors, the one that asks to wait longer (so both are due by then)."""
+    if current is None:
+        return error
+    if error.next_retry_delay is None:
+        return current
+    if current.next_retry_delay is None or error.next_retry_delay > current.next_retry_delay:
+        return error
+    return current

@@ -13,9 +13,10 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.alerts import AlertActivities, LedgerAlerts
+from activities.channels import transports_for
 from activities.helpdesk import HelpdeskActivities, LedgerHelpdesk
 from activities.ledger import Ledger, open_ledger
-from activities.notify import NotificationActivities, OutboxNotifier
+from activities.notify import NotificationActivities
 from activities.polling import (
     EasyPostTrackers,
     HealthReporter,
@@ -89,9 +90,11 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
     own task queue carries the rate limit shared by every worker polling that queue."""
     ledger = open_ledger(settings.resolved_ledger_url)
     carrier_http = httpx.AsyncClient(base_url=settings.easypost_base_url, timeout=20)
+    alert_transport = LedgerAlerts(ledger)
     notifications = NotificationActivities(
         ledger=ledger,
-        notifier=OutboxNotifier(ledger),
+        transports=transports_for(settings, ledger),
+        alerts=alert_transport,
         brand=Brand(
             store_name=settings.store_name,
             support_email=settings.support_email,
@@ -107,7 +110,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
             unsubscribe_email=settings.unsubscribe_email,
         ),
     )
-    alerts = AlertActivities(ledger, LedgerAlerts(ledger))
+    alerts = AlertActivities(ledger, alert_transport)
     helpdesk = HelpdeskActivities(ledger, LedgerHelpdesk(ledger))
     shipengine_http = httpx.AsyncClient(base_url=settings.shipengine_base_url, timeout=20)
     apis: dict[str, TrackerApi] = {}

@@ -1,0 +1,48 @@
+"""Customer channels: one transport per provider behind `base.Transport`.
+
+`transports_for` picks each channel's transport from the settings: the local outbox unless
+the provider's credentials are set (SendGrid for email, Twilio for SMS).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from activities.channels.base import Transport
+from activities.channels.outbox import OutboxTransport
+from trackflow.models import Channel
+
+if TYPE_CHECKING:
+    from activities.ledger import Ledger
+    from trackflow.settings import Settings
+
+
+def transports_for(settings: Settings, ledger: Ledger) -> dict[Channel, Transport]:
+    """Each channel's transport. Providers learn from the ledger what their feedback
+    (webhooks) already said about a key, for reconciliation after a crash."""
+    outbox = OutboxTransport()
+    transports: dict[Channel, Transport] = {Channel.EMAIL: outbox, Channel.SMS: outbox}
+    if settings.sendgrid_configured and settings.sendgrid_api_key and settings.email_from:
+        from activities.channels.sendgrid import SendGridTransport
+
+        transports[Channel.EMAIL] = SendGridTransport(
+            api_key=settings.sendgrid_api_key,
+            sender=settings.email_from,
+            base_url=settings.sendgrid_base_url,
+            timeout_s=settings.provider_timeout_s,
+            feedback=ledger.provider_id_for_key,
+        )
+    if settings.twilio_configured and settings.twilio_account_sid and settings.twilio_auth_token:
+        from activities.channels.twilio import TwilioTransport
+
+        transports[Channel.SMS] = TwilioTransport(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            from_=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            base_url=settings.twilio_base_url,
+            public_url=settings.public_url,
+            timeout_s=settings.provider_timeout_s,
+            feedback=ledger.provider_id_for_key,
+        )
+    return transports
