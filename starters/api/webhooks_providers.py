@@ -7,7 +7,10 @@ signature does not match), normalizes the body (`trackflow.sources.providers`), 
 event: updates the message's ledger row (status, time, error code), applies what the event
 means for consent (`trackflow.consent`: suppress or lift an address for the merchant), and
 remembers the event's dedupe id so a provider's retry changes nothing twice. Effects come
-before the dedupe id is remembered: a crash in between only repeats idempotent writes.
+before the dedupe id is remembered: a crash in between only repeats idempotent writes. An
+event that matches no message of ours (another tool's mail on the same account) is answered
+200 all the same (a non-2xx makes SendGrid retry the whole batch for a day) and not
+remembered; what it means for consent is applied, idempotently, each time.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the dependencies below from
@@ -169,7 +172,7 @@ async def _apply(
     )
     if applied:
         outcome.applied += 1
-    else:
+    else:  # not remembered below: nothing of ours was updated, a later delivery may be
         outcome.unmatched += 1
     if record.channel is Channel.EMAIL:
         consent = email_event_consent(record.event, record.reason, record.kind)
@@ -178,7 +181,8 @@ async def _apply(
         action = sms_error_consent(record.error_code)
         change, reason = (action.change, action.reason) if action else (None, None)
     await _consent(ledger, merchant, record.channel, record.address, change, reason, outcome)
-    await ledger.remember_feedback(record.dedupe_id)
+    if applied:
+        await ledger.remember_feedback(record.dedupe_id)
 
 
 # --- SendGrid -------------------------------------------------------------------------------
