@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 
 from activities.ledger import (
+    ClaimState,
     Ledger,
     LedgerRecord,
     PostgresLedger,
@@ -314,3 +315,319 @@ def test_sqlite_ledger_files_are_private(tmp_path: Path) -> None:
         "ledger.sqlite3-wal": 0o600,
         "ledger.sqlite3-shm": 0o600,
     }
+
+
+# --- claims: the lease every customer message is sent under --------------------------------
+
+LEASE = timedelta(seconds=30)
+KEY = "1Z999/5432109876543210987:delivered:0:sms"
+
+
+async def test_a_claim_inserts_a_sending_row_and_only_one_of_racing_owners_gets_it(
+    open_same: LedgerFactory,
+) -> None:
+    a, b = open_same(), open_same()
+    claims = await asyncio.gather(
+        *((a if i % 2 else b).claim(KEY, f"owner-{i}", LEASE, now=T0) for i in range(20))
+    )
+
+    ours = [c for c in claims if c.ours]
+    assert len(ours) == 1 and ours[0].state is ClaimState.NEW
+    winner = ours[0].owner
+    assert all(c.state is ClaimState.LIVE and c.owner == winner for c in claims if not c.ours)
+    assert all(c.lease_until == T0 + LEASE for c in claims)
+    state = await a.state(KEY)
+    assert state is not None
+    assert (state.status, state.owner, state.attempts, state.claimed_at) == (
+        "sending",
+        winner,
+        1,
+        T0,
+    )
+    assert await a.get(KEY) is None and await a.list() == []  # not sent: not in the outbox
+
+
+async def test_an_expired_claim_is_taken_over_by_one_claimer(open_same: LedgerFactory) -> None:
+    ledger = open_same()
+    await ledger.claim(KEY, "crashed", LEASE, now=T0)
+
+    still_live = await ledger.claim(KEY, "early", LEASE, now=T0 + LEASE - timedelta(seconds=1))
+    assert (still_live.ours, still_live.state, still_live.owner) == (
+        False,
+        ClaimState.LIVE,
+        "crashed",
+    )
+
+    later = T0 + LEASE
+    claims = await asyncio.gather(
+        *(open_same().claim(KEY, f"retry-{i}", LEASE, now=later) for i in range(10))
+    )
+    taken = [c for c in claims if c.ours]
+    assert len(taken) == 1 and taken[0].state is ClaimState.EXPIRED
+    assert taken[0].claimed_at == T0  # reconciliation looks back to the first claim
+    assert taken[0].lease_until == later + LEASE
+    assert taken[0].row.attempts == 2
+    assert all(c.state is ClaimState.LIVE for c in claims if not c.ours)
+    # The crashed owner lost its lease: it cannot give it back or settle the row.
+    assert not await ledger.release(KEY, "crashed", sent_nothing=True)
+    assert not await ledger.mark_uncertain(KEY, owner="crashed")
+
+
+async def test_a_sent_row_answers_every_later_claim(open_same: LedgerFactory) -> None:
+    ledger = open_same()
+    await ledger.claim(KEY, "me", LEASE, draft=make_record(KEY, transport="twilio"), now=T0)
+    sent = make_record(KEY, transport="twilio", provider_message_id="SM1", sent_at=T0)
+    assert await ledger.record_sent(KEY, "me", sent)
+
+    for when in (T0, T0 + timedelta(days=1)):
+        claim = await open_same().claim(KEY, "other", LEASE, now=when)
+        assert (claim.ours, claim.state, claim.record) == (False, ClaimState.SENT, sent)
+    assert await ledger.get(KEY) == sent
+    assert await ledger.list() == [sent]
+    assert not await ledger.record_sent(KEY, "other", sent)  # settled once
+
+
+async def test_failed_uncertain_and_suppressed_rows_are_final_and_not_in_the_outbox(
+    open_same: LedgerFactory,
+) -> None:
+    ledger = open_same()
+    keys = {"failed": "k:failed", "uncertain": "k:uncertain", "suppressed": "k:suppressed"}
+    for key in keys.values():
+        await ledger.claim(key, "me", LEASE, draft=make_record(key, transport="twilio"), now=T0)
+    assert await ledger.record_failed(keys["failed"], "21610", "unsubscribed", at=T0, owner="me")
+    assert await ledger.mark_uncertain(keys["uncertain"], owner="me")
+    assert await ledger.mark_suppressed(keys["suppressed"], "sms_stop", owner="me")
+
+    for status, key in keys.items():
+        claim = await ledger.claim(key, "retry", LEASE, now=T0 + timedelta(hours=1))
+        assert (claim.ours, claim.state.value) == (False, status)
+    failed = await ledger.state(keys["failed"])
+    assert failed is not None
+    assert (failed.status, failed.error_code, failed.error_detail, failed.to) == (
+        "failed",
+        "21610",
+        "unsubscribed",
+        "ana@example.com",
+    )
+    suppressed = await ledger.state(keys["suppressed"])
+    assert suppressed is not None and suppressed.error_code == "sms_stop"
+    assert await ledger.list() == []
+    assert {s.status for s in await ledger.states("1Z999")} == set(keys)
+
+
+async def test_a_released_claim_is_sent_again_without_reconciling(
+    open_same: LedgerFactory,
+) -> None:
+    ledger = open_same()
+    await ledger.claim(KEY, "first", LEASE, now=T0)
+    assert await ledger.release(KEY, "first", sent_nothing=True)
+    again = await ledger.claim(KEY, "second", LEASE, now=T0 + timedelta(seconds=1))
+    assert (again.ours, again.state) == (True, ClaimState.RELEASED)
+
+    # Given back without knowing: the next claimer, at once, must reconcile.
+    assert await ledger.release(KEY, "second", sent_nothing=False)
+    third = await ledger.claim(KEY, "third", LEASE)
+    assert (third.ours, third.state) == (True, ClaimState.EXPIRED)
+
+
+async def test_record_once_and_claims_share_the_table(open_same: LedgerFactory) -> None:
+    ledger = open_same()
+    alert = make_record("alert-key", kind="alert", channel="alert")
+    await ledger.record_once(alert)
+    claim = await ledger.claim("alert-key", "me", LEASE)
+    assert (claim.ours, claim.state, claim.record) == (False, ClaimState.SENT, alert)
+
+
+# --- provider feedback ---------------------------------------------------------------------
+
+
+async def _sent_message(ledger: Ledger, key: str = KEY, provider_id: str = "SM1") -> None:
+    await ledger.claim(key, "me", LEASE, draft=make_record(key), now=T0)
+    await ledger.record_sent(
+        key, "me", make_record(key, transport="twilio", provider_message_id=provider_id)
+    )
+
+
+async def test_feedback_keeps_delivery_status_times_and_error_code(ledger: Ledger) -> None:
+    await _sent_message(ledger)
+    t = [T0 + timedelta(minutes=m) for m in range(6)]
+    assert await ledger.record_feedback(KEY, "queued", t[0], None)
+    assert await ledger.record_feedback(KEY, "delivered", t[2], None)
+    assert await ledger.record_feedback(KEY, "sent", t[1], None)  # late, out of order
+    assert await ledger.record_feedback(KEY, "opened", t[3], None)
+    assert await ledger.record_feedback(KEY, "opened", t[4], None)  # the first open counts
+    assert await ledger.record_feedback(KEY, "clicked", t[5], None)
+
+    state = await ledger.state(KEY)
+    assert state is not None
+    assert (state.delivery_status, state.delivery_status_at, state.delivered_at) == (
+        "delivered",
+        t[2],
+        t[2],
+    )
+    assert (state.opened_at, state.clicked_at, state.error_code) == (t[3], t[5], None)
+
+    assert await ledger.record_feedback(KEY, "undelivered", t[5], "30007")
+    state = await ledger.state(KEY)
+    assert state is not None
+    assert (state.delivery_status, state.error_code) == ("undelivered", "30007")
+    assert not await ledger.record_feedback("unknown-key", "delivered", t[0], None)
+
+
+async def test_feedback_is_deduplicated_by_event_id(ledger: Ledger) -> None:
+    await _sent_message(ledger)
+    assert not await ledger.feedback_seen("evt-1")
+    assert await ledger.record_feedback(KEY, "failed", T0, "30008", dedupe_id="evt-1")
+    assert not await ledger.record_feedback(KEY, "delivered", T0, None, dedupe_id="evt-1")
+    assert await ledger.feedback_seen("evt-1")
+    state = await ledger.state(KEY)
+    assert state is not None and (state.delivery_status, state.error_code) == ("failed", "30008")
+
+    assert await ledger.remember_feedback("evt-2")
+    assert not await ledger.remember_feedback("evt-2")
+
+
+async def test_feedback_finds_its_message_by_provider_id_and_names_it_before_the_ledger_does(
+    ledger: Ledger,
+) -> None:
+    await _sent_message(ledger, provider_id="SM-abc")
+    assert await ledger.key_for_provider_id("SM-abc") == KEY
+    assert await ledger.key_for_provider_id("SM-other") is None
+    assert await ledger.provider_id_for_key(KEY) == "SM-abc"
+
+    # A crash after the provider took it, before the ledger heard: its callback names it.
+    crashed = "k:crashed"
+    await ledger.claim(crashed, "dead", LEASE, draft=make_record(crashed), now=T0)
+    assert await ledger.provider_id_for_key(crashed) is None
+    assert await ledger.record_feedback(crashed, "sent", T0, None, provider_message_id="SM-x")
+    claim = await ledger.claim(crashed, "retry", LEASE, now=T0 + LEASE)
+    assert (claim.state, claim.provider_message_id) == (ClaimState.EXPIRED, "SM-x")
+
+
+# --- suppression list ----------------------------------------------------------------------
+
+
+async def test_suppression_is_per_merchant_channel_and_address(open_same: LedgerFactory) -> None:
+    ledger, other_process = open_same(), open_same()
+    assert await ledger.suppress("acme", "email", " Ana@Example.com ", "bounced", T0)
+    assert not await ledger.suppress("acme", "email", "ana@example.com", "bounced", T0)
+
+    assert await other_process.suppressed("acme", "email", "ANA@example.com") == "bounced"
+    assert await other_process.suppressed("acme", "sms", "ana@example.com") is None
+    assert await other_process.suppressed("globex", "email", "ana@example.com") is None
+
+    await ledger.suppress("acme", "sms", "+1 502 555 0123", "sms_stop")
+    assert await ledger.suppressed("acme", "sms", "+15025550123") == "sms_stop"
+    assert await ledger.unsuppress("acme", "sms", "+15025550123")
+    assert not await ledger.unsuppress("acme", "sms", "+15025550123")
+    assert await ledger.suppressed("acme", "sms", "+15025550123") is None
+
+
+async def test_an_address_suppressed_for_several_reasons_shows_the_strongest(
+    ledger: Ledger,
+) -> None:
+    await ledger.suppress("acme", "email", "ana@example.com", "unsubscribed", T0)
+    assert await ledger.suppressed("acme", "email", "ana@example.com") == "unsubscribed"
+    await ledger.suppress("acme", "email", "ana@example.com", "bounced", T0)
+    assert await ledger.suppressed("acme", "email", "ana@example.com") == "bounced"
+    # A resubscribe lifts the unsubscription only: the bounce stays.
+    assert await ledger.unsuppress("acme", "email", "ana@example.com", "unsubscribed")
+    assert await ledger.suppressed("acme", "email", "ana@example.com") == "bounced"
+
+
+async def test_read_only_ledger_reads_states_and_suppressions_of_nothing(
+    open_same: LedgerFactory, tmp_path: Path
+) -> None:
+    reader = open_same(read_only=True)
+    assert await reader.states() == []
+    assert await reader.state(KEY) is None
+    assert await reader.suppressed("acme", "email", "ana@example.com") is None
+    assert not await reader.feedback_seen("evt")
+    with pytest.raises(ReadOnlyLedgerError):
+        await reader.claim(KEY, "me", LEASE)
+    assert not (tmp_path / "data").exists()
+
+
+# --- ledgers written before claims ---------------------------------------------------------
+
+_OLD_TABLE = """
+CREATE TABLE {table} (
+    seq {seq},
+    idempotency_key TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL CHECK (status IN ('sending', 'sent')),
+    owner TEXT,
+    lease_until {time},
+    attempts INTEGER NOT NULL DEFAULT 0,
+    kind TEXT,
+    tracking_number TEXT,
+    order_id TEXT,
+    "trigger" TEXT,
+    exception TEXT,
+    channel TEXT,
+    recipient TEXT,
+    subject TEXT,
+    body TEXT,
+    html TEXT,
+    transport TEXT,
+    provider_message_id TEXT,
+    sent_at {time}
+);
+CREATE INDEX {table}_sent_at ON {table} (sent_at, seq);
+CREATE INDEX {table}_tracking ON {table} (tracking_number, sent_at, seq);
+CREATE TABLE {table}_policies (digest TEXT PRIMARY KEY, body TEXT NOT NULL);
+"""
+_OLD_ROW = (
+    "INSERT INTO {table} (idempotency_key, status, kind, tracking_number, order_id, "
+    '"trigger", channel, recipient, subject, body, transport, sent_at) VALUES '
+    "('old-key', 'sent', 'message', '1Z999', '5432109876543210987', 'delivered', 'email', "
+    "'ana@example.com', 'Delivered', 'Your order arrived.', 'outbox', {sent_at})"
+)
+
+
+async def test_a_ledger_from_before_claims_keeps_its_rows_and_takes_every_status(
+    open_same: LedgerFactory, tmp_path: Path
+) -> None:
+    first = open_same()
+    if isinstance(first, SqliteLedger):
+        first.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(first.path)
+        conn.executescript(
+            _OLD_TABLE.format(
+                table=first.table, seq="INTEGER PRIMARY KEY AUTOINCREMENT", time="TEXT"
+            )
+        )
+        conn.execute(
+            _OLD_ROW.format(table=first.table, sent_at=f"'{T0.isoformat(timespec='microseconds')}'")
+        )
+        conn.commit()
+        conn.close()
+    else:
+        assert isinstance(first, PostgresLedger)
+        pg = await asyncpg.connect(POSTGRES_DSN)
+        try:
+            await pg.execute(
+                _OLD_TABLE.format(
+                    table=first.table,
+                    seq="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                    time="TIMESTAMPTZ",
+                )
+            )
+            await pg.execute(_OLD_ROW.format(table=first.table, sent_at=f"'{T0.isoformat()}'"))
+        finally:
+            await pg.close()
+
+    old = make_record("old-key")
+    # Writers opening it together migrate it once.
+    ledgers = [open_same() for _ in range(3)]
+    got = await asyncio.gather(*(ledger.get("old-key") for ledger in ledgers))
+    assert got == [old, old, old]
+    ledger = ledgers[0]
+    assert await ledger.list() == [old]
+    await ledger.claim("new-key", "me", LEASE, draft=make_record("new-key"))
+    assert await ledger.record_failed("new-key", "400", "bad address", owner="me")
+    assert await ledger.record_feedback("old-key", "delivered", T0, None)
+    state = await ledger.state("old-key")
+    assert state is not None and state.delivered_at == T0
+    assert [s.status for s in await ledger.states()] == ["sent", "failed"]
+    await ledger.record_once(make_record("after-migration", sent_at=T0 + timedelta(1)))
+    assert [r.idempotency_key for r in await open_same().list()] == ["old-key", "after-migration"]
