@@ -150,6 +150,10 @@ class EmbeddedStack:
             or _local_secret(
                 data_dir, ENCRYPTION_KEYS_FILE, lambda: generate_key_entry(_new_key_id())
             ),
+            # Signs the unsubscribe links of emails (worker) and checks them (API, /u/<token>).
+            TRACKFLOW_UNSUBSCRIBE_SECRET=self.settings.unsubscribe_secret
+            or _local_secret(data_dir, "unsubscribe_secret"),
+            TRACKFLOW_PUBLIC_URL=self.settings.public_url or f"http://127.0.0.1:{self.api_port}",
         )
         return env
 

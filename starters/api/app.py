@@ -16,7 +16,13 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from starters.api import shipments, webhooks_carriers, webhooks_providers, webhooks_shopify
+from starters.api import (
+    shipments,
+    unsubscribe,
+    webhooks_carriers,
+    webhooks_providers,
+    webhooks_shopify,
+)
 from starters.api.dependencies import ApiContext, ClientFactory, Context, TemporalGateway
 from starters.api.errors import install_error_handlers
 from starters.api.json_body import BodySizeLimit, StrictJsonRoute
@@ -57,6 +63,7 @@ def create_app(
     app.include_router(webhooks_carriers.router)
     app.include_router(webhooks_shopify.router)
     app.include_router(webhooks_providers.router)
+    app.include_router(unsubscribe.router)
     return app
 
 
