@@ -56,6 +56,7 @@ def outgoing(
         html=rendered.html,
         tracking_number=about.tracking_number,
         order_id=about.order_id,
+        headers=rendered.headers,
     )
 
 

@@ -6,8 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from activities.ledger import LedgerRecord, open_ledger
+from activities.notify import outgoing
 from tests.api_support import api_client, api_settings
-from trackflow.messages import Brand, unsubscribe_url
+from tests.factories import make_shipment
+from trackflow.effects import SendNotification
+from trackflow.messages import Brand, MessageContext, render, unsubscribe_url
+from trackflow.models import Channel, Trigger
 
 SECRET = "test-unsubscribe-secret"
 KEY = "1Z999AA10123456784/1001:in_transit:1:email"
@@ -85,3 +89,17 @@ async def test_a_token_we_did_not_sign_or_with_no_email_behind_it_is_a_plain_404
             answer = await api.post(path)
             assert (answer.status_code, answer.json()) == (404, {"detail": "Not Found"}), path
     assert await _suppressed(tmp_path) is None
+
+
+def test_the_unsubscribe_headers_reach_the_transport() -> None:
+    """The SendGrid transport copies OutgoingMessage.headers into the mail: the send activity
+    must hand it the rendered List-Unsubscribe headers."""
+    shipment = make_shipment()
+    send = SendNotification(
+        idempotency_key=KEY, trigger=Trigger.IN_TRANSIT, channel=Channel.EMAIL, to=EMAIL
+    )
+    brand = Brand(store_name="Acme", public_url="https://shop.example", unsubscribe_secret=SECRET)
+    about = MessageContext.of(shipment)
+    message = outgoing(about, send, render(about, send, brand))
+    assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert f"<https://shop.example{_path()}>" in message.headers["List-Unsubscribe"]
