@@ -26,6 +26,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail
 from twilio.request_validator import RequestValidator
@@ -797,3 +799,108 @@ async def test_the_doubles_callbacks_reach_the_ledger_over_http(tmp_path: Path) 
         assert all(c["status_code"] == 200 for c in callbacks), callbacks
     finally:
         await ledger.close()
+
+
+# --- Signed but hostile: never a 5xx -----------------------------------------------------------
+
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hostile_text = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(
+        ["\x00", "a\x00b", "x" * 5_000, "\u202e", "é" * 300, " ", "+1 502", "STOP", "start"]
+    ),
+)
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), hostile_text
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner, max_size=3),
+    max_leaves=8,
+)
+event_names = st.sampled_from(["processed", "delivered", "bounce", "dropped", "open", "click", "x"])
+
+
+@st.composite
+def sendgrid_batches(draw: st.DrawFn) -> bytes:
+    events = []
+    for _ in range(draw(st.integers(min_value=0, max_value=4))):
+        event = sg_event(draw(event_names), n=draw(st.integers(0, 3)))
+        for _ in range(draw(st.integers(min_value=0, max_value=3))):
+            field = draw(st.sampled_from([*event, "reason", "type", "status", "url"]))
+            if draw(st.booleans()):
+                event[field] = draw(json_values)
+            else:
+                event.pop(field, None)
+        events.append(event)
+    kind = draw(st.sampled_from(["batch", "batch", "batch", "any", "bytes"]))
+    if kind == "any":
+        return json.dumps(draw(json_values)).encode()
+    if kind == "bytes":
+        return draw(st.binary(max_size=100))
+    return json.dumps(events).encode()
+
+
+form_names = st.sampled_from(
+    ["MessageSid", "SmsSid", "MessageStatus", "ErrorCode", "To", "From", "Body", "OptOutType"]
+)
+forms = st.lists(st.tuples(form_names | st.text(max_size=5), hostile_text), max_size=8)
+
+
+@FUZZ
+@given(body=sendgrid_batches())
+async def test_signed_sendgrid_bodies_never_fail_the_service(service: Service, body: bytes) -> None:
+    answer = await service.http.post(
+        "/webhooks/sendgrid", content=body, headers=sendgrid_headers(body)
+    )
+    assert answer.status_code in (200, 400, 422), answer.text
+
+
+@FUZZ
+@given(params=forms, path=st.sampled_from([STATUS, INBOUND]), key=hostile_text)
+async def test_signed_twilio_forms_never_fail_the_service(
+    service: Service, params: list[tuple[str, str]], path: str, key: str
+) -> None:
+    query = key_query(key) if key else ""
+    url = f"{PUBLIC_URL}{path}" + (f"?{query}" if query else "")
+    answer = await service.http.post(
+        path + (f"?{query}" if query else ""),
+        content=urllib.parse.urlencode(params),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": twilio_signature(url, params, TWILIO_TOKEN),
+        },
+    )
+    assert answer.status_code in (200, 422), answer.text
+
+
+@pytest.mark.parametrize(
+    ("what", "value"),
+    [("a NUL", "+1502\x00555"), ("5,000 characters", "+1" + "5" * 5_000), ("a newline", "+1\n5")],
+)
+async def test_hostile_identifiers_are_422_and_change_nothing(
+    service: Service, what: str, value: str
+) -> None:
+    """Addresses, keys and ids are stored and looked up whole: one PostgreSQL cannot hold (a
+    NUL) or index (thousands of characters) is refused before anything is written."""
+    ids = ("twilio-inbound:SMh", "twilio:SMh:failed")
+    before = await snapshot(service.ledger, *ids)
+    stop = inbound_params("STOP", "SMh") | {"From": value}
+    assert (await post_twilio(service, INBOUND, stop)).status_code == 422, what
+    failed = status_params("failed", "SMh", ErrorCode="21610") | {"To": value}
+    answer = await post_twilio(service, STATUS, failed, query=key_query(SMS_KEY))
+    assert answer.status_code == 422, what
+    answer = await post_twilio(
+        service, STATUS, status_params("failed", "SMh"), query=key_query("k" + value)
+    )
+    assert answer.status_code == 422, what
+    email = value.replace("+", "ada@x.") if "\x00" in value or "\n" in value else value + "@x.io"
+    batch = [sg_event("bounce", email=email), sg_event("open", sg_event_id=value)]
+    answer = await post_sendgrid(service, batch)
+    assert (answer.status_code, answer.json()["events"]) == (200, 0)
+    assert [r["index"] for r in answer.json()["rejected"]] == ["0", "1"]
+    assert await snapshot(service.ledger, *ids) == before

@@ -42,6 +42,10 @@ CALLBACK_KEY_PARAM = "key"
 """The query parameter of the Twilio StatusCallback URL carrying the idempotency key."""
 
 _MAX_TEXT = 500  # provider texts (reasons, responses) kept on a record
+MAX_KEY = 500  # an idempotency key (ours are far shorter)
+MAX_ID = 200  # provider ids (sg_event_id is "up to 100 characters")
+MAX_EMAIL = 254
+MAX_PHONE = 64  # E.164 is 16; channel prefixes such as "whatsapp:" add a little
 
 
 class DeliveryStatus(StrEnum):
@@ -119,12 +123,28 @@ class FeedbackBatch:
     rejected: list[dict[str, str]] = field(default_factory=list)
 
 
-def _text(value: object) -> str | None:
+def _text(value: object, limit: int = _MAX_TEXT) -> str | None:
+    """A provider's free text, bounded, NUL characters dropped (PostgreSQL refuses them)."""
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
-    return str(value)[:_MAX_TEXT]
+    return str(value).replace("\x00", "")[:limit] or None
+
+
+def _ident(value: object, name: str, limit: int) -> str | None:
+    """An identifier or address we store and look up by: never cut, refused when too long or
+    holding a control character."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise SourcePayloadError(f"{name} is not a string")
+    text = str(value)
+    if len(text) > limit:
+        raise SourcePayloadError(f"{name} is longer than {limit} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise SourcePayloadError(f"{name} holds a control character")
+    return text
 
 
 def _when(value: object) -> datetime:
@@ -150,11 +170,13 @@ def sendgrid_message_id(sg_message_id: str | None) -> str | None:
 
 def _sendgrid_event(event: Mapping[str, Any]) -> FeedbackRecord:
     name = event.get("event")
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name.strip("\x00"):
         raise SourcePayloadError("event is missing")
     at = _when(event.get("timestamp"))
-    email = _text(event.get("email"))
-    sg_event_id = _text(event.get("sg_event_id"))
+    email = _ident(event.get("email"), "email", MAX_EMAIL)
+    sg_event_id = _ident(event.get("sg_event_id"), "sg_event_id", MAX_ID)
+    key = _ident(event.get(IDEMPOTENCY_ARG), IDEMPOTENCY_ARG, MAX_KEY)
+    message_id = _ident(event.get("sg_message_id"), "sg_message_id", _MAX_TEXT)
     status = SENDGRID_EVENTS.get(name, DeliveryStatus.UNKNOWN)
     reason = _text(event.get("reason"))
     kind = _text(event.get("type"))
@@ -169,9 +191,9 @@ def _sendgrid_event(event: Mapping[str, Any]) -> FeedbackRecord:
         provider="sendgrid",
         channel=Channel.EMAIL,
         dedupe_id=f"sendgrid:{sg_event_id}" if sg_event_id else f"sendgrid:{_digest(event)}",
-        idempotency_key=_text(event.get(IDEMPOTENCY_ARG)),
-        provider_message_id=sendgrid_message_id(_text(event.get("sg_message_id"))),
-        event=name[:100],
+        idempotency_key=key,
+        provider_message_id=sendgrid_message_id(message_id),
+        event=_text(name, 100) or "unknown",
         status=status,
         at=at,
         address=email.strip().lower() if email else None,
@@ -219,12 +241,16 @@ def _first(params: Sequence[tuple[str, str]], *names: str) -> str | None:
     return None
 
 
+def _field(params: Sequence[tuple[str, str]], limit: int, *names: str) -> str | None:
+    return _ident(_first(params, *names), names[0], limit)
+
+
 def parse_twilio_status(
     params: Sequence[tuple[str, str]], query: Sequence[tuple[str, str]], received_at: datetime
 ) -> FeedbackRecord:
     """A Twilio status callback: its form params and the callback URL's query."""
-    sid = _first(params, "MessageSid", "SmsSid")
-    raw_status = _first(params, "MessageStatus", "SmsStatus")
+    sid = _field(params, MAX_ID, "MessageSid", "SmsSid")
+    raw_status = _field(params, 100, "MessageStatus", "SmsStatus")
     if not sid:
         raise SourcePayloadError("MessageSid is missing")
     if not raw_status:
@@ -234,13 +260,13 @@ def parse_twilio_status(
         provider="twilio",
         channel=Channel.SMS,
         dedupe_id=f"twilio:{sid}:{name}",
-        idempotency_key=_first(query, CALLBACK_KEY_PARAM),
+        idempotency_key=_field(query, MAX_KEY, CALLBACK_KEY_PARAM),
         provider_message_id=sid,
         event=name,
         status=TWILIO_STATUSES.get(name, DeliveryStatus.UNKNOWN),
         at=received_at.astimezone(UTC),
-        address=_first(params, "To"),
-        error_code=_text(_first(params, "ErrorCode")),
+        address=_field(params, MAX_PHONE, "To"),
+        error_code=_field(params, 32, "ErrorCode"),
         detail=_text(_first(params, "ErrorMessage")),
     )
 
@@ -270,20 +296,20 @@ class InboundSms(BaseModel):
 
 
 def parse_twilio_inbound(params: Sequence[tuple[str, str]], received_at: datetime) -> InboundSms:
-    sid = _first(params, "MessageSid", "SmsMessageSid", "SmsSid")
-    sender = _first(params, "From")
+    sid = _field(params, MAX_ID, "MessageSid", "SmsMessageSid", "SmsSid")
+    sender = _field(params, MAX_PHONE, "From")
     if not sid:
         raise SourcePayloadError("MessageSid is missing")
     if not sender:
         raise SourcePayloadError("From is missing")
-    body = _first(params, "Body") or ""
+    body = _text(_first(params, "Body"), 1600) or ""
     opt_out_type = (_first(params, "OptOutType") or "").strip().upper()
     keyword = _OPT_OUT_TYPES.get(opt_out_type) or sms_keyword(body)
     return InboundSms(
         message_sid=sid,
         sender=sender,
-        to=_first(params, "To"),
-        body=body[:1600],
+        to=_text(_first(params, "To"), MAX_PHONE),
+        body=body,
         keyword=keyword,
         received_at=received_at.astimezone(UTC),
     )
