@@ -34,6 +34,7 @@ from starters.api.verified import Signature, verified_body
 from trackflow.consent import (
     ConsentChange,
     InboundSmsAction,
+    SuppressionReason,
     email_event_consent,
     help_text,
     keyword_action,
@@ -139,7 +140,7 @@ async def _consent(
     channel: Channel,
     address: str | None,
     change: ConsentChange | None,
-    reason: Any,
+    reason: SuppressionReason | None,
     outcome: Outcome,
 ) -> None:
     if change is None or reason is None or not address:
