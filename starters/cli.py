@@ -12,9 +12,12 @@ import sys
 import threading
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trackflow.settings import SUPERVISOR_FD_ENV, Settings
+
+if TYPE_CHECKING:
+    from activities.ledger import MessageState
 
 # Set by `trackflow up` for its Python children: the read end of a pipe it never writes to.
 SHUTDOWN_TIMEOUT_S = 5.0
@@ -249,17 +252,34 @@ def _run_shipment_show(args: argparse.Namespace, settings: Settings) -> int:
         except ShipmentNotFound as missing:
             print(missing, file=sys.stderr)
             return 1
+        deliveries = await _deliveries(settings, view.tracking_number, view.order_id)
         if args.debug:
             print(view.model_dump_json(indent=2))
         elif args.json:
-            print(view.public().model_dump_json(indent=2))
+            document = view.public().model_dump(mode="json")
+            document["deliveries"] = [d.model_dump(mode="json") for d in deliveries]
+            print(json.dumps(document, indent=2))
         else:
             from starters.render import format_shipment
 
-            print(format_shipment(view.public()))
+            print(format_shipment(view.public(), deliveries))
         return 0
 
     return asyncio.run(show())
+
+
+async def _deliveries(
+    settings: Settings, tracking_number: str, order_id: str
+) -> list[MessageState]:
+    """What the ledger knows of the shipment's messages: provider, id, delivery feedback."""
+    from activities.ledger import open_ledger
+
+    ledger = open_ledger(settings.resolved_ledger_url, read_only=True)
+    try:
+        rows = await ledger.states(tracking_number)
+    finally:
+        await ledger.close()
+    return [row for row in rows if row.kind == "message" and row.order_id == order_id]
 
 
 def _run_outbox(args: argparse.Namespace, settings: Settings) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from activities.ledger import LedgerRecord
+from activities.ledger import LedgerRecord, MessageState
 from trackflow.shipment_state import ShipmentDocument
 
 
@@ -33,7 +33,7 @@ def format_outbox_line(record: LedgerRecord, width: int | None = None, indent: s
     )
 
 
-def format_shipment(view: ShipmentDocument) -> str:
+def format_shipment(view: ShipmentDocument, deliveries: list[MessageState] | None = None) -> str:
     lines = [
         f"{view.tracking_number}  order {view.order_id}  carrier {view.carrier or '?'}",
         f"status: {view.summary}",
@@ -62,10 +62,30 @@ def format_shipment(view: ShipmentDocument) -> str:
             + (f"/{n.exception.value}" if n.exception else "")
             for n in view.notifications
         ),
+        *(["deliveries (from the ledger):"] if deliveries else []),
+        *(_delivery_line(d) for d in deliveries or []),
         *(["notes:"] if view.notes else []),
         *(f"  {n.at:%Y-%m-%d %H:%M} {n.kind}: {n.detail} [{n.about}]" for n in view.notes),
     ]
     return "\n".join(lines)
+
+
+def _delivery_line(row: MessageState) -> str:
+    """A message as its provider saw it: id, delivery status, opened/clicked, error code."""
+    what = (row.trigger or "?") + (f"/{row.exception}" if row.exception else "")
+    parts = [f"  {row.channel or '?':<5} {what:<28} {row.status}"]
+    if row.transport:
+        provider_id = f" {row.provider_message_id}" if row.provider_message_id else ""
+        parts.append(f"via {row.transport}{provider_id}")
+    if row.delivery_status:
+        parts.append(row.delivery_status)
+    for name, at in (("opened", row.opened_at), ("clicked", row.clicked_at)):
+        if at is not None:
+            parts.append(f"{name} {at:%Y-%m-%d %H:%M}")
+    if row.error_code:
+        detail = f" ({row.error_detail})" if row.error_detail else ""
+        parts.append(f"error {row.error_code}{detail}")
+    return " · ".join(parts)
 
 
 def _next_action_line(view: ShipmentDocument) -> str:
