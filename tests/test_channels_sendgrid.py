@@ -5,9 +5,11 @@ reported, and reconciliation can only tell from Event Webhook records."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from activities.channels.base import (
     CannotTell,
@@ -16,6 +18,8 @@ from activities.channels.base import (
     ProviderUnavailable,
 )
 from activities.channels.sendgrid import SendGridTransport
+from activities.exactly_once import Delivery, send_once
+from activities.ledger import LedgerRecord, open_ledger
 from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
 from starters.simulators.providers.server import serving
@@ -168,3 +172,77 @@ async def test_find_knows_a_message_only_from_its_event_webhook_records(
     assert found is not None and found.provider_message_id == "14c5d75ce93"
     with pytest.raises(CannotTell):
         await transport(base_url, feedback=feedback).find(message(key="other"), since)
+
+
+def template(key: str = KEY) -> LedgerRecord:
+    return LedgerRecord(
+        idempotency_key=key,
+        tracking_number="1Z999",
+        order_id="o-1",
+        trigger="in_transit",
+        channel="email",
+        to="ada@example.com",
+        subject="Your order is on its way",
+        body="Track it",
+        transport="sendgrid",
+        sent_at=datetime.now(UTC),
+    )
+
+
+async def test_send_once_stores_the_id_honours_retry_after_and_never_resends_a_drop(
+    double: tuple[str, ProviderDoubles], tmp_path: Path
+) -> None:
+    """Through the send activity's exactly-once step on a real ledger: a 429's Retry-After is
+    the next retry's delay, the accepted message's X-Message-Id lands on the ledger row, a
+    refusal is recorded with its code, and a dropped connection ends uncertain (one alert),
+    never in a second email."""
+    base_url, state = double
+    ledger = open_ledger(str(tmp_path / "ledger.sqlite3"))
+    alerts: list[str] = []
+
+    async def alert(message: OutgoingMessage, why: str) -> None:
+        alerts.append(message.idempotency_key)
+
+    async def send(key: str, owner: str = "worker-1") -> Delivery:
+        return await send_once(
+            ledger,
+            transport(base_url),
+            message(key),
+            template(key),
+            owner=owner,
+            lease=timedelta(seconds=30),
+            on_uncertain=alert,
+        )
+
+    try:
+        state.script(Rule("sendgrid", "429", retry_after=7))
+        with pytest.raises(ApplicationError) as limited:
+            await send(KEY)
+        assert limited.value.next_retry_delay == timedelta(seconds=7)
+        sent = await send(KEY)
+        (mail,) = state.mail
+        assert (sent.outcome, sent.provider_message_id) == ("sent", mail.message_id)
+        row = await ledger.state(KEY)
+        assert row is not None
+        assert (row.status, row.transport, row.provider_message_id) == (
+            "sent",
+            "sendgrid",
+            mail.message_id,
+        )
+        assert (await send(KEY)).already  # a retry after success sends nothing
+
+        state.script(Rule("sendgrid", "error", code=403))
+        refused = await send("k-refused")
+        assert (refused.outcome, refused.error_code) == ("failed", "403")
+        refused_row = await ledger.state("k-refused")
+        assert refused_row is not None and refused_row.error_code == "403"
+
+        state.script(Rule("sendgrid", "drop"))
+        with pytest.raises(ApplicationError):
+            await send("k-dropped")
+        after = await send("k-dropped", owner="worker-2")
+        assert after.outcome == "uncertain"
+        assert alerts == ["k-dropped"]
+        assert [m.custom_args["trackflow_key"] for m in state.mail] == [KEY, "k-dropped"]
+    finally:
+        await ledger.close()

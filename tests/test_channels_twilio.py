@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from activities.channels.base import OutgoingMessage, PermanentFailure, ProviderUnavailable
 from activities.channels.twilio import TwilioTransport
+from activities.exactly_once import Delivery, send_once
+from activities.ledger import LedgerRecord, open_ledger
 from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
 from starters.simulators.providers.server import serving
@@ -191,3 +195,67 @@ async def test_find_pages_through_a_busy_number(double: tuple[str, ProviderDoubl
         await sms.send(message(key=f"k{n}", body=f"other {n}"))
     found = await sms.find(message(body="the one"), since)
     assert found is not None and found.provider_message_id == state.sms[0].sid
+
+
+def template(key: str = KEY, body: str = "Acme: 1Z999 shipped") -> LedgerRecord:
+    return LedgerRecord(
+        idempotency_key=key,
+        tracking_number="1Z999",
+        order_id="o-1",
+        trigger="in_transit",
+        channel="sms",
+        to=CUSTOMER,
+        body=body,
+        transport="twilio",
+        sent_at=datetime.now(UTC),
+    )
+
+
+async def test_send_once_stores_the_sid_honours_retry_after_and_finds_a_dropped_text(
+    double: tuple[str, ProviderDoubles], tmp_path: Path
+) -> None:
+    """Through the send activity's exactly-once step on a real ledger: Retry-After is the next
+    retry's delay, the MessageSid lands on the ledger row, 21610 is recorded as a failure
+    with its code, and after accept-then-drop the next attempt finds the text in Twilio's
+    message list and records it instead of sending it again."""
+    base_url, state = double
+    ledger = open_ledger(str(tmp_path / "ledger.sqlite3"))
+
+    async def send(key: str, body: str, owner: str = "worker-1") -> Delivery:
+        return await send_once(
+            ledger,
+            transport(base_url),
+            message(key, body=body),
+            template(key, body),
+            owner=owner,
+            lease=timedelta(seconds=30),
+        )
+
+    try:
+        state.script(Rule("twilio", "429", retry_after=3))
+        with pytest.raises(ApplicationError) as limited:
+            await send(KEY, "first")
+        assert limited.value.next_retry_delay == timedelta(seconds=3)
+        sent = await send(KEY, "first")
+        row = await ledger.state(KEY)
+        assert row is not None
+        assert (row.status, row.transport, row.provider_message_id) == (
+            "sent",
+            "twilio",
+            state.sms[0].sid,
+        )
+        assert sent.provider_message_id == state.sms[0].sid
+
+        state.script(Rule("twilio", "error", code=21610))
+        refused = await send("k-stopped", "second")
+        assert (refused.outcome, refused.error_code) == ("failed", "21610")
+
+        state.script(Rule("twilio", "drop"))
+        with pytest.raises(ApplicationError):
+            await send("k-dropped", "third")
+        found = await send("k-dropped", "third", owner="worker-2")
+        assert (found.outcome, found.already) == ("sent", True)
+        assert found.provider_message_id == state.find_sms(key="k-dropped").sid
+        assert [s.key for s in state.sms] == [KEY, "k-dropped"]  # none sent twice
+    finally:
+        await ledger.close()

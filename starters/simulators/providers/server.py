@@ -24,7 +24,14 @@ def serving(app: Any, port: int | None = None, deadline_s: float = 10.0) -> Iter
     """Run `app` under uvicorn on 127.0.0.1 until the block ends; yields its base URL."""
     port = port or _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=1,  # a stalled call is not waited for
+        )
     )
     thread = threading.Thread(target=server.run, name=f"serving-{port}", daemon=True)
     thread.start()
