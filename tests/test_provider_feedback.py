@@ -30,17 +30,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail
+from temporalio.testing import ActivityEnvironment
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client as TwilioClient
 
 from activities.ledger import Ledger, LedgerRecord, open_ledger
+from activities.notify import NotificationActivities
 from starters.api import create_app
 from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, create_providers_app
 from starters.simulators.providers.server import serving
-from tests.factories import ANY_TIME_POLICY
+from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import eventually
 from trackflow.consent import may_send
+from trackflow.contracts import SendBatch, SendReport
+from trackflow.effects import SendNotification
+from trackflow.messages import Brand, MessageContext
+from trackflow.models import Channel, Trigger
 from trackflow.settings import Settings
 from trackflow.sources.normalized import SourcePayloadError
 from trackflow.sources.providers import (
@@ -904,3 +910,39 @@ async def test_hostile_identifiers_are_422_and_change_nothing(
     assert (answer.status_code, answer.json()["events"]) == (200, 0)
     assert [r["index"] for r in answer.json()["rejected"]] == ["0", "1"]
     assert await snapshot(service.ledger, *ids) == before
+
+
+# --- The next send, for any shipment of the customer, honours what feedback recorded -----------
+
+
+def _batch(number: str) -> SendBatch:
+    shipment = make_shipment(tracking_number=number, email="Ada@Example.com", phone=PHONE)
+    sends = [
+        SendNotification(
+            idempotency_key=f"{number}/1001:out_for_delivery:0:{channel.value}",
+            trigger=Trigger.OUT_FOR_DELIVERY,
+            channel=channel,
+            to=to,
+        )
+        for channel, to in ((Channel.EMAIL, EMAIL), (Channel.SMS, PHONE))
+    ]
+    return SendBatch(about=MessageContext.of(shipment), sends=sends)
+
+
+async def test_feedback_suppression_stops_the_next_send_of_another_shipment(
+    service: Service,
+) -> None:
+    activities = NotificationActivities(service.ledger, brand=Brand(store_name="Acme"))
+
+    async def send(number: str) -> list[str]:
+        report: SendReport = await ActivityEnvironment().run(
+            activities.send_notifications, _batch(number)
+        )
+        return [receipt.transport for receipt in report.receipts]
+
+    assert await send("1Z0000000000000001") == ["outbox", "outbox"]
+    await post_twilio(service, INBOUND, inbound_params("STOP", "SMx"))
+    await post_sendgrid(service, [sg_event("spamreport")])
+    assert await send("1Z0000000000000002") == ["suppressed:spam_report", "suppressed:sms_stop"]
+    await post_twilio(service, INBOUND, inbound_params("START", "SMy"))
+    assert await send("1Z0000000000000003") == ["suppressed:spam_report", "outbox"]
