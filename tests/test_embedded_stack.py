@@ -179,7 +179,11 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
 
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["status"] == "out_for_delivery"
-    assert set(json.loads(shown.stdout)) == set(ShipmentDocument.model_fields)
+    document = json.loads(shown.stdout)
+    assert set(document) == set(ShipmentDocument.model_fields) | {"deliveries"}
+    assert [
+        (d["trigger"], d["channel"], d["status"], d["transport"]) for d in document["deliveries"]
+    ] == [("in_transit", "email", "sent", "outbox")]
     assert shown_text.returncode == 0, shown_text.stderr
     assert "status: out_for_delivery" in shown_text.stdout.splitlines()
     assert debug.returncode == 0, debug.stderr
