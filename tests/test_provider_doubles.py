@@ -10,6 +10,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,10 +29,18 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from activities.channels.base import OutgoingMessage
+from activities.channels.sendgrid import SendGridTransport
+from activities.channels.twilio import TwilioTransport
+from activities.exactly_once import send_once
+from activities.ledger import LedgerRecord, open_ledger
+from starters.api import create_app
 from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, create_providers_app
 from starters.simulators.providers.server import serving
-from tests.harness import clean_env
+from tests.harness import clean_env, eventually
+from trackflow.models import Channel
+from trackflow.settings import Settings
 
 ACCOUNT = "AC" + "1" * 32
 TOKEN = "double-auth-token"
@@ -372,3 +382,111 @@ def test_trackflow_simulate_providers_serves_both_doubles() -> None:
         output = process.communicate(timeout=30)[0].decode()
     assert f"TRACKFLOW_SENDGRID_BASE_URL={base_url}" in output
     assert "SG.cli" not in output
+
+
+async def test_the_doubles_callbacks_pass_trackflows_webhooks_into_the_ledger(
+    tmp_path: Path,
+) -> None:
+    """End to end over HTTP: the transports send through the doubles, whose signed Event
+    Webhook posts, status callbacks and STOP reply reach trackflow's own webhook routes,
+    verify, and land on the ledger rows and the suppression list."""
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    state = ProviderDoubles(
+        sendgrid_event_webhook_url=f"{api_url}/webhooks/sendgrid",
+        twilio_inbound_url=f"{api_url}/webhooks/twilio/inbound",
+        twilio_account_sid=ACCOUNT,
+        twilio_auth_token=TOKEN,
+    )
+    settings = Settings(
+        data_dir=tmp_path,
+        public_url=api_url,
+        twilio_auth_token=TOKEN,
+        sendgrid_webhook_public_key=state.public_key,
+        store_name="Acme",
+    )
+
+    async def no_temporal() -> Any:
+        raise AssertionError("feedback needs no Temporal client")
+
+    ledger = open_ledger(settings.resolved_ledger_url)
+    email_key, sms_key = "1Z9/o-1:shipped:0:email", "1Z9/o-1:shipped:0:sms"
+    try:
+        with (
+            serving(create_providers_app(state)) as doubles_url,
+            serving(create_app(settings, no_temporal), port=api_port),
+        ):
+            email = SendGridTransport(
+                api_key="SG.e2e", sender="shop@example.com", base_url=doubles_url
+            )
+            sms = TwilioTransport(
+                account_sid=ACCOUNT,
+                auth_token=TOKEN,
+                from_=SENDER,
+                base_url=doubles_url,
+                public_url=api_url,
+            )
+            for transport, channel, to, key in (
+                (email, Channel.EMAIL, "ada@example.com", email_key),
+                (sms, Channel.SMS, CUSTOMER, sms_key),
+            ):
+                outgoing = OutgoingMessage(
+                    idempotency_key=key,
+                    channel=channel,
+                    to=to,
+                    subject="Shipped",
+                    body="Acme: 1Z9 shipped",
+                    tracking_number="1Z9",
+                    order_id="o-1",
+                )
+                template = LedgerRecord(
+                    idempotency_key=key,
+                    tracking_number="1Z9",
+                    order_id="o-1",
+                    trigger="shipped",
+                    channel=channel.value,
+                    to=to,
+                    body="Acme: 1Z9 shipped",
+                    transport=transport.name,
+                    sent_at=datetime.now(UTC),
+                )
+                await send_once(
+                    ledger, transport, outgoing, template, owner="e2e", lease=timedelta(seconds=30)
+                )
+
+            async def row(key: str) -> Any:
+                return await ledger.state(key)
+
+            delivered = await eventually(
+                lambda: row(email_key), lambda r: r.delivery_status == "delivered", what="email"
+            )
+            assert delivered.provider_message_id == state.mail[0].message_id
+            texted = await eventually(
+                lambda: row(sms_key), lambda r: r.delivery_status == "delivered", what="sms"
+            )
+            assert texted.provider_message_id == state.sms[0].sid
+
+            async with httpx.AsyncClient(base_url=doubles_url) as admin:
+                for event in ("open", "click"):
+                    answer = await admin.post(
+                        "/_double/sendgrid/events", json={"event": event, "key": email_key}
+                    )
+                    assert answer.json()["callback"]["status_code"] == 200
+                await eventually(
+                    lambda: row(email_key),
+                    lambda r: r.opened_at is not None and r.clicked_at is not None,
+                    what="opened and clicked",
+                )
+                stop = await admin.post(
+                    "/_double/twilio/inbound", json={"from": CUSTOMER, "to": SENDER, "body": "STOP"}
+                )
+                assert stop.status_code == 200
+                assert await ledger.suppressed("Acme", "sms", CUSTOMER) is not None
+            assert {c.status_code for c in state.callbacks} == {200}
+            assert {c.kind for c in state.callbacks} == {
+                "sendgrid_events",
+                "twilio_status",
+                "twilio_inbound",
+            }
+    finally:
+        await ledger.close()
