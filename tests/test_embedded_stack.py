@@ -183,7 +183,10 @@ def test_up_restart_resumes_in_flight_shipments_and_cli_reads_them(tmp_path: Pat
     assert set(document) == set(ShipmentDocument.model_fields) | {"deliveries"}
     assert [
         (d["trigger"], d["channel"], d["status"], d["transport"]) for d in document["deliveries"]
-    ] == [("in_transit", "email", "sent", "outbox")]
+    ] == [
+        ("in_transit", "email", "sent", "outbox"),
+        ("out_for_delivery", "email", "sent", "outbox"),
+    ]
     assert shown_text.returncode == 0, shown_text.stderr
     assert "status: out_for_delivery" in shown_text.stdout.splitlines()
     assert debug.returncode == 0, debug.stderr
