@@ -169,6 +169,11 @@ def _parser() -> argparse.ArgumentParser:
         "--twilio-inbound-url",
         help="where inbound texts go (default: TRACKFLOW_PUBLIC_URL/webhooks/twilio/inbound)",
     )
+    providers_sim.add_argument(
+        "--signing-key-file",
+        help="PEM P-256 key that signs the Event Webhook (created if missing; default: a new "
+        "key each run, its public half printed)",
+    )
     providers_sim.set_defaults(run=_run_simulate_providers)
 
     keys = commands.add_parser("keys", help="payload encryption keys")
@@ -372,6 +377,7 @@ def _run_simulate_providers(args: argparse.Namespace, settings: Settings) -> int
         sendgrid_api_key=settings.sendgrid_api_key,
         twilio_account_sid=settings.twilio_account_sid,
         twilio_auth_token=settings.twilio_auth_token,
+        signing_key_file=Path(args.signing_key_file) if args.signing_key_file else None,
     )
     return 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from activities.ledger import LedgerRecord, open_ledger
 from starters.api import create_app
 from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, create_providers_app
+from starters.simulators.providers.local import providers_command, simulated_provider_env
 from starters.simulators.providers.server import serving
 from tests.harness import clean_env, eventually
 from trackflow.models import Channel
@@ -344,20 +344,20 @@ def test_scripted_engagement_events_reach_the_webhook(
     assert events[3]["url"] == "https://example.com/"
 
 
-def test_trackflow_simulate_providers_serves_both_doubles() -> None:
+def test_trackflow_simulate_providers_serves_both_doubles(tmp_path: Path) -> None:
+    """As a local stack runs it: the environment from `simulated_provider_env` (which the
+    worker and API get too) and the command from `providers_command`; the doubles sign with
+    the key whose public half that environment names, and take only its credentials."""
     port = free_port()
-    env = {
-        **clean_env(),
-        "TRACKFLOW_SENDGRID_API_KEY": "SG.cli",
-        "TRACKFLOW_PUBLIC_URL": "http://127.0.0.1:9",
-    }
+    base_url = f"http://127.0.0.1:{port}"
+    stack = simulated_provider_env(tmp_path, base_url, "http://127.0.0.1:9")
+    assert stack == simulated_provider_env(tmp_path, base_url, "http://127.0.0.1:9")  # kept
     process = subprocess.Popen(
-        [sys.executable, "-m", "starters.cli", "simulate", "providers", "--port", str(port)],
-        env=env,
+        providers_command(tmp_path, port),
+        env={**clean_env(), **stack},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    base_url = f"http://127.0.0.1:{port}"
     try:
         end = time.monotonic() + 30
         while True:
@@ -369,19 +369,27 @@ def test_trackflow_simulate_providers_serves_both_doubles() -> None:
                 time.sleep(0.1)
         assert config["sendgrid_event_webhook_url"] == "http://127.0.0.1:9/webhooks/sendgrid"
         assert config["twilio_inbound_url"] == "http://127.0.0.1:9/webhooks/twilio/inbound"
+        assert config["public_key"] == stack["TRACKFLOW_SENDGRID_WEBHOOK_PUBLIC_KEY"]
         with pytest.raises(HTTPError) as wrong_key:
             SendGridAPIClient(api_key="SG.other", host=base_url).send(mail())
         assert wrong_key.value.status_code == 401
-        sent = SendGridAPIClient(api_key="SG.cli", host=base_url).send(mail())
-        assert sent.status_code == 202
-        created = twilio_client(base_url).messages.create(to=CUSTOMER, from_=SENDER, body="hi")
+        api_key = stack["TRACKFLOW_SENDGRID_API_KEY"]
+        assert SendGridAPIClient(api_key=api_key, host=base_url).send(mail()).status_code == 202
+        twilio = Client(stack["TRACKFLOW_TWILIO_ACCOUNT_SID"], "wrong")
+        twilio.api.base_url = base_url
+        with pytest.raises(TwilioRestException) as wrong_token:
+            twilio.messages.create(to=CUSTOMER, from_=SENDER, body="hi")
+        assert wrong_token.value.code == 20003
+        twilio = Client(stack["TRACKFLOW_TWILIO_ACCOUNT_SID"], stack["TRACKFLOW_TWILIO_AUTH_TOKEN"])
+        twilio.api.base_url = base_url
+        created = twilio.messages.create(to=CUSTOMER, from_=SENDER, body="hi")
         listed = httpx.get(f"{base_url}/_double/twilio/messages").json()["messages"]
         assert [m["sid"] for m in listed] == [created.sid]
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
     assert f"TRACKFLOW_SENDGRID_BASE_URL={base_url}" in output
-    assert "SG.cli" not in output
+    assert api_key not in output and stack["TRACKFLOW_TWILIO_AUTH_TOKEN"] not in output
 
 
 async def test_the_doubles_callbacks_pass_trackflows_webhooks_into_the_ledger(

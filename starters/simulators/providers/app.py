@@ -50,6 +50,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -631,9 +632,12 @@ def run_providers(
     sendgrid_api_key: str | None = None,
     twilio_account_sid: str | None = None,
     twilio_auth_token: str | None = None,
+    signing_key_file: Path | None = None,
 ) -> None:
     """Serve both doubles (blocks until interrupted)."""
     import uvicorn
+
+    from starters.simulators.providers.local import signing_key
 
     doubles = ProviderDoubles(
         sendgrid_api_key=sendgrid_api_key,
@@ -642,6 +646,8 @@ def run_providers(
         twilio_auth_token=twilio_auth_token,
         twilio_inbound_url=twilio_inbound_url,
     )
+    if signing_key_file is not None:  # a key the API was given the public half of
+        doubles.signing_key = signing_key(signing_key_file)
     print(
         f"provider doubles on http://{host}:{port}: SendGrid at /v3/mail/send, Twilio at "
         f"/2010-04-01/Accounts/<sid>/Messages.json\n"
