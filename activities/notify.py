@@ -36,8 +36,9 @@ from trackflow.effects import AlertKind, RaiseAlert, SendNotification
 from trackflow.messages import Brand, MessageContext, RenderedMessage, render
 from trackflow.models import Channel
 
-# A claim outlives the attempt holding it (its start-to-close timeout) by this much, so an
-# attempt still inside its provider call is never taken over; a crashed one is after it.
+# A claim outlives the attempt holding it (its start-to-close timeout) by at least this much,
+# and by more than one provider call (a call in a thread can outlast its cancelled attempt),
+# so an attempt still inside its provider call is never taken over; a crashed one is after.
 LEASE_MARGIN = timedelta(seconds=15)
 DEFAULT_LEASE = timedelta(seconds=35)
 NO_ADDRESS = "no_address"
@@ -107,12 +108,12 @@ def attempt_owner() -> str:
     return f"{where}/{tag}"
 
 
-def attempt_lease() -> timedelta:
+def attempt_lease(margin: timedelta = LEASE_MARGIN) -> timedelta:
     """Longer than this attempt can run: its start-to-close timeout plus a margin."""
     if activity.in_activity():
         timeout = activity.info().start_to_close_timeout
         if timeout:
-            return timeout + LEASE_MARGIN
+            return timeout + margin
     return DEFAULT_LEASE
 
 
@@ -126,6 +127,7 @@ class NotificationActivities:
         alerts: Alerts | None = None,
         merchant: str | None = None,
         lease: timedelta | None = None,
+        provider_timeout: timedelta | None = None,
     ) -> None:
         self._ledger = ledger
         outbox = OutboxTransport()
@@ -136,6 +138,7 @@ class NotificationActivities:
         # Whose suppression list applies: the store this deployment sends for.
         self._merchant = merchant or self._brand.store_name
         self._lease = lease
+        self._margin = max(LEASE_MARGIN, (provider_timeout or timedelta(0)) + timedelta(seconds=5))
 
     @activity.defn(name="send_notifications")
     async def send_notifications(self, batch: SendBatch) -> SendReport:
@@ -164,7 +167,7 @@ class NotificationActivities:
             message,
             ledger_template(about, send, message),
             owner=attempt_owner(),
-            lease=self._lease or attempt_lease(),
+            lease=self._lease or attempt_lease(self._margin),
             consent=self._consent,
             on_uncertain=lambda message, why: self._alert_uncertain(about, message, why),
         )

@@ -6,6 +6,7 @@ A crashed attempt is what it leaves behind: a 'sending' claim whose owner never 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -32,7 +33,7 @@ from activities.exactly_once import (
     Outcome,
     send_once,
 )
-from activities.ledger import Ledger, LedgerRecord, open_ledger
+from activities.ledger import Ledger, LedgerRecord, PostgresLedger, SqliteLedger, open_ledger
 from trackflow.models import Channel
 
 POSTGRES_DSN = os.environ.get(
@@ -323,3 +324,31 @@ async def test_a_key_held_by_another_kind_of_effect_fails_without_retry(ledger: 
 
     assert collision.value.type == LEDGER_KEY_COLLISION and collision.value.non_retryable
     assert provider.sent == []
+
+
+async def test_two_workers_racing_one_message_send_it_once(ledger: Ledger, tmp_path: Path) -> None:
+    """Ten attempts on separate connections (as separate workers): one sends, the rest wait."""
+    provider = FakeProvider()
+
+    def another_worker() -> Ledger:
+        if isinstance(ledger, SqliteLedger):
+            return open_ledger(str(ledger.path))
+        assert isinstance(ledger, PostgresLedger)
+        return open_ledger(POSTGRES_DSN, table=ledger.table)
+
+    others = [another_worker() for _ in range(9)]
+    try:
+        results = await asyncio.gather(
+            *(run(each, provider) for each in [ledger, *others]), return_exceptions=True
+        )
+    finally:
+        for other in others:
+            await other.close()
+
+    sent = [r for r in results if isinstance(r, Delivery)]
+    waited = [r for r in results if isinstance(r, ApplicationError)]
+    assert len(provider.sent) == 1
+    assert len(sent) + len(waited) == 10 and len(sent) >= 1
+    assert all(d.outcome is Outcome.SENT and d.provider_message_id == "SM1" for d in sent)
+    assert sum(not d.already for d in sent) == 1
+    assert all(e.type == MESSAGE_CLAIMED for e in waited)

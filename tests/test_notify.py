@@ -264,3 +264,18 @@ async def test_provider_credentials_switch_their_channel_from_the_outbox(
         Channel.EMAIL: "sendgrid",
         Channel.SMS: "twilio",
     }
+
+
+async def test_a_slow_provider_call_lengthens_the_lease(ledger: Ledger) -> None:
+    email = Provider("mail", ledger=ledger)
+    activities = NotificationActivities(
+        ledger, {Channel.EMAIL: email}, BRAND, provider_timeout=timedelta(seconds=60)
+    )
+
+    await run(activities, SendBatch(about=ABOUT, sends=[EMAIL]))
+
+    claimed = email.seen_while_sending[0]
+    assert claimed is not None and claimed.lease_until and claimed.claimed_at
+    timeout = ActivityEnvironment.default_info().start_to_close_timeout
+    assert timeout is not None
+    assert claimed.lease_until - claimed.claimed_at == timeout + timedelta(seconds=65)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
@@ -95,6 +96,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         ledger=ledger,
         transports=transports_for(settings, ledger),
         alerts=alert_transport,
+        provider_timeout=timedelta(seconds=settings.provider_timeout_s),
         brand=Brand(
             store_name=settings.store_name,
             support_email=settings.support_email,
