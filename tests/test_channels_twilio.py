@@ -259,3 +259,23 @@ async def test_send_once_stores_the_sid_honours_retry_after_and_finds_a_dropped_
         assert [s.key for s in state.sms] == [KEY, "k-dropped"]  # none sent twice
     finally:
         await ledger.close()
+
+
+async def test_find_skips_the_same_text_the_ledger_holds_under_another_key(
+    double: tuple[str, ProviderDoubles],
+) -> None:
+    """Two messages of one shipment can read the same (another episode of one trigger): a
+    crashed one must not be taken as sent because its twin went out."""
+    base_url, state = double
+    since = datetime.now(UTC)
+    twin = await transport(base_url).send(message(key="episode-1"))
+    owners = {twin.provider_message_id: "episode-1"}
+
+    async def owner_of(sid: str) -> str | None:
+        return owners.get(sid)
+
+    sms = transport(base_url, owner_of=owner_of)
+    assert await sms.find(message(key="episode-2"), since) is None  # never sent: send it
+    found = await sms.find(message(key="episode-1"), since)
+    assert found is not None and found.provider_message_id == twin.provider_message_id
+    assert len(state.sms) == 1

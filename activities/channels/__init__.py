@@ -44,5 +44,6 @@ def transports_for(settings: Settings, ledger: Ledger) -> dict[Channel, Transpor
             public_url=settings.public_url,
             timeout_s=settings.provider_timeout_s,
             feedback=ledger.provider_id_for_key,
+            owner_of=ledger.key_for_provider_id,
         )
     return transports

@@ -31,6 +31,8 @@ from activities.channels.sendgrid import retry_after
 
 # key -> the MessageSid a status callback for that key carried, if any.
 FeedbackLookup = Callable[[str], Awaitable[str | None]]
+# MessageSid -> the key whose ledger row holds it, if any.
+OwnerLookup = Callable[[str], Awaitable[str | None]]
 # A clock skew allowance when comparing Twilio's date_created with the claim's time.
 SKEW = timedelta(minutes=2)
 TOO_MANY_REQUESTS = 20429
@@ -73,6 +75,7 @@ class TwilioTransport:
         public_url: str | None = None,
         timeout_s: float = 10.0,
         feedback: FeedbackLookup | None = None,
+        owner_of: OwnerLookup | None = None,
     ) -> None:
         if not from_ and not messaging_service_sid:
             raise ValueError("Twilio needs a sender: a From number or a MessagingServiceSid")
@@ -84,6 +87,7 @@ class TwilioTransport:
         self._public_url = public_url.rstrip("/") if public_url else None
         self._timeout_s = timeout_s
         self._feedback = feedback
+        self._owner_of = owner_of
 
     def status_callback(self, key: str) -> str | None:
         if not self._public_url:
@@ -128,7 +132,9 @@ class TwilioTransport:
         )
 
     async def find(self, message: OutgoingMessage, since: datetime) -> ProviderReceipt | None:
-        """The message Twilio created for this key since `since`, or None if it has none."""
+        """The message Twilio created for this key since `since`, or None if it has none: to
+        the same number, from the same sender, with the same text, and not a message the
+        ledger already holds under another key."""
         if self._feedback is not None:
             sid = await self._feedback(message.idempotency_key)
             if sid:
@@ -149,6 +155,10 @@ class TwilioTransport:
                     continue
                 if not self._service and found.from_ != self._from:
                     continue
+                if self._owner_of is not None:
+                    owner = await self._owner_of(found.sid)
+                    if owner is not None and owner != message.idempotency_key:
+                        continue  # the same text of another message (another episode)
                 return ProviderReceipt(
                     transport=self.name,
                     provider_message_id=found.sid,
