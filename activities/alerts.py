@@ -26,6 +26,8 @@ _TITLES = {
     AlertKind.LOST: "Package lost",
     AlertKind.PICKUP_GAP: "No carrier pickup",
     AlertKind.CARRIER_API_OUTAGE: "Carrier API outage",
+    AlertKind.CARRIER_API_RECOVERED: "Carrier API recovered",
+    AlertKind.UNCERTAIN_SEND: "Message may not have reached the provider (not resent)",
 }
 
 
