@@ -5,6 +5,10 @@ double got by listing messages to the number."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import os
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +18,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.channels.base import OutgoingMessage, PermanentFailure, ProviderUnavailable
-from activities.channels.twilio import TwilioTransport
+from activities.channels.twilio import LocalPacing, PostgresPacing, TwilioTransport
 from activities.exactly_once import Delivery, send_once
 from activities.ledger import LedgerRecord, open_ledger
 from starters.embedded import free_port
@@ -279,3 +283,54 @@ async def test_find_skips_the_same_text_the_ledger_holds_under_another_key(
     found = await sms.find(message(key="episode-1"), since)
     assert found is not None and found.provider_message_id == twin.provider_message_id
     assert len(state.sms) == 1
+
+
+POSTGRES = os.environ.get(
+    "TRACKFLOW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def gaps(state: ProviderDoubles) -> list[float]:
+    times = sorted(s.date_created for s in state.sms)
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+
+
+async def test_a_senders_rate_holds_across_two_workers_on_postgresql(
+    double: tuple[str, ProviderDoubles],
+) -> None:
+    """Two workers' transports (each its own connection) sending at once through one sender
+    at 5 per second: Twilio is asked no faster than one message per 0.2 s (half of that is
+    allowed for the loopback's jitter between the turn and the double's clock)."""
+    base_url, state = double
+    name = f"trackflow:twilio:test-{uuid.uuid4().hex}"
+    workers = [
+        transport(base_url, pacing=PostgresPacing(POSTGRES, name, per_second=5)) for _ in range(2)
+    ]
+    await asyncio.gather(
+        *(workers[n % 2].send(message(key=f"k{n}", body=f"text {n}")) for n in range(6))
+    )
+    assert len(state.sms) == 6
+    assert min(gaps(state)) >= 0.1, gaps(state)
+    # Without pacing the same burst arrives together.
+    state.sms.clear()
+    await asyncio.gather(*(transport(base_url).send(message(key=f"f{n}")) for n in range(6)))
+    assert min(gaps(state)) < 0.1
+
+
+async def test_a_senders_rate_holds_in_one_process(double: tuple[str, ProviderDoubles]) -> None:
+    base_url, state = double
+    paced = transport(base_url, pacing=LocalPacing(per_second=5))
+    await asyncio.gather(*(paced.send(message(key=f"k{n}")) for n in range(4)))
+    assert len(state.sms) == 4
+    assert min(gaps(state)) >= 0.1, gaps(state)
+
+
+async def test_a_lost_database_means_no_turn_and_nothing_sent(
+    double: tuple[str, ProviderDoubles],
+) -> None:
+    base_url, state = double
+    dead = PostgresPacing(f"postgresql://postgres@127.0.0.1:{free_port()}/none", "x", 5)
+    with pytest.raises(ProviderUnavailable) as unavailable:
+        await transport(base_url, pacing=dead).send(message())
+    assert unavailable.value.may_have_sent is False
+    assert state.sms == []

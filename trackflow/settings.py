@@ -61,6 +61,9 @@ class Settings(BaseModel):
     twilio_base_url: str = "https://api.twilio.com"  # e.g. a local double
     public_url: str | None = None  # where providers call back (status callbacks, webhooks)
     provider_timeout_s: float = Field(default=10.0, gt=0)  # one provider HTTP call
+    # Messages Twilio is asked to create per second per sender, across every worker on a
+    # PostgreSQL ledger (a US long code sends 1 per second; short codes and toll-free more).
+    twilio_messages_per_second: float = Field(default=1.0, gt=0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -33,7 +33,7 @@ def transports_for(settings: Settings, ledger: Ledger) -> dict[Channel, Transpor
             feedback=ledger.provider_id_for_key,
         )
     if settings.twilio_configured and settings.twilio_account_sid and settings.twilio_auth_token:
-        from activities.channels.twilio import TwilioTransport
+        from activities.channels.twilio import TwilioTransport, pacing_for
 
         transports[Channel.SMS] = TwilioTransport(
             account_sid=settings.twilio_account_sid,
@@ -45,5 +45,10 @@ def transports_for(settings: Settings, ledger: Ledger) -> dict[Channel, Transpor
             timeout_s=settings.provider_timeout_s,
             feedback=ledger.provider_id_for_key,
             owner_of=ledger.key_for_provider_id,
+            pacing=pacing_for(
+                settings.resolved_ledger_url,
+                settings.twilio_messaging_service_sid or settings.twilio_from or "",
+                settings.twilio_messages_per_second,
+            ),
         )
     return transports

@@ -9,13 +9,16 @@ status callbacks already received for the key.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
+import asyncpg
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
@@ -61,6 +64,66 @@ class _HttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         return response
 
 
+class LocalPacing:
+    """At most `per_second` message creations per sender in this process (a single worker,
+    as on the SQLite ledger): each turn starts 1/per_second after the one before."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second
+        self._lock = asyncio.Lock()
+        self._next = 0.0
+
+    async def wait_turn(self) -> None:
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            wait = self._next - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._next = loop.time() + self._interval
+
+
+class PostgresPacing:
+    """At most `per_second` message creations per sender across every worker on one
+    PostgreSQL ledger: a turn holds the sender's advisory lock for 1/per_second before the
+    call goes out (never during it), so turns start at least that far apart. A worker that
+    dies mid-turn loses its session, and the lock with it."""
+
+    def __init__(self, dsn: str, name: str, per_second: float) -> None:
+        self._dsn = dsn
+        self._key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        self._interval = 1.0 / per_second
+        self._connection: Any = None
+        self._lock = asyncio.Lock()  # one turn at a time per process, on one connection
+
+    async def wait_turn(self) -> None:
+        async with self._lock:
+            try:
+                if self._connection is None or self._connection.is_closed():
+                    self._connection = await asyncpg.connect(self._dsn)
+                connection = self._connection
+                await connection.execute("SELECT pg_advisory_lock($1)", self._key)
+                try:
+                    await asyncio.sleep(self._interval)
+                finally:
+                    await connection.execute("SELECT pg_advisory_unlock($1)", self._key)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                self._connection = None
+                raise ProviderUnavailable(
+                    f"cannot take a Twilio sending turn: {error!r}", may_have_sent=False
+                ) from error
+
+
+class Pacing(Protocol):
+    async def wait_turn(self) -> None: ...
+
+
+def pacing_for(ledger_url: str, sender: str, per_second: float) -> Pacing:
+    """Across workers on a PostgreSQL ledger, else within this process."""
+    if ledger_url.startswith(("postgresql://", "postgres://")):
+        return PostgresPacing(ledger_url, f"trackflow:twilio:{sender}", per_second)
+    return LocalPacing(per_second)
+
+
 class TwilioTransport:
     name = "twilio"
 
@@ -76,6 +139,7 @@ class TwilioTransport:
         timeout_s: float = 10.0,
         feedback: FeedbackLookup | None = None,
         owner_of: OwnerLookup | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         if not from_ and not messaging_service_sid:
             raise ValueError("Twilio needs a sender: a From number or a MessagingServiceSid")
@@ -88,6 +152,7 @@ class TwilioTransport:
         self._timeout_s = timeout_s
         self._feedback = feedback
         self._owner_of = owner_of
+        self._pacing = pacing
 
     def status_callback(self, key: str) -> str | None:
         if not self._public_url:
@@ -122,6 +187,8 @@ class TwilioTransport:
         callback = self.status_callback(message.idempotency_key)
         if callback:
             sender["status_callback"] = callback
+        if self._pacing is not None:  # the sender's messages per second, across workers
+            await self._pacing.wait_turn()
         created = await self._call(
             lambda client: client.messages.create_async(to=message.to, body=message.body, **sender)
         )
