@@ -217,6 +217,18 @@ def test_accept_then_drop_keeps_the_message_and_closes_without_an_answer(
     assert [m.outcome for m in state.sms] == ["dropped"]
 
 
+def test_a_stall_can_end_in_a_dropped_connection(doubles: tuple[str, ProviderDoubles]) -> None:
+    base_url, state = doubles
+    script(base_url, provider="sendgrid", action="stall", seconds=0.2, then="drop")
+    with pytest.raises(OSError):
+        SendGridAPIClient(api_key="SG.test", host=base_url).send(mail())
+    assert [m.outcome for m in state.mail] == ["stalled"]
+    rules = httpx.get(f"{base_url}/_double/script").json()["rules"]
+    assert rules == []  # used up
+    bad = httpx.post(f"{base_url}/_double/script", json={"provider": "x", "action": "429"})
+    assert bad.status_code == 422
+
+
 def test_a_stalled_call_is_received_before_it_is_answered(
     doubles: tuple[str, ProviderDoubles],
 ) -> None:
