@@ -4,12 +4,15 @@ reported, and reconciliation can only tell from Event Webhook records."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 
 from activities.channels.base import (
     CannotTell,
@@ -21,9 +24,12 @@ from activities.channels.sendgrid import SendGridTransport
 from activities.exactly_once import Delivery, send_once
 from activities.ledger import LedgerRecord, open_ledger
 from starters.embedded import free_port
+from starters.shipments import register_shipment, signal_event
 from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
 from starters.simulators.providers.server import serving
-from trackflow.models import Channel
+from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
+from tests.harness import eventually, outbox, running_worker
+from trackflow.models import CarrierStatus, Channel
 
 KEY = "1Z999/o-1:shipped:0:email"
 
@@ -246,3 +252,47 @@ async def test_send_once_stores_the_id_honours_retry_after_and_never_resends_a_d
         assert [m.custom_args["trackflow_key"] for m in state.mail] == [KEY, "k-dropped"]
     finally:
         await ledger.close()
+
+
+async def test_a_workflows_email_waits_out_retry_after_then_keeps_the_message_id(
+    temporal_env: WorkflowEnvironment,
+    client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    double: tuple[str, ProviderDoubles],
+) -> None:
+    """Through Temporal: a worker whose email goes to SendGrid (the double); the first call
+    is answered 429 with Retry-After: 3, and the send activity's next attempt comes no
+    sooner, then the ledger row keeps SendGrid's X-Message-Id."""
+    base_url, state = double
+    shipment = make_shipment(
+        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(),
+        order_value="20",  # email only
+        email="retry-after@example.com",
+    )
+    state.script(Rule("sendgrid", "429", retry_after=3))
+    async with running_worker(
+        client,
+        task_queue,
+        tmp_path,
+        sendgrid_api_key="SG.key",
+        email_from="Acme <shop@example.com>",
+        sendgrid_base_url=base_url,
+    ):
+        with temporal_env.with_time_skipping_disabled():
+            await register_shipment(client, shipment, ANY_TIME_POLICY, task_queue=task_queue)
+            await signal_event(
+                client,
+                make_event(
+                    CarrierStatus.LABEL_CREATED, at(0), tracking_number=shipment.tracking_number
+                ),
+            )
+            rows = await eventually(
+                lambda: outbox(tmp_path, shipment.tracking_number),
+                lambda records: len(records) == 1,
+                what="the email sent",
+            )
+    (mail,) = state.mail
+    assert (rows[0].transport, rows[0].provider_message_id) == ("sendgrid", mail.message_id)
+    first, second = (at for provider, at in state.arrivals if provider == "sendgrid")
+    assert (second - first).total_seconds() >= 3

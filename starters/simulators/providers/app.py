@@ -309,7 +309,7 @@ def create_providers_app(doubles: ProviderDoubles | None = None) -> DropConnecti
 
     @app.post("/v3/mail/send")
     async def mail_send(request: Request) -> Response:
-        state.attempts["sendgrid"] += 1
+        state.arrived("sendgrid")
         if not state.sendgrid_authorized(request.headers.get("authorization")):
             return JSONResponse(sendgrid_errors(*SENDGRID_ERRORS[401]), status_code=401)
         raw = await request.body()
@@ -368,7 +368,7 @@ def create_providers_app(doubles: ProviderDoubles | None = None) -> DropConnecti
 
     @app.post("/2010-04-01/Accounts/{account_sid}/Messages.json")
     async def create_message(account_sid: str, request: Request) -> Response:
-        state.attempts["twilio"] += 1
+        state.arrived("twilio")
         refused = twilio_auth(request, account_sid)
         if refused is not None:
             return refused

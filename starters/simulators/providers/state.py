@@ -218,10 +218,16 @@ class ProviderDoubles:
     sms: list[Sms] = field(default_factory=list)
     callbacks: list[Callback] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=lambda: {"sendgrid": 0, "twilio": 0})
+    arrivals: list[tuple[str, datetime]] = field(default_factory=list)  # (provider, when)
     opted_out: set[tuple[str, str]] = field(default_factory=set)  # (sender, customer)
     tokens: dict[str, str] = field(default_factory=dict)  # account sid -> auth token seen
 
     # --- scripting ---------------------------------------------------------------------
+
+    def arrived(self, provider: Provider) -> None:
+        """Count one call to a provider's send endpoint, whatever it is answered."""
+        self.attempts[provider] += 1
+        self.arrivals.append((provider, now()))
 
     def script(self, rule: Rule) -> None:
         self.rules.append(rule)
@@ -243,6 +249,7 @@ class ProviderDoubles:
         self.callbacks.clear()
         self.opted_out.clear()
         self.attempts = {"sendgrid": 0, "twilio": 0}
+        self.arrivals.clear()
 
     # --- SendGrid -------------------------------------------------------------------------
 
