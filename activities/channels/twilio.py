@@ -38,7 +38,6 @@ FeedbackLookup = Callable[[str], Awaitable[str | None]]
 OwnerLookup = Callable[[str], Awaitable[str | None]]
 # A clock skew allowance when comparing Twilio's date_created with the claim's time.
 SKEW = timedelta(minutes=2)
-TOO_MANY_REQUESTS = 20429
 
 
 class _HttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
