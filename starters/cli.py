@@ -101,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--simulator-port", type=int, default=8765, help="the demo's carrier simulator (8765)"
     )
+    up.add_argument(
+        "--providers",
+        choices=("outbox", "simulated"),
+        default="outbox",
+        help="where email and SMS go: the local outbox (default), or SendGrid and Twilio "
+        "doubles on a free local port, through the official SDKs",
+    )
     up.set_defaults(run=_run_up)
 
     worker = commands.add_parser(
@@ -209,7 +216,15 @@ def _parser() -> argparse.ArgumentParser:
         "outbox", help="messages delivered by the local outbox, oldest first"
     )
     outbox.add_argument("--tracking-number")
-    outbox.add_argument("--json", action="store_true")
+    outbox.add_argument(
+        "--mode",
+        choices=("outbox", "shadow", "live", "all"),
+        default="all",
+        help="only messages of that delivery mode (shadow: what would have gone out)",
+    )
+    output = outbox.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true")
+    output.add_argument("--csv", action="store_true", help="a CSV export (e.g. of shadow mode)")
     outbox.add_argument("--data-dir")
     outbox.set_defaults(run=_run_outbox)
     return parser
@@ -225,6 +240,7 @@ def _run_up(args: argparse.Namespace, settings: Settings) -> int:
         ui_port=args.ui_port,
         demo=args.demo,
         simulator_port=args.simulator_port,
+        providers=args.providers,
     )
     return stack.run()
 
@@ -296,7 +312,10 @@ def _run_outbox(args: argparse.Namespace, settings: Settings) -> int:
             records = await ledger.list(tracking_number=_normalized(args.tracking_number))
         finally:
             await ledger.close()
-        if args.json:
+        records = [r for r in records if _in_mode(r.transport, args.mode)]
+        if args.csv:
+            _write_csv([r.model_dump(mode="json") for r in records])
+        elif args.json:
             print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         else:
             from starters.render import format_outbox_line
@@ -306,6 +325,25 @@ def _run_outbox(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return asyncio.run(show())
+
+
+def _in_mode(transport: str, mode: str) -> bool:
+    """Rows by delivery mode: the outbox and the shadow are transports; live is any provider."""
+    if mode == "all":
+        return True
+    if mode == "live":
+        return transport not in ("outbox", "shadow")
+    return transport == mode
+
+
+def _write_csv(rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    from activities.ledger import LedgerRecord
+
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(LedgerRecord.model_fields))
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _run_keys_generate(args: argparse.Namespace, settings: Settings) -> int:

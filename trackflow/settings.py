@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from trackflow.contracts import TASK_QUEUE
+from trackflow.models import Channel
+
+DeliveryMode = Literal["outbox", "shadow", "live"]
+"""outbox: the local outbox; shadow: everything runs (rendering, timing, consent) and what
+would have gone out is recorded, no provider is called; live: the provider."""
 
 SUPERVISOR_FD_ENV = "TRACKFLOW_SUPERVISOR_FD"
 """A child of `trackflow up` stops when this pipe (from its supervisor) reads EOF."""
@@ -64,6 +70,11 @@ class Settings(BaseModel):
     # Messages Twilio is asked to create per second per sender, across every worker on a
     # PostgreSQL ledger (a US long code sends 1 per second; short codes and toll-free more).
     twilio_messages_per_second: float = Field(default=1.0, gt=0)
+    # outbox | shadow | live, for both channels or one; unset: live where the provider's
+    # credentials are set, else the outbox.
+    delivery_mode: DeliveryMode | None = None
+    email_delivery_mode: DeliveryMode | None = None
+    sms_delivery_mode: DeliveryMode | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -87,6 +98,23 @@ class Settings(BaseModel):
             and self.twilio_auth_token
             and (self.twilio_from or self.twilio_messaging_service_sid)
         )
+
+    def delivery_mode_for(self, channel: Channel) -> DeliveryMode:
+        """The channel's mode; `live` without the provider's credentials is a setting error."""
+        email = channel == Channel.EMAIL
+        chosen = (self.email_delivery_mode if email else self.sms_delivery_mode) or (
+            self.delivery_mode
+        )
+        configured = self.sendgrid_configured if email else self.twilio_configured
+        if chosen == "live" and not configured:
+            needs = (
+                "TRACKFLOW_SENDGRID_API_KEY and TRACKFLOW_EMAIL_FROM"
+                if email
+                else "TRACKFLOW_TWILIO_ACCOUNT_SID, _AUTH_TOKEN and _FROM (or "
+                "_MESSAGING_SERVICE_SID)"
+            )
+            raise ValueError(f"{channel.value} delivery mode 'live' needs {needs}")
+        return chosen or ("live" if configured else "outbox")
 
     @property
     def resolved_ledger_url(self) -> str:

@@ -1,7 +1,9 @@
 """Customer channels: one transport per provider behind `base.Transport`.
 
-`transports_for` picks each channel's transport from the settings: the local outbox unless
-the provider's credentials are set (SendGrid for email, Twilio for SMS).
+`transports_for` picks each channel's transport from its delivery mode
+(`Settings.delivery_mode_for`): the local outbox, the shadow (recorded, never sent), or the
+provider (SendGrid for email, Twilio for SMS), which is the default once its credentials are
+set.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from activities.channels.base import Transport
-from activities.channels.outbox import OutboxTransport
+from activities.channels.outbox import OutboxTransport, ShadowTransport
 from trackflow.models import Channel
 
 if TYPE_CHECKING:
@@ -22,7 +24,12 @@ def transports_for(settings: Settings, ledger: Ledger) -> dict[Channel, Transpor
     (webhooks) already said about a key, for reconciliation after a crash."""
     outbox = OutboxTransport()
     transports: dict[Channel, Transport] = {Channel.EMAIL: outbox, Channel.SMS: outbox}
-    if settings.sendgrid_configured and settings.sendgrid_api_key and settings.email_from:
+    modes = {channel: settings.delivery_mode_for(channel) for channel in Channel}
+    for channel, mode in modes.items():
+        if mode == "shadow":
+            transports[channel] = ShadowTransport()
+    live_email = modes[Channel.EMAIL] == "live"
+    if live_email and settings.sendgrid_api_key and settings.email_from:
         from activities.channels.sendgrid import SendGridTransport
 
         transports[Channel.EMAIL] = SendGridTransport(
@@ -32,7 +39,8 @@ def transports_for(settings: Settings, ledger: Ledger) -> dict[Channel, Transpor
             timeout_s=settings.provider_timeout_s,
             feedback=ledger.provider_id_for_key,
         )
-    if settings.twilio_configured and settings.twilio_account_sid and settings.twilio_auth_token:
+    live_sms = modes[Channel.SMS] == "live"
+    if live_sms and settings.twilio_account_sid and settings.twilio_auth_token:
         from activities.channels.twilio import TwilioTransport, pacing_for
 
         transports[Channel.SMS] = TwilioTransport(

@@ -24,3 +24,15 @@ class OutboxTransport:
 
     async def find(self, message: OutgoingMessage, since: datetime) -> ProviderReceipt | None:
         return None
+
+
+SHADOW = "shadow"
+
+
+class ShadowTransport(OutboxTransport):
+    """Shadow mode: everything before the provider call runs (rendering, timing, consent) and
+    the ledger records what would have gone out; no provider is called. A merchant runs it
+    beside its current tool on real orders before going live (`trackflow outbox --mode
+    shadow`)."""
+
+    name = SHADOW
