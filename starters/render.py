@@ -60,6 +60,7 @@ def format_shipment(view: ShipmentDocument, deliveries: list[MessageState] | Non
         *(
             f"  {n.sent_at:%Y-%m-%d %H:%M:%S} {n.channel.value:<5} {n.trigger.value}"
             + (f"/{n.exception.value}" if n.exception else "")
+            + (f" ({n.outcome})" if n.outcome else "")
             for n in view.notifications
         ),
         *(["deliveries (from the ledger):"] if deliveries else []),

@@ -344,7 +344,9 @@ def _update_ignored_because(
     return None
 
 
-def record_sent(state: ShipmentState, send: SendNotification, sent_at: datetime) -> ShipmentState:
+def record_sent(
+    state: ShipmentState, send: SendNotification, sent_at: datetime, outcome: str | None = None
+) -> ShipmentState:
     if any(n.idempotency_key == send.idempotency_key for n in state.notifications):
         return state
     sent = SentNotification(
@@ -353,6 +355,7 @@ def record_sent(state: ShipmentState, send: SendNotification, sent_at: datetime)
         channel=send.channel,
         exception=send.exception,
         sent_at=sent_at,
+        outcome=outcome,
     )
     notifications = [*state.notifications, sent][-MAX_NOTIFICATIONS:]
     return state.model_copy(update={"notifications": notifications})
@@ -872,7 +875,11 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         timeline_omitted=state.timeline_omitted,
         notifications=[
             NotificationView(
-                trigger=n.trigger, channel=n.channel, exception=n.exception, sent_at=n.sent_at
+                trigger=n.trigger,
+                channel=n.channel,
+                exception=n.exception,
+                sent_at=n.sent_at,
+                outcome=n.outcome,
             )
             for n in state.notifications
         ],

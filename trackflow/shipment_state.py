@@ -46,6 +46,7 @@ class SentNotification(Model):
     channel: Channel
     exception: ExceptionKind | None = None
     sent_at: datetime
+    outcome: str | None = None
 
 
 class PendingSend(Model):
@@ -219,12 +220,18 @@ class NextAction(Model):
 
 
 class NotificationView(Model):
-    """A customer message that went out."""
+    """A customer message decided and handed to its channel."""
 
     trigger: Trigger
     channel: Channel
     exception: ExceptionKind | None = None
     sent_at: datetime
+    outcome: str | None = Field(
+        default=None,
+        description="how it went: its transport (outbox, shadow, sendgrid, twilio), or why it "
+        "did not go: suppressed:<reason> (the customer's consent), <provider>:failed:<code>, "
+        "<provider>:uncertain",
+    )
 
 
 class HeldMessage(PendingSend):

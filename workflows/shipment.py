@@ -223,7 +223,7 @@ class ShipmentTrackingWorkflow:
         by_key = {send.idempotency_key: send for send in decision.sends}
         for receipt in report.receipts:
             sent = by_key[receipt.idempotency_key]
-            self._state = policy.record_sent(self._state, sent, receipt.sent_at)
+            self._state = policy.record_sent(self._state, sent, receipt.sent_at, receipt.transport)
 
     @staticmethod
     async def _alert(alert: RaiseAlert) -> None:
