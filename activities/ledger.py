@@ -401,38 +401,35 @@ class _SqlLedger(ABC):
             )
         return [self._record(row) for row in rows]
 
+    @staticmethod
+    def _message(row: dict[str, Any]) -> dict[str, Any]:
+        """The columns a sent record and a row's state share."""
+        return {
+            "idempotency_key": row["idempotency_key"],
+            "kind": row["kind"],
+            "tracking_number": row["tracking_number"],
+            "order_id": row["order_id"],
+            "trigger": row["trigger"],
+            "exception": row["exception"],
+            "channel": row["channel"],
+            "to": row["recipient"],
+            "subject": row["subject"],
+            "transport": row["transport"],
+            "provider_message_id": row["provider_message_id"],
+        }
+
     def _record(self, row: dict[str, Any]) -> LedgerRecord:
         return LedgerRecord(
-            idempotency_key=row["idempotency_key"],
-            kind=row["kind"],
-            tracking_number=row["tracking_number"],
-            order_id=row["order_id"],
-            trigger=row["trigger"],
-            exception=row["exception"],
-            channel=row["channel"],
-            to=row["recipient"],
-            subject=row["subject"],
+            **self._message(row),
             body=row["body"],
             html=row["html"],
-            transport=row["transport"],
-            provider_message_id=row["provider_message_id"],
             sent_at=self._from_db_time(row["sent_at"]),
         )
 
     def _state(self, row: dict[str, Any]) -> MessageState:
         return MessageState(
-            idempotency_key=row["idempotency_key"],
+            **self._message(row),
             status=row["status"],
-            kind=row["kind"],
-            tracking_number=row["tracking_number"],
-            order_id=row["order_id"],
-            trigger=row["trigger"],
-            exception=row["exception"],
-            channel=row["channel"],
-            to=row["recipient"],
-            subject=row["subject"],
-            transport=row["transport"],
-            provider_message_id=row["provider_message_id"],
             owner=row["owner"],
             lease_until=self._py_time(row["lease_until"]),
             attempts=row["attempts"] or 0,
