@@ -8,6 +8,11 @@ time zones where it is daytime now, and one where it is night to show a held mes
 
 The demo plays once per data dir: it leaves a marker there, and a later `up --demo` on the
 same data dir shows the outbox so far instead of adding another set of orders.
+
+With the provider doubles (`trackflow up --demo --providers simulated`), email goes through
+SendGrid's SDK and SMS through Twilio's: each message shows its provider id and, as the doubles'
+signed callbacks reach the API, delivered / opened / clicked; one customer opens and clicks her
+first email and replies STOP to her first SMS, and her later SMS are suppressed.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from typing import Any, Literal
 import httpx
 import pytz
 
-from activities.ledger import LedgerRecord, open_ledger
+from activities.ledger import LedgerRecord, MessageState, open_ledger
 from starters.render import format_outbox_line
+from starters.simulators.providers.local import SIMULATED_FROM
 from trackflow.carriers.samples import random_tracking_number
 
 DEMO_TIME_SCALE = 10_000.0
@@ -96,6 +102,9 @@ class Order:
     feed: Literal["api", "polling", "simulator"] = "api"
     return_after_delivery: bool = False
     shows_quiet_hours: bool = False
+    replies_stop: bool = False
+    """With the provider doubles: opens and clicks the second step's email and replies STOP to
+    its SMS, so her later SMS are suppressed."""
 
 
 def place_where_local_hour_in(hours: range, now: datetime | None = None) -> Place:
@@ -127,6 +136,7 @@ def _orders(run: str, now: datetime | None = None) -> list[Order]:
             _shipment(f"{run}-1001", "ups", "Ada Lovelace", "212.50", day, phone="+15025550123"),
             [LABEL, TRANSIT, OUT, DELIVERED],
             return_after_delivery=True,
+            replies_stop=True,
         ),
         Order(
             "returning customer, low value: email only, a duplicate scan changes nothing",
@@ -299,12 +309,16 @@ async def _play(
     order: Order,
     offset: float = 0.0,
     simulator: httpx.AsyncClient | None = None,
+    doubles: Doubles | None = None,
 ) -> None:
     await asyncio.sleep(offset)
     shipment = order.shipment
     number, label = shipment["tracking_number"], shipment["order_id"]
     await _register(http, shipment)
     _say(label, order.story)
+    replies = doubles is not None and order.replies_stop
+    if replies:
+        _say(label, "she opens and clicks her in-transit email, and replies STOP to its SMS")
     if order.feed == "simulator" and simulator is not None:
         await _script_simulator(simulator, number)
     now = datetime.now(UTC)
@@ -315,6 +329,9 @@ async def _play(
         await asyncio.sleep(STEP_SECONDS)
         event = _event(number, index, step, at, city, now)
         (await http.post("/v1/events", json=event)).raise_for_status()
+        if replies and doubles is not None and index == 1:
+            phone = shipment["customer"]["phone"]
+            await doubles.customer_reacts(label, number, step.status, phone)
     if order.steps:
         await _tell_if_held(http, label, [number], order.steps[-1].status)
     if order.return_after_delivery:
@@ -388,6 +405,93 @@ async def _view_once_processed(
         await asyncio.sleep(0.3)
 
 
+@dataclass
+class Doubles:
+    """The SendGrid and Twilio doubles' knobs (`/_double/*`), and the ledger that shows what
+    their callbacks did."""
+
+    http: httpx.AsyncClient
+    ledger_url: str
+
+    async def _delivered(self, number: str, trigger: str, channel: str) -> MessageState | None:
+        """The shipment's `trigger` message on `channel` once the provider reported it
+        delivered (what the customer reacts to)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + PROCESSED_WITHIN_SECONDS
+        while True:
+            found = [
+                state
+                for state in await _states(self.ledger_url, number)
+                if state.trigger == trigger and state.channel == channel
+                if state.status == "sent" and state.delivery_status == "delivered"
+            ]
+            if found or loop.time() > end:
+                return found[0] if found else None
+            await asyncio.sleep(0.3)
+
+    async def customer_reacts(self, label: str, number: str, trigger: str, phone: str) -> None:
+        """Opens and clicks the `trigger` email; replies STOP to its SMS once that arrived
+        (not while it is on its way: Twilio would refuse it, 21610). The doubles sign the
+        events as SendGrid and Twilio do and post them to the API."""
+        email = await self._delivered(number, trigger, "email")
+        if email is not None:
+            for event in ({"event": "open"}, {"event": "click", "url": "https://example.com"}):
+                body = event | {"key": email.idempotency_key}
+                (await self.http.post("/_double/sendgrid/events", json=body)).raise_for_status()
+        if await self._delivered(number, trigger, "sms") is None:
+            _say(label, "no SMS went out to reply STOP to")
+            return
+        stop = {"from": phone, "to": SIMULATED_FROM, "body": "STOP"}
+        (await self.http.post("/_double/twilio/inbound", json=stop)).raise_for_status()
+        calls = (await self.http.get("/_double/callbacks")).json()["callbacks"]
+        inbound = [call for call in calls if call["kind"] == "twilio_inbound"]
+        taken = bool(inbound) and inbound[-1]["status_code"] == 200
+        _say(
+            label,
+            f"{phone} replied STOP: no more SMS to this customer"
+            if taken
+            else f"{phone} replied STOP, but the API did not take it",
+        )
+
+
+async def _states(ledger_url: str, tracking_number: str | None = None) -> list[MessageState]:
+    ledger = open_ledger(ledger_url, read_only=True)
+    try:
+        return await ledger.states(tracking_number)
+    finally:
+        await ledger.close()
+
+
+# What a provider said about a message, as the demo shows it (SendGrid and Twilio words).
+_FEEDBACK_SHOWN = ("delivered", "bounce", "dropped", "undelivered", "failed", "spamreport")
+
+
+def _feedback_lines(state: MessageState, shown: set[str]) -> list[str]:
+    """What is new about a message since `shown` (updated): its provider id, its delivery,
+    opened, clicked, its suppression or refusal."""
+    if state.kind not in (None, "message") or "*" in shown:
+        return []
+    parcel = f"…{(state.tracking_number or '')[-4:]} {state.channel}/{state.trigger}:"
+    facts: list[tuple[str, str]] = []
+    if state.provider_message_id:
+        facts.append(("id", f"{state.transport} id {state.provider_message_id}"))
+    if state.delivery_status in _FEEDBACK_SHOWN:
+        code = f" ({state.error_code})" if state.error_code else ""
+        facts.append((f"delivery:{state.delivery_status}", f"{state.delivery_status}{code}"))
+    if state.opened_at:
+        facts.append(("opened", "opened"))
+    if state.clicked_at:
+        facts.append(("clicked", "clicked"))
+    if state.status == "suppressed":
+        why = "the customer replied STOP" if state.error_code == "sms_stop" else state.error_code
+        facts.append(("suppressed", f"suppressed, not sent to {state.to} ({why})"))
+    elif state.status in ("failed", "uncertain"):
+        facts.append((state.status, f"{state.status} ({state.error_code or '?'})"))
+    new = [(fact, text) for fact, text in facts if fact not in shown]
+    shown.update(fact for fact, _ in new)
+    return [f"      ↳ {parcel} {text}" for _, text in new]
+
+
 async def _outbox(ledger_url: str) -> list[LedgerRecord]:
     ledger = open_ledger(ledger_url, read_only=True)
     try:
@@ -401,9 +505,14 @@ def _print_record(record: LedgerRecord) -> None:
 
 
 async def _print_outbox(
-    ledger_url: str, stop: asyncio.Event, lost: asyncio.Event, seen: set[str]
+    ledger_url: str,
+    stop: asyncio.Event,
+    lost: asyncio.Event,
+    seen: set[str],
+    feedback: dict[str, set[str]] | None = None,
 ) -> None:
-    """Print every record not in `seen` as it appears, until `stop`."""
+    """Print every record not in `seen` as it appears, until `stop`; with `feedback` (the
+    provider doubles), also what the providers said about each message since."""
     while not stop.is_set():
         for record in await _outbox(ledger_url):
             if record.idempotency_key not in seen:
@@ -411,6 +520,12 @@ async def _print_outbox(
                 _print_record(record)
                 if record.trigger == "lost" and record.kind == "message":
                     lost.set()
+        if feedback is not None:
+            for state in await _states(ledger_url):
+                shown = feedback.setdefault(state.idempotency_key, set())
+                lines = _feedback_lines(state, shown)
+                if lines:
+                    print("\n".join(lines), flush=True)
         await asyncio.sleep(0.3)
 
 
@@ -467,6 +582,7 @@ async def _demo(
     simulator_url: str,
     data_dir: Path | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    providers_url: str | None = None,
 ) -> None:
     folder = _marker_dir(data_dir, ledger_url)
     earlier = _played_before(folder)
@@ -474,12 +590,25 @@ async def _demo(
         await _show_earlier_demo(ledger_url, folder, earlier)
         return
     _paragraph("demo: sample orders go through the real API; the outbox shows what goes out")
+    if providers_url:
+        _paragraph(
+            f"Email goes through SendGrid's SDK and SMS through Twilio's, to the doubles at "
+            f"{providers_url}; under each message: its provider id, then what the doubles' "
+            "signed callbacks said (delivered, opened, clicked)."
+        )
     print()
     run = secrets.token_hex(2).upper()
     orders = _orders(run)
     stop, lost = asyncio.Event(), asyncio.Event()
     seen = {record.idempotency_key for record in await _outbox(ledger_url)}
-    printer = asyncio.create_task(_print_outbox(ledger_url, stop, lost, seen))
+    # With the doubles, what providers said about each row from now on (a suppressed one is
+    # in no outbox); rows from before count as shown.
+    feedback = (
+        {state.idempotency_key: {"*"} for state in await _states(ledger_url)}
+        if providers_url
+        else None
+    )
+    printer = asyncio.create_task(_print_outbox(ledger_url, stop, lost, seen, feedback))
     headers = {"Authorization": f"Bearer {api_token}"}
     async with (
         httpx.AsyncClient(
@@ -488,10 +617,14 @@ async def _demo(
         httpx.AsyncClient(
             base_url=simulator_url, auth=("EZTK-demo", ""), timeout=30, transport=transport
         ) as sim,
+        httpx.AsyncClient(
+            base_url=providers_url or "http://providers.invalid", timeout=30, transport=transport
+        ) as knobs,
     ):
         _mark_played(folder, run)
+        doubles = Doubles(knobs, ledger_url) if providers_url else None
         plays = [
-            _play(http, order, offset=i * STAGGER_SECONDS, simulator=sim)
+            _play(http, order, offset=i * STAGGER_SECONDS, simulator=sim, doubles=doubles)
             for i, order in enumerate(orders)
         ]
         plays.append(_play_shopify(http, shopify_secret, run))
@@ -508,6 +641,13 @@ async def _demo(
     for note in held["notes"]:
         _say(night.shipment["order_id"], f"{note['kind']}: {note['detail']}")
     print()
+    if providers_url:
+        stopped = next(order for order in orders if order.replies_stop)
+        _paragraph(
+            f"Per message, provider id and delivery: `.venv/bin/trackflow shipment show "
+            f"{stopped.shipment['tracking_number']}`; what the doubles received: "
+            f"{providers_url}/_double/sendgrid/messages and /_double/twilio/messages."
+        )
     _paragraph(
         "demo: done. Try `.venv/bin/trackflow outbox`, `.venv/bin/trackflow shipment show "
         f"{number}`, or filter by TrackflowStatus / TrackflowNextAction in the Web UI. "
@@ -523,5 +663,16 @@ def play_demo(
     ledger_url: str,
     simulator_url: str,
     data_dir: Path | None = None,
+    providers_url: str | None = None,
 ) -> None:
-    asyncio.run(_demo(api_url, api_token, shopify_secret, ledger_url, simulator_url, data_dir))
+    asyncio.run(
+        _demo(
+            api_url,
+            api_token,
+            shopify_secret,
+            ledger_url,
+            simulator_url,
+            data_dir,
+            providers_url=providers_url,
+        )
+    )

@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from starters.codec_server import TOKEN_ENV, ui_origins
 from starters.demo import DEMO_TIME_SCALE
+from starters.simulators.providers.local import providers_command, simulated_provider_env
 from starters.web_ui import QUERIES, list_url
 from trackflow.contracts import ALL_KEYS, WORKFLOW_NAME
 from trackflow.encryption import generate_key_entry
@@ -38,6 +39,8 @@ READY_TIMEOUT_S = 60.0
 DEFAULT_TEMPORAL_PORT = 7233
 STOP_TIMEOUT_S = 15.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+Providers = Literal["outbox", "simulated"]
+PROVIDERS: tuple[Providers, ...] = ("outbox", "simulated")
 
 
 class EmbeddedStack:
@@ -50,6 +53,7 @@ class EmbeddedStack:
         ui_port: int,
         demo: bool,
         simulator_port: int = 8765,
+        providers: Providers = "outbox",
     ) -> None:
         self.settings = settings.model_copy(
             update={"temporal_address": f"127.0.0.1:{temporal_port}"}
@@ -59,6 +63,9 @@ class EmbeddedStack:
         self.ui_port = ui_port
         self.demo = demo
         self.simulator_port = simulator_port
+        self.providers = providers
+        # The SendGrid and Twilio doubles (`--providers simulated`), on a port of their own.
+        self.providers_port = free_port() if providers == "simulated" else None
         self.metrics_port = free_port()  # the dev server would pick one and tell no one
         self.codec_port = free_port()
         self._children: list[tuple[subprocess.Popen[bytes], list[str]]] = []
@@ -107,6 +114,8 @@ class EmbeddedStack:
             resumed = self._running_shipments()
             if self.demo:
                 self._start_carrier_simulator(env)
+            if self.providers_port is not None:
+                self._start_provider_doubles(env, data_dir, self.providers_port)
             self._spawn([sys.executable, "-m", "starters.cli", "worker"], env)
             self._spawn(
                 [sys.executable, "-m", "starters.cli", "api", "--port", str(self.api_port)], env
@@ -124,6 +133,7 @@ class EmbeddedStack:
                     simulator_url=env["TRACKFLOW_EASYPOST_BASE_URL"],
                     ledger_url=self.settings.resolved_ledger_url,
                     data_dir=data_dir,
+                    providers_url=self.providers_url,
                 )
             self._supervise()
         except KeyboardInterrupt:
@@ -216,6 +226,21 @@ class EmbeddedStack:
         with (self.settings.data_dir.resolve() / "simulator.log").open("ab") as log:
             self._spawn(command, env, stdout=log, stderr=log)
         self._wait_for_port(port, "the carrier simulator")
+
+    @property
+    def providers_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.providers_port}" if self.providers_port else None
+
+    def _start_provider_doubles(self, env: dict[str, str], data_dir: Path, port: int) -> None:
+        """`--providers simulated`: the SendGrid and Twilio doubles (loopback only). The
+        worker's and the API's settings point the official SDKs at them and accept their
+        signed callbacks; the doubles call back the local API (TRACKFLOW_PUBLIC_URL)."""
+        api = f"http://127.0.0.1:{self.api_port}"
+        env.update(simulated_provider_env(data_dir, f"http://127.0.0.1:{port}", api))
+        # Keys and the auth token stay in the environment, never on the command line.
+        with (data_dir / "providers.log").open("ab") as log:
+            self._spawn(providers_command(data_dir, port), env, stdout=log, stderr=log)
+        self._wait_for_port(port, "the provider doubles")
 
     def _spawn(self, command: list[str], env: dict[str, str], **streams: Any) -> None:
         """A Python child: it also watches the supervisor's pipe (see `starters.cli`)."""
@@ -315,6 +340,11 @@ class EmbeddedStack:
             lines.append(
                 f"  simulator  http://127.0.0.1:{self.simulator_port}"
                 "  (the demo's EasyPost; trackflow simulate carrier -h)"
+            )
+        if self.providers_url:
+            lines.append(
+                f"  providers  {self.providers_url}"
+                "  (SendGrid + Twilio doubles; simulate providers -h)"
             )
         lines += [
             f"  data       {data_dir}",
