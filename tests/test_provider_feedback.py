@@ -361,7 +361,7 @@ async def running(settings: Settings, ledger: Ledger) -> AsyncIterator[Service]:
         raise AssertionError("provider webhooks never need Temporal")
 
     app = create_app(settings, no_temporal, ANY_TIME_POLICY)
-    app.state.feedback_ledger = ledger  # what the route opens from the settings, shared here
+    app.state.ledger = ledger  # what the routes open from the settings, shared here
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://trackflow") as http:
         yield Service(http, ledger)

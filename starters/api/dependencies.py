@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.ledger import Ledger, open_ledger
 from trackflow.models import Shipment
 from trackflow.settings import Settings
 from trackflow.tracking_policy import TrackingPolicy
@@ -102,3 +103,22 @@ def _bearer(
 
 
 Authorized = Depends(_bearer)
+
+
+def _app_ledger(request: Request, context: Context) -> Ledger:
+    """The app's notification ledger (provider feedback, unsubscribes), opened on first use:
+    its SQLite file or PostgreSQL, from the settings."""
+    state = request.app.state
+    ledger: Ledger | None = getattr(state, "ledger", None)
+    if ledger is None:
+        ledger = open_ledger(context.settings.resolved_ledger_url)
+        state.ledger = ledger
+    return ledger
+
+
+AppLedger = Annotated[Ledger, Depends(_app_ledger)]
+
+
+def merchant_of(settings: Settings) -> str:
+    """Whose suppression list an address goes on: the store this deployment sends for."""
+    return settings.store_name

@@ -12,42 +12,18 @@ from __future__ import annotations
 
 import html
 from datetime import UTC, datetime
-from typing import Annotated, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse
 
-from activities.ledger import MessageState, open_ledger
-from starters.api.dependencies import Context
-from starters.api.webhooks_providers import merchant_of
+from starters.api.dependencies import AppLedger, Context, merchant_of
 from trackflow.messages import read_unsubscribe_token
 from trackflow.models import Channel
 
 router = APIRouter(include_in_schema=False)
 
 
-class UnsubscribeLedger(Protocol):
-    async def states(self, tracking_number: str | None = None) -> list[MessageState]: ...
-
-    async def suppress(
-        self, merchant: str, channel: str, address: str, reason: str, at: datetime | None = None
-    ) -> bool: ...
-
-
-def _ledger(request: Request, context: Context) -> UnsubscribeLedger:
-    """The app's ledger, shared with the provider webhooks (opened on first use)."""
-    state = request.app.state
-    ledger: UnsubscribeLedger | None = getattr(state, "feedback_ledger", None)
-    if ledger is None:
-        ledger = open_ledger(context.settings.resolved_ledger_url)
-        state.feedback_ledger = ledger
-    return ledger
-
-
-Ledger = Annotated[UnsubscribeLedger, Depends(_ledger)]
-
-
-async def _recipients(token: str, context: Context, ledger: UnsubscribeLedger) -> list[str]:
+async def _recipients(token: str, context: Context, ledger: AppLedger) -> list[str]:
     """The email addresses the token's shipment wrote to; 404 for a token we did not sign."""
     secret = context.settings.unsubscribe_secret
     subject = read_unsubscribe_token(secret, token) if secret else None
@@ -85,7 +61,7 @@ def _page(store: str, heading: str, text: str, form: bool) -> HTMLResponse:
 
 
 @router.get("/u/{token}")
-async def unsubscribe_page(token: str, context: Context, ledger: Ledger) -> HTMLResponse:
+async def unsubscribe_page(token: str, context: Context, ledger: AppLedger) -> HTMLResponse:
     addresses = await _recipients(token, context, ledger)
     store = context.settings.store_name
     who = ", ".join(_masked(a) for a in addresses)
@@ -94,7 +70,7 @@ async def unsubscribe_page(token: str, context: Context, ledger: Ledger) -> HTML
 
 
 @router.post("/u/{token}")
-async def unsubscribe(token: str, context: Context, ledger: Ledger) -> HTMLResponse:
+async def unsubscribe(token: str, context: Context, ledger: AppLedger) -> HTMLResponse:
     """The button, or a mail client's one-click POST (`List-Unsubscribe=One-Click`)."""
     addresses = await _recipients(token, context, ledger)
     merchant = merchant_of(context.settings)

@@ -21,14 +21,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import Response
 
-from activities.ledger import open_ledger
-from starters.api.dependencies import Context, configured
+from activities.ledger import Ledger
+from starters.api.dependencies import AppLedger, Context, configured, merchant_of
 from starters.api.json_body import StrictJsonRoute, parse_json
 from starters.api.verified import Signature, verified_body
 from trackflow.consent import (
@@ -60,56 +60,6 @@ TWILIO_INBOUND_PATH = "/webhooks/twilio/inbound"
 TWIML = "application/xml"
 
 
-class FeedbackLedger(Protocol):
-    """What feedback needs from the ledger (activities/ledger.py)."""
-
-    async def record_feedback(
-        self,
-        key: str,
-        status: str,
-        at: datetime,
-        error_code: str | None = None,
-        *,
-        provider_message_id: str | None = None,
-        dedupe_id: str | None = None,
-    ) -> bool: ...
-
-    async def key_for_provider_id(self, provider_message_id: str) -> str | None: ...
-
-    async def feedback_seen(self, dedupe_id: str) -> bool: ...
-
-    async def remember_feedback(self, dedupe_id: str) -> bool: ...
-
-    async def suppress(
-        self, merchant: str, channel: str, address: str, reason: str, at: datetime | None = None
-    ) -> bool: ...
-
-    async def unsuppress(
-        self, merchant: str, channel: str, address: str, reason: str | None = None
-    ) -> bool: ...
-
-    async def suppressed(self, merchant: str, channel: str, address: str) -> str | None: ...
-
-
-def merchant_of(settings: Settings) -> str:
-    """Whose suppression list an address goes on: the store this deployment sends for."""
-    return settings.store_name
-
-
-def _ledger(request: Request, context: Context) -> FeedbackLedger:
-    """The app's ledger, opened on first use (its file or PostgreSQL from the settings)."""
-    state = request.app.state
-    ledger: FeedbackLedger | None = getattr(state, "feedback_ledger", None)
-    if ledger is None:
-        ledger = open_ledger(context.settings.resolved_ledger_url)
-        state.feedback_ledger = ledger
-    assert ledger is not None
-    return ledger
-
-
-Ledger = Annotated[FeedbackLedger, Depends(_ledger)]
-
-
 @dataclass
 class Outcome:
     """What one webhook did, answered to the provider (and useful in logs)."""
@@ -135,7 +85,7 @@ class Outcome:
 
 
 async def _consent(
-    ledger: FeedbackLedger,
+    ledger: Ledger,
     merchant: str,
     channel: Channel,
     address: str | None,
@@ -153,9 +103,7 @@ async def _consent(
         outcome.lifted.append(f"{channel.value}:{reason.value}")
 
 
-async def _apply(
-    ledger: FeedbackLedger, merchant: str, record: FeedbackRecord, outcome: Outcome
-) -> None:
+async def _apply(ledger: Ledger, merchant: str, record: FeedbackRecord, outcome: Outcome) -> None:
     """One delivery/engagement event: the ledger row, then consent, then the dedupe id."""
     outcome.events += 1
     if await ledger.feedback_seen(record.dedupe_id):
@@ -207,7 +155,9 @@ SendGridBody = Annotated[bytes, Depends(verified_body(_sendgrid_signature))]
 
 
 @router.post("/webhooks/sendgrid", summary="SendGrid Event Webhook (signed)")
-async def sendgrid_webhook(raw: SendGridBody, context: Context, ledger: Ledger) -> dict[str, Any]:
+async def sendgrid_webhook(
+    raw: SendGridBody, context: Context, ledger: AppLedger
+) -> dict[str, Any]:
     """Delivery and engagement events of the emails sent: each updates its message's ledger
     row once; bounces, spam reports and unsubscribes suppress the address for the merchant."""
     try:
@@ -268,7 +218,7 @@ def _form(raw: bytes) -> Sequence[tuple[str, str]]:
 
 @router.post(TWILIO_STATUS_PATH, summary="Twilio message status callback (signed)")
 async def twilio_status(
-    raw: StatusBody, request: Request, context: Context, ledger: Ledger
+    raw: StatusBody, request: Request, context: Context, ledger: AppLedger
 ) -> dict[str, Any]:
     """queued / sent / delivered / undelivered / failed (with the error code) of a text we
     sent, found by the `key` of its callback URL; error 21610 suppresses the number."""
@@ -297,7 +247,7 @@ def twiml(reply: str | None) -> Response:
 
 
 async def _inbound_consent(
-    ledger: FeedbackLedger, merchant: str, sender: str, action: InboundSmsAction
+    ledger: Ledger, merchant: str, sender: str, action: InboundSmsAction
 ) -> Outcome:
     outcome = Outcome(events=1)
     await _consent(ledger, merchant, Channel.SMS, sender, action.change, action.reason, outcome)
@@ -310,7 +260,7 @@ async def _inbound_consent(
     response_class=Response,
     responses={200: {"content": {TWIML: {}}, "description": "TwiML"}},
 )
-async def twilio_inbound(raw: InboundBody, context: Context, ledger: Ledger) -> Response:
+async def twilio_inbound(raw: InboundBody, context: Context, ledger: AppLedger) -> Response:
     """STOP (UNSUBSCRIBE, CANCEL, END, QUIT...) suppresses texts to the sender for the
     merchant, START (UNSTOP, YES) lifts it, HELP is answered with the brand's help text."""
     try:
