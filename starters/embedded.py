@@ -40,7 +40,6 @@ DEFAULT_TEMPORAL_PORT = 7233
 STOP_TIMEOUT_S = 15.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 Providers = Literal["outbox", "simulated"]
-PROVIDERS: tuple[Providers, ...] = ("outbox", "simulated")
 
 
 class EmbeddedStack:
