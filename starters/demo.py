@@ -466,6 +466,19 @@ async def _states(ledger_url: str, tracking_number: str | None = None) -> list[M
 _FEEDBACK_SHOWN = ("delivered", "bounce", "dropped", "undelivered", "failed", "spamreport")
 
 
+def _wrapped(line: str) -> str:
+    """A feedback line wrapped to the terminal, continued under its text."""
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    return textwrap.fill(
+        line.strip(),
+        width=_width(),
+        initial_indent=line[: len(line) - len(line.lstrip())],
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
+
+
 def _feedback_lines(state: MessageState, shown: set[str]) -> list[str]:
     """What is new about a message since `shown` (updated): its provider id, its delivery,
     opened, clicked, its suppression or refusal."""
@@ -483,8 +496,8 @@ def _feedback_lines(state: MessageState, shown: set[str]) -> list[str]:
     if state.clicked_at:
         facts.append(("clicked", "clicked"))
     if state.status == "suppressed":
-        why = "the customer replied STOP" if state.error_code == "sms_stop" else state.error_code
-        facts.append(("suppressed", f"suppressed, not sent to {state.to} ({why})"))
+        why = "replied STOP" if state.error_code == "sms_stop" else f"({state.error_code})"
+        facts.append(("suppressed", f"suppressed, not sent: {state.to} {why}"))
     elif state.status in ("failed", "uncertain"):
         facts.append((state.status, f"{state.status} ({state.error_code or '?'})"))
     new = [(fact, text) for fact, text in facts if fact not in shown]
@@ -523,9 +536,8 @@ async def _print_outbox(
         if feedback is not None:
             for state in await _states(ledger_url):
                 shown = feedback.setdefault(state.idempotency_key, set())
-                lines = _feedback_lines(state, shown)
-                if lines:
-                    print("\n".join(lines), flush=True)
+                for line in _feedback_lines(state, shown):
+                    print(_wrapped(line), flush=True)
         await asyncio.sleep(0.3)
 
 

@@ -341,10 +341,7 @@ class EmbeddedStack:
                 "  (the demo's EasyPost; trackflow simulate carrier -h)"
             )
         if self.providers_url:
-            lines.append(
-                f"  providers  {self.providers_url}"
-                "  (SendGrid + Twilio doubles; simulate providers -h)"
-            )
+            lines.append(f"  providers  {self.providers_url}  (SendGrid and Twilio doubles)")
         lines += [
             f"  data       {data_dir}",
             f"  API token  {token_file} (or TRACKFLOW_API_TOKEN)",

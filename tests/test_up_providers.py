@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from activities.ledger import MessageState, open_ledger
-from starters.demo import _feedback_lines
+from starters import demo
+from starters.demo import _feedback_lines, _wrapped
 from starters.embedded import _runs
 from starters.simulators.providers.local import SIMULATED_FROM
 from tests.harness import (
@@ -170,7 +172,8 @@ async def test_up_with_simulated_providers_sends_through_the_sdks_and_honours_st
     output = log_path.read_text()
     assert process.returncode == 0, output
     assert "stopping" in output
-    assert f"providers  {doubles_url}" in output
+    [banner_line] = [line for line in output.splitlines() if line.startswith("  providers  ")]
+    assert f"providers  {doubles_url}" in banner_line and len(banner_line) <= 80
     assert {c["argv"][3] for c in children if len(c["argv"]) > 3} >= {
         "simulate",
         "worker",
@@ -187,7 +190,10 @@ def _state(**values: Any) -> MessageState:
     return MessageState.model_validate(base | values)
 
 
-def test_the_demo_shows_each_providers_word_once_and_a_suppressed_sms() -> None:
+def test_the_demo_shows_each_providers_word_once_and_a_suppressed_sms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(demo, "_width", lambda: 70)
     shown: set[str] = set()
     accepted = _state(
         status="sent", channel="email", trigger="in_transit", transport="sendgrid",
@@ -207,7 +213,12 @@ def test_the_demo_shows_each_providers_word_once_and_a_suppressed_sms() -> None:
         status="suppressed", channel="sms", trigger="delivered", to=PHONE, error_code="sms_stop"
     )
     assert _feedback_lines(stopped, set()) == [
-        f"      ↳ …7127 sms/delivered: suppressed, not sent to {PHONE} (the customer replied STOP)"
+        f"      ↳ …7127 sms/delivered: suppressed, not sent: {PHONE} replied STOP"
+    ]
+    long = f"      ↳ …7127 sms/return_requested: suppressed, not sent: {PHONE} replied STOP"
+    assert _wrapped(long).splitlines() == [
+        "      ↳ …7127 sms/return_requested: suppressed, not sent: +15025550123",
+        "        replied STOP",
     ]
     assert _feedback_lines(_state(status="sent", kind="alert"), set()) == []
     assert _feedback_lines(accepted, {"*"}) == []  # a row from before the demo
