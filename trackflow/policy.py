@@ -361,6 +361,30 @@ def record_sent(
     return state.model_copy(update={"notifications": notifications})
 
 
+def on_send_outcome(
+    state: ShipmentState,
+    send: SendNotification,
+    outcome: str,
+    shipment: Shipment,
+    policy: TrackingPolicy,
+) -> Decision:
+    """What a message's outcome asks for next: an email its provider refused for good
+    (`<provider>:failed:<code>`) becomes a text, if the policy says so and the customer has a
+    consenting phone that this message's episode has not texted yet."""
+    failed = ":failed:" in outcome
+    if not (failed and send.channel == Channel.EMAIL and policy.sms_fallback_on_email_failure):
+        return Decision(state=state)
+    customer = shipment.customer
+    key = f"{_episode_key(send)}:{Channel.SMS}"
+    decided = {n.idempotency_key for n in state.notifications}
+    decided |= {p.send.idempotency_key for p in state.pending}
+    if not (customer.phone and customer.sms_consent) or key in decided:
+        return Decision(state=state)
+    text = send.model_copy(update={"idempotency_key": key, "channel": Channel.SMS})
+    text = text.model_copy(update={"to": customer.phone})
+    return Decision(state=state, sends=[text])
+
+
 def is_finished(state: ShipmentState) -> bool:
     return state.closed_reason is not None and not state.pending
 

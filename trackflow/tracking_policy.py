@@ -72,6 +72,9 @@ class TrackingPolicy(BaseModel):
     default_timezone: str = "America/New_York"
     stale_message_enabled: bool = True
     pickup_gap_customer_message: bool = False
+    sms_fallback_on_email_failure: bool = False
+    """An email the provider refused for good (bounce, invalid address) goes out as a text
+    instead, to a phone that consented, when the decision did not text already."""
     return_window: timedelta = Field(default=timedelta(hours=72), gt=timedelta(0))
     lost_follow_up: timedelta = Field(
         default=timedelta(days=30), gt=timedelta(0), description="how long a lost parcel is watched"

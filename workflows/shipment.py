@@ -224,6 +224,16 @@ class ShipmentTrackingWorkflow:
         for receipt in report.receipts:
             sent = by_key[receipt.idempotency_key]
             self._state = policy.record_sent(self._state, sent, receipt.sent_at, receipt.transport)
+        for receipt in report.receipts:
+            await self._apply(
+                policy.on_send_outcome(
+                    self._state,
+                    by_key[receipt.idempotency_key],
+                    receipt.transport,
+                    self._shipment,
+                    self._policy,
+                )
+            )
 
     @staticmethod
     async def _alert(alert: RaiseAlert) -> None:
