@@ -21,6 +21,7 @@ import socket
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -28,8 +29,15 @@ from temporalio.exceptions import ApplicationError
 from activities.alerts import ALERT_KIND, Alerts, LedgerAlerts
 from activities.channels.base import OutgoingMessage, Transport
 from activities.channels.outbox import OutboxTransport
-from activities.exactly_once import Delivery, Outcome, perform_once, send_once
+from activities.exactly_once import (
+    PROVIDER_UNAVAILABLE,
+    Delivery,
+    Outcome,
+    perform_once,
+    send_once,
+)
 from activities.ledger import Ledger, LedgerRecord
+from trackflow.api_health import MESSAGE_PROVIDERS
 from trackflow.consent import may_send
 from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport
 from trackflow.effects import AlertKind, RaiseAlert, SendNotification
@@ -117,6 +125,10 @@ def attempt_lease(margin: timedelta = LEASE_MARGIN) -> timedelta:
     return DEFAULT_LEASE
 
 
+class ProviderHealth(Protocol):
+    async def report(self, provider: str, ok: bool, detail: str | None = None) -> None: ...
+
+
 class NotificationActivities:
     def __init__(
         self,
@@ -128,6 +140,7 @@ class NotificationActivities:
         merchant: str | None = None,
         lease: timedelta | None = None,
         provider_timeout: timedelta | None = None,
+        health: ProviderHealth | None = None,
     ) -> None:
         self._ledger = ledger
         outbox = OutboxTransport()
@@ -139,6 +152,7 @@ class NotificationActivities:
         self._merchant = merchant or self._brand.store_name
         self._lease = lease
         self._margin = max(LEASE_MARGIN, (provider_timeout or timedelta(0)) + timedelta(seconds=5))
+        self._health = health
 
     @activity.defn(name="send_notifications")
     async def send_notifications(self, batch: SendBatch) -> SendReport:
@@ -149,15 +163,28 @@ class NotificationActivities:
         receipts: list[DeliveryReceipt] = []
         retry: ApplicationError | None = None
         for send in batch.sends:
+            provider = self._transports[send.channel].name
             try:
-                receipts.append(await self._send_once(batch.about, send))
+                receipt = await self._send_once(batch.about, send)
             except ApplicationError as error:
                 if error.non_retryable:
                     raise
+                if error.type == PROVIDER_UNAVAILABLE:
+                    await self._report(provider, ok=False, detail=error.message)
                 retry = _later(retry, error)
+                continue
+            if receipt.transport == provider:  # the provider took it (not suppressed, failed)
+                await self._report(provider, ok=True)
+            receipts.append(receipt)
         if retry is not None:
             raise retry
         return SendReport(receipts=receipts)
+
+    async def _report(self, provider: str, *, ok: bool, detail: str | None = None) -> None:
+        """A message provider's health (SendGrid, Twilio): an outage longer than the policy's
+        `provider_outage_after` raises one alert, its end one recovery note."""
+        if self._health is not None and provider in MESSAGE_PROVIDERS:
+            await self._health.report(provider, ok=ok, detail=detail)
 
     async def _send_once(self, about: MessageContext, send: SendNotification) -> DeliveryReceipt:
         message = outgoing(about, send, render(about, send, self._brand))

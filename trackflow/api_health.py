@@ -1,6 +1,7 @@
-"""Carrier-API health: one alert when an API has been failing for too long, one when it recovers.
+"""API health: one alert when an API has been failing for too long, one when it recovers.
 
-One state per API (not per shipment): every poll reports its outcome here.
+One state per API (not per shipment): every carrier-API poll and every message provider call
+(SendGrid, Twilio) reports its outcome here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from pydantic import Field, computed_field
 from trackflow.effects import AlertKind, RaiseAlert
 from trackflow.models import Model
 from trackflow.tracking_policy import TrackingPolicy
+
+MESSAGE_PROVIDERS = ("sendgrid", "twilio")
+MAX_ALERTS_KEPT = 20
 
 
 class ApiHealth(Model):
@@ -50,17 +54,18 @@ def on_outcome(health: ApiHealth, ok: bool, detail: str | None, now: datetime) -
         )
     alerts = []
     if health.outage_alerted:
-        alerts.append(
-            _alert(
-                health, AlertKind.CARRIER_API_RECOVERED, f"{health.provider} API answers again", now
-            )
+        kind = (
+            AlertKind.PROVIDER_RECOVERED
+            if _is_message_provider(health)
+            else AlertKind.CARRIER_API_RECOVERED
         )
+        alerts.append(_alert(health, kind, f"{health.provider} API answers again", now))
     recovered = health.model_copy(
         update={
             "failing_since": None,
             "outage_alerted": False,
             "successes": health.successes + 1,
-            "alerts": [*health.alerts, *alerts],
+            "alerts": [*health.alerts, *alerts][-MAX_ALERTS_KEPT:],
         }
     )
     return HealthDecision(health=recovered, alerts=alerts)
@@ -69,6 +74,8 @@ def on_outcome(health: ApiHealth, ok: bool, detail: str | None, now: datetime) -
 def outage_due(health: ApiHealth, policy: TrackingPolicy) -> datetime | None:
     if health.failing_since is None or health.outage_alerted:
         return None
+    if _is_message_provider(health):
+        return health.failing_since + policy.provider_outage_after
     return health.failing_since + policy.carrier_api_outage_after
 
 
@@ -82,14 +89,23 @@ def on_time(health: ApiHealth, policy: TrackingPolicy, now: datetime) -> HealthD
         f"{health.provider} API failing since {health.failing_since:%Y-%m-%d %H:%M} UTC "
         f"({health.failures} failed calls; last: {health.last_failure})"
     )
-    alert = _alert(health, AlertKind.CARRIER_API_OUTAGE, summary, now)
-    health = health.model_copy(update={"outage_alerted": True, "alerts": [*health.alerts, alert]})
+    kind = (
+        AlertKind.PROVIDER_OUTAGE if _is_message_provider(health) else AlertKind.CARRIER_API_OUTAGE
+    )
+    alert = _alert(health, kind, summary, now)
+    alerts = [*health.alerts, alert][-MAX_ALERTS_KEPT:]
+    health = health.model_copy(update={"outage_alerted": True, "alerts": alerts})
     return HealthDecision(health=health, alerts=[alert])
 
 
+def _is_message_provider(health: ApiHealth) -> bool:
+    return health.provider in MESSAGE_PROVIDERS
+
+
 def _alert(health: ApiHealth, kind: AlertKind, summary: str, now: datetime) -> RaiseAlert:
+    scope = "provider" if _is_message_provider(health) else "carrier-api"
     return RaiseAlert(
-        idempotency_key=f"carrier-api:{health.provider}:{kind.value}:{health.outages}",
+        idempotency_key=f"{scope}:{health.provider}:{kind.value}:{health.outages}",
         alert=kind,
         tracking_number=f"api:{health.provider}",
         order_id="-",

@@ -36,6 +36,8 @@ class AlertKind(StrEnum):
     PICKUP_GAP = "pickup_gap"
     CARRIER_API_OUTAGE = "carrier_api_outage"
     CARRIER_API_RECOVERED = "carrier_api_recovered"
+    PROVIDER_OUTAGE = "provider_outage"
+    PROVIDER_RECOVERED = "provider_recovered"
     UNCERTAIN_SEND = "uncertain_send"
     """A customer message a crash left unknown: the provider cannot tell whether it got it."""
 

@@ -79,6 +79,10 @@ class TrackingPolicy(BaseModel):
     lost_follow_up: timedelta = Field(
         default=timedelta(days=30), gt=timedelta(0), description="how long a lost parcel is watched"
     )
+    provider_outage_after: timedelta = Field(
+        default=timedelta(minutes=15),
+        description="a message provider (SendGrid, Twilio) failing this long: one alert",
+    )
     carrier_api_outage_after: timedelta = Field(
         default=timedelta(hours=4), gt=timedelta(0), description="failing this long: one alert"
     )
@@ -139,6 +143,7 @@ class TrackingPolicy(BaseModel):
                 "return_window": self.return_window / factor,
                 "lost_follow_up": self.lost_follow_up / factor,
                 "carrier_api_outage_after": self.carrier_api_outage_after / factor,
+                "provider_outage_after": self.provider_outage_after / factor,
                 "poll_retry_initial": self.poll_retry_initial / factor,
                 "poll_retry_max": self.poll_retry_max / factor,
                 "exception_message_min_interval": self.exception_message_min_interval / factor,

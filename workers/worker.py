@@ -92,11 +92,17 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
     ledger = open_ledger(settings.resolved_ledger_url)
     carrier_http = httpx.AsyncClient(base_url=settings.easypost_base_url, timeout=20)
     alert_transport = LedgerAlerts(ledger)
+    # One health workflow per carrier API and per message provider, shared by every shipment:
+    # it keeps the process's time scale (TRACKFLOW_TIME_SCALE), never a shipment's own.
+    policy = load_policy(settings)
+    await hold_policies(ledger, policy)
+    health = HealthReporter(client, settings.task_queue, policy)
     notifications = NotificationActivities(
         ledger=ledger,
         transports=transports_for(settings, ledger),
         alerts=alert_transport,
         provider_timeout=timedelta(seconds=settings.provider_timeout_s),
+        health=health,
         brand=Brand(
             store_name=settings.store_name,
             support_email=settings.support_email,
@@ -120,11 +126,6 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         apis["easypost"] = EasyPostTrackers(carrier_http, settings.easypost_api_key)
     if settings.shipengine_api_key:
         apis["shipengine"] = ShipEngineTracking(shipengine_http, settings.shipengine_api_key)
-    # One health workflow per carrier API, shared by every shipment: it keeps the process's
-    # time scale (TRACKFLOW_TIME_SCALE), never a shipment's own.
-    policy = load_policy(settings)
-    await hold_policies(ledger, policy)
-    health = HealthReporter(client, settings.task_queue, policy)
     polling = PollingActivities(apis, health)
     main = Worker(
         client,
