@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 from activities.ledger import LedgerRecord, open_ledger
 from activities.notify import outgoing
+from starters.api import create_app
 from tests.api_support import api_client, api_settings
-from tests.factories import make_shipment
+from tests.factories import ANY_TIME_POLICY, make_shipment
 from trackflow.effects import SendNotification
 from trackflow.messages import Brand, MessageContext, render, unsubscribe_url
 from trackflow.models import Channel, Trigger
+from workers.runtime import connect
 
 SECRET = "test-unsubscribe-secret"
 KEY = "1Z999AA10123456784/1001:in_transit:1:email"
@@ -103,3 +107,24 @@ def test_the_unsubscribe_headers_reach_the_transport() -> None:
     message = outgoing(about, send, render(about, send, brand))
     assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert f"<https://shop.example{_path()}>" in message.headers["List-Unsubscribe"]
+
+
+async def test_the_ledger_the_routes_open_is_closed_when_the_service_stops(
+    temporal_address: str, task_queue: str, tmp_path: Path
+) -> None:
+    settings = api_settings(temporal_address, task_queue, tmp_path, unsubscribe_secret=SECRET)
+    app = create_app(settings, lambda: connect(settings), ANY_TIME_POLICY)
+    closed: list[bool] = []
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://trackflow") as http:
+            assert (await http.post("/u/not-a-token")).status_code == 404  # opens the ledger
+        ledger = app.state.ledger
+        real_close = ledger.close
+
+        async def close() -> None:
+            closed.append(True)
+            await real_close()
+
+        ledger.close = close
+    assert closed == [True]

@@ -5,6 +5,8 @@ carrier APIs' webhooks), each answering 2xx only once what it received is durabl
 from __future__ import annotations
 
 import html
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 
 from fastapi import APIRouter, FastAPI, Request
@@ -35,6 +37,18 @@ DOCS_ASSETS = str(files("fastapi_offline") / "static")
 DOCS_ASSETS_URL = "/docs-assets"
 
 
+@asynccontextmanager
+async def _closing_the_ledger(app: FastAPI) -> AsyncIterator[None]:
+    """The ledger the provider webhooks and unsubscribe routes open on first use is closed
+    when the service stops."""
+    try:
+        yield
+    finally:
+        ledger = getattr(app.state, "ledger", None)
+        if ledger is not None:
+            await ledger.close()
+
+
 def create_app(
     settings: Settings,
     connect: ClientFactory,
@@ -42,6 +56,7 @@ def create_app(
 ) -> FastAPI:
     """`policy`: what new shipments are tracked with (default: `load_policy(settings)`)."""
     app = FastAPI(
+        lifespan=_closing_the_ledger,
         title="trackflow",
         summary="Proactive order tracking: shipments in, carrier events in, messages out.",
         docs_url=None,
