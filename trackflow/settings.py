@@ -70,6 +70,12 @@ class Settings(BaseModel):
     # Messages Twilio is asked to create per second per sender, across every worker on a
     # PostgreSQL ledger (a US long code sends 1 per second; short codes and toll-free more).
     twilio_messages_per_second: float = Field(default=1.0, gt=0)
+    # Internal alerts to Slack (activities.slack): an incoming webhook, or a bot token and a
+    # channel for chat.postMessage; neither: alerts stay ledger rows only.
+    slack_webhook_url: str | None = Field(default=None, repr=False)
+    slack_bot_token: str | None = Field(default=None, repr=False)
+    slack_channel: str | None = None
+    slack_base_url: str = "https://slack.com/api/"  # chat.postMessage's API root, e.g. a double
     # outbox | shadow | live, for both channels or one; unset: live where the provider's
     # credentials are set, else the outbox.
     delivery_mode: DeliveryMode | None = None

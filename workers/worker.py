@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.alerts import AlertActivities, LedgerAlerts
+from activities.alerts import AlertActivities
 from activities.channels import transports_for
 from activities.helpdesk import HelpdeskActivities, LedgerHelpdesk
 from activities.ledger import Ledger, open_ledger
@@ -25,6 +25,7 @@ from activities.polling import (
     ShipEngineTracking,
     TrackerApi,
 )
+from activities.slack import alert_transport_for
 from trackflow import policy_table
 from trackflow.contracts import POLL_PROVIDERS, poll_queue
 from trackflow.messages import DEFAULT_BRAND_COLOR, Brand
@@ -91,7 +92,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
     own task queue carries the rate limit shared by every worker polling that queue."""
     ledger = open_ledger(settings.resolved_ledger_url)
     carrier_http = httpx.AsyncClient(base_url=settings.easypost_base_url, timeout=20)
-    alert_transport = LedgerAlerts(ledger)
+    alert_transport = alert_transport_for(settings, ledger)
     # One health workflow per carrier API and per message provider, shared by every shipment:
     # it keeps the process's time scale (TRACKFLOW_TIME_SCALE), never a shipment's own.
     policy = load_policy(settings)
