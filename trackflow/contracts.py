@@ -24,6 +24,12 @@ def poll_queue(task_queue: str, provider: str) -> str:
     return f"{task_queue}-poll-{provider}"
 
 
+def integrations_queue(task_queue: str) -> str:
+    """Slack, helpdesks and Klaviyo run on their own task queue and worker slots: an
+    integration that is down retries there for hours and never holds a customer message."""
+    return f"{task_queue}-integrations"
+
+
 WORKFLOW_NAME = "ShipmentTrackingWorkflow"
 RETURNS_WORKFLOW_NAME = "ReturnsWorkflow"
 UNMATCHED_WORKFLOW_NAME = "UnmatchedEventsWorkflow"

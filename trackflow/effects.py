@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
+from pydantic import Field
+
 from trackflow.models import Channel, ExceptionKind, Model, ReturnRequest, Trigger
 
 
@@ -40,6 +42,7 @@ class AlertKind(StrEnum):
     PROVIDER_RECOVERED = "provider_recovered"
     UNCERTAIN_SEND = "uncertain_send"
     """A customer message a crash left unknown: the provider cannot tell whether it got it."""
+    RETURN_OPENED = "return_opened"
 
 
 class RaiseAlert(Model):
@@ -51,6 +54,14 @@ class RaiseAlert(Model):
     order_id: str
     summary: str
     raised_at: datetime
+    # What an agent needs to act without opening anything else (absent in older histories).
+    carrier: str | None = None
+    first_name: str | None = None
+    """The customer's first name only: an alert channel is no place for personal data."""
+    already_sent: list[str] = Field(default_factory=list)
+    """What the customer was already told, one line each: "delayed email 2026-12-01 09:02 UTC"."""
+    carrier_url: str | None = None
+    workflow_id: str | None = None
 
 
 class TagHelpdesk(Model):
@@ -63,6 +74,25 @@ class TagHelpdesk(Model):
     tracking_number: str
     order_id: str
     note: str
+    tags: list[str] = Field(default_factory=list)
+    """Every tag to add, `tag` first (older histories carry `tag` alone)."""
+
+    @property
+    def all_tags(self) -> list[str]:
+        return self.tags or [self.tag]
+
+
+class SyncDelayedList(Model):
+    """Put the customer on the merchant's "delayed shipments" list (Klaviyo), or take them off
+    once the delay is over; a no-op where no list is configured."""
+
+    idempotency_key: str
+    member: bool
+    customer_email: str | None
+    customer_phone: str | None
+    first_name: str | None
+    tracking_number: str
+    order_id: str
 
 
 AUTO_DELAY_NOTIFIED = "auto_delay_notified"

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from trackflow.contracts import TASK_QUEUE
 from trackflow.models import Channel
 
-DeliveryMode = Literal["outbox", "shadow", "live"]
+DeliveryMode = Literal["outbox", "shadow", "live", "klaviyo"]
 """outbox: the local outbox; shadow: everything runs (rendering, timing, consent) and what
-would have gone out is recorded, no provider is called; live: the provider."""
+would have gone out is recorded, no provider is called; live: the provider; klaviyo: an event
+per message to Klaviyo, whose flows send it (trackflow still decides and times)."""
 
 SUPERVISOR_FD_ENV = "TRACKFLOW_SUPERVISOR_FD"
 """A child of `trackflow up` stops when this pipe (from its supervisor) reads EOF."""
@@ -76,6 +77,23 @@ class Settings(BaseModel):
     slack_bot_token: str | None = Field(default=None, repr=False)
     slack_channel: str | None = None
     slack_base_url: str = "https://slack.com/api/"  # chat.postMessage's API root, e.g. a double
+    # The daily digest of open problem shipments (a Temporal Schedule), at this local hour.
+    digest_hour: int | None = Field(default=9, ge=0, le=23)
+    digest_timezone: str = "UTC"
+    # Helpdesks (activities.helpdesks): whichever has its credentials set is active.
+    gorgias_base_url: str | None = None  # https://<your-domain>.gorgias.com
+    gorgias_username: str | None = None  # the API user's email
+    gorgias_api_key: str | None = Field(default=None, repr=False)
+    gorgias_webhook_secret: str | None = Field(default=None, repr=False)  # inbound tickets
+    zendesk_base_url: str | None = None  # https://<subdomain>.zendesk.com
+    zendesk_email: str | None = None  # the agent the API token belongs to
+    zendesk_api_token: str | None = Field(default=None, repr=False)
+    zendesk_webhook_secret: str | None = Field(default=None, repr=False)  # signs inbound tickets
+    # Klaviyo (activities.klaviyo): events per message in `klaviyo` delivery mode, and the
+    # "delayed shipments" list.
+    klaviyo_api_key: str | None = Field(default=None, repr=False)  # a private key, pk_…
+    klaviyo_base_url: str = "https://a.klaviyo.com"
+    klaviyo_delayed_list_id: str | None = None
     # outbox | shadow | live, for both channels or one; unset: live where the provider's
     # credentials are set, else the outbox.
     delivery_mode: DeliveryMode | None = None
@@ -105,6 +123,14 @@ class Settings(BaseModel):
             and (self.twilio_from or self.twilio_messaging_service_sid)
         )
 
+    @property
+    def gorgias_configured(self) -> bool:
+        return bool(self.gorgias_base_url and self.gorgias_username and self.gorgias_api_key)
+
+    @property
+    def zendesk_configured(self) -> bool:
+        return bool(self.zendesk_base_url and self.zendesk_email and self.zendesk_api_token)
+
     def delivery_mode_for(self, channel: Channel) -> DeliveryMode:
         """The channel's mode; `live` without the provider's credentials is a setting error."""
         email = channel == Channel.EMAIL
@@ -112,6 +138,10 @@ class Settings(BaseModel):
             self.delivery_mode
         )
         configured = self.sendgrid_configured if email else self.twilio_configured
+        if chosen == "klaviyo" and not self.klaviyo_api_key:
+            raise ValueError(
+                f"{channel.value} delivery mode 'klaviyo' needs TRACKFLOW_KLAVIYO_API_KEY"
+            )
         if chosen == "live" and not configured:
             needs = (
                 "TRACKFLOW_SENDGRID_API_KEY and TRACKFLOW_EMAIL_FROM"

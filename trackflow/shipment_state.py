@@ -9,7 +9,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from trackflow.effects import PollCarrier, RaiseAlert, SendNotification, StartReturn, TagHelpdesk
+from trackflow.effects import (
+    PollCarrier,
+    RaiseAlert,
+    SendNotification,
+    StartReturn,
+    SyncDelayedList,
+    TagHelpdesk,
+)
 from trackflow.models import CarrierStatus, Channel, ExceptionKind, Model, Trigger
 
 
@@ -202,6 +209,7 @@ class Decision(Model):
     sends: list[SendNotification] = Field(default_factory=list)
     alerts: list[RaiseAlert] = Field(default_factory=list)
     tags: list[TagHelpdesk] = Field(default_factory=list)
+    segments: list[SyncDelayedList] = Field(default_factory=list)
     returns: list[StartReturn] = Field(default_factory=list)
     polls: list[PollCarrier] = Field(default_factory=list)
 
