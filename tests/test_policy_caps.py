@@ -227,7 +227,7 @@ def test_lost_and_stale_messages_go_out_after_the_cap() -> None:
     assert [s.trigger for s in stale] == [Trigger.STALE, Trigger.STALE]  # not an exception
     lost = run.tick(scanned + run.policy.standard.lost_after)
     assert [s.trigger for s in lost] == [Trigger.LOST, Trigger.LOST]
-    assert LOST_PACKAGE_TAG in {t.tag for t in run.tags}
+    assert LOST_PACKAGE_TAG in {tag for t in run.tags for tag in t.all_tags}
     # the lost message counted: the next mere delay is over the cap
     assert len(run.state.exception_messages) == 4
     run.feed(exception_event(X.WEATHER_DELAY, run.now + HOUR, event_id="late"), gap=2 * HOUR)

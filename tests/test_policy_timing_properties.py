@@ -355,7 +355,7 @@ def check_once_per_milestone_and_episode(record: Record) -> None:
         f"{episode}:helpdesk:{AUTO_DELAY_NOTIFIED}" for episode in delay_episodes
     )
     lost_episodes = {e for e in delay_episodes if ":lost:" in e}
-    assert len([t for t in tags if t.tag == LOST_PACKAGE_TAG]) == len(lost_episodes)
+    assert len([t for t in tags if LOST_PACKAGE_TAG in t.all_tags]) == len(lost_episodes)
     alerts = [a for step in record.steps for a in step.decision.alerts]
     assert len({a.idempotency_key for a in alerts}) == len(alerts)
     assert len([a for a in alerts if a.alert == AlertKind.PICKUP_GAP]) <= 1

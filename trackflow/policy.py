@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import NamedTuple
 
+from trackflow.carriers import courier_tracking_url
 from trackflow.durations import human_duration
 from trackflow.effects import (
     AUTO_DELAY_NOTIFIED,
@@ -19,6 +20,7 @@ from trackflow.effects import (
     RaiseAlert,
     SendNotification,
     StartReturn,
+    SyncDelayedList,
     TagHelpdesk,
     Tone,
 )
@@ -157,6 +159,16 @@ def on_event(
     policy: TrackingPolicy,
     now: datetime,
 ) -> Decision:
+    return _leave_delayed_list(_on_event(state, event, shipment, policy, now), shipment)
+
+
+def _on_event(
+    state: ShipmentState,
+    event: CarrierEvent,
+    shipment: Shipment,
+    policy: TrackingPolicy,
+    now: datetime,
+) -> Decision:
     key = remembered(event.dedupe_key)
     if key in state.seen_event_keys or event.tracking_number != shipment.tracking_number:
         return Decision(state=state)
@@ -206,7 +218,7 @@ def on_tick(
     if released_at is not None:
         decision = _fire_timers(decision, shipment, policy, now, due_before=released_at)
     decision = _release_pending(decision, shipment, policy, now)
-    return _fire_timers(decision, shipment, policy, now)
+    return _leave_delayed_list(_fire_timers(decision, shipment, policy, now), shipment)
 
 
 def _fire_timers(
@@ -723,40 +735,124 @@ def obsolete_because(pending: PendingSend, state: ShipmentState) -> str | None:
 def _with_sends(
     decision: Decision, sends: list[SendNotification], shipment: Shipment, now: datetime
 ) -> Decision:
-    """Add sends, and tag the customer in the helpdesk when a delay message goes out."""
+    """Add sends. When a delay message goes out, tag the customer's open helpdesk tickets
+    (with a private note saying what was sent) and put them on the delayed-shipments list."""
     tags = list(decision.tags)
+    segments = list(decision.segments)
     state = decision.state
-    for send in sends:
-        if send.trigger not in _DELAY_TRIGGERS:
+    for trigger, told in _by_trigger(sends):
+        if trigger not in _DELAY_TRIGGERS:
             continue
-        wanted = [AUTO_DELAY_NOTIFIED] + (
-            [LOST_PACKAGE_TAG] if send.trigger == Trigger.LOST else []
+        key = _episode_key(told[0]) + f":helpdesk:{AUTO_DELAY_NOTIFIED}"
+        if any(n.key == key for n in state.notes):
+            continue
+        wanted = [AUTO_DELAY_NOTIFIED] + ([LOST_PACKAGE_TAG] if trigger == Trigger.LOST else [])
+        tags.append(
+            TagHelpdesk(
+                idempotency_key=key,
+                tag=AUTO_DELAY_NOTIFIED,
+                tags=wanted,
+                customer_email=shipment.customer.email,
+                customer_phone=shipment.customer.phone,
+                tracking_number=shipment.tracking_number,
+                order_id=shipment.order_id,
+                note=_helpdesk_note(state, shipment, told, now),
+            )
         )
-        for tag in wanted:
-            effect = _tag(shipment, tag, _episode_key(send) + f":helpdesk:{tag}", send.trigger)
-            if not any(n.key == effect.idempotency_key for n in state.notes):
-                tags.append(effect)
-                state = _noted(state, Note(kind="helpdesk", key=effect.idempotency_key,
-                                           detail=tag, at=now))  # fmt: skip
+        state = _noted(state, Note(kind="helpdesk", key=key, detail="+".join(wanted), at=now))
+        if not state.delayed_list_member:
+            state, segment = _delayed_list_change(state, shipment, member=True)
+            segments.append(segment)
+        state = state.model_copy(update={"delayed_list_scan": state.last_scan_at})
     return decision.model_copy(
-        update={"state": state, "sends": [*decision.sends, *sends], "tags": tags}
+        update={
+            "state": state,
+            "sends": [*decision.sends, *sends],
+            "tags": tags,
+            "segments": segments,
+        }
     )
+
+
+def _by_trigger(sends: list[SendNotification]) -> list[tuple[Trigger, list[SendNotification]]]:
+    grouped: dict[Trigger, list[SendNotification]] = {}
+    for send in sends:
+        grouped.setdefault(send.trigger, []).append(send)
+    return list(grouped.items())
+
+
+def _helpdesk_note(
+    state: ShipmentState, shipment: Shipment, told: list[SendNotification], now: datetime
+) -> str:
+    """The private note an agent reads on the customer's ticket."""
+    first = told[0]
+    what = first.trigger.value.replace("_", " ") + (
+        f" ({first.exception.value.replace('_', ' ')})" if first.exception else ""
+    )
+    channels = " and ".join(send.channel.value.replace("sms", "SMS") for send in told)
+    carrier = shipment.carrier or "the carrier"
+    lines = [
+        f"trackflow told the customer: {what}, by {channels}, at {now:%Y-%m-%d %H:%M} UTC.",
+        f"Live status: {state.phase.value.replace('_', ' ')} with {carrier}"
+        + (
+            f", estimated delivery {state.estimated_delivery:%Y-%m-%d}"
+            if state.estimated_delivery
+            else ""
+        )
+        + ".",
+    ]
+    if link := _carrier_page(shipment):
+        lines.append(f"Tracking: {link}")
+    lines.append(f"Order {shipment.order_name or shipment.order_id}, {shipment.tracking_number}.")
+    return "\n".join(lines)
+
+
+def _carrier_page(shipment: Shipment) -> str | None:
+    link = shipment.tracking_url
+    if link and link.startswith(("https://", "http://")):
+        return link
+    return courier_tracking_url(shipment.carrier, shipment.tracking_number)
+
+
+def _delayed_list_change(
+    state: ShipmentState, shipment: Shipment, *, member: bool
+) -> tuple[ShipmentState, SyncDelayedList]:
+    changes = state.delayed_list_changes + 1
+    segment = SyncDelayedList(
+        idempotency_key=f"{shipment_key(shipment)}:delayed-list:{changes}:"
+        + ("add" if member else "remove"),
+        member=member,
+        customer_email=shipment.customer.email,
+        customer_phone=shipment.customer.phone,
+        first_name=shipment.customer.first_name,
+        tracking_number=shipment.tracking_number,
+        order_id=shipment.order_id,
+    )
+    state = state.model_copy(
+        update={"delayed_list_member": member, "delayed_list_changes": changes}
+    )
+    return state, segment
+
+
+def _delay_over(state: ShipmentState) -> bool:
+    """The delay the customer was told of is over: delivered (or returned, cancelled), or a
+    newer scan arrived with no exception open and the parcel not lost."""
+    if state.phase in (Phase.DELIVERED, Phase.RETURNED, Phase.CANCELLED):
+        return True
+    moved = state.last_scan_at != state.delayed_list_scan
+    return moved and state.open_exception is None and not state.lost
+
+
+def _leave_delayed_list(decision: Decision, shipment: Shipment) -> Decision:
+    state = decision.state
+    if not (state.delayed_list_member and _delay_over(state)):
+        return decision
+    state, segment = _delayed_list_change(state, shipment, member=False)
+    return decision.model_copy(update={"state": state, "segments": [*decision.segments, segment]})
 
 
 def _episode_key(send: SendNotification) -> str:
     return send.idempotency_key.rsplit(":", 1)[0]
-
-
-def _tag(shipment: Shipment, tag: str, key: str, why: Trigger) -> TagHelpdesk:
-    return TagHelpdesk(
-        idempotency_key=key,
-        tag=tag,
-        customer_email=shipment.customer.email,
-        customer_phone=shipment.customer.phone,
-        tracking_number=shipment.tracking_number,
-        order_id=shipment.order_id,
-        note=f"trackflow told the customer about: {why.value}",
-    )
 
 
 def _noted(state: ShipmentState, note: Note) -> ShipmentState:
@@ -856,9 +952,23 @@ def _alert(
         summary=f"{shipment.carrier or 'carrier'} {shipment.tracking_number} "
         f"(order {shipment.order_name or shipment.order_id}): {timer.detail}",
         raised_at=now,
+        carrier=shipment.carrier,
+        first_name=shipment.customer.first_name,
+        already_sent=already_sent(state),
+        carrier_url=_carrier_page(shipment),
+        workflow_id=shipment.workflow_id,
     )
     state = _noted(state, Note(kind="alert", key=key, detail=timer.detail, at=now))
     return decision.model_copy(update={"state": state, "alerts": [*decision.alerts, alert]})
+
+
+def already_sent(state: ShipmentState) -> list[str]:
+    """What the customer was told so far, one line per message, for an alert."""
+    return [
+        f"{n.trigger.value.replace('_', ' ')} {n.channel.value} {n.sent_at:%Y-%m-%d %H:%M} UTC"
+        + (f" ({n.outcome})" if n.outcome and n.outcome not in ("outbox", "sent") else "")
+        for n in state.notifications[-10:]
+    ]
 
 
 # --- what ops see -------------------------------------------------------------------------

@@ -158,6 +158,13 @@ class ShipmentState(Model):
         description="events that occurred earlier belong to an earlier order on this recycled "
         "tracking number",
     )
+    delayed_list_member: bool = Field(
+        default=False, description="on the merchant's delayed-shipments list (Klaviyo)"
+    )
+    delayed_list_scan: datetime | None = Field(
+        default=None, description="the last scan when the customer was told of the delay"
+    )
+    delayed_list_changes: int = 0
     timeline_omitted: int = Field(default=0, description="older timeline entries dropped")
     notes_omitted: int = Field(default=0, description="older notes dropped")
 
