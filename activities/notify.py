@@ -66,7 +66,24 @@ def outgoing(
         tracking_number=about.tracking_number,
         order_id=about.order_id,
         headers=rendered.headers,
+        facts=message_facts(about, send),
     )
+
+
+def message_facts(about: MessageContext, send: SendNotification) -> dict[str, str]:
+    """What the message is about, as plain strings (see `OutgoingMessage.facts`)."""
+    facts = {
+        "trigger": send.trigger.value,
+        "exception": send.exception.value if send.exception else None,
+        "carrier": about.carrier,
+        "tracking_url": about.tracking_url,
+        "estimated_delivery": (
+            send.estimated_delivery.isoformat() if send.estimated_delivery else None
+        ),
+        "order_name": about.order_name,
+        "first_name": about.first_name,
+    }
+    return {name: value for name, value in facts.items() if value}
 
 
 def ledger_template(

@@ -3,7 +3,7 @@
 `transports_for` picks each channel's transport from its delivery mode
 (`Settings.delivery_mode_for`): the local outbox, the shadow (recorded, never sent), or the
 provider (SendGrid for email, Twilio for SMS), which is the default once its credentials are
-set.
+set, or Klaviyo (an event per message, which the merchant's Klaviyo flows send).
 """
 
 from __future__ import annotations
@@ -28,6 +28,20 @@ def transports_for(settings: Settings, ledger: Ledger) -> dict[Channel, Transpor
     for channel, mode in modes.items():
         if mode == "shadow":
             transports[channel] = ShadowTransport()
+    klaviyo_channels = [channel for channel, mode in modes.items() if mode == "klaviyo"]
+    if klaviyo_channels and settings.klaviyo_api_key:
+        from activities.channels.klaviyo import KlaviyoTransport
+        from activities.klaviyo import KlaviyoClient
+
+        klaviyo = KlaviyoTransport(
+            KlaviyoClient(
+                settings.klaviyo_api_key,
+                base_url=settings.klaviyo_base_url,
+                timeout_s=settings.provider_timeout_s,
+            )
+        )
+        for channel in klaviyo_channels:
+            transports[channel] = klaviyo
     live_email = modes[Channel.EMAIL] == "live"
     if live_email and settings.sendgrid_api_key and settings.email_from:
         from activities.channels.sendgrid import SendGridTransport

@@ -30,6 +30,10 @@ class OutgoingMessage(BaseModel):
     tracking_number: str
     order_id: str
     headers: dict[str, str] = Field(default_factory=dict)  # e.g. List-Unsubscribe
+    # What the message is about, for transports that hand the facts on rather than the text
+    # (Klaviyo: an event whose properties its flows render): trigger, exception, carrier,
+    # tracking_url, estimated_delivery, order_name, first_name; absent keys are unknown.
+    facts: dict[str, str] = Field(default_factory=dict)
 
 
 class ProviderReceipt(BaseModel):
@@ -37,7 +41,7 @@ class ProviderReceipt(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    transport: str  # "outbox" | "sendgrid" | "twilio"
+    transport: str  # "outbox" | "shadow" | "sendgrid" | "twilio" | "klaviyo"
     provider_message_id: str | None
     accepted_at: datetime
 
