@@ -1,9 +1,9 @@
 """The alert activity: tell the merchant's ops channel about a shipment that needs a human.
 
 `Alerts` is the transport interface; `LedgerAlerts` records the alert in the notification
-ledger only (the default, and what the ops view reads). A Slack transport comes later behind
-the same interface. Either way the ledger is keyed by the alert's idempotency key, so a
-retried activity or a replayed workflow raises each alert once.
+ledger only (the default, and what the ops view reads); activities.slack posts it to Slack.
+Either way the ledger is keyed by the alert's idempotency key, so a retried activity or a
+replayed workflow raises each alert once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ _TITLES = {
     AlertKind.CARRIER_API_OUTAGE: "Carrier API outage",
     AlertKind.CARRIER_API_RECOVERED: "Carrier API recovered",
     AlertKind.UNCERTAIN_SEND: "Message may not have reached the provider (not resent)",
+    AlertKind.PROVIDER_OUTAGE: "Provider outage",
+    AlertKind.PROVIDER_RECOVERED: "Provider recovered",
+    AlertKind.RETURN_OPENED: "Return requested",
 }
 
 
@@ -93,6 +96,19 @@ class AlertActivities:
             ALERT_KIND,
             lambda: self._alerts.raise_alert(alert),
         )
+        return _receipt(done)
+
+    @activity.defn(name="record_alert")
+    async def record_alert(self, alert: RaiseAlert) -> AlertReceipt:
+        """The ledger and the worker's log only: for alerts about the alert channel itself."""
+        done = await perform_once(
+            self._ledger,
+            alert.idempotency_key,
+            ALERT_KIND,
+            lambda: LedgerAlerts(self._ledger).raise_alert(alert),
+        )
+        if not done.already_recorded:
+            activity.logger.warning("%s — %s", alert_subject(alert), alert.summary)
         return _receipt(done)
 
 

@@ -67,7 +67,7 @@ async def test_lost_package_alerts_tags_and_revives_when_it_moves_again(
 
         found = make_event(CarrierStatus.IN_TRANSIT, at(300), tracking_number=number)
         await signal_event(client, found)
-        revived = await _records(tmp_path, shipment, 9)
+        revived = await _records(tmp_path, shipment, 10)  # 2 messages + off the delayed list
         after = await shipment_view(client, number)
 
     assert view.status == "lost"
@@ -80,11 +80,15 @@ async def test_lost_package_alerts_tags_and_revives_when_it_moves_again(
     ]
     assert sorted((r.kind, r.trigger) for r in records if r.kind != "message") == [
         ("alert", "lost"),
-        ("helpdesk", "auto_delay_notified"),
-        ("helpdesk", "lost_package"),
+        ("helpdesk", "auto_delay_notified"),  # with lost_package, one note
+        ("klaviyo", "delayed_list_add"),
     ]
     assert sent(revived)[4:] == [("in_transit", "email"), ("in_transit", "sms")]
-    assert "moving again" in revived[-1].body or "moving again" in revived[-2].body
+    assert any("moving again" in r.body for r in revived[7:] if r.kind == "message")
+    assert [r.trigger for r in revived if r.kind == "klaviyo"] == [
+        "delayed_list_add",
+        "delayed_list_remove",
+    ]
     assert after.status == "in_transit"
 
 

@@ -1,7 +1,8 @@
 """API health: one alert when an API has been failing for too long, one when it recovers.
 
-One state per API (not per shipment): every carrier-API poll and every message provider call
-(SendGrid, Twilio) reports its outcome here.
+One state per API (not per shipment): every carrier-API poll, every message provider call
+(SendGrid, Twilio) and every integration call (Slack, Gorgias, Zendesk, Klaviyo) reports its
+outcome here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from trackflow.models import Model
 from trackflow.tracking_policy import TrackingPolicy
 
 MESSAGE_PROVIDERS = ("sendgrid", "twilio")
+INTEGRATIONS = ("slack", "gorgias", "zendesk", "klaviyo")
+"""Ops integrations: counted like message providers (an outage alert after
+`provider_outage_after`), though their outage never holds a customer message."""
 MAX_ALERTS_KEPT = 20
 
 
@@ -99,7 +103,7 @@ def on_time(health: ApiHealth, policy: TrackingPolicy, now: datetime) -> HealthD
 
 
 def _is_message_provider(health: ApiHealth) -> bool:
-    return health.provider in MESSAGE_PROVIDERS
+    return health.provider in MESSAGE_PROVIDERS or health.provider in INTEGRATIONS
 
 
 def _alert(health: ApiHealth, kind: AlertKind, summary: str, now: datetime) -> RaiseAlert:

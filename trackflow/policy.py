@@ -801,13 +801,13 @@ def _helpdesk_note(
         )
         + ".",
     ]
-    if link := _carrier_page(shipment):
+    if link := carrier_page(shipment):
         lines.append(f"Tracking: {link}")
     lines.append(f"Order {shipment.order_name or shipment.order_id}, {shipment.tracking_number}.")
     return "\n".join(lines)
 
 
-def _carrier_page(shipment: Shipment) -> str | None:
+def carrier_page(shipment: Shipment) -> str | None:
     link = shipment.tracking_url
     if link and link.startswith(("https://", "http://")):
         return link
@@ -955,11 +955,19 @@ def _alert(
         carrier=shipment.carrier,
         first_name=shipment.customer.first_name,
         already_sent=already_sent(state),
-        carrier_url=_carrier_page(shipment),
+        carrier_url=carrier_page(shipment),
         workflow_id=shipment.workflow_id,
     )
     state = _noted(state, Note(kind="alert", key=key, detail=timer.detail, at=now))
     return decision.model_copy(update={"state": state, "alerts": [*decision.alerts, alert]})
+
+
+def on_integration_gave_up(
+    state: ShipmentState, key: str, why: str, now: datetime
+) -> ShipmentState:
+    """An integration (Slack, helpdesk, Klaviyo) stayed down past its retries: say so where
+    ops look at the shipment."""
+    return _noted(state, Note(kind="integration", key=key, detail=why[:300], at=now))
 
 
 def already_sent(state: ShipmentState) -> list[str]:

@@ -6,9 +6,16 @@ from datetime import datetime
 
 from pydantic import Field
 
-from trackflow.effects import RETURN_REQUESTED_TAG, SendNotification, TagHelpdesk
+from trackflow.effects import (
+    RETURN_REQUESTED_TAG,
+    AlertKind,
+    RaiseAlert,
+    SendNotification,
+    TagHelpdesk,
+)
 from trackflow.models import Model, ReturnRequest, Shipment, Trigger
 from trackflow.policy import (
+    carrier_page,
     channels_for,
     customer_zone,
     idempotency_key,
@@ -27,6 +34,7 @@ class TimedSend(Model):
 
 class ReturnPlan(Model):
     tag: TagHelpdesk
+    alert: RaiseAlert
     acknowledgements: list[TimedSend] = Field(default_factory=list)
 
 
@@ -56,4 +64,17 @@ def plan_return(
         order_id=shipment.order_id,
         note=f"{request.kind} requested" + (f": {request.reason}" if request.reason else ""),
     )
-    return ReturnPlan(tag=tag, acknowledgements=acknowledgements)
+    alert = RaiseAlert(
+        idempotency_key=f"{shipment_key(shipment)}:alert:{AlertKind.RETURN_OPENED.value}:{episode}",
+        alert=AlertKind.RETURN_OPENED,
+        tracking_number=shipment.tracking_number,
+        order_id=shipment.order_id,
+        summary=f"{request.kind} requested for order {shipment.order_name or shipment.order_id}"
+        + (f": {request.reason}" if request.reason else ""),
+        raised_at=now,
+        carrier=shipment.carrier,
+        first_name=shipment.customer.first_name,
+        carrier_url=carrier_page(shipment),
+        workflow_id=shipment.workflow_id,
+    )
+    return ReturnPlan(tag=tag, alert=alert, acknowledgements=acknowledgements)

@@ -77,6 +77,9 @@ class Settings(BaseModel):
     slack_bot_token: str | None = Field(default=None, repr=False)
     slack_channel: str | None = None
     slack_base_url: str = "https://slack.com/api/"  # chat.postMessage's API root, e.g. a double
+    # Integration calls in flight per worker, on their own task queue: however slow an
+    # integration gets, it holds none of the customer messages' slots.
+    integration_concurrency: int = Field(default=20, ge=1)
     # The daily digest of open problem shipments (a Temporal Schedule), at this local hour.
     digest_hour: int | None = Field(default=9, ge=0, le=23)
     digest_timezone: str = "UTC"

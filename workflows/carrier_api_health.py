@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -31,6 +33,7 @@ class CarrierApiHealthWorkflow:
         self._outcomes: list[ApiOutcome] = []
         self._received = 0
         self._published = ""
+        self._alerts: set[asyncio.Task[None]] = set()
 
     @workflow.run
     async def run(self, input: ApiHealthInput) -> None:
@@ -45,10 +48,15 @@ class CarrierApiHealthWorkflow:
                     api_health.on_outcome(self._health, outcome.ok, outcome.detail, workflow.now())
                 )
             await self._apply(api_health.on_time(self._health, self._policy, workflow.now()))
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._alerts)
         workflow.continue_as_new(
             ApiHealthInput(provider=input.provider, policy=input.policy, health=self._health)
         )
+
+    @staticmethod
+    async def _settle(call: Awaitable[str | None]) -> None:
+        if gave_up := await call:
+            workflow.logger.warning("alert not delivered: %s", gave_up)
 
     @workflow.signal(name=SIGNAL_API_OUTCOME)
     def outcome(self, outcome: ApiOutcome) -> None:
@@ -61,8 +69,20 @@ class CarrierApiHealthWorkflow:
 
     async def _apply(self, decision: api_health.HealthDecision) -> None:
         self._health = decision.health
-        for alert in decision.alerts:
-            await effects.raise_alert(alert)
+        if not decision.alerts:
+            pass
+        elif workflow.patched(effects.INTEGRATIONS_PATCH):
+            # In the background, on the integrations queue: a Slack outage never holds the
+            # count. An alert about Slack itself goes to the ledger and the worker's log.
+            activity = "record_alert" if self._health.provider == "slack" else "raise_alert"
+            for alert in decision.alerts:
+                call = effects.integrate(activity, alert, f"alert {alert.alert.value}")
+                task = asyncio.create_task(self._settle(call))
+                self._alerts.add(task)
+                task.add_done_callback(self._alerts.discard)
+        else:
+            for alert in decision.alerts:
+                await effects.raise_alert(alert)
         if self._health.status != self._published:
             self._published = self._health.status
             workflow.upsert_search_attributes([STATUS.value_set(self._health.status)])

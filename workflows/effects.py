@@ -8,10 +8,16 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from trackflow.contracts import PollResult, SendBatch, SendReport, poll_queue
+from trackflow.contracts import (
+    PollResult,
+    SendBatch,
+    SendReport,
+    integrations_queue,
+    poll_queue,
+)
 from trackflow.effects import PollCarrier, RaiseAlert, SendNotification, TagHelpdesk
 from trackflow.messages import MessageContext
-from trackflow.models import ShippingSpeed
+from trackflow.models import Model, ShippingSpeed
 from trackflow.tracking_policy import TrackingPolicy
 
 # Customer messages: retry a flaky provider for a long time, never a message it refused.
@@ -31,6 +37,17 @@ INTERNAL_RETRY = RetryPolicy(
 )
 INTERNAL_GIVE_UP_AFTER = timedelta(days=1)
 CALL_TIMEOUT = timedelta(seconds=20)
+# Slack, helpdesks and Klaviyo: on their own task queue, in the background, retried with
+# backoff through an outage of hours; the customer's messages never wait for them.
+INTEGRATION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=30),
+    non_retryable_error_types=["LedgerKeyCollision"],
+)
+INTEGRATION_GIVE_UP_AFTER = timedelta(days=2)
+# The workflow shape that runs them so (before: alerts and tags on the main queue, awaited).
+INTEGRATIONS_PATCH = "integrations-in-background"
 
 
 async def send(about: MessageContext, sends: list[SendNotification]) -> SendReport:
@@ -51,7 +68,26 @@ async def send(about: MessageContext, sends: list[SendNotification]) -> SendRepo
     return report
 
 
+async def integrate(activity: str, argument: Model, summary: str) -> str | None:
+    """Carry out one integration effect (an activity on the integrations queue); None once
+    done, else why it gave up (the caller notes it: nothing retries it after that)."""
+    try:
+        await workflow.execute_activity(
+            activity,
+            argument,
+            task_queue=integrations_queue(workflow.info().task_queue),
+            start_to_close_timeout=CALL_TIMEOUT,
+            schedule_to_close_timeout=INTEGRATION_GIVE_UP_AFTER,
+            retry_policy=INTEGRATION_RETRY,
+            summary=summary,
+        )
+    except ActivityError as error:
+        return f"{activity} gave up: {error.cause or error}"
+    return None
+
+
 async def raise_alert(alert: RaiseAlert) -> None:
+    """Before integrations moved to their own queue (histories that ran this way replay it)."""
     await workflow.execute_activity(
         "raise_alert",
         alert,
@@ -63,6 +99,7 @@ async def raise_alert(alert: RaiseAlert) -> None:
 
 
 async def tag_helpdesk(tag: TagHelpdesk) -> None:
+    """Before integrations moved to their own queue (histories that ran this way replay it)."""
     await workflow.execute_activity(
         "tag_helpdesk",
         tag,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -49,6 +50,7 @@ class ShipmentTrackingWorkflow:
         self._details = ""
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
+        self._integrations: set[asyncio.Task[None]] = set()
 
     @workflow.run
     async def run(self, input: ShipmentWorkflowInput) -> ShipmentView:
@@ -60,8 +62,9 @@ class ShipmentTrackingWorkflow:
             await self._drain_inbox()
             self._publish()
             if policy.is_finished(self._state):
+                await workflow.wait_condition(lambda: not self._integrations)
                 break
-            if self._history_is_long():
+            if self._history_is_long() and not self._integrations:
                 await self._answer_every_update()
                 workflow.continue_as_new(
                     ShipmentWorkflowInput(
@@ -202,9 +205,12 @@ class ShipmentTrackingWorkflow:
 
     async def _apply(self, decision: Decision) -> None:
         self._state = decision.state
-        await asyncio.gather(self._send(decision), *map(self._alert, decision.alerts))
-        for tag in decision.tags:
-            await effects.tag_helpdesk(tag)
+        integrations = decision.alerts or decision.tags or decision.segments
+        if integrations and not workflow.patched(effects.INTEGRATIONS_PATCH):
+            await self._apply_before_integrations_patch(decision)
+        else:
+            await self._send(decision)
+            self._integrate(decision)
         for start in decision.returns:
             await self._start_return(start)
         for request in decision.polls:
@@ -234,6 +240,45 @@ class ShipmentTrackingWorkflow:
                     self._policy,
                 )
             )
+
+    def _integrate(self, decision: Decision) -> None:
+        """Start the decision's integration effects without waiting for them: the run waits
+        for them only before it ends or continues as new."""
+        for alert in decision.alerts:
+            self._background(
+                alert.idempotency_key,
+                effects.integrate("raise_alert", alert, f"alert {alert.alert.value}"),
+            )
+        for tag in decision.tags:
+            summary = "helpdesk " + "+".join(tag.all_tags)
+            self._background(tag.idempotency_key, effects.integrate("tag_helpdesk", tag, summary))
+        for change in decision.segments:
+            summary = "delayed list " + ("add" if change.member else "remove")
+            self._background(
+                change.idempotency_key, effects.integrate("sync_delayed_list", change, summary)
+            )
+
+    def _background(self, key: str, call: Awaitable[str | None]) -> None:
+        async def settle() -> None:
+            if gave_up := await call:
+                self._state = policy.on_integration_gave_up(
+                    self._state, key, gave_up, workflow.now()
+                )
+
+        task = asyncio.create_task(settle())
+        self._integrations.add(task)
+        task.add_done_callback(self._integrations.discard)
+
+    async def _apply_before_integrations_patch(self, decision: Decision) -> None:
+        """The shape histories recorded before INTEGRATIONS_PATCH replay: alerts alongside the
+        send, then one tag activity per tag, in line."""
+        await asyncio.gather(self._send(decision), *map(self._alert, decision.alerts))
+        for tag in decision.tags:
+            for name in tag.all_tags:
+                key = tag.idempotency_key.rsplit(":", 1)[0] + f":{name}"
+                await effects.tag_helpdesk(
+                    tag.model_copy(update={"tag": name, "tags": [name], "idempotency_key": key})
+                )
 
     @staticmethod
     async def _alert(alert: RaiseAlert) -> None:
