@@ -15,7 +15,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.alerts import AlertActivities
 from activities.channels import transports_for
-from activities.helpdesk import HelpdeskActivities, LedgerHelpdesk
+from activities.helpdesk import HelpdeskActivities
+from activities.helpdesks import helpdesk_for
+from activities.klaviyo import KlaviyoActivities
 from activities.ledger import Ledger, open_ledger
 from activities.notify import NotificationActivities
 from activities.polling import (
@@ -27,11 +29,12 @@ from activities.polling import (
 )
 from activities.slack import alert_transport_for
 from trackflow import policy_table
-from trackflow.contracts import POLL_PROVIDERS, poll_queue
+from trackflow.contracts import POLL_PROVIDERS, integrations_queue, poll_queue
 from trackflow.messages import DEFAULT_BRAND_COLOR, Brand
 from trackflow.settings import Settings
 from trackflow.timezones import preload_zone_data
 from trackflow.tracking_policy import TrackingPolicy
+from workers.integration_health import IntegrationHealth
 from workers.policy_file import load_policy
 from workers.runtime import connect, ensure_search_attributes, secure_data_dir
 from workflows.carrier_api_health import CarrierApiHealthWorkflow
@@ -120,7 +123,8 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         ),
     )
     alerts = AlertActivities(ledger, alert_transport)
-    helpdesk = HelpdeskActivities(ledger, LedgerHelpdesk(ledger))
+    helpdesk = HelpdeskActivities(ledger, helpdesk_for(settings, ledger))
+    klaviyo = KlaviyoActivities.from_settings(settings, ledger)
     shipengine_http = httpx.AsyncClient(base_url=settings.shipengine_base_url, timeout=20)
     apis: dict[str, TrackerApi] = {}
     if settings.easypost_api_key:
@@ -132,8 +136,21 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
+        # raise_alert and tag_helpdesk also here, for runs recorded before INTEGRATIONS_PATCH
         activities=[notifications.send_notifications, alerts.raise_alert, helpdesk.tag_helpdesk],
         workflow_runner=sandbox_runner(),
+    )
+    integrations = Worker(
+        client,
+        task_queue=integrations_queue(settings.task_queue),
+        activities=[
+            alerts.raise_alert,
+            alerts.record_alert,
+            helpdesk.tag_helpdesk,
+            klaviyo.sync_delayed_list,
+        ],
+        interceptors=[IntegrationHealth(health, integration_providers(settings))],
+        max_concurrent_activities=settings.integration_concurrency,
     )
     pollers = [
         Worker(
@@ -146,13 +163,27 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
     ]
     try:
         async with contextlib.AsyncExitStack() as stack:
-            for worker in (main, *pollers):
+            for worker in (main, integrations, *pollers):
                 await stack.enter_async_context(worker)
             yield
     finally:
         await carrier_http.aclose()
         await shipengine_http.aclose()
         await ledger.close()
+
+
+def integration_providers(settings: Settings) -> dict[str, str]:
+    """Which integration each activity calls, for those configured (their health counted)."""
+    providers: dict[str, str] = {}
+    if settings.slack_webhook_url or settings.slack_bot_token:
+        providers["raise_alert"] = "slack"
+    helpdesk = "gorgias" if settings.gorgias_configured else None
+    helpdesk = helpdesk or ("zendesk" if settings.zendesk_configured else None)
+    if helpdesk is not None:
+        providers["tag_helpdesk"] = helpdesk
+    if settings.klaviyo_api_key and settings.klaviyo_delayed_list_id:
+        providers["sync_delayed_list"] = "klaviyo"
+    return providers
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
