@@ -1,16 +1,22 @@
-"""The Slack transport for internal alerts, through `slack_sdk`.
+"""The Slack transport for internal alerts and the daily digest, through `slack_sdk`.
 
 Two ways in, whichever the settings give:
 
 * an incoming webhook (``TRACKFLOW_SLACK_WEBHOOK_URL``): Slack answers 200 ``ok``, or a 4xx
-  with a plain-text error (``invalid_payload``, ``no_service``, ...), or 429 ``Retry-After``;
+  with a plain-text error (``invalid_payload``, ``invalid_blocks``, ``no_service``, ...), or
+  429 ``Retry-After``;
 * a bot token and a channel (``TRACKFLOW_SLACK_BOT_TOKEN`` + ``TRACKFLOW_SLACK_CHANNEL``):
   ``chat.postMessage`` answers ``{"ok": true, "ts": ...}`` or ``{"ok": false, "error": ...}``,
   and 429 with ``Retry-After`` when rate limited. ``TRACKFLOW_SLACK_BASE_URL`` points it at a
-  double.
+  double (it may carry a path prefix: ``http://localhost:8025/slack/api/``).
 
-The message is Block Kit: what happened, the order, the tracking number, the alert's summary
-and a link to the shipment's workflow in the Temporal Web UI (when its URL is configured).
+An alert is Block Kit: what happened as the header; the order, tracking number, carrier and
+the customer's first name (never more of them: an ops channel is no place for personal data,
+and any email address or phone number in the summary is masked); the summary; what the
+customer was already sent; buttons to the carrier's tracking page and to the workflow in the
+Temporal Web UI. Provider, carrier-API and integration (Slack, Gorgias, Zendesk, Klaviyo)
+outages and recoveries name the provider instead of a parcel.
+
 A 429 or 5xx raises a retryable ``ApplicationError`` whose ``next_retry_delay`` is Slack's
 Retry-After; any other refusal is permanent: the alert is recorded in the ledger with
 transport ``slack-refused`` and the error, and not posted again. Only a successful post or a
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,9 +39,9 @@ from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
 from temporalio.exceptions import ApplicationError
 
-from activities.alerts import ALERT_CHANNEL, ALERT_KIND, Alerts, LedgerAlerts, alert_subject
+from activities.alerts import ALERT_CHANNEL, ALERT_KIND, Alerts, LedgerAlerts
 from activities.ledger import Ledger, LedgerRecord
-from trackflow.effects import RaiseAlert
+from trackflow.effects import AlertKind, RaiseAlert
 from trackflow.models import workflow_id_for
 from trackflow.settings import Settings
 
@@ -43,7 +50,40 @@ SLACK = "slack"
 SLACK_REFUSED = "slack-refused"
 DEFAULT_RETRY_AFTER = timedelta(seconds=30)
 
+# Block Kit's limits (a message over them is refused with ``invalid_blocks``).
+MAX_HEADER = 150
+MAX_SECTION = 3000
+MAX_FIELD = 2000
+MAX_FIELDS = 10
+MAX_BLOCKS = 50
+MAX_BUTTON_TEXT = 75
+MAX_URL = 3000
+MAX_ALREADY_SENT = 12
+
 _log = logging.getLogger("trackflow.slack")
+
+_TITLES = {
+    AlertKind.LOST: ":rotating_light: Package lost",
+    AlertKind.PICKUP_GAP: ":package: No carrier pickup",
+    AlertKind.CARRIER_API_OUTAGE: ":red_circle: Carrier API outage",
+    AlertKind.CARRIER_API_RECOVERED: ":large_green_circle: Carrier API recovered",
+    AlertKind.PROVIDER_OUTAGE: ":red_circle: Provider outage",
+    AlertKind.PROVIDER_RECOVERED: ":large_green_circle: Provider recovered",
+    AlertKind.UNCERTAIN_SEND: (
+        ":grey_question: Message may not have reached the provider (not resent)"
+    ),
+    AlertKind.RETURN_OPENED: ":leftwards_arrow_with_hook: Return opened",
+}
+_API_ALERTS = {
+    AlertKind.CARRIER_API_OUTAGE,
+    AlertKind.CARRIER_API_RECOVERED,
+    AlertKind.PROVIDER_OUTAGE,
+    AlertKind.PROVIDER_RECOVERED,
+}
+_MESSAGE_PROVIDERS = {"sendgrid", "twilio"}
+_INTEGRATIONS = {"slack", "gorgias", "zendesk", "klaviyo"}
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"\+\d[\d\s().-]{5,}\d")
 
 
 @dataclass(frozen=True)
@@ -53,49 +93,165 @@ class Posted:
     error: str | None = None
 
 
+# --- what an alert says -------------------------------------------------------------------
+
+
+def alert_title(alert: RaiseAlert) -> str:
+    """The header: what happened, and to which provider when it is about one."""
+    title = _TITLES.get(alert.alert, alert.alert.value.replace("_", " ").capitalize())
+    provider = api_provider(alert)
+    return f"{title}: {provider}" if provider else title
+
+
+def alert_text(alert: RaiseAlert) -> str:
+    """The one-line fallback (notifications, screen readers): no emoji codes, no markup."""
+    title = re.sub(r":[a-z_]+: ", "", alert_title(alert))
+    if is_api_alert(alert):
+        return title
+    return f"{title}: {alert.tracking_number} (order {alert.order_id})"
+
+
+def is_api_alert(alert: RaiseAlert) -> bool:
+    return alert.alert in _API_ALERTS or alert.tracking_number.startswith("api:")
+
+
+def api_provider(alert: RaiseAlert) -> str | None:
+    """The provider an outage alert is about: ``api:<name>`` as its tracking number, else an
+    integration or provider the summary names first."""
+    if alert.tracking_number.startswith("api:"):
+        return alert.tracking_number.removeprefix("api:") or None
+    if alert.alert not in _API_ALERTS:
+        return None
+    words = re.findall(r"[a-z]+", alert.summary.lower())
+    return next((w for w in words if w in _INTEGRATIONS | _MESSAGE_PROVIDERS), None)
+
+
+def _provider_kind(name: str) -> str:
+    if name in _MESSAGE_PROVIDERS:
+        return "message provider"
+    if name in _INTEGRATIONS:
+        return "integration"
+    return "carrier API"
+
+
+def mask_personal_data(text: str) -> str:
+    """Email addresses and phone numbers out of text bound for an ops channel."""
+    return _PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
+
+
 def alert_blocks(
     alert: RaiseAlert, *, temporal_ui_url: str | None, namespace: str
 ) -> list[dict[str, Any]]:
-    """The alert as Block Kit: a header, the order and tracking number, the summary, links."""
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": alert_subject(alert)[:150]}},
-        {
-            "type": "section",
-            "fields": [
-                {"type": "mrkdwn", "text": f"*Order*\n{_escape(alert.order_id)}"},
-                {"type": "mrkdwn", "text": f"*Tracking number*\n{_escape(alert.tracking_number)}"},
-                {"type": "mrkdwn", "text": f"*Alert*\n{alert.alert.value}"},
-                {"type": "mrkdwn", "text": f"*Raised at*\n{alert.raised_at.isoformat()}"},
-            ],
-        },
-        {"type": "section", "text": {"type": "mrkdwn", "text": _escape(alert.summary)[:3000]}},
-    ]
-    if url := workflow_url(alert, temporal_ui_url=temporal_ui_url, namespace=namespace):
+    """The alert as Block Kit (see the module)."""
+    blocks: list[dict[str, Any]] = [header(alert_title(alert))]
+    fields: list[str] = []
+    if is_api_alert(alert):
+        provider = api_provider(alert)
+        if provider:
+            fields += [f"*Provider*\n{_escape(provider)}", f"*Kind*\n{_provider_kind(provider)}"]
+    else:
+        fields += [
+            f"*Order*\n{_escape(alert.order_id)}",
+            f"*Tracking number*\n`{_escape(alert.tracking_number)}`",
+        ]
+        if alert.carrier:
+            fields.append(f"*Carrier*\n{_escape(alert.carrier.upper())}")
+        if alert.first_name:
+            fields.append(f"*Customer*\n{_escape(alert.first_name.split()[0])}")
+    if fields:
         blocks.append(
             {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Workflow in Temporal"},
-                        "url": url,
-                    }
-                ],
+                "type": "section",
+                "fields": [_mrkdwn(f[:MAX_FIELD]) for f in fields[:MAX_FIELDS]],
             }
         )
+    summary = _escape(mask_personal_data(alert.summary)) or "(no details)"
+    blocks.append({"type": "section", "text": _mrkdwn(_clip(summary, MAX_SECTION))})
+    if alert.already_sent:
+        lines = [f"• {_escape(mask_personal_data(s))}" for s in alert.already_sent]
+        if len(lines) > MAX_ALREADY_SENT:
+            more = len(lines) - MAX_ALREADY_SENT
+            lines = [*lines[:MAX_ALREADY_SENT], f"… and {more} more"]
+        text = "*Already sent to the customer*\n" + "\n".join(lines)
+        blocks.append({"type": "section", "text": _mrkdwn(_clip(text, MAX_SECTION))})
+    elif alert.alert in (AlertKind.LOST, AlertKind.PICKUP_GAP, AlertKind.RETURN_OPENED):
+        blocks.append(context("Nothing was sent to the customer about it before this alert."))
+    raised = alert.raised_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    blocks.append(context(f"{alert.alert.value} · raised {raised} · key {alert.idempotency_key}"))
+    buttons: list[dict[str, Any]] = []
+    if alert.carrier_url and _is_web_url(alert.carrier_url):
+        buttons.append(button("Carrier tracking page", alert.carrier_url, "open_carrier"))
+    url = workflow_url(alert, temporal_ui_url=temporal_ui_url, namespace=namespace)
+    if url:
+        buttons.append(button("Workflow in Temporal", url, "open_workflow"))
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
     return blocks
 
 
 def workflow_url(alert: RaiseAlert, *, temporal_ui_url: str | None, namespace: str) -> str | None:
+    """The alert's workflow in the Web UI: its `workflow_id`, else the shipment's (derived
+    from the tracking number); None without a UI URL or for an outage without a workflow."""
+    workflow_id = alert.workflow_id
+    if workflow_id is None and not is_api_alert(alert):
+        try:
+            workflow_id = workflow_id_for(alert.tracking_number)
+        except ValueError:
+            workflow_id = None
+    if not workflow_id:
+        return None
+    return temporal_workflow_url(temporal_ui_url, namespace, workflow_id)
+
+
+def temporal_workflow_url(
+    temporal_ui_url: str | None, namespace: str, workflow_id: str
+) -> str | None:
     if not temporal_ui_url:
         return None
-    workflow_id = quote(workflow_id_for(alert.tracking_number), safe="")
     base = temporal_ui_url.rstrip("/")
-    return f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{workflow_id}"
+    return f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+
+
+# --- Block Kit pieces (shared with the digest) -----------------------------------------------
+
+
+def header(text: str) -> dict[str, Any]:
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": _clip(text, MAX_HEADER), "emoji": True},
+    }
+
+
+def context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [_mrkdwn(_clip(text, MAX_FIELD))]}
+
+
+def button(text: str, url: str, action_id: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": _clip(text, MAX_BUTTON_TEXT)},
+        "url": url[:MAX_URL],
+        "action_id": action_id,
+    }
+
+
+def _mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_web_url(url: str) -> bool:
+    return url.startswith(("https://", "http://")) and len(url) <= MAX_URL
 
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# --- posting -------------------------------------------------------------------------------
 
 
 def _retry_after(headers: Mapping[str, Any] | None) -> timedelta:
@@ -118,29 +274,25 @@ def _unavailable(status: int, detail: str, headers: Mapping[str, Any] | None) ->
     )
 
 
-class SlackAlerts:
-    """Posts each alert to Slack, then records it in the ledger under its key."""
+class SlackPoster:
+    """Posts one Block Kit message through an incoming webhook or ``chat.postMessage``.
 
-    name = SLACK
+    Returns `Posted` (ok, or a permanent refusal with Slack's error); raises a retryable
+    ``ApplicationError`` (``SlackUnavailable``, after Retry-After on 429) when Slack is rate
+    limiting or down."""
 
     def __init__(
         self,
-        ledger: Ledger,
         *,
         webhook_url: str | None = None,
         bot_token: str | None = None,
         channel: str | None = None,
         base_url: str = "https://slack.com/api/",
-        temporal_ui_url: str | None = None,
-        namespace: str = "default",
         timeout_s: float = 10.0,
     ) -> None:
         if not webhook_url and not (bot_token and channel):
             raise ValueError("Slack needs a webhook URL, or a bot token and a channel")
-        self._ledger = ledger
         self._channel = channel
-        self._temporal_ui_url = temporal_ui_url
-        self._namespace = namespace
         timeout = max(1, round(timeout_s))
         self._webhook = WebhookClient(webhook_url, timeout=timeout) if webhook_url else None
         self._web = (
@@ -153,33 +305,13 @@ class SlackAlerts:
             )
         )
 
-    async def raise_alert(self, alert: RaiseAlert) -> LedgerRecord:
-        blocks = alert_blocks(
-            alert, temporal_ui_url=self._temporal_ui_url, namespace=self._namespace
-        )
-        text = alert_subject(alert)  # the notification's fallback text
-        posted = await asyncio.to_thread(self._post, text, blocks)
-        if not posted.ok:
-            _log.warning("Slack refused alert %s: %s", alert.idempotency_key, posted.error)
-        record, _created = await self._ledger.record_once(
-            LedgerRecord(
-                idempotency_key=alert.idempotency_key,
-                kind=ALERT_KIND,
-                tracking_number=alert.tracking_number,
-                order_id=alert.order_id,
-                trigger=alert.alert.value,
-                channel=ALERT_CHANNEL,
-                to=self._channel or "webhook",
-                subject=text,
-                body=alert.summary
-                if posted.ok
-                else f"{alert.summary}\n[Slack refused it: {posted.error}]",
-                transport=SLACK if posted.ok else SLACK_REFUSED,
-                provider_message_id=posted.message_id,
-                sent_at=datetime.now(UTC),
-            )
-        )
-        return record
+    @property
+    def destination(self) -> str:
+        """Where posts go, for the ledger: the channel, or "webhook" (its URL is a secret)."""
+        return self._channel if self._webhook is None and self._channel else "webhook"
+
+    async def post(self, text: str, blocks: list[dict[str, Any]]) -> Posted:
+        return await asyncio.to_thread(self._post, text, blocks)
 
     def _post(self, text: str, blocks: list[dict[str, Any]]) -> Posted:
         if self._webhook is not None:
@@ -212,10 +344,83 @@ class SlackAlerts:
         return Posted(ok=True, message_id=str(ts) if ts is not None else None)
 
 
+class SlackAlerts:
+    """Posts each alert to Slack, then records it in the ledger under its key."""
+
+    name = SLACK
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        webhook_url: str | None = None,
+        bot_token: str | None = None,
+        channel: str | None = None,
+        base_url: str = "https://slack.com/api/",
+        temporal_ui_url: str | None = None,
+        namespace: str = "default",
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._ledger = ledger
+        self._temporal_ui_url = temporal_ui_url
+        self._namespace = namespace
+        self._poster = SlackPoster(
+            webhook_url=webhook_url,
+            bot_token=bot_token,
+            channel=channel,
+            base_url=base_url,
+            timeout_s=timeout_s,
+        )
+
+    async def raise_alert(self, alert: RaiseAlert) -> LedgerRecord:
+        blocks = alert_blocks(
+            alert, temporal_ui_url=self._temporal_ui_url, namespace=self._namespace
+        )
+        text = alert_text(alert)
+        posted = await self._poster.post(text, blocks)
+        if not posted.ok:
+            _log.warning("Slack refused alert %s: %s", alert.idempotency_key, posted.error)
+        summary = mask_personal_data(alert.summary)
+        record, _created = await self._ledger.record_once(
+            LedgerRecord(
+                idempotency_key=alert.idempotency_key,
+                kind=ALERT_KIND,
+                tracking_number=alert.tracking_number,
+                order_id=alert.order_id,
+                trigger=alert.alert.value,
+                channel=ALERT_CHANNEL,
+                to=self._poster.destination,
+                subject=text,
+                body=summary if posted.ok else f"{summary}\n[Slack refused it: {posted.error}]",
+                transport=SLACK if posted.ok else SLACK_REFUSED,
+                provider_message_id=posted.message_id,
+                sent_at=datetime.now(UTC),
+            )
+        )
+        return record
+
+
+def slack_configured(settings: Settings) -> bool:
+    return bool(settings.slack_webhook_url or (settings.slack_bot_token and settings.slack_channel))
+
+
+def slack_poster_for(settings: Settings) -> SlackPoster | None:
+    """The Slack poster the settings configure, or None."""
+    if not slack_configured(settings):
+        return None
+    return SlackPoster(
+        webhook_url=settings.slack_webhook_url,
+        bot_token=settings.slack_bot_token,
+        channel=settings.slack_channel,
+        base_url=settings.slack_base_url,
+        timeout_s=settings.provider_timeout_s,
+    )
+
+
 def alert_transport_for(settings: Settings, ledger: Ledger) -> Alerts:
     """Slack when the settings configure it (a webhook, or a bot token and a channel), else
     the ledger only."""
-    if settings.slack_webhook_url or (settings.slack_bot_token and settings.slack_channel):
+    if slack_configured(settings):
         return SlackAlerts(
             ledger,
             webhook_url=settings.slack_webhook_url,
