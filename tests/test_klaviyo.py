@@ -6,6 +6,7 @@ the delayed list kept once per key."""
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -29,13 +30,14 @@ from activities.klaviyo import (
     KlaviyoActivities,
     KlaviyoClient,
 )
-from activities.ledger import Ledger, open_ledger
+from activities.ledger import Ledger, MessageState, open_ledger
 from activities.notify import NotificationActivities, message_facts, outgoing
 from starters.shipments import register_shipment
 from starters.simulators.klaviyo import DELAYED_LIST_ID, KlaviyoDouble, create_klaviyo_app
 from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker
+from tests.test_worker_crash import worker_process
 from trackflow.contracts import SendBatch
 from trackflow.effects import SendNotification, SyncDelayedList
 from trackflow.messages import Brand, MessageContext, render
@@ -44,6 +46,7 @@ from trackflow.settings import Settings
 
 KEY = "pk_test_trackflow"
 ETA = date(2026, 11, 24)
+STALL_S = 120.0  # longer than the test: the stalled call never answers the killed worker
 
 
 @pytest.fixture
@@ -334,6 +337,62 @@ async def test_a_shipment_in_klaviyo_mode_sends_its_messages_as_events(
         ("Trackflow Label Created", "sms"),
     ]
     assert {e["unique_id"] for e in ours} == {r.idempotency_key for r in messages}
+
+
+async def test_a_worker_killed_mid_event_leaves_one_event_per_message(
+    temporal_env: WorkflowEnvironment,
+    client: Client,
+    temporal_address: str,
+    task_queue: str,
+    tmp_path: Path,
+    klaviyo: tuple[KlaviyoDouble, str],
+) -> None:
+    """A worker process is SIGKILLed while Klaviyo holds its first event unanswered; the next
+    worker takes the expired claim over, sends again (Klaviyo cannot be asked), and Klaviyo's
+    unique_id keeps one event per message: nothing lost, nothing twice, nothing uncertain."""
+    double, url = klaviyo
+    double.script.append({"action": "stall", "seconds": STALL_S, "path": "/api/events"})
+    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    shipment = make_shipment(tracking_number=number, order_value="300.00")
+    data_dir = tmp_path / "worker"  # both workers share its SQLite ledger
+    env = {
+        "TRACKFLOW_DELIVERY_MODE": "klaviyo",
+        "TRACKFLOW_KLAVIYO_API_KEY": KEY,
+        "TRACKFLOW_KLAVIYO_BASE_URL": url,
+        "TRACKFLOW_PROVIDER_TIMEOUT_S": "15",
+    }
+
+    async def received() -> int:
+        return double.received
+
+    async def rows() -> list[MessageState]:
+        ledger = open_ledger(str(data_dir / "ledger.sqlite3"))
+        try:
+            return [r for r in await ledger.states(number) if r.kind == "message"]
+        finally:
+            await ledger.close()
+
+    with worker_process(temporal_address, task_queue, data_dir, **env) as first:
+        with temporal_env.with_time_skipping_disabled():
+            label = make_event(CarrierStatus.LABEL_CREATED, at(0), tracking_number=number)
+            await register_shipment(
+                client, shipment, ANY_TIME_POLICY, task_queue=task_queue, events=[label]
+            )
+        await eventually(received, lambda n: n == 1, what="Klaviyo holding the first event")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    with worker_process(temporal_address, task_queue, data_dir, **env):
+        settled = await eventually(
+            rows,
+            lambda found: len(found) == 2 and all(r.status == "sent" for r in found),
+            deadline_s=120,
+            what="both messages sent",
+        )
+
+    assert {(r.channel, r.transport) for r in settled} == {("email", "klaviyo"), ("sms", "klaviyo")}
+    assert double.received == 3  # the stalled event, sent again, and the text
+    ours = [e for e in double.events if e["properties"]["tracking_number"] == number]
+    assert sorted(e["unique_id"] for e in ours) == sorted(r.idempotency_key for r in settled)
 
 
 # --- the delayed list ------------------------------------------------------------------------

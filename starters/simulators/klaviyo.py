@@ -13,7 +13,9 @@ and a ``revision`` header (400 ``invalid`` without, as Klaviyo answers). Errors 
   404 for a list the double does not have.
 * ``POST /_double/script`` ``{status: 429|500|503, count, retry_after, path}``: the next
   ``count`` API requests (whose path contains ``path``, when given) answer that status; 429
-  carries ``Retry-After``. ``GET /_double/events``, ``GET /_double/lists/{id}`` (the member
+  carries ``Retry-After``. ``{action: "stall", seconds, path}``: the request is carried out
+  and answered only after ``seconds`` (a caller killed meanwhile never hears back).
+* ``GET /_double/events`` (recorded, deduplicated), ``GET /_double/lists/{id}`` (the member
   profiles, their emails and phone numbers), ``GET /_double/profiles``, ``POST
   /_double/reset``.
 
@@ -23,6 +25,7 @@ that URL as ``TRACKFLOW_KLAVIYO_BASE_URL``.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import uuid
@@ -151,6 +154,9 @@ def create_klaviyo_app(double: KlaviyoDouble | None = None) -> FastAPI:
         rule = state.scripted(request.url.path)
         if rule is None:
             return None
+        if rule.get("action") == "stall":  # done, then answered only after `seconds`
+            request.state.stall = float(rule.get("seconds", 60))
+            return None
         status = int(rule.get("status", 429))
         if status == 429:
             wait = int(rule.get("retry_after", 1))
@@ -221,6 +227,7 @@ def create_klaviyo_app(double: KlaviyoDouble | None = None) -> FastAPI:
                     "_who": identity,
                 }
             )
+        await _stall(request)
         return Response(status_code=202)
 
     @app.post("/api/profiles", status_code=201)
@@ -253,6 +260,7 @@ def create_klaviyo_app(double: KlaviyoDouble | None = None) -> FastAPI:
             )
         profile_id = state.new_profile_id()
         state.profiles[profile_id] = dict(attributes)
+        await _stall(request)
         base = str(request.base_url).rstrip("/")
         return JSONResponse(
             {
@@ -297,6 +305,7 @@ def create_klaviyo_app(double: KlaviyoDouble | None = None) -> FastAPI:
             return ids
         members = state.lists[list_id]
         members.extend(pid for pid in ids if pid not in members)
+        await _stall(request)
         return Response(status_code=204)
 
     @app.delete("/api/lists/{list_id}/relationships/profiles", status_code=204)
@@ -308,6 +317,7 @@ def create_klaviyo_app(double: KlaviyoDouble | None = None) -> FastAPI:
         if isinstance(ids, JSONResponse):
             return ids
         state.lists[list_id] = [pid for pid in state.lists[list_id] if pid not in ids]
+        await _stall(request)
         return Response(status_code=204)
 
     @app.post("/_double/script")
@@ -335,6 +345,14 @@ def create_klaviyo_app(double: KlaviyoDouble | None = None) -> FastAPI:
         return {"ok": True}
 
     return app
+
+
+async def _stall(request: Request) -> None:
+    """A scripted stall: the request was carried out, the answer comes late (or never, for a
+    caller that is killed or gives up first)."""
+    seconds = getattr(request.state, "stall", None)
+    if seconds:
+        await asyncio.sleep(seconds)
 
 
 def _present(attributes: dict[str, Any]) -> dict[str, Any]:
