@@ -96,7 +96,7 @@ class LedgerRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     idempotency_key: str
-    kind: Literal["message", "alert", "helpdesk"] = "message"
+    kind: Literal["message", "alert", "helpdesk", "klaviyo"] = "message"
     tracking_number: str
     order_id: str
     trigger: str
