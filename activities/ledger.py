@@ -14,6 +14,11 @@ Customer messages go through a claim first, because providers take no idempotenc
   code on the row (feedback events deduplicated by their own id), and the suppression table
   keeps, per merchant, the addresses not to contact again and why.
 
+Inbound helpdesk tickets add two tables: `<table>_customer_index` maps a keyed digest of a
+customer's email (never the email; trackflow.tickets) to the shipments registered with it,
+and `<table>_inbound_tickets` keeps one anonymised row per ticket (helpdesk, ticket id, times,
+shipment, intent, already_notified, language: no email, no text) for the WISMO analytics.
+
 `get` and `list` show only 'sent' rows (the outbox); `state` and `states` show every row with
 its status and feedback (the shipment view). Ledgers written by earlier versions (every row
 'sent') are migrated in place when a writer opens them: missing columns are added.
@@ -84,6 +89,44 @@ _FINAL_DELIVERY = frozenset(
 )
 # The strongest reason first, when an address is suppressed for several.
 _REASON_RANK = ("bounced", "spam_report", "sms_stop", "unsubscribed")
+
+
+class CustomerShipment(BaseModel):
+    """A shipment a customer's email digest was registered with (the inbound-ticket lookup)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    email_digest: str
+    tracking_number: str
+    order_id: str
+    workflow_id: str
+    registered_at: datetime
+    tracking_url: str | None = None
+
+
+class TicketRecord(BaseModel):
+    """One inbound helpdesk ticket, anonymised for the WISMO analytics: no email, no text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    helpdesk: str
+    ticket_id: str
+    received_at: datetime
+    created_at: datetime | None = None
+    tracking_number: str | None = None
+    intent: str
+    already_notified: bool | None = None
+    language: str
+    rule: str | None = None
+
+    @field_validator("received_at", "created_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("needs a time zone")
+        return value.astimezone(UTC)
 
 
 class ReadOnlyLedgerError(RuntimeError):
@@ -291,6 +334,27 @@ class Ledger(Protocol):
         """Keep a tracking policy by digest, for workers started later (a changed file)."""
 
     async def stored_policies(self) -> dict[str, str]: ...
+
+    async def index_customer(self, shipment: CustomerShipment) -> bool:
+        """Remember that the email digest has this shipment; False when it was known."""
+        ...
+
+    async def customer_shipments(
+        self, email_digests: builtins.list[str]
+    ) -> builtins.list[CustomerShipment]:
+        """The shipments of any of the digests, the most recently registered first."""
+        ...
+
+    async def record_ticket(self, ticket: TicketRecord) -> tuple[TicketRecord, bool]:
+        """Store the ticket's row once per (helpdesk, ticket id); return the stored row and
+        whether this call stored it."""
+        ...
+
+    async def ticket(self, helpdesk: str, ticket_id: str) -> TicketRecord | None: ...
+
+    async def tickets(self, since: datetime | None = None) -> builtins.list[TicketRecord]:
+        """Inbound ticket rows received at or after `since`, oldest first."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -737,6 +801,106 @@ class _SqlLedger(ABC):
             key=lambda r: (_REASON_RANK.index(r) if r in _REASON_RANK else -1, r),
         )
 
+    # --- inbound tickets: the customer index and the anonymised ticket rows ---------------
+
+    async def index_customer(self, shipment: CustomerShipment) -> bool:
+        self._writing()
+        inserted = await self._fetch(
+            f"INSERT INTO {self.table}_customer_index (email_digest, tracking_number, "
+            "order_id, workflow_id, registered_at, tracking_url) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (email_digest, tracking_number, order_id) DO NOTHING "
+            "RETURNING email_digest",
+            shipment.email_digest,
+            shipment.tracking_number,
+            shipment.order_id,
+            shipment.workflow_id,
+            self._to_db_time(shipment.registered_at),
+            shipment.tracking_url,
+        )
+        return bool(inserted)
+
+    async def customer_shipments(
+        self, email_digests: builtins.list[str]
+    ) -> builtins.list[CustomerShipment]:
+        if not email_digests:
+            return []
+        markers = ", ".join("?" for _ in email_digests)
+        rows = await self._fetch(
+            f"SELECT * FROM {self.table}_customer_index WHERE email_digest IN ({markers}) "
+            "ORDER BY registered_at DESC, tracking_number",
+            *email_digests,
+        )
+        return [
+            CustomerShipment(
+                email_digest=row["email_digest"],
+                tracking_number=row["tracking_number"],
+                order_id=row["order_id"],
+                workflow_id=row["workflow_id"],
+                registered_at=self._from_db_time(row["registered_at"]),
+                tracking_url=row["tracking_url"],
+            )
+            for row in rows
+        ]
+
+    async def record_ticket(self, ticket: TicketRecord) -> tuple[TicketRecord, bool]:
+        self._writing()
+        inserted = await self._fetch(
+            f"INSERT INTO {self.table}_inbound_tickets (helpdesk, ticket_id, received_at, "
+            "created_at, tracking_number, intent, already_notified, language, rule) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (helpdesk, ticket_id) DO NOTHING RETURNING ticket_id",
+            ticket.helpdesk,
+            ticket.ticket_id,
+            self._to_db_time(ticket.received_at),
+            self._db_time(ticket.created_at),
+            ticket.tracking_number,
+            ticket.intent,
+            ticket.already_notified,
+            ticket.language,
+            ticket.rule,
+        )
+        if inserted:
+            return ticket, True
+        stored = await self.ticket(ticket.helpdesk, ticket.ticket_id)
+        if stored is None:
+            raise RuntimeError(f"ticket row {ticket.helpdesk}/{ticket.ticket_id} vanished")
+        return stored, False
+
+    def _ticket(self, row: dict[str, Any]) -> TicketRecord:
+        notified = row["already_notified"]
+        return TicketRecord(
+            helpdesk=row["helpdesk"],
+            ticket_id=row["ticket_id"],
+            received_at=self._from_db_time(row["received_at"]),
+            created_at=self._py_time(row["created_at"]),
+            tracking_number=row["tracking_number"],
+            intent=row["intent"],
+            already_notified=None if notified is None else bool(notified),
+            language=row["language"],
+            rule=row["rule"],
+        )
+
+    async def ticket(self, helpdesk: str, ticket_id: str) -> TicketRecord | None:
+        rows = await self._fetch(
+            f"SELECT * FROM {self.table}_inbound_tickets WHERE helpdesk = ? AND ticket_id = ?",
+            helpdesk,
+            ticket_id,
+        )
+        return self._ticket(rows[0]) if rows else None
+
+    async def tickets(self, since: datetime | None = None) -> builtins.list[TicketRecord]:
+        if since is None:
+            rows = await self._fetch(
+                f"SELECT * FROM {self.table}_inbound_tickets ORDER BY received_at, ticket_id"
+            )
+        else:
+            rows = await self._fetch(
+                f"SELECT * FROM {self.table}_inbound_tickets WHERE received_at >= ? "
+                "ORDER BY received_at, ticket_id",
+                self._to_db_time(since),
+            )
+        return [self._ticket(row) for row in rows]
+
 
 def _advances(current: MessageState, status: str, at: datetime) -> bool:
     """Whether a delivery status reported at `at` replaces the row's: a newer report does,
@@ -799,6 +963,37 @@ CREATE TABLE IF NOT EXISTS {table}_suppressions (
     reason TEXT NOT NULL,
     at {time} NOT NULL,
     PRIMARY KEY (merchant, channel, address, reason)
+)""",
+        *_ticket_schema(table, time, "BOOLEAN" if postgres else "INTEGER"),
+    ]
+
+
+def _ticket_schema(table: str, time: str, boolean: str) -> builtins.list[str]:
+    """The inbound-ticket tables: email digest -> shipments (no email), and one anonymised
+    row per ticket (no email, no text)."""
+    return [
+        f"""
+CREATE TABLE IF NOT EXISTS {table}_customer_index (
+    email_digest TEXT NOT NULL,
+    tracking_number TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    registered_at {time} NOT NULL,
+    tracking_url TEXT,
+    PRIMARY KEY (email_digest, tracking_number, order_id)
+)""",
+        f"""
+CREATE TABLE IF NOT EXISTS {table}_inbound_tickets (
+    helpdesk TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    received_at {time} NOT NULL,
+    created_at {time},
+    tracking_number TEXT,
+    intent TEXT NOT NULL,
+    already_notified {boolean},
+    language TEXT NOT NULL,
+    rule TEXT,
+    PRIMARY KEY (helpdesk, ticket_id)
 )""",
     ]
 
