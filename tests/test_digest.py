@@ -22,7 +22,7 @@ from temporalio.client import (
     ScheduleRange,
 )
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.digest import DigestActivities, ensure_digest_schedule, stale_margin
@@ -38,6 +38,7 @@ from trackflow.digest import (
     DIGEST_SCHEDULE_ID,
     DIGEST_WORKFLOW_NAME,
     MAX_LISTED_PER_PROBLEM,
+    DigestJob,
     DigestReceipt,
     OpenShipment,
     Problem,
@@ -379,3 +380,43 @@ async def test_the_schedule_posts_one_digest_a_day_listing_the_lost_parcel(
 
 async def _count(client: Client, query: str) -> int:
     return len([e async for e in client.list_workflows(query)])
+
+
+async def test_without_slack_the_digest_is_recorded_in_the_ledger_once_a_day(
+    client: Client, task_queue: str, ledger: Ledger
+) -> None:
+    activities = DigestActivities(
+        client, ledger, None, task_queue=task_queue, policy=TrackingPolicy()
+    )
+    env = ActivityEnvironment()
+    fired = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    first = await env.run(activities.post_digest, DigestJob(fired_at=fired, timezone="Asia/Tokyo"))
+    later = fired + timedelta(hours=6)  # 23:00 in Tokyo: the same local day
+    again = await env.run(activities.post_digest, DigestJob(fired_at=later, timezone="Asia/Tokyo"))
+    next_day = await env.run(
+        activities.post_digest,
+        DigestJob(fired_at=later + timedelta(hours=2), timezone="Asia/Tokyo"),
+    )
+
+    assert (first.idempotency_key, first.transport, first.listed) == (
+        "digest:2026-12-01",
+        "ledger",
+        0,
+    )
+    assert again.idempotency_key == first.idempotency_key and again.already_posted
+    assert next_day.idempotency_key == "digest:2026-12-02" and not next_day.already_posted
+    record = await ledger.get("digest:2026-12-01")
+    assert record is not None and record.kind == "alert" and record.trigger == "digest"
+    assert record.subject == "Trackflow daily digest 2026-12-01: no open problem shipments"
+
+
+async def test_a_pause_set_by_hand_survives_the_worker_updating_the_schedule(
+    client: Client, task_queue: str, tmp_path: Path, schedule_cleanup: None
+) -> None:
+    await ensure_digest_schedule(client, settings(task_queue, tmp_path, digest_hour=9))
+    handle = client.get_schedule_handle(DIGEST_SCHEDULE_ID)
+    await handle.pause(note="paused during the holidays")
+    await ensure_digest_schedule(client, settings(task_queue, tmp_path, digest_hour=10))
+    described = await handle.describe()
+    assert described.schedule.state.paused
+    assert _calendar(described) == ([ScheduleRange(10)], "UTC")
