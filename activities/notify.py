@@ -200,7 +200,7 @@ class NotificationActivities:
     async def _report(self, provider: str, *, ok: bool, detail: str | None = None) -> None:
         """A message provider's health (SendGrid, Twilio): an outage longer than the policy's
         `provider_outage_after` raises one alert, its end one recovery note."""
-        if self._health is not None and provider in MESSAGE_PROVIDERS:
+        if self._health is not None and (provider in MESSAGE_PROVIDERS or provider == "klaviyo"):
             await self._health.report(provider, ok=ok, detail=detail)
 
     async def _send_once(self, about: MessageContext, send: SendNotification) -> DeliveryReceipt:

@@ -106,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=("outbox", "simulated"),
         default="outbox",
         help="where email and SMS go: the local outbox (default), or SendGrid and Twilio "
-        "doubles on a free local port, through the official SDKs",
+        "doubles on a free local port, through the official SDKs (with Slack, Gorgias, "
+        "Zendesk and Klaviyo doubles for the ops integrations)",
     )
     up.set_defaults(run=_run_up)
 
@@ -159,12 +160,15 @@ def _parser() -> argparse.ArgumentParser:
 
     providers_sim = simulate_commands.add_parser(
         "providers",
-        help="SendGrid and Twilio doubles (mail send, Messages API, signed callbacks)",
+        help="SendGrid, Twilio, Slack, Gorgias, Zendesk and Klaviyo doubles",
         description="Wire-faithful local doubles of SendGrid v3 mail send (+ signed Event "
         "Webhook) and Twilio's Messages API (+ signed status callbacks and inbound messages), "
         "for the official SDKs: point TRACKFLOW_SENDGRID_BASE_URL and TRACKFLOW_TWILIO_BASE_URL "
         "at it. Knobs: POST /_double/script (429, 5xx, stall, accept-then-drop, permanent "
-        "codes); scripted opens, clicks, delivery reports and STOP replies under /_double/*.",
+        "codes); scripted opens, clicks, delivery reports and STOP replies under /_double/*. "
+        "The ops integrations' doubles answer under /slack (chat.postMessage, incoming "
+        "webhooks), /gorgias (REST API), /zendesk (API v2) and /klaviyo (JSON:API), each with "
+        "its own /<name>/_double/ listings, script and reset.",
     )
     providers_sim.add_argument("--host", default="127.0.0.1")
     providers_sim.add_argument("--port", type=int, default=8766, help="default 8766")

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from starters.codec_server import TOKEN_ENV, ui_origins
 from starters.demo import DEMO_TIME_SCALE
 from starters.simulators.providers.local import providers_command, simulated_provider_env
+from starters.simulators.providers.ops import simulated_ops_env
 from starters.web_ui import QUERIES, list_url
 from trackflow.contracts import ALL_KEYS, WORKFLOW_NAME
 from trackflow.encryption import generate_key_entry
@@ -231,11 +232,13 @@ class EmbeddedStack:
         return f"http://127.0.0.1:{self.providers_port}" if self.providers_port else None
 
     def _start_provider_doubles(self, env: dict[str, str], data_dir: Path, port: int) -> None:
-        """`--providers simulated`: the SendGrid and Twilio doubles (loopback only). The
+        """`--providers simulated`: the SendGrid and Twilio doubles, with Slack, Gorgias,
+        Zendesk and Klaviyo's under path prefixes (loopback only). The
         worker's and the API's settings point the official SDKs at them and accept their
         signed callbacks; the doubles call back the local API (TRACKFLOW_PUBLIC_URL)."""
         api = f"http://127.0.0.1:{self.api_port}"
         env.update(simulated_provider_env(data_dir, f"http://127.0.0.1:{port}", api))
+        env.update(simulated_ops_env(f"http://127.0.0.1:{port}"))
         # Keys and the auth token stay in the environment, never on the command line.
         with (data_dir / "providers.log").open("ab") as log:
             self._spawn(providers_command(data_dir, port), env, stdout=log, stderr=log)

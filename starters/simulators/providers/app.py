@@ -59,6 +59,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from twilio.request_validator import RequestValidator
 
+from starters.simulators.providers.ops import OpsDoubles, simulated_ops_env
 from starters.simulators.providers.state import (
     ACTIONS,
     E164,
@@ -146,8 +147,11 @@ def _parse_date(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def create_providers_app(doubles: ProviderDoubles | None = None) -> DropConnections:
-    """Both doubles in one ASGI app; the state is ``app.app.state.doubles``."""
+def create_providers_app(
+    doubles: ProviderDoubles | None = None, ops: OpsDoubles | None = None
+) -> DropConnections:
+    """Both doubles in one ASGI app, with the ops integrations' doubles mounted under /slack,
+    /gorgias, /zendesk and /klaviyo; the states are ``app.app.state.doubles`` and ``.ops``."""
     state = doubles or ProviderDoubles()
     client: dict[str, httpx.AsyncClient] = {}
     tasks: set[asyncio.Task[None]] = set()
@@ -164,6 +168,7 @@ def create_providers_app(doubles: ProviderDoubles | None = None) -> DropConnecti
 
     app = FastAPI(title="trackflow provider doubles (SendGrid, Twilio)", lifespan=lifespan)
     app.state.doubles = state
+    app.state.ops = ops or OpsDoubles()
 
     def later(coroutine: Awaitable[None]) -> None:
         async def run() -> None:
@@ -620,6 +625,7 @@ def create_providers_app(doubles: ProviderDoubles | None = None) -> DropConnecti
             await twilio_post("twilio_inbound", state.twilio_inbound_url, account, params)
         return JSONResponse({"params": params, "opted_out": sorted(map(list, state.opted_out))})
 
+    app.state.ops.mount(app)
     return DropConnections(app)
 
 
@@ -653,7 +659,14 @@ def run_providers(
         f"/2010-04-01/Accounts/<sid>/Messages.json\n"
         f"  TRACKFLOW_SENDGRID_BASE_URL=http://{host}:{port}  "
         f"TRACKFLOW_TWILIO_BASE_URL=http://{host}:{port}\n"
-        f"  TRACKFLOW_SENDGRID_WEBHOOK_PUBLIC_KEY={doubles.public_key}",
+        f"  TRACKFLOW_SENDGRID_WEBHOOK_PUBLIC_KEY={doubles.public_key}\n"
+        f"ops doubles under /slack, /gorgias, /zendesk and /klaviyo (listings at "
+        f"/<name>/_double/...):\n"
+        + "\n".join(
+            f"  {name}={value}"
+            for name, value in simulated_ops_env(f"http://{host}:{port}").items()
+            if "TOKEN" not in name and "KEY" not in name
+        ),
         flush=True,
     )
     uvicorn.run(create_providers_app(doubles), host=host, port=port, log_level="warning")

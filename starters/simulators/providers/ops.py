@@ -1,0 +1,54 @@
+"""The ops integrations' doubles (Slack, Gorgias, Zendesk, Klaviyo), mounted in the provider
+doubles' app under a path prefix each, and the settings that point trackflow at them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+
+from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
+from starters.simulators.klaviyo import DELAYED_LIST_ID, KlaviyoDouble, create_klaviyo_app
+from starters.simulators.slack import SlackDouble, create_slack_app
+from starters.simulators.zendesk import ZendeskDouble, create_zendesk_app
+
+SLACK_CHANNEL = "#ops"
+SIMULATED_SLACK_TOKEN = "xoxb-simulated"
+SIMULATED_GORGIAS_USER = "trackflow@example.com"
+SIMULATED_GORGIAS_KEY = "simulated-gorgias-key"
+SIMULATED_ZENDESK_EMAIL = "trackflow@example.com"
+SIMULATED_ZENDESK_TOKEN = "simulated-zendesk-token"
+SIMULATED_KLAVIYO_KEY = "pk_simulated"
+
+
+@dataclass
+class OpsDoubles:
+    slack: SlackDouble = field(default_factory=SlackDouble)
+    gorgias: GorgiasDouble = field(default_factory=GorgiasDouble)
+    zendesk: ZendeskDouble = field(default_factory=ZendeskDouble)
+    klaviyo: KlaviyoDouble = field(default_factory=KlaviyoDouble)
+
+    def mount(self, app: FastAPI) -> None:
+        app.mount("/slack", create_slack_app(self.slack))
+        app.mount("/gorgias", create_gorgias_app(self.gorgias))
+        app.mount("/zendesk", create_zendesk_app(self.zendesk))
+        app.mount("/klaviyo", create_klaviyo_app(self.klaviyo))
+
+
+def simulated_ops_env(doubles_url: str) -> dict[str, str]:
+    """TRACKFLOW_* settings that send alerts, helpdesk tags and Klaviyo calls to the doubles
+    mounted at `doubles_url`."""
+    return {
+        "TRACKFLOW_SLACK_BOT_TOKEN": SIMULATED_SLACK_TOKEN,
+        "TRACKFLOW_SLACK_CHANNEL": SLACK_CHANNEL,
+        "TRACKFLOW_SLACK_BASE_URL": f"{doubles_url}/slack/api/",
+        "TRACKFLOW_GORGIAS_BASE_URL": f"{doubles_url}/gorgias",
+        "TRACKFLOW_GORGIAS_USERNAME": SIMULATED_GORGIAS_USER,
+        "TRACKFLOW_GORGIAS_API_KEY": SIMULATED_GORGIAS_KEY,
+        "TRACKFLOW_ZENDESK_BASE_URL": f"{doubles_url}/zendesk",
+        "TRACKFLOW_ZENDESK_EMAIL": SIMULATED_ZENDESK_EMAIL,
+        "TRACKFLOW_ZENDESK_API_TOKEN": SIMULATED_ZENDESK_TOKEN,
+        "TRACKFLOW_KLAVIYO_API_KEY": SIMULATED_KLAVIYO_KEY,
+        "TRACKFLOW_KLAVIYO_BASE_URL": f"{doubles_url}/klaviyo",
+        "TRACKFLOW_KLAVIYO_DELAYED_LIST_ID": DELAYED_LIST_ID,
+    }
