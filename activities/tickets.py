@@ -9,12 +9,13 @@ helpdesk ticket and:
    shipment is registered);
 3. asks the shipment's workflow for its live state (`contracts.QUERY_STATE`) and decides
    `already_notified`: a message about the current status went out before the ticket;
-4. when the ticket is WISMO and the shipment is known, tags it (`wismo`, and
+4. records the anonymised ticket row (no email, no text), once per ticket id, before any
+   helpdesk call: a helpdesk that is down delays the note, never the row;
+5. when the ticket is WISMO and the shipment is known, tags it (`wismo`, and
    `already_notified` when so) with a private note for the agent, through the helpdesk's
    `TicketAnnotator`, once per ticket: the ledger row `ticket:<helpdesk>:<id>:note`, and the
    note's `trackflow:ticket:<helpdesk>:<id>:note` marker line, by which the helpdesk client
-   does not post it twice after a crash between its answer and that row (tags are a set);
-5. records the anonymised ticket row (no email, no text), once per ticket id.
+   does not post it twice after a crash between its answer and that row (tags are a set).
 
 A helpdesk that is not configured (no annotator) leaves the ticket untouched; the row is
 still recorded.
@@ -129,6 +130,19 @@ class TicketActivities:
         shipment = await self._shipment(ticket.requester_email)
         view = await self._view(shipment) if shipment else None
         notified = already_notified(view, created_at) if view else None
+        _stored, recorded = await self._ledger.record_ticket(
+            TicketRecord(
+                helpdesk=ticket.helpdesk,
+                ticket_id=ticket.ticket_id,
+                received_at=ticket.received_at,
+                created_at=ticket.created_at,
+                tracking_number=shipment.tracking_number if shipment else None,
+                intent=intent.intent.value,
+                already_notified=notified,
+                language=intent.language,
+                rule=intent.rule,
+            )
+        )
         tags: list[str] = []
         annotated = False
         annotator = self._annotators(ticket.helpdesk)
@@ -146,19 +160,6 @@ class TicketActivities:
             note += f"\n\n{NOTE_MARKER_PREFIX}{note_key(ticket.helpdesk, ticket.ticket_id)}"
             await self._annotate_once(annotator, ticket, shipment, tags, note)
             annotated = True
-        _stored, recorded = await self._ledger.record_ticket(
-            TicketRecord(
-                helpdesk=ticket.helpdesk,
-                ticket_id=ticket.ticket_id,
-                received_at=ticket.received_at,
-                created_at=ticket.created_at,
-                tracking_number=shipment.tracking_number if shipment else None,
-                intent=intent.intent.value,
-                already_notified=notified,
-                language=intent.language,
-                rule=intent.rule,
-            )
-        )
         activity.logger.info(
             "ticket %s/%s: %s (%s), shipment %s, already notified %s, annotated %s",
             ticket.helpdesk,

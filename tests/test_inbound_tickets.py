@@ -33,6 +33,7 @@ from starters.api import create_app, webhooks_helpdesk
 from starters.api.webhooks_helpdesk import zendesk_signature
 from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
 from starters.simulators.providers.server import serving
+from starters.simulators.zendesk import ZendeskDouble, create_zendesk_app
 from tests.api_support import TOKEN, api_settings, event_body, shipment_body, tracking_number
 from tests.factories import ANY_TIME_POLICY
 from tests.harness import eventually, free_port, outbox, running_worker, sent
@@ -47,6 +48,8 @@ GORGIAS_SECRET = "gorgias-shared-secret"
 ZENDESK_SECRET = "zendesk-signing-secret"
 GORGIAS_USER = "api@shop.example"
 GORGIAS_KEY = "gorgias-key"
+ZENDESK_AGENT = "agent@shop.example"
+ZENDESK_TOKEN = "zendesk-token"
 POSTGRES_DSN = os.environ.get(
     "TRACKFLOW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -58,6 +61,7 @@ class Stack:
     webhooks: httpx.AsyncClient  # the helpdesk webhooks (tickets' own task queue)
     settings: Settings  # the webhooks' and the ticket workers'
     gorgias_url: str
+    zendesk_url: str
 
     async def register(self, email: str) -> str:
         """A shipment registered through the API, then indexed as the registration hook
@@ -93,6 +97,12 @@ class Stack:
     async def ticket(self, ticket_id: int) -> dict[str, Any]:
         async with httpx.AsyncClient() as http:
             tickets = (await http.get(f"{self.gorgias_url}/_double/tickets")).json()
+        ticket: dict[str, Any] = next(t for t in tickets if t["id"] == ticket_id)
+        return ticket
+
+    async def zendesk_ticket(self, ticket_id: int) -> dict[str, Any]:
+        async with httpx.AsyncClient() as http:
+            tickets = (await http.get(f"{self.zendesk_url}/_double/tickets")).json()
         ticket: dict[str, Any] = next(t for t in tickets if t["id"] == ticket_id)
         return ticket
 
@@ -162,15 +172,24 @@ async def ticket_workers(client: Client, settings: Settings) -> AsyncIterator[No
         await ledger.close()
 
 
+@dataclass
+class Doubles:
+    gorgias: GorgiasDouble
+    zendesk: ZendeskDouble
+    url: str  # both mounted under it: /gorgias and /zendesk
+
+
 @pytest.fixture
-def gorgias() -> Iterator[tuple[GorgiasDouble, str]]:
+def doubles() -> Iterator[Doubles]:
     # Ticket ids unique across tests: a ticket's workflow id is taken for good on the server.
     first_id = uuid.uuid4().int % 10**9 + 10**9
-    double = GorgiasDouble(api_key=GORGIAS_KEY, _ids=itertools.count(first_id))
+    gorgias = GorgiasDouble(api_key=GORGIAS_KEY, _ids=itertools.count(first_id))
+    zendesk = ZendeskDouble(api_token=ZENDESK_TOKEN, _ids=itertools.count(first_id))
     root = FastAPI()
-    root.mount("/gorgias", create_gorgias_app(double))
+    root.mount("/gorgias", create_gorgias_app(gorgias))
+    root.mount("/zendesk", create_zendesk_app(zendesk))
     with serving(root, port=free_port()) as url:
-        yield double, f"{url}/gorgias"
+        yield Doubles(gorgias, zendesk, url)
 
 
 @pytest.fixture
@@ -179,20 +198,22 @@ async def stack(
     temporal_address: str,
     task_queue: str,
     tmp_path: Path,
-    gorgias: tuple[GorgiasDouble, str],
+    doubles: Doubles,
 ) -> AsyncIterator[Stack]:
     """Shipments on `task_queue` (the main worker); tickets on their own queue, so this test
     does not depend on the main worker listing InboundTicketWorkflow."""
-    _double, gorgias_url = gorgias
     settings = api_settings(
         temporal_address,
         f"{task_queue}-tickets",
         tmp_path,
         gorgias_webhook_secret=GORGIAS_SECRET,
         zendesk_webhook_secret=ZENDESK_SECRET,
-        gorgias_base_url=gorgias_url,
+        gorgias_base_url=f"{doubles.url}/gorgias",
         gorgias_username=GORGIAS_USER,
         gorgias_api_key=GORGIAS_KEY,
+        zendesk_base_url=f"{doubles.url}/zendesk",
+        zendesk_email=ZENDESK_AGENT,
+        zendesk_api_token=ZENDESK_TOKEN,
     )
     shipments = api_settings(temporal_address, task_queue, tmp_path)
     async with AsyncExitStack() as stack:
@@ -213,7 +234,7 @@ async def stack(
                 base_url="http://trackflow",
             )
         )
-        yield Stack(api, webhooks, settings, gorgias_url)
+        yield Stack(api, webhooks, settings, f"{doubles.url}/gorgias", f"{doubles.url}/zendesk")
 
 
 def new_email() -> str:
@@ -398,6 +419,73 @@ async def test_zendesk_tickets_of_an_unknown_requester_and_a_non_wismo_one_are_r
     assert row is not None
     assert (row.tracking_number, row.intent, row.language) == (number, "other", "de")
     assert row.already_notified is False  # known shipment, nothing sent yet
+
+
+async def test_a_zendesk_wismo_ticket_gets_the_tag_and_a_private_comment(stack: Stack) -> None:
+    email = new_email()
+    number = await stack.register(email)
+    async with httpx.AsyncClient() as http:
+        seeded = await http.post(
+            f"{stack.zendesk_url}/_double/tickets",
+            json={"requester_email": email, "subject": "Commande", "description": "Bonjour"},
+        )
+    ticket_id = int(seeded.json()["id"])
+    raw = as_json(
+        {
+            "ticket_id": str(ticket_id),
+            "subject": "Où est ma commande ?",
+            "requester_email": email,
+            "description": "Bonjour, je n'ai toujours pas reçu mon colis. Merci",
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+    answer = await stack.webhooks.post(
+        "/webhooks/zendesk", content=raw, headers=zendesk_headers(raw)
+    )
+    assert answer.status_code == 202, answer.text
+    ticket = await eventually(
+        lambda: stack.zendesk_ticket(ticket_id),
+        lambda t: any(not c["public"] for c in t["comments"]),
+        what="the private comment",
+    )
+    assert "wismo" in ticket["tags"] and "already_notified" not in ticket["tags"]
+    [private] = [c for c in ticket["comments"] if not c["public"]]
+    assert f"UPS {number}" in private["body"] and "Live status: pending" in private["body"]
+    row = await eventually(
+        lambda: stack.ticket_row("zendesk", str(ticket_id)),
+        lambda r: r is not None,
+        what="the ticket's row",
+    )
+    assert row is not None
+    assert (row.tracking_number, row.intent, row.language) == (number, "wismo", "fr")
+
+
+async def test_a_helpdesk_that_is_down_is_retried_and_annotated_once(stack: Stack) -> None:
+    email = new_email()
+    await stack.register(email)
+    ticket_id = stack.seed_ticket(email, "Where is my order?", "No tracking update for a week.")
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{stack.gorgias_url}/_double/script", json={"down": True})
+        body = gorgias_body(ticket_id, email, "Where is my order?", "No update for a week.")
+        answer = await stack.webhooks.post(
+            "/webhooks/gorgias", json=body, headers={"X-Trackflow-Secret": GORGIAS_SECRET}
+        )
+        assert answer.status_code == 202, answer.text  # the helpdesk's outage is not the caller's
+
+        async def refused_calls() -> int:
+            calls = (await http.get(f"{stack.gorgias_url}/_double/calls")).json()
+            return sum(1 for c in calls if f"/tickets/{ticket_id}/" in c["path"])
+
+        await eventually(refused_calls, lambda n: n >= 2, what="two attempts while down")
+        row = await stack.ticket_row("gorgias", str(ticket_id))  # recorded before the call
+        assert row is not None and row.intent == "wismo"
+        await http.post(f"{stack.gorgias_url}/_double/script", json={"down": False})
+    tagged = await eventually(
+        lambda: stack.ticket(ticket_id),
+        lambda t: bool(internal_notes(t)),
+        what="the ticket annotated once the helpdesk is back",
+    )
+    assert len(internal_notes(tagged)) == 1 and "wismo" in tagged["tags"]
 
 
 # --- refusals (no worker needed) -------------------------------------------------------------

@@ -72,7 +72,10 @@ class TicketTriage(Model):
     already_notified: bool | None = None
     annotated: bool = False
     tags: list[str] = Field(default_factory=list)
-    recorded: bool = Field(default=False, description="this run wrote the ticket's row")
+    recorded: bool = Field(
+        default=False,
+        description="this attempt wrote the ticket's row (False: an earlier attempt did)",
+    )
 
 
 def workflow_id_for_ticket(helpdesk: str, ticket_id: str) -> str:
