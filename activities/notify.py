@@ -240,11 +240,14 @@ class NotificationActivities:
             tracking_number=about.tracking_number,
             order_id=about.order_id,
             summary=(
-                f"The {message.channel.value} to {message.to} ({message.idempotency_key}) may "
+                f"The {message.channel.value} to the customer ({message.idempotency_key}) may "
                 f"or may not have gone out: {why}. trackflow will not send it again; check the "
                 "provider's log and resend by hand if it is not there."
             ),
             raised_at=datetime.now(UTC),
+            carrier=about.carrier,
+            first_name=about.first_name,
+            carrier_url=about.tracking_url,
         )
         await perform_once(
             self._ledger,

@@ -15,6 +15,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.alerts import AlertActivities
 from activities.channels import transports_for
+from activities.digest import DigestActivities, ensure_digest_schedule
 from activities.helpdesk import HelpdeskActivities
 from activities.helpdesks import helpdesk_for
 from activities.klaviyo import KlaviyoActivities
@@ -27,7 +28,7 @@ from activities.polling import (
     ShipEngineTracking,
     TrackerApi,
 )
-from activities.slack import alert_transport_for
+from activities.slack import alert_transport_for, slack_poster_for
 from trackflow import policy_table
 from trackflow.contracts import POLL_PROVIDERS, integrations_queue, poll_queue
 from trackflow.messages import DEFAULT_BRAND_COLOR, Brand
@@ -38,6 +39,7 @@ from workers.integration_health import IntegrationHealth
 from workers.policy_file import load_policy
 from workers.runtime import connect, ensure_search_attributes, secure_data_dir
 from workflows.carrier_api_health import CarrierApiHealthWorkflow
+from workflows.digest import DailyDigestWorkflow
 from workflows.returns import ReturnsWorkflow
 from workflows.shipment import ShipmentTrackingWorkflow
 from workflows.unmatched import UnmatchedEventsWorkflow
@@ -47,6 +49,7 @@ WORKFLOWS = [
     ReturnsWorkflow,
     UnmatchedEventsWorkflow,
     CarrierApiHealthWorkflow,
+    DailyDigestWorkflow,
 ]
 
 
@@ -125,6 +128,15 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
     alerts = AlertActivities(ledger, alert_transport)
     helpdesk = HelpdeskActivities(ledger, helpdesk_for(settings, ledger))
     klaviyo = KlaviyoActivities.from_settings(settings, ledger)
+    digest = DigestActivities(
+        client,
+        ledger,
+        slack_poster_for(settings),
+        task_queue=settings.task_queue,
+        policy=policy,
+        temporal_ui_url=settings.temporal_ui_url,
+        namespace=settings.temporal_namespace,
+    )
     shipengine_http = httpx.AsyncClient(base_url=settings.shipengine_base_url, timeout=20)
     apis: dict[str, TrackerApi] = {}
     if settings.easypost_api_key:
@@ -148,6 +160,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
             alerts.record_alert,
             helpdesk.tag_helpdesk,
             klaviyo.sync_delayed_list,
+            digest.post_digest,
         ],
         interceptors=[IntegrationHealth(health, integration_providers(settings))],
         max_concurrent_activities=settings.integration_concurrency,
@@ -176,7 +189,7 @@ def integration_providers(settings: Settings) -> dict[str, str]:
     """Which integration each activity calls, for those configured (their health counted)."""
     providers: dict[str, str] = {}
     if settings.slack_webhook_url or settings.slack_bot_token:
-        providers["raise_alert"] = "slack"
+        providers["raise_alert"] = providers["post_digest"] = "slack"
     helpdesk = "gorgias" if settings.gorgias_configured else None
     helpdesk = helpdesk or ("zendesk" if settings.zendesk_configured else None)
     if helpdesk is not None:
@@ -190,5 +203,6 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     secure_data_dir(settings.data_dir)
     client = await connect(settings)
     await ensure_search_attributes(client)
+    await ensure_digest_schedule(client, settings)
     async with running_workers(client, settings):
         await (stop or asyncio.Event()).wait()
