@@ -36,6 +36,7 @@ from activities.ledger import CustomerShipment, Ledger, LedgerRecord, TicketReco
 from trackflow.carriers import courier_tracking_url
 from trackflow.contracts import QUERY_STATE
 from trackflow.intent import Intent, classify
+from trackflow.models import Shipment
 from trackflow.settings import Settings
 from trackflow.shipment_state import ShipmentView
 from trackflow.tickets import (
@@ -94,6 +95,22 @@ async def index_customer(
             registered_at=registered_at or datetime.now(UTC),
             tracking_url=tracking_url,
         )
+    )
+
+
+async def index_shipment(
+    ledger: Ledger, settings: Settings, shipment: Shipment, workflow_id: str
+) -> bool:
+    """`index_customer` for a registered shipment: the hook the registration routes call
+    once `register_shipment` has answered (a shipment without an email is not indexed)."""
+    return await index_customer(
+        ledger,
+        settings,
+        email=shipment.customer.email,
+        tracking_number=shipment.tracking_number,
+        order_id=shipment.order_id,
+        workflow_id=workflow_id,
+        tracking_url=shipment.tracking_url,
     )
 
 

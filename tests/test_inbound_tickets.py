@@ -28,14 +28,15 @@ from temporalio.worker import Worker
 
 from activities.helpdesks import annotator_for
 from activities.ledger import CustomerShipment, Ledger, TicketRecord, open_ledger
-from activities.tickets import TicketActivities, index_customer, note_key
+from activities.tickets import TicketActivities, index_customer, index_shipment, note_key
 from starters.api import create_app, webhooks_helpdesk
+from starters.api.models import ShipmentIn
 from starters.api.webhooks_helpdesk import zendesk_signature
 from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
 from starters.simulators.providers.server import serving
 from starters.simulators.zendesk import ZendeskDouble, create_zendesk_app
 from tests.api_support import TOKEN, api_settings, event_body, shipment_body, tracking_number
-from tests.factories import ANY_TIME_POLICY
+from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import eventually, free_port, outbox, running_worker, sent
 from trackflow.contracts import integrations_queue
 from trackflow.settings import Settings
@@ -64,8 +65,8 @@ class Stack:
     zendesk_url: str
 
     async def register(self, email: str) -> str:
-        """A shipment registered through the API, then indexed as the registration hook
-        does (activities.tickets.index_customer)."""
+        """A shipment registered through the API, then indexed as the registration routes
+        do (activities.tickets.index_shipment)."""
         number = tracking_number()
         body = shipment_body(number)
         body["customer"]["email"] = email
@@ -73,14 +74,11 @@ class Stack:
         assert answer.status_code == 202, answer.text
         ledger = open_ledger(self.settings.resolved_ledger_url)
         try:
-            await index_customer(
+            await index_shipment(
                 ledger,
                 self.settings,
-                email=email,
-                tracking_number=number,
-                order_id=body["order_id"],
-                workflow_id=answer.json()["workflow_id"],
-                tracking_url=body["tracking_url"],
+                ShipmentIn.model_validate(body),
+                answer.json()["workflow_id"],
             )
         finally:
             await ledger.close()
@@ -633,6 +631,26 @@ async def test_the_customer_index_finds_the_most_recent_shipment(ledger: Ledger)
     assert found[1].registered_at == T0  # the first registration's time is kept
     assert await ledger.customer_shipments(["f" * 64]) == []
     assert await ledger.customer_shipments([]) == []
+
+
+async def test_a_registration_is_indexed_by_its_email_digest_only(ledger: Ledger) -> None:
+    settings = Settings(unsubscribe_secret="s")
+    shipment = make_shipment(email="Ada@Example.com", tracking_url="https://t.example/1Z9")
+    assert await index_shipment(ledger, settings, shipment, "shipment-1Z9")
+    assert not await index_shipment(ledger, settings, shipment, "shipment-1Z9")
+    assert not await index_shipment(ledger, settings, make_shipment(email=None), "shipment-x")
+    assert not await index_customer(
+        ledger, settings, email=" ", tracking_number="1Z9", order_id="1", workflow_id="w"
+    )
+    [found] = await ledger.customer_shipments(
+        [customer_digest("ada@example.com", k) for k in index_keys(settings)]
+    )
+    assert (found.tracking_number, found.workflow_id, found.tracking_url) == (
+        shipment.tracking_number,
+        "shipment-1Z9",
+        "https://t.example/1Z9",
+    )
+    assert "@" not in found.email_digest
 
 
 async def test_a_ticket_row_is_stored_once(ledger: Ledger) -> None:
