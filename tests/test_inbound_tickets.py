@@ -23,6 +23,8 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -566,6 +568,43 @@ async def test_a_zendesk_event_that_is_not_a_new_ticket_is_ignored(
     answer = await webhooks.post("/webhooks/zendesk", content=raw, headers=zendesk_headers(raw))
     assert answer.status_code == 200, answer.text
     assert "is not a new ticket" in answer.json()["ignored"]
+
+
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+_KEYS = st.sampled_from(
+    [
+        "ticket_id", "id", "subject", "title", "customer_email", "requester_email", "email",
+        "message", "body", "description", "created_at", "created_datetime", "ticket",
+        "customer", "requester", "messages", "type", "detail", "time",
+    ]
+)  # fmt: skip
+_TICKETISH = st.dictionaries(_KEYS, _JSON | st.sampled_from(["zen:event-type:ticket.created"]))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(payload=_TICKETISH | _JSON)
+async def test_any_signed_body_is_answered_without_a_5xx(
+    webhooks: httpx.AsyncClient, payload: Any
+) -> None:
+    """Started (202), ignored (200) or refused with a reason (4xx); never a server error."""
+    raw = as_json(payload)
+    secret = {"X-Trackflow-Secret": GORGIAS_SECRET, "Content-Type": "application/json"}
+    for answer in (
+        await webhooks.post("/webhooks/gorgias", content=raw, headers=secret),
+        await webhooks.post("/webhooks/zendesk", content=raw, headers=zendesk_headers(raw)),
+    ):
+        assert answer.status_code in (200, 202) or 400 <= answer.status_code < 500, answer.text
+        if answer.status_code >= 400:
+            assert answer.json()["detail"]
 
 
 async def test_an_unconfigured_secret_is_503(
