@@ -42,7 +42,7 @@ import base64
 import hashlib
 import hmac
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
@@ -59,6 +59,7 @@ from trackflow.tickets import Helpdesk, InboundTicket, workflow_id_for_ticket
 from workflows.inbound_ticket import INBOUND_TICKET_WORKFLOW_NAME
 
 router = APIRouter(route_class=StrictJsonRoute)
+TRIAGE_WITHIN = timedelta(days=2)  # past the activity's own day of retries: the run ends
 
 Payload = dict[str, Any]
 _TICKET_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -290,6 +291,7 @@ async def start_triage(client: Client, ticket: InboundTicket, task_queue: str) -
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            execution_timeout=TRIAGE_WITHIN,
             static_summary=f"{ticket.helpdesk} ticket {ticket.ticket_id}",
         )
         repeated = False
