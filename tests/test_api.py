@@ -330,7 +330,9 @@ async def test_shopify_refund_after_delivery_starts_the_returns_flow(
         await eventually(lambda: outbox(tmp_path, number), lambda r: len(r) == 1, what="delivered")
         response = await _post_shopify(api, refund, topic="refunds/create", webhook_id="wh-r")
         records = await eventually(
-            lambda: outbox(tmp_path, number), lambda r: len(r) == 3, what="ack + helpdesk tag"
+            lambda: outbox(tmp_path, number),
+            lambda r: len(r) == 4,
+            what="ack + helpdesk tag + return alert",
         )
     assert response.status_code == 200, response.text
     [answer] = response.json()["shipments"]
@@ -338,6 +340,7 @@ async def test_shopify_refund_after_delivery_starts_the_returns_flow(
     assert answer["detail"].startswith(f"return-{number}-{order_id}-")  # the returns flow
     assert sent(records) == [("delivered", "email"), ("return_requested", "email")]
     assert [r.trigger for r in records if r.kind == "helpdesk"] == ["return_requested"]
+    assert [r.trigger for r in records if r.kind == "alert"] == ["return_opened"]
 
 
 async def test_shopify_refund_for_an_untracked_order_is_acknowledged_and_ignored(

@@ -17,7 +17,7 @@ from activities.alerts import AlertActivities
 from activities.channels import transports_for
 from activities.digest import DigestActivities, ensure_digest_schedule
 from activities.helpdesk import HelpdeskActivities
-from activities.helpdesks import helpdesk_for
+from activities.helpdesks import annotator_for, helpdesk_for
 from activities.klaviyo import KlaviyoActivities
 from activities.ledger import Ledger, open_ledger
 from activities.notify import NotificationActivities
@@ -29,6 +29,7 @@ from activities.polling import (
     TrackerApi,
 )
 from activities.slack import alert_transport_for, slack_poster_for
+from activities.tickets import TicketActivities
 from trackflow import policy_table
 from trackflow.contracts import POLL_PROVIDERS, integrations_queue, poll_queue
 from trackflow.messages import DEFAULT_BRAND_COLOR, Brand
@@ -40,6 +41,7 @@ from workers.policy_file import load_policy
 from workers.runtime import connect, ensure_search_attributes, secure_data_dir
 from workflows.carrier_api_health import CarrierApiHealthWorkflow
 from workflows.digest import DailyDigestWorkflow
+from workflows.inbound_ticket import InboundTicketWorkflow
 from workflows.returns import ReturnsWorkflow
 from workflows.shipment import ShipmentTrackingWorkflow
 from workflows.unmatched import UnmatchedEventsWorkflow
@@ -50,6 +52,7 @@ WORKFLOWS = [
     UnmatchedEventsWorkflow,
     CarrierApiHealthWorkflow,
     DailyDigestWorkflow,
+    InboundTicketWorkflow,
 ]
 
 
@@ -128,6 +131,9 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
     alerts = AlertActivities(ledger, alert_transport)
     helpdesk = HelpdeskActivities(ledger, helpdesk_for(settings, ledger))
     klaviyo = KlaviyoActivities.from_settings(settings, ledger)
+    tickets = TicketActivities(
+        ledger, client, settings, lambda helpdesk: annotator_for(settings, helpdesk)
+    )
     digest = DigestActivities(
         client,
         ledger,
@@ -161,6 +167,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
             helpdesk.tag_helpdesk,
             klaviyo.sync_delayed_list,
             digest.post_digest,
+            tickets.triage_ticket,
         ],
         interceptors=[IntegrationHealth(health, integration_providers(settings))],
         max_concurrent_activities=settings.integration_concurrency,
@@ -193,7 +200,7 @@ def integration_providers(settings: Settings) -> dict[str, str]:
     helpdesk = "gorgias" if settings.gorgias_configured else None
     helpdesk = helpdesk or ("zendesk" if settings.zendesk_configured else None)
     if helpdesk is not None:
-        providers["tag_helpdesk"] = helpdesk
+        providers["tag_helpdesk"] = providers["triage_ticket"] = helpdesk
     if settings.klaviyo_api_key and settings.klaviyo_delayed_list_id:
         providers["sync_delayed_list"] = "klaviyo"
     return providers

@@ -22,6 +22,7 @@ from starters.api import (
     shipments,
     unsubscribe,
     webhooks_carriers,
+    webhooks_helpdesk,
     webhooks_providers,
     webhooks_shopify,
 )
@@ -78,6 +79,7 @@ def create_app(
     app.include_router(webhooks_carriers.router)
     app.include_router(webhooks_shopify.router)
     app.include_router(webhooks_providers.router)
+    app.include_router(webhooks_helpdesk.router)
     app.include_router(unsubscribe.router)
     return app
 

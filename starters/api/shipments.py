@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from starters.api.dependencies import Authorized, Context, TemporalClient
+from activities.tickets import index_shipment
+from starters.api.dependencies import AppLedger, Authorized, Context, TemporalClient
 from starters.api.json_body import StrictJsonRoute
 from starters.api.models import (
     NO_WORKER_ANSWERED,
@@ -38,7 +39,7 @@ router = APIRouter(route_class=StrictJsonRoute, dependencies=[Authorized])
     responses={409: REFUSED_ANOTHER_ORDER, 503: NO_WORKER_ANSWERED},
 )
 async def create_shipment(
-    body: ShipmentIn, client: TemporalClient, context: Context
+    body: ShipmentIn, client: TemporalClient, context: Context, ledger: AppLedger
 ) -> Registration | RegistrationAfterTracking:
     """Register a shipment (tracking number + order), or update its facts. Answered once its
     workflow has taken it in, with the outcome. A number whose earlier order's tracking
@@ -56,6 +57,8 @@ async def create_shipment(
         return RegistrationAfterTracking(
             ignored=str(closed), tracking_number=shipment.tracking_number
         )
+    # For inbound helpdesk tickets: which shipment the requester's email belongs to.
+    await index_shipment(ledger, context.settings, shipment, registered.handle.id)
     return Registration.model_validate(
         {
             "workflow_id": registered.handle.id,

@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException
 from temporalio.client import Client
 
-from starters.api.dependencies import ApiContext, Context, configured
+from activities.ledger import Ledger
+from activities.tickets import index_shipment
+from starters.api.dependencies import ApiContext, AppLedger, Context, configured
 from starters.api.errors import bounded
 from starters.api.json_body import StrictJsonRoute, parse_json_object
 from starters.api.models import (
@@ -65,6 +67,7 @@ ShopifyAnswer = ShopifyFulfillmentAnswer | ShopifyReturnAnswer | ShopifyIgnored
 async def shopify_webhook(
     raw: Annotated[bytes, Depends(verified_body(_shopify_signature))],
     context: Context,
+    ledger: AppLedger,
     x_shopify_topic: Annotated[str | None, Header()] = None,
     x_shopify_webhook_id: Annotated[str | None, Header()] = None,
     x_shopify_shop_domain: Annotated[str | None, Header()] = None,
@@ -90,7 +93,9 @@ async def shopify_webhook(
     results = []
     for shipment in fulfillment.shipments:
         results.append(
-            await _apply_fulfillment(context, client, shipment, fulfillment, x_shopify_webhook_id)
+            await _apply_fulfillment(
+                context, client, ledger, shipment, fulfillment, x_shopify_webhook_id
+            )
         )
     return ShopifyFulfillmentAnswer(shipments=results)
 
@@ -121,6 +126,7 @@ async def _shopify_return(
 async def _apply_fulfillment(
     context: ApiContext,
     client: Client,
+    ledger: Ledger,
     shipment: Shipment,
     fulfillment: FulfillmentInput,
     webhook_id: str | None,
@@ -143,6 +149,7 @@ async def _apply_fulfillment(
         return ShopifyShipmentResult(tracking_number=number, outcome="ignored", detail=str(closed))
     except AnotherOrder as refused:
         return ShopifyShipmentResult(tracking_number=number, outcome="refused", detail=str(refused))
+    await index_shipment(ledger, context.settings, shipment, registered.handle.id)
     if fulfillment.cancelled:
         await cancel_shipment(client, number, "fulfillment cancelled in Shopify")
     return ShopifyShipmentResult.model_validate(
