@@ -38,11 +38,14 @@ from tests.doubles.shipengine_api import create_shipengine_double
 from tests.factories import ANY_TIME_POLICY, make_address, make_event, make_shipment
 from tests.harness import eventually, free_port, outbox, running_worker, sent, zone_at_local_hour
 from trackflow.contracts import QUERY_STATE
+from trackflow.digest import DIGEST_WORKFLOW_NAME, DigestReceipt, DigestRequest
 from trackflow.models import Address, CarrierEvent, CarrierStatus, ReturnRequest, Shipment
 from trackflow.send_windows import local_time
 from trackflow.shipment_state import Outcome, ShipmentView
+from trackflow.tickets import InboundTicket, TicketTriage
 from trackflow.timezones import resolve_timezone
 from trackflow.tracking_policy import SendWindow, TrackingPolicy
+from workflows.inbound_ticket import INBOUND_TICKET_WORKFLOW_NAME
 
 # --- Input shapes: the one place to adapt when the starters or the models change ----------
 
@@ -472,6 +475,44 @@ async def api_health(stage: Stage) -> Runs:
     return {"api_health": handle}
 
 
+async def daily_digest(stage: Stage) -> Runs:
+    """The digest schedule's workflow, fired once; no Slack: the digest is a ledger row."""
+    async with stage.worker():
+        handle = await stage.client.start_workflow(
+            DIGEST_WORKFLOW_NAME,
+            DigestRequest(timezone="Europe/Paris"),
+            id=f"digest-{uuid.uuid4().hex[:8]}",
+            task_queue=stage.task_queue,
+            result_type=DigestReceipt,
+        )
+        receipt = await handle.result()
+    expect(not receipt.already_posted, "the digest posted once")
+    return {"daily_digest": handle}
+
+
+async def inbound_ticket(stage: Stage) -> Runs:
+    """A ticket from a requester trackflow does not know: triaged and recorded, no note."""
+    ticket = InboundTicket(
+        helpdesk="gorgias",
+        ticket_id=uuid.uuid4().hex[:10],
+        requester_email="nobody@example.com",
+        subject="Where is my order?",
+        body="It has been a week and nothing arrived.",
+        received_at=datetime.now(UTC),
+    )
+    async with stage.worker():
+        handle = await stage.client.start_workflow(
+            INBOUND_TICKET_WORKFLOW_NAME,
+            ticket,
+            id=f"ticket-gorgias-{ticket.ticket_id}",
+            task_queue=stage.task_queue,
+            result_type=TicketTriage,
+        )
+        triage = await handle.result()
+    expect(triage.tracking_number is None, "no shipment for an unknown requester")
+    return {"inbound_ticket": handle}
+
+
 SCENARIOS = (
     Scenario("quiet_hours", ("shipment_quiet_hours",), quiet_hours),
     Scenario("lost_and_revival", ("shipment_lost_revival",), lost_and_revival),
@@ -484,5 +525,7 @@ SCENARIOS = (
     Scenario("api_health", ("api_health",), api_health),
     Scenario("pinned_region", ("shipment_pinned_region",), pinned_region),
     Scenario("registration_answers", ("shipment_registration",), registration_answers),
+    Scenario("daily_digest", ("daily_digest",), daily_digest),
+    Scenario("inbound_ticket", ("inbound_ticket",), inbound_ticket),
 )
 SCENARIO_OF = {shape: scenario for scenario in SCENARIOS for shape in scenario.shapes}
