@@ -87,6 +87,7 @@ class Note(Model):
         "suppressed",
         "implausible_timestamp",
         "update_ignored",
+        "integration",
     ]
     key: str
     detail: str
@@ -273,7 +274,8 @@ class NoteView(Model):
 
     kind: str = Field(
         description="alert, helpdesk, dropped, return_started, return_ignored, review, "
-        "suppressed, implausible_timestamp or update_ignored"
+        "suppressed, implausible_timestamp, update_ignored or integration (an integration "
+        "that gave up)"
     )
     about: str = Field(
         description="what it is about: a message (`trigger:episode:channel`), an alert, a "

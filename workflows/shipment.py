@@ -51,6 +51,7 @@ class ShipmentTrackingWorkflow:
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._integrations: set[asyncio.Task[None]] = set()
+        self._broken: BaseException | None = None
 
     @workflow.run
     async def run(self, input: ShipmentWorkflowInput) -> ShipmentView:
@@ -62,7 +63,8 @@ class ShipmentTrackingWorkflow:
             await self._drain_inbox()
             self._publish()
             if policy.is_finished(self._state):
-                await workflow.wait_condition(lambda: not self._integrations)
+                await workflow.wait_condition(lambda: not self._integrations or bool(self._broken))
+                self._raise_if_broken()
                 break
             if self._history_is_long() and not self._integrations:
                 await self._answer_every_update()
@@ -160,7 +162,10 @@ class ShipmentTrackingWorkflow:
     async def _wait_for_inbox_or_next_timer(self) -> None:
         action = policy.next_action(self._state, self._shipment, self._policy)
         self._arm(action.due_at, action.kind)
-        await workflow.wait_condition(lambda: bool(self._inbox) or self._timer_fired())
+        await workflow.wait_condition(
+            lambda: bool(self._inbox) or self._timer_fired() or bool(self._broken)
+        )
+        self._raise_if_broken()
 
     def _timer_fired(self) -> bool:
         return self._timer is not None and self._timer.done()
@@ -267,7 +272,18 @@ class ShipmentTrackingWorkflow:
 
         task = asyncio.create_task(settle())
         self._integrations.add(task)
-        task.add_done_callback(self._integrations.discard)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._integrations.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._broken = task.exception()
+
+    def _raise_if_broken(self) -> None:
+        """A bug in a background task fails the workflow task (retried, visible in the Web
+        UI) instead of dying as an asyncio "exception was never retrieved" log line."""
+        if self._broken is not None:
+            raise self._broken
 
     async def _apply_before_integrations_patch(self, decision: Decision) -> None:
         """The shape histories recorded before INTEGRATIONS_PATCH replay: alerts alongside the
