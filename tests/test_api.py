@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -614,7 +615,9 @@ async def test_get_shipment_is_the_documented_public_shape(
     ]
     assert set(view["waiting"][0]) == set(WaitingMessage.model_fields)
     assert view["waiting"][0]["why"].startswith("quiet hours: email goes out 08:00-21:00")
-    assert view["waiting"][0]["due_local"].startswith(f"{view['waiting'][0]['due_at'][:10]}")
+    due_at = datetime.fromisoformat(view["waiting"][0]["due_at"])
+    due_local = due_at.astimezone(ZoneInfo(customer["timezone"])).strftime("%Y-%m-%d %H:%M")
+    assert view["waiting"][0]["due_local"].startswith(due_local)  # the customer's date, not UTC's
     assert view["summary"] == "label_created"
     for internal in ("idempotency_key", "rank", "scan_marker", "decided_at", "seen_event_keys"):
         assert internal not in json.dumps(view)
