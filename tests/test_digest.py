@@ -420,3 +420,10 @@ async def test_a_pause_set_by_hand_survives_the_worker_updating_the_schedule(
     described = await handle.describe()
     assert described.schedule.state.paused
     assert _calendar(described) == ([ScheduleRange(10)], "UTC")
+
+
+@pytest.mark.parametrize("value", ["off", "OFF", "none"])
+def test_the_digest_is_turned_off_by_setting_its_hour_to_off(value: str) -> None:
+    assert Settings.from_env({"TRACKFLOW_DIGEST_HOUR": value}).digest_hour is None
+    assert Settings.from_env({"TRACKFLOW_DIGEST_HOUR": "17"}).digest_hour == 17
+    assert Settings.from_env({}).digest_hour == 9

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trackflow.contracts import TASK_QUEUE
 from trackflow.models import Channel
@@ -80,7 +80,8 @@ class Settings(BaseModel):
     # Integration calls in flight per worker, on their own task queue: however slow an
     # integration gets, it holds none of the customer messages' slots.
     integration_concurrency: int = Field(default=20, ge=1)
-    # The daily digest of open problem shipments (a Temporal Schedule), at this local hour.
+    # The daily digest of open problem shipments (a Temporal Schedule), at this local hour
+    # ("off": no digest).
     digest_hour: int | None = Field(default=9, ge=0, le=23)
     digest_timezone: str = "UTC"
     # Helpdesks (activities.helpdesks): whichever has its credentials set is active.
@@ -102,6 +103,12 @@ class Settings(BaseModel):
     delivery_mode: DeliveryMode | None = None
     email_delivery_mode: DeliveryMode | None = None
     sms_delivery_mode: DeliveryMode | None = None
+
+    @field_validator("digest_hour", mode="before")
+    @classmethod
+    def _digest_off(cls, value: object) -> object:
+        """TRACKFLOW_DIGEST_HOUR=off (or none) turns the daily digest off."""
+        return None if isinstance(value, str) and value.lower() in ("off", "none") else value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
