@@ -93,7 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="run the embedded stack: Temporal dev server, worker, API")
-    up.add_argument("--demo", action="store_true", help="also play sample orders end to end")
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="also play sample orders end to end; Slack, Gorgias, Zendesk and Klaviyo doubles "
+        "stand in for the integrations the environment does not configure (with the outbox, "
+        "SMS are Klaviyo events), and the demo ends with what they received",
+    )
     up.add_argument("--data-dir", help="state directory (default ./.trackflow)")
     up.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     up.add_argument("--temporal-port", type=int, default=7233)
@@ -107,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
         default="outbox",
         help="where email and SMS go: the local outbox (default), or SendGrid and Twilio "
         "doubles on a free local port, through the official SDKs (with Slack, Gorgias, "
-        "Zendesk and Klaviyo doubles for the ops integrations)",
+        "Zendesk and Klaviyo doubles for the ops integrations the environment does not "
+        "configure)",
     )
     up.set_defaults(run=_run_up)
 

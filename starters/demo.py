@@ -13,6 +13,16 @@ With the provider doubles (`trackflow up --demo --providers simulated`), email g
 SendGrid's SDK and SMS through Twilio's: each message shows its provider id and, as the doubles'
 signed callbacks reach the API, delivered / opened / clicked; one customer opens and clicks her
 first email and replies STOP to her first SMS, and her later SMS are suppressed.
+
+The ops integrations go to their doubles (`trackflow up` starts them for those the environment
+does not configure): two customers have written in about their order, each with an open ticket
+in the Gorgias and Zendesk doubles, which trackflow tags (`auto_delay_notified`, and
+`lost_package` for the lost one) with a private note once it has told them of the trouble; the
+lost package and the return raise Slack alerts; the delayed customers join the Klaviyo double's
+"delayed shipments" list (and leave it once the delay is over). With the outbox, SMS are in
+`klaviyo` delivery mode: each text is a Klaviyo event, which Klaviyo's flows would send. At the
+end, the demo lists what the doubles received (they work in the background, on their own task
+queue: it waits for them a while, and says what never came).
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import pytz
 from activities.ledger import LedgerRecord, MessageState, open_ledger
 from starters.render import format_outbox_line
 from starters.simulators.providers.local import SIMULATED_FROM
+from starters.simulators.providers.ops import OPS_NAMES, SLACK_CHANNEL, ops_listings
 from trackflow.carriers.samples import random_tracking_number
 
 DEMO_TIME_SCALE = 10_000.0
@@ -46,6 +57,8 @@ STAGGER_SECONDS = 0.7
 DEADLINE_SECONDS = 150.0
 SETTLE_SECONDS = 3.0
 PROCESSED_WITHIN_SECONDS = 20.0
+OPS_WITHIN_SECONDS = 30.0
+SHOWN_PER_LISTING = 12
 MARKER_NAME = "demo_played"
 # Local hours the customers live in: inside the 08:00-21:00 send window with room to spare for
 # the few minutes the demo lasts, and a night where the window opens hours later.
@@ -105,6 +118,11 @@ class Order:
     replies_stop: bool = False
     """With the provider doubles: opens and clicks the second step's email and replies STOP to
     its SMS, so her later SMS are suppressed."""
+    writes_in: bool = False
+    """Has an open ticket in the helpdesk doubles before the first scan ("where is my order?"),
+    which trackflow tags once it has told her of the trouble."""
+    gets_lost: bool = False
+    """No scan after the last step: declared lost (a Slack alert, `lost_package` tags)."""
 
 
 def place_where_local_hour_in(hours: range, now: datetime | None = None) -> Place:
@@ -155,6 +173,7 @@ def _orders(run: str, now: datetime | None = None) -> list[Order]:
                       phone="+13055550142"),
             [TRANSIT, Step("exception", "weather_delay", "Memphis, TN", "Weather delay"),
              Step("in_transit", location="Atlanta, GA", description="Back on its way"), DELIVERED],
+            writes_in=True,
         ),
         Order(
             "address issue: the customer is asked to act; once fixed it is delivered",
@@ -167,6 +186,8 @@ def _orders(run: str, now: datetime | None = None) -> list[Order]:
             "no scan after the first: a stale check-in, then lost (alert + helpdesk tag)",
             _shipment(f"{run}-1006", "usps", "Rosalind Franklin", "120.00", day),
             [LABEL, TRANSIT],
+            writes_in=True,
+            gets_lost=True,
         ),
         Order(
             "night-time customer: out-for-delivery held, then dropped once delivered",
@@ -454,12 +475,242 @@ class Doubles:
         )
 
 
+TAG = "auto_delay_notified"
+LOST_TAG = "lost_package"
+HELPDESK_TICKETS = {"gorgias": "/gorgias/_double/tickets", "zendesk": "/zendesk/_double/tickets"}
+KLAVIYO_HINT = (
+    "no events: no channel is in klaviyo delivery mode here (with "
+    "TRACKFLOW_SMS_DELIVERY_MODE=klaviyo, each text would be one)"
+)
+
+
+@dataclass
+class Ops:
+    """The Slack, Gorgias, Zendesk and Klaviyo doubles standing in for the integrations in
+    `doubled` (`http`'s base URL is theirs): the demo opens tickets there and, at the end,
+    lists what they received."""
+
+    http: httpx.AsyncClient
+    url: str
+    doubled: tuple[str, ...]
+    klaviyo_channels: tuple[str, ...] = ()
+    writers: list[Order] = field(default_factory=list)
+
+    @property
+    def helpdesks(self) -> list[str]:
+        return [name for name in HELPDESK_TICKETS if name in self.doubled]
+
+    async def open_tickets(self, orders: list[Order]) -> None:
+        """An open "where is my order?" ticket in each helpdesk double for every customer
+        who writes in, before the first scan."""
+        self.writers = [order for order in orders if order.writes_in]
+        if not self.writers or not self.helpdesks:
+            return
+        for order in self.writers:
+            customer = order.shipment["customer"]
+            subject = f"Where is my order {order.shipment['order_name']}?"
+            text = "Hi, my order has not arrived yet. Any news?"
+            seeds = {
+                "gorgias": {
+                    "customer_email": customer["email"],
+                    "customer_name": customer["name"],
+                    "subject": subject,
+                    "message": text,
+                },
+                "zendesk": {
+                    "requester_email": customer["email"],
+                    "requester_name": customer["name"],
+                    "subject": subject,
+                    "description": text,
+                },
+            }
+            for name in self.helpdesks:
+                try:
+                    answer = await self.http.post(HELPDESK_TICKETS[name], json=seeds[name])
+                    answer.raise_for_status()
+                except httpx.HTTPError as error:  # the demo goes on; the end says what lacks
+                    _say("helpdesk", f"could not open a ticket in {OPS_NAMES[name]}: {error}")
+        who = " and ".join(order.shipment["customer"]["name"].split()[0] for order in self.writers)
+        where = " and ".join(OPS_NAMES[name] for name in self.helpdesks)
+        _say("helpdesk", f"{who} wrote in: an open ticket each in {where}, for trackflow to tag")
+
+    async def _get(self, path: str) -> Any:
+        try:
+            response = await self.http.get(path)
+            return response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    async def received(self) -> dict[str, Any]:
+        """Each doubled integration's listing (None where the double did not answer)."""
+        got: dict[str, Any] = {}
+        for name, path in ops_listings("").items():
+            if name.split("_")[0] in self.doubled:
+                got[name] = await self._get(path)
+        return got
+
+    def missing(self, got: dict[str, Any]) -> list[str]:
+        """What the demo waits for and the doubles do not have yet."""
+        missing: list[str] = []
+        lost = [o.shipment["tracking_number"] for o in self.writers if o.gets_lost]
+        if "slack" in got:
+            texts = " ".join(str(message.get("text")) for message in got["slack"] or [])
+            if not got["slack"] or not all(number in texts for number in lost):
+                missing.append("the lost parcel's Slack alert" if lost else "a Slack alert")
+        wanted = {
+            order.shipment["customer"]["email"]: {TAG, LOST_TAG} if order.gets_lost else {TAG}
+            for order in self.writers
+        }
+        for name in self.helpdesks:
+            tagged = {
+                _ticket_email(ticket): set(ticket.get("tags") or [])
+                for ticket in got.get(name) or []
+                if _tagged(name, ticket)
+            }
+            if any(not tags <= tagged.get(email, set()) for email, tags in wanted.items()):
+                missing.append(f"the {OPS_NAMES[name]} tags")
+        if "klaviyo" in got and self.klaviyo_channels and not got["klaviyo"]:
+            missing.append("a Klaviyo event")
+        if "klaviyo_list" in got and not (got["klaviyo_list"] or {}).get("profiles"):
+            missing.append("a member of the Klaviyo delayed list")
+        return missing
+
+    async def show(self, within: float = OPS_WITHIN_SECONDS) -> list[str]:
+        """Wait up to `within` seconds for what the demo expects, then print what the doubles
+        received, one line each; returns what never came."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        got = await self.received()
+        if self.missing(got):
+            print("  (waiting for the ops integrations, on their own task queue…)", flush=True)
+        while (missing := self.missing(got)) and loop.time() < end:
+            await asyncio.sleep(0.5)
+            got = await self.received()
+        print(flush=True)
+        _paragraph(f"demo: what the ops doubles received ({self.url}):")
+        listings = ops_listings(self.url)
+        for name in ("slack", "gorgias", "zendesk", "klaviyo", "klaviyo_list"):
+            if name in got:
+                self._print(name, got[name], listings[name])
+        if missing:
+            _paragraph(
+                f"  Not there after {within:g}s: {', '.join(missing)}. The integrations retry "
+                "in the background; the listings above show it once it lands."
+            )
+        return missing
+
+    def _print(self, name: str, listing: Any, url: str) -> None:
+        if listing is None:
+            _say(_LABELS[name], f"the double did not answer: {url}")
+            return
+        items: list[str]
+        if name == "slack":
+            items = [_slack_title(message) for message in listing]
+            head = f"{_count(len(items), 'alert')} in {SLACK_CHANNEL}"
+        elif name in HELPDESK_TICKETS:
+            tagged = [ticket for ticket in listing if _tagged(name, ticket)]
+            items = [_ticket_line(name, ticket) for ticket in tagged]
+            head = f"{len(tagged)} of {_count(len(listing), 'ticket')} tagged, with a note"
+        elif name == "klaviyo":
+            items = [_event_line(event) for event in listing]
+            head = _count(len(items), "event")
+            if not items and not self.klaviyo_channels:
+                head = KLAVIYO_HINT
+        else:
+            profiles = listing.get("profiles") or []
+            items = [p.get("email") or p.get("phone_number") or p["id"] for p in profiles]
+            head = f"{_count(len(items), 'member')} of the delayed list {listing.get('id')}"
+        _say(_LABELS[name], f"{head}: {url}")
+        for item in items[:SHOWN_PER_LISTING]:
+            _item(item)
+        if len(items) > SHOWN_PER_LISTING:
+            _item(f"… and {len(items) - SHOWN_PER_LISTING} more")
+
+
+_LABELS = {
+    "slack": "Slack",
+    "gorgias": "Gorgias",
+    "zendesk": "Zendesk",
+    "klaviyo": "Klaviyo",
+    "klaviyo_list": "Klaviyo",
+}
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _item(text: str) -> None:
+    print(
+        textwrap.fill(
+            text, width=_width(), initial_indent="      • ", subsequent_indent=" " * 8,
+            break_on_hyphens=False, break_long_words=False,
+        ),
+        flush=True,
+    )  # fmt: skip
+
+
+def _slack_title(message: dict[str, Any]) -> str:
+    """The alert's one-line text, else its header block's."""
+    if message.get("text"):
+        return str(message["text"])
+    for block in message.get("blocks") or []:
+        if block.get("type") == "header":
+            return str(block.get("text", {}).get("text", ""))
+    return "(no text)"
+
+
+def _ticket_email(ticket: dict[str, Any]) -> str | None:
+    found = ticket.get("requester_email") or (ticket.get("customer") or {}).get("email")
+    return str(found) if found else None
+
+
+def _notes(name: str, ticket: dict[str, Any]) -> list[str]:
+    """A ticket's private notes (Gorgias internal notes, Zendesk private comments)."""
+    if name == "gorgias":
+        return [
+            str(m.get("body_text") or "")
+            for m in ticket.get("messages") or []
+            if m.get("channel") == "internal-note"
+        ]
+    return [str(c.get("body") or "") for c in ticket.get("comments") or [] if not c.get("public")]
+
+
+def _tagged(name: str, ticket: dict[str, Any]) -> bool:
+    return TAG in (ticket.get("tags") or []) and bool(_notes(name, ticket))
+
+
+def _ticket_line(name: str, ticket: dict[str, Any]) -> str:
+    notes = _notes(name, ticket)  # the latest says the most (lost comes after stale)
+    first = next((line for line in notes[-1].splitlines() if line.strip()), "") if notes else ""
+    tags = ", ".join(ticket.get("tags") or [])
+    return f"#{ticket['id']} {_ticket_email(ticket)} [{tags}] note: {first}"
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    profile = event.get("profile") or {}
+    who = profile.get("email") or profile.get("phone_number") or "?"
+    order = (event.get("properties") or {}).get("order_name") or ""
+    return f"{event.get('metric')} → {who}" + (f" ({order})" if order else "")
+
+
 async def _states(ledger_url: str, tracking_number: str | None = None) -> list[MessageState]:
     ledger = open_ledger(ledger_url, read_only=True)
     try:
         return await ledger.states(tracking_number)
     finally:
         await ledger.close()
+
+
+KLAVIYO_SAID = "*klaviyo-said*"  # in `seen`: the note below was printed
+
+
+def _klaviyo_note(channel: str) -> str:
+    what = "SMS" if channel == "sms" else channel
+    return (
+        f'      ↳ {what} in klaviyo delivery mode: each is a Klaviyo event ("Trackflow '
+        "<status>\"), which the merchant's Klaviyo flow sends"
+    )
 
 
 # What a provider said about a message, as the demo shows it (SendGrid and Twilio words).
@@ -531,6 +782,11 @@ async def _print_outbox(
             if record.idempotency_key not in seen:
                 seen.add(record.idempotency_key)
                 _print_record(record)
+                # Once: every such line is one.
+                klaviyo = record.transport == "klaviyo" and record.kind in (None, "message")
+                if klaviyo and KLAVIYO_SAID not in seen:
+                    seen.add(KLAVIYO_SAID)
+                    print(_wrapped(_klaviyo_note(record.channel)), flush=True)
                 if record.trigger == "lost" and record.kind == "message":
                     lost.set()
         if feedback is not None:
@@ -568,7 +824,9 @@ def _played_before(folder: Path | None) -> dict[str, Any] | None:
     return None
 
 
-async def _show_earlier_demo(ledger_url: str, folder: Path, note: dict[str, Any]) -> None:
+async def _show_earlier_demo(
+    ledger_url: str, folder: Path, note: dict[str, Any], ops_url: str | None = None
+) -> None:
     when = f" (run {note.get('run', '?')}, {note.get('played_at', '?')})" if note else ""
     _paragraph(
         f"demo: already played in this data dir, {folder}{when}; its shipments carry on from "
@@ -580,6 +838,11 @@ async def _show_earlier_demo(ledger_url: str, folder: Path, note: dict[str, Any]
     if not records:
         print("    (nothing sent yet)")
     print()
+    if ops_url:
+        _paragraph(
+            f"The ops doubles ({ops_url}) started afresh with this `up` (they keep what they "
+            "receive in memory): alerts, tags and Klaviyo calls from now on land there."
+        )
     _paragraph(
         "For a fresh demo: `make clean` (removes the data dir), or `trackflow up --demo "
         "--data-dir ANOTHER_DIR`. The stack keeps running; Ctrl-C stops it."
@@ -595,11 +858,14 @@ async def _demo(
     data_dir: Path | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     providers_url: str | None = None,
+    ops_url: str | None = None,
+    doubled: tuple[str, ...] = (),
+    klaviyo_channels: tuple[str, ...] = (),
 ) -> None:
     folder = _marker_dir(data_dir, ledger_url)
     earlier = _played_before(folder)
     if earlier is not None and folder is not None:
-        await _show_earlier_demo(ledger_url, folder, earlier)
+        await _show_earlier_demo(ledger_url, folder, earlier, ops_url)
         return
     _paragraph("demo: sample orders go through the real API; the outbox shows what goes out")
     if providers_url:
@@ -607,6 +873,13 @@ async def _demo(
             f"Email goes through SendGrid's SDK and SMS through Twilio's, to the doubles at "
             f"{providers_url}; under each message: its provider id, then what the doubles' "
             "signed callbacks said (delivered, opened, clicked)."
+        )
+    if ops_url and doubled:
+        names = ", ".join(OPS_NAMES[name] for name in doubled)
+        texts = " Texts become Klaviyo events." if "sms" in klaviyo_channels else ""
+        _paragraph(
+            f"Ops integrations: {names} go to their doubles at {ops_url}; at the end, what "
+            f"they received.{texts}"
         )
     print()
     run = secrets.token_hex(2).upper()
@@ -632,9 +905,15 @@ async def _demo(
         httpx.AsyncClient(
             base_url=providers_url or "http://providers.invalid", timeout=30, transport=transport
         ) as knobs,
+        httpx.AsyncClient(
+            base_url=ops_url or "http://ops.invalid", timeout=10, transport=transport
+        ) as ops_http,
     ):
         _mark_played(folder, run)
         doubles = Doubles(knobs, ledger_url) if providers_url else None
+        ops = Ops(ops_http, ops_url, doubled, klaviyo_channels) if ops_url and doubled else None
+        if ops is not None:
+            await ops.open_tickets(orders)
         plays = [
             _play(http, order, offset=i * STAGGER_SECONDS, simulator=sim, doubles=doubles)
             for i, order in enumerate(orders)
@@ -650,8 +929,10 @@ async def _demo(
         night = next(order for order in orders if order.shows_quiet_hours)
         number = night.shipment["tracking_number"]
         held = (await http.get(f"/v1/shipments/{number}")).json()
-    for note in held["notes"]:
-        _say(night.shipment["order_id"], f"{note['kind']}: {note['detail']}")
+        for note in held["notes"]:
+            _say(night.shipment["order_id"], f"{note['kind']}: {note['detail']}")
+        if ops is not None:
+            await ops.show()
     print()
     if providers_url:
         stopped = next(order for order in orders if order.replies_stop)
@@ -676,6 +957,9 @@ def play_demo(
     simulator_url: str,
     data_dir: Path | None = None,
     providers_url: str | None = None,
+    ops_url: str | None = None,
+    doubled: tuple[str, ...] = (),
+    klaviyo_channels: tuple[str, ...] = (),
 ) -> None:
     asyncio.run(
         _demo(
@@ -686,5 +970,8 @@ def play_demo(
             simulator_url,
             data_dir,
             providers_url=providers_url,
+            ops_url=ops_url,
+            doubled=doubled,
+            klaviyo_channels=klaviyo_channels,
         )
     )

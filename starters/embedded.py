@@ -29,10 +29,16 @@ from typing import Any, Literal
 from starters.codec_server import TOKEN_ENV, ui_origins
 from starters.demo import DEMO_TIME_SCALE
 from starters.simulators.providers.local import providers_command, simulated_provider_env
-from starters.simulators.providers.ops import simulated_ops_env
+from starters.simulators.providers.ops import (
+    OPS_NAMES,
+    doubled_integrations,
+    ops_listings,
+    simulated_ops_env,
+)
 from starters.web_ui import QUERIES, list_url
 from trackflow.contracts import ALL_KEYS, WORKFLOW_NAME
 from trackflow.encryption import generate_key_entry
+from trackflow.models import Channel
 from trackflow.settings import SUPERVISOR_FD_ENV, Settings
 from workers.runtime import ENCRYPTION_KEYS_FILE, PID_FILE_NAME, secure_data_dir
 
@@ -64,8 +70,13 @@ class EmbeddedStack:
         self.demo = demo
         self.simulator_port = simulator_port
         self.providers = providers
-        # The SendGrid and Twilio doubles (`--providers simulated`), on a port of their own.
-        self.providers_port = free_port() if providers == "simulated" else None
+        # The Slack, Gorgias, Zendesk and Klaviyo doubles stand in for the integrations the
+        # environment does not configure, with the demo or the provider doubles.
+        self.doubled = doubled_integrations(os.environ) if demo or providers == "simulated" else ()
+        # The doubles' server, on a port of its own: SendGrid and Twilio's (`--providers
+        # simulated`, else idle there) with the ops integrations' under path prefixes.
+        simulated = providers == "simulated"
+        self.providers_port = free_port() if simulated or self.doubled else None
         self.metrics_port = free_port()  # the dev server would pick one and tell no one
         self.codec_port = free_port()
         self._children: list[tuple[subprocess.Popen[bytes], list[str]]] = []
@@ -116,6 +127,7 @@ class EmbeddedStack:
                 self._start_carrier_simulator(env)
             if self.providers_port is not None:
                 self._start_provider_doubles(env, data_dir, self.providers_port)
+            klaviyo_channels = _klaviyo_channels(env)
             self._spawn([sys.executable, "-m", "starters.cli", "worker"], env)
             self._spawn(
                 [sys.executable, "-m", "starters.cli", "api", "--port", str(self.api_port)], env
@@ -134,6 +146,9 @@ class EmbeddedStack:
                     ledger_url=self.settings.resolved_ledger_url,
                     data_dir=data_dir,
                     providers_url=self.providers_url,
+                    ops_url=self.ops_url,
+                    doubled=self.doubled,
+                    klaviyo_channels=klaviyo_channels,
                 )
             self._supervise()
         except KeyboardInterrupt:
@@ -228,21 +243,49 @@ class EmbeddedStack:
         self._wait_for_port(port, "the carrier simulator")
 
     @property
-    def providers_url(self) -> str | None:
+    def doubles_url(self) -> str | None:
         return f"http://127.0.0.1:{self.providers_port}" if self.providers_port else None
 
+    @property
+    def providers_url(self) -> str | None:
+        """The SendGrid and Twilio doubles, when email and SMS go to them."""
+        return self.doubles_url if self.providers == "simulated" else None
+
+    @property
+    def ops_url(self) -> str | None:
+        """The Slack, Gorgias, Zendesk and Klaviyo doubles, when one stands in for its
+        integration."""
+        return self.doubles_url if self.doubled else None
+
     def _start_provider_doubles(self, env: dict[str, str], data_dir: Path, port: int) -> None:
-        """`--providers simulated`: the SendGrid and Twilio doubles, with Slack, Gorgias,
-        Zendesk and Klaviyo's under path prefixes (loopback only). The
-        worker's and the API's settings point the official SDKs at them and accept their
-        signed callbacks; the doubles call back the local API (TRACKFLOW_PUBLIC_URL)."""
-        api = f"http://127.0.0.1:{self.api_port}"
-        env.update(simulated_provider_env(data_dir, f"http://127.0.0.1:{port}", api))
-        env.update(simulated_ops_env(f"http://127.0.0.1:{port}"))
+        """The doubles (loopback only): with `--providers simulated`, SendGrid and Twilio's,
+        to which the worker's and the API's settings point the official SDKs, accepting
+        their signed callbacks (the doubles call back the local API, TRACKFLOW_PUBLIC_URL);
+        and, for each ops integration the environment does not configure, Slack, Gorgias,
+        Zendesk or Klaviyo's, under path prefixes.
+
+        The demo with the outbox turns SMS into Klaviyo events (the doubled Klaviyo's), so it
+        shows some, unless the environment chose a delivery mode for SMS or configured Twilio
+        (then SMS stay where they were meant to go)."""
+        env.update(self._doubles_env(env, data_dir, f"http://127.0.0.1:{port}"))
         # Keys and the auth token stay in the environment, never on the command line.
         with (data_dir / "providers.log").open("ab") as log:
             self._spawn(providers_command(data_dir, port), env, stdout=log, stderr=log)
         self._wait_for_port(port, "the provider doubles")
+
+    def _doubles_env(self, env: dict[str, str], data_dir: Path, url: str) -> dict[str, str]:
+        """The settings that point the children at the doubles at `url` (see above); `env`
+        is what they would get without them, which keeps what the user configured."""
+        updates: dict[str, str] = {}
+        if self.providers == "simulated":
+            api = f"http://127.0.0.1:{self.api_port}"
+            updates.update(simulated_provider_env(data_dir, url, api))
+        updates.update(simulated_ops_env(url, env))
+        if self.demo and self.providers == "outbox" and "klaviyo" in self.doubled:
+            chosen = env.get("TRACKFLOW_SMS_DELIVERY_MODE") or env.get("TRACKFLOW_DELIVERY_MODE")
+            if not chosen and not Settings.from_env(env).twilio_configured:
+                updates["TRACKFLOW_SMS_DELIVERY_MODE"] = "klaviyo"
+        return updates
 
     def _spawn(self, command: list[str], env: dict[str, str], **streams: Any) -> None:
         """A Python child: it also watches the supervisor's pipe (see `starters.cli`)."""
@@ -316,6 +359,24 @@ class EmbeddedStack:
             lines.append("  # and the TRACKFLOW_ENCRYPTION_KEYS given to this `up`")
         return lines
 
+    def _ops_lines(self) -> list[str]:
+        """Where the ops doubles list what they received (kept in memory: a restart of `up`
+        starts them empty)."""
+        if not self.ops_url:
+            return []
+        listings = ops_listings(self.ops_url)
+        lines = ["", "What the ops doubles received (kept in memory until Ctrl-C):"]
+        for name, what in (
+            ("slack", "Slack alerts"),
+            ("gorgias", "Gorgias tickets"),
+            ("zendesk", "Zendesk tickets"),
+            ("klaviyo", "Klaviyo events"),
+            ("klaviyo_list", "delayed list"),
+        ):
+            if name.split("_")[0] in self.doubled:
+                lines.append(f"  {what:<17}{listings[name]}")
+        return lines
+
     def _print_banner(self, resumed: int | None) -> None:
         """What runs where, and lines to copy; 80 columns but for the Web UI query link."""
         ui = f"http://127.0.0.1:{self.ui_port}"
@@ -345,6 +406,9 @@ class EmbeddedStack:
             )
         if self.providers_url:
             lines.append(f"  providers  {self.providers_url}  (SendGrid and Twilio doubles)")
+        if self.ops_url:
+            names = ", ".join(OPS_NAMES[name] for name in self.doubled)
+            lines.append(f"  ops        {self.ops_url}  ({names} doubles)")
         lines += [
             f"  data       {data_dir}",
             f"  API token  {token_file} (or TRACKFLOW_API_TOKEN)",
@@ -365,10 +429,20 @@ class EmbeddedStack:
             f"       http://127.0.0.1:{self.api_port}/v1/shipments/NUMBER",
             "  trackflow outbox     # what went out",
             "  trackflow shipment show NUMBER",
+            *self._ops_lines(),
             "",
             "Ctrl-C stops everything; running it again resumes in-flight shipments.",
         ]
         print("\n".join(lines) + "\n", flush=True)
+
+
+def _klaviyo_channels(env: dict[str, str]) -> tuple[str, ...]:
+    """The customer channels in `klaviyo` delivery mode (their messages are Klaviyo events)."""
+    try:
+        settings = Settings.from_env(env)
+        return tuple(c.value for c in Channel if settings.delivery_mode_for(c) == "klaviyo")
+    except ValueError:  # a setting error: the worker says which
+        return ()
 
 
 def _new_key_id() -> str:

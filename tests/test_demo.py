@@ -22,6 +22,9 @@ import pytz
 from activities.ledger import LedgerRecord, open_ledger
 from starters import demo
 from starters.render import format_outbox_line
+from starters.simulators.klaviyo import DELAYED_LIST_ID
+from starters.simulators.providers.app import create_providers_app
+from starters.simulators.providers.ops import OpsDoubles
 from tests.harness import eventually
 from trackflow.carriers import detect_best
 from trackflow.effects import SendNotification
@@ -412,3 +415,105 @@ def test_the_parcels_of_a_split_shipment_are_told_apart_in_the_demo_output() -> 
 
 def pinned(shipment: Shipment) -> Shipment:
     return pin(shipment, TrackingPolicy())
+
+
+# --- 10. the ops doubles: tickets opened before the orders, what they received at the end --
+
+
+ALL_OPS = ("slack", "gorgias", "zendesk", "klaviyo")
+
+
+def _ops_app(doubles: OpsDoubles) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_providers_app(ops=doubles))
+    return httpx.AsyncClient(transport=transport, base_url="http://ops")
+
+
+def _as_the_worker_would(doubles: OpsDoubles, emails: list[str], lost: str) -> None:
+    """What trackflow's integrations leave in the doubles: tags and a private note on each
+    ticket, the lost parcel's alert, a Klaviyo event and a list member."""
+    agent = doubles.gorgias.user("trackflow@example.com")
+    for ticket in doubles.gorgias.tickets:
+        for tag in ("auto_delay_notified", "lost_package"):
+            ticket["tags"].append(doubles.gorgias.tag(tag))
+        note = {"channel": "internal-note", "body_text": "trackflow told the customer: lost\nx"}
+        doubles.gorgias.add_message(ticket, note, sender=agent)
+    author = doubles.zendesk.user("trackflow@example.com", role="agent")
+    for ticket in doubles.zendesk.tickets:
+        comment = {"body": "trackflow told the customer: lost", "public": False}
+        changes = {"additional_tags": ["auto_delay_notified", "lost_package"], "comment": comment}
+        doubles.zendesk.update(ticket, changes, author)
+    doubles.slack.messages.append({"channel": "#ops", "text": f"Package lost: {lost} (order 1)"})
+    doubles.klaviyo.events.append(
+        {"metric": "Trackflow Delayed", "profile": {"phone_number": "+13055550142"},
+         "properties": {"order_name": "#O001-1004"}}
+    )  # fmt: skip
+    doubles.klaviyo.profiles["p1"] = {"email": emails[-1]}
+    doubles.klaviyo.lists[DELAYED_LIST_ID].append("p1")
+
+
+async def test_the_demo_opens_tickets_then_shows_what_the_ops_doubles_received(
+    columns_80: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doubles = OpsDoubles()
+    orders = demo._orders("O001")
+    writers = [o.shipment["customer"]["email"] for o in orders if o.writes_in]
+    assert writers == ["margaret@example.com", "rosalind@example.com"]  # a delay, a lost parcel
+    [lost] = [o.shipment["tracking_number"] for o in orders if o.gets_lost and o.writes_in]
+    async with _ops_app(doubles) as http:
+        ops = demo.Ops(http, "http://ops", ALL_OPS, klaviyo_channels=("sms",))
+        await ops.open_tickets(orders)
+        assert [t["customer"]["email"] for t in doubles.gorgias.tickets] == writers
+        assert all(t["status"] == "open" for t in doubles.gorgias.tickets)
+        requesters = [
+            doubles.zendesk.user_by_id(t["requester_id"]) for t in doubles.zendesk.tickets
+        ]
+        assert [(r or {}).get("email") for r in requesters] == writers
+        assert ops.missing(await ops.received()) == [
+            "the lost parcel's Slack alert",
+            "the Gorgias tags",
+            "the Zendesk tags",
+            "a Klaviyo event",
+            "a member of the Klaviyo delayed list",
+        ]
+        _as_the_worker_would(doubles, writers, lost)
+        assert await ops.show(within=5) == []
+    printed = capsys.readouterr().out
+    out = " ".join(printed.split())  # as read, whatever the wrapping
+    assert "Margaret and Rosalind wrote in" in out
+    assert "[Slack] 1 alert in #ops: http://ops/slack/_double/messages" in out
+    assert f"• Package lost: {lost} (order 1)" in out
+    assert "[Gorgias] 2 of 2 tickets tagged, with a note" in out
+    tagged = "[auto_delay_notified, lost_package] note: trackflow told the customer: lost"
+    assert out.count(tagged) == 4  # two tickets in each helpdesk
+    assert "• Trackflow Delayed → +13055550142 (#O001-1004)" in out
+    assert f"1 member of the delayed list {DELAYED_LIST_ID}" in out and "• rosalind@" in out
+    assert "Not there" not in out and "waiting" not in out
+    assert all(len(line) <= 80 for line in printed.splitlines() if "://" not in line), printed
+
+
+async def test_the_demo_says_what_never_reached_the_ops_doubles_instead_of_hanging(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with _ops_app(OpsDoubles()) as http:
+        ops = demo.Ops(http, "http://ops", ALL_OPS)  # no channel in klaviyo mode: no event due
+        ops.writers = [o for o in demo._orders("N001") if o.writes_in]
+        started = asyncio.get_running_loop().time()
+        missing = await ops.show(within=0.5)
+        took = asyncio.get_running_loop().time() - started
+    assert took < 5
+    assert "a Klaviyo event" not in missing and "the lost parcel's Slack alert" in missing
+    out = " ".join(capsys.readouterr().out.split())
+    assert "waiting for the ops integrations" in out
+    assert "Not there after 0.5s: the lost parcel's Slack alert, the Gorgias tags" in out
+    assert "no events: no channel is in klaviyo delivery mode here" in out
+
+
+async def test_a_double_that_does_not_answer_is_said_so() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    transport = httpx.MockTransport(refuse)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ops") as http:
+        ops = demo.Ops(http, "http://ops", ("slack",))
+        assert await ops.received() == {"slack": None}
+        assert await ops.show(within=0) == ["a Slack alert"]

@@ -5,6 +5,7 @@ signed callbacks, a STOP reply ends SMS for that customer, and SIGTERM stops eve
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from datetime import UTC, datetime
@@ -222,3 +223,50 @@ def test_the_demo_shows_each_providers_word_once_and_a_suppressed_sms(
     ]
     assert _feedback_lines(_state(status="sent", kind="alert"), set()) == []
     assert _feedback_lines(accepted, {"*"}) == []  # a row from before the demo
+
+
+def _stack(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], **options: Any) -> Any:
+    from starters.embedded import EmbeddedStack
+    from trackflow.settings import Settings
+
+    for name in [n for n in os.environ if n.startswith("TRACKFLOW_")]:
+        monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    defaults: dict[str, Any] = {"api_port": 1, "temporal_port": 2, "ui_port": 3, "demo": True}
+    return EmbeddedStack(Settings(), **(defaults | options))
+
+
+def test_the_demo_doubles_only_the_integrations_the_environment_leaves_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_slack = {"TRACKFLOW_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x"}
+    stack = _stack(monkeypatch, real_slack)
+    assert stack.doubled == ("gorgias", "zendesk", "klaviyo")
+    assert stack.ops_url is not None and stack.providers_url is None  # no SendGrid/Twilio
+    env = stack._doubles_env(dict(os.environ), tmp_path, "http://d")
+    assert not [name for name in env if name.startswith("TRACKFLOW_SLACK_")]
+    assert env["TRACKFLOW_GORGIAS_BASE_URL"] == "http://d/gorgias"
+    assert env["TRACKFLOW_ZENDESK_BASE_URL"] == "http://d/zendesk"
+    assert env["TRACKFLOW_KLAVIYO_BASE_URL"] == "http://d/klaviyo"
+    # With the outbox, texts become the Klaviyo double's events; email stays in the outbox.
+    assert env["TRACKFLOW_SMS_DELIVERY_MODE"] == "klaviyo"
+    assert "TRACKFLOW_SENDGRID_BASE_URL" not in env and "TRACKFLOW_EMAIL_DELIVERY_MODE" not in env
+    lines = stack._ops_lines()
+    assert [line.split()[0] for line in lines[2:]] == ["Gorgias", "Zendesk", "Klaviyo", "delayed"]
+
+    chosen = _stack(monkeypatch, {"TRACKFLOW_DELIVERY_MODE": "outbox"})
+    assert "TRACKFLOW_SMS_DELIVERY_MODE" not in chosen._doubles_env(dict(os.environ), tmp_path, "u")
+    own_klaviyo = _stack(monkeypatch, {"TRACKFLOW_KLAVIYO_API_KEY": "pk_real"})
+    env = own_klaviyo._doubles_env(dict(os.environ), tmp_path, "http://d")
+    assert "klaviyo" not in own_klaviyo.doubled and "TRACKFLOW_SMS_DELIVERY_MODE" not in env
+    assert not [name for name in env if "KLAVIYO" in name]
+
+    simulated = _stack(monkeypatch, {}, providers="simulated")
+    env = simulated._doubles_env(dict(os.environ), tmp_path, "http://d")
+    assert simulated.doubled == ("slack", "gorgias", "zendesk", "klaviyo")
+    assert env["TRACKFLOW_TWILIO_BASE_URL"] == "http://d"  # SMS stay Twilio's (STOP, receipts)
+    assert "TRACKFLOW_SMS_DELIVERY_MODE" not in env
+
+    plain = _stack(monkeypatch, {}, demo=False)
+    assert plain.doubled == () and plain.providers_port is None and plain._ops_lines() == []
