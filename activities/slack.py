@@ -21,6 +21,26 @@ A 429 or 5xx raises a retryable ``ApplicationError`` whose ``next_retry_delay`` 
 Retry-After; any other refusal is permanent: the alert is recorded in the ledger with
 transport ``slack-refused`` and the error, and not posted again. Only a successful post or a
 permanent refusal writes the ledger row, so `perform_once` keeps it to one post per key.
+
+Exactly once across a crash. Slack takes no idempotency key, so a worker killed after Slack
+accepted a post but before the ledger row would post it again on the retry. Every alert
+carries its key in its context block (``... · key <idempotency key>``), so:
+
+* bot-token mode (exactly once): a retried attempt (activity attempt > 1) first looks for the
+  key in the channel's recent history (``conversations.history``, from `LOOK_BACK` ago, the
+  integrations' two-day retry window and an hour more, newest first, at most
+  `MAX_HISTORY_PAGES` pages of `HISTORY_PAGE`), and when a message carries it, records that
+  message (its ``ts``) as the post instead of posting again. The first attempt does not look
+  (nothing can be there yet), so an alert costs one call. The bot needs the scope
+  ``channels:history`` (``groups:history`` for a private channel), besides ``chat:write``.
+  ``TRACKFLOW_SLACK_CHANNEL`` is best the channel's ID (``C0123ABCD``): history takes only
+  IDs, so a name (``#ops``) is resolved once through ``conversations.list``, which needs
+  ``channels:read`` (``groups:read`` for a private channel). If the history cannot be read
+  (a missing scope, the bot not in the channel, more history than the pages read), the alert
+  is posted anyway with a warning in the log: an alert seen twice beats an alert lost.
+* incoming-webhook mode (at-least-once): a webhook can only post, never read, so Slack cannot
+  be asked whether it has the message. A post interrupted by a crash (or a timeout after
+  Slack accepted it) may be repeated once on the retry. Use a bot token for exactly once.
 """
 
 from __future__ import annotations
@@ -28,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +57,7 @@ from urllib.parse import quote
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.alerts import ALERT_CHANNEL, ALERT_KIND, Alerts, LedgerAlerts
@@ -59,6 +80,13 @@ MAX_BLOCKS = 50
 MAX_BUTTON_TEXT = 75
 MAX_URL = 3000
 MAX_ALREADY_SENT = 12
+
+# Looking for an alert an interrupted attempt posted (bot-token mode).
+LOOK_BACK = timedelta(days=2, hours=1)  # the integrations' retry window, and a margin
+HISTORY_PAGE = 200
+MAX_HISTORY_PAGES = 10
+MAX_CHANNEL_PAGES = 20
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 _log = logging.getLogger("trackflow.slack")
 
@@ -91,6 +119,35 @@ class Posted:
     ok: bool
     message_id: str | None = None  # the message's ts (chat.postMessage); None for a webhook
     error: str | None = None
+    found: bool = False  # an earlier attempt had posted it: found in the history, not posted
+
+
+def key_line(key: str) -> str:
+    """How an alert's context block names its key (a retry looks for it: `carries_key`)."""
+    return f"key {key}"
+
+
+def carries_key(message: Mapping[str, Any], key: str) -> bool:
+    """Whether a message from ``conversations.history`` is the alert with this key: a
+    context element (or the text) ending in ``key <key>``. Slack escapes ``&<>`` in
+    stored text, so the escaped key counts too."""
+    wanted = {key, _escape(key)}
+    for text in _texts(message):
+        for candidate in wanted:
+            if re.search(rf"(?:^|\s){re.escape(key_line(candidate))}$", text.strip()):
+                return True
+    return False
+
+
+def _texts(message: Mapping[str, Any]) -> Iterator[str]:
+    text = message.get("text")
+    if isinstance(text, str):
+        yield text
+    for block in message.get("blocks") or []:
+        if isinstance(block, dict) and block.get("type") == "context":
+            for element in block.get("elements") or []:
+                if isinstance(element, dict) and isinstance(element.get("text"), str):
+                    yield element["text"]
 
 
 # --- what an alert says -------------------------------------------------------------------
@@ -177,7 +234,9 @@ def alert_blocks(
     elif alert.alert in (AlertKind.LOST, AlertKind.PICKUP_GAP, AlertKind.RETURN_OPENED):
         blocks.append(context("Nothing was sent to the customer about it before this alert."))
     raised = alert.raised_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    blocks.append(context(f"{alert.alert.value} · raised {raised} · key {alert.idempotency_key}"))
+    blocks.append(
+        context(f"{alert.alert.value} · raised {raised} · {key_line(alert.idempotency_key)}")
+    )
     buttons: list[dict[str, Any]] = []
     if alert.carrier_url and _is_web_url(alert.carrier_url):
         buttons.append(button("Carrier tracking page", alert.carrier_url, "open_carrier"))
@@ -274,6 +333,11 @@ def _unavailable(status: int, detail: str, headers: Mapping[str, Any] | None) ->
     )
 
 
+def _error_code(error: SlackApiError) -> str:
+    data = error.response.data
+    return str(data.get("error", "")) if isinstance(data, dict) else ""
+
+
 class SlackPoster:
     """Posts one Block Kit message through an incoming webhook or ``chat.postMessage``.
 
@@ -293,6 +357,7 @@ class SlackPoster:
         if not webhook_url and not (bot_token and channel):
             raise ValueError("Slack needs a webhook URL, or a bot token and a channel")
         self._channel = channel
+        self._channel_resolved: str | None = None
         timeout = max(1, round(timeout_s))
         self._webhook = WebhookClient(webhook_url, timeout=timeout) if webhook_url else None
         self._web = (
@@ -310,14 +375,102 @@ class SlackPoster:
         """Where posts go, for the ledger: the channel, or "webhook" (its URL is a secret)."""
         return self._channel if self._webhook is None and self._channel else "webhook"
 
-    async def post(self, text: str, blocks: list[dict[str, Any]]) -> Posted:
-        return await asyncio.to_thread(self._post, text, blocks)
+    @property
+    def can_look(self) -> bool:
+        """Whether Slack can be asked what it has (bot-token mode; a webhook only posts)."""
+        return self._web is not None
 
-    def _post(self, text: str, blocks: list[dict[str, Any]]) -> Posted:
+    async def post(
+        self, text: str, blocks: list[dict[str, Any]], *, look_for: str | None = None
+    ) -> Posted:
+        """Post the message; with `look_for` (a key), first look for a message carrying it
+        in the channel's recent history and answer that one, found, instead of posting."""
+        return await asyncio.to_thread(self._post, text, blocks, look_for)
+
+    def _post(self, text: str, blocks: list[dict[str, Any]], look_for: str | None) -> Posted:
         if self._webhook is not None:
             return self._post_webhook(self._webhook, text, blocks)
         assert self._web is not None
+        if look_for is not None:
+            ts = self._find(self._web, look_for)
+            if ts is not None:
+                return Posted(ok=True, message_id=ts, found=True)
         return self._post_message(self._web, text, blocks)
+
+    def _find(self, client: WebClient, key: str) -> str | None:
+        """The ts of the newest message of the last `LOOK_BACK` carrying `key`, or None
+        (also when the history cannot be read: logged, and the caller posts)."""
+        oldest = f"{(datetime.now(UTC) - LOOK_BACK).timestamp():.6f}"
+        try:
+            channel = self._channel_id(client)
+            if channel is None:
+                _log.warning(
+                    "Slack channel %r not found by conversations.list: posting %s without "
+                    "looking for an earlier post",
+                    self._channel,
+                    key,
+                )
+                return None
+            cursor: str | None = None
+            for _ in range(MAX_HISTORY_PAGES):
+                page = client.conversations_history(
+                    channel=channel, oldest=oldest, limit=HISTORY_PAGE, cursor=cursor
+                )
+                for message in page.get("messages") or []:
+                    if isinstance(message, dict) and carries_key(message, key):
+                        return str(message.get("ts")) if message.get("ts") else None
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if not page.get("has_more") or not cursor:
+                    return None
+        except SlackApiError as error:
+            self._raise_if_unavailable(error)
+            _log.warning(
+                "cannot read Slack's history (%s): posting %s without looking for an "
+                "earlier post (give the bot channels:history, or groups:history, and "
+                "channels:read to resolve a channel name)",
+                _error_code(error) or f"HTTP {error.response.status_code}",
+                key,
+            )
+            return None
+        _log.warning(
+            "%s not in the last %d messages of Slack's history: posting it",
+            key,
+            HISTORY_PAGE * MAX_HISTORY_PAGES,
+        )
+        return None
+
+    def _channel_id(self, client: WebClient) -> str | None:
+        """The channel's ID: the setting when it is one, else looked up by name (once)."""
+        if self._channel_resolved is not None:
+            return self._channel_resolved
+        channel = self._channel or ""
+        if _CHANNEL_ID.match(channel):
+            self._channel_resolved = channel
+            return channel
+        name = channel.removeprefix("#")
+        cursor: str | None = None
+        for _ in range(MAX_CHANNEL_PAGES):
+            page = client.conversations_list(
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=HISTORY_PAGE,
+                cursor=cursor,
+            )
+            for found in page.get("channels") or []:
+                if isinstance(found, dict) and found.get("name") == name and found.get("id"):
+                    self._channel_resolved = str(found["id"])
+                    return self._channel_resolved
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return None
+
+    @staticmethod
+    def _raise_if_unavailable(error: SlackApiError) -> None:
+        status = error.response.status_code
+        code = _error_code(error)
+        if status == 429 or status >= 500 or code == "ratelimited":
+            raise _unavailable(status, code or "unavailable", error.response.headers) from None
 
     @staticmethod
     def _post_webhook(client: WebhookClient, text: str, blocks: list[dict[str, Any]]) -> Posted:
@@ -334,18 +487,16 @@ class SlackPoster:
                 channel=self._channel or "", text=text, blocks=blocks
             )
         except SlackApiError as error:
-            status = error.response.status_code
-            data = error.response.data
-            code = str(data.get("error", "")) if isinstance(data, dict) else ""
-            if status == 429 or status >= 500 or code == "ratelimited":
-                raise _unavailable(status, code or "unavailable", error.response.headers) from None
-            return Posted(ok=False, error=code or f"HTTP {status}")
+            self._raise_if_unavailable(error)
+            code = _error_code(error)
+            return Posted(ok=False, error=code or f"HTTP {error.response.status_code}")
         ts = response.get("ts")
         return Posted(ok=True, message_id=str(ts) if ts is not None else None)
 
 
 class SlackAlerts:
-    """Posts each alert to Slack, then records it in the ledger under its key."""
+    """Posts each alert to Slack, then records it in the ledger under its key; a retry in
+    bot-token mode first looks for the alert in the channel (see the module)."""
 
     name = SLACK
 
@@ -377,7 +528,16 @@ class SlackAlerts:
             alert, temporal_ui_url=self._temporal_ui_url, namespace=self._namespace
         )
         text = alert_text(alert)
-        posted = await self._poster.post(text, blocks)
+        # Only a retry can follow a post that Slack took but the ledger never heard of.
+        retrying = activity.in_activity() and activity.info().attempt > 1
+        look_for = alert.idempotency_key if retrying and self._poster.can_look else None
+        posted = await self._poster.post(text, blocks, look_for=look_for)
+        if posted.found:
+            _log.info(
+                "alert %s already in Slack (ts %s): recorded, not posted again",
+                alert.idempotency_key,
+                posted.message_id,
+            )
         if not posted.ok:
             _log.warning("Slack refused alert %s: %s", alert.idempotency_key, posted.error)
         summary = mask_personal_data(alert.summary)

@@ -16,7 +16,9 @@ Routes are Gorgias's own paths, relative, so the app can be mounted under a pref
 * ``POST /_double/script`` ``{status: 429|500|..., count, retry_after, error, path, method}``:
   the next ``count`` calls (whose path contains ``path``, method ``method``, when given)
   answer that status (429 with ``Retry-After`` and ``X-Gorgias-Account-Api-Call-Limit``);
-  ``{"down": true}``: every call answers 503 until ``{"down": false}`` or a reset
+  ``{"down": true}``: every call answers 503 until ``{"down": false}`` or a reset;
+  ``{action: "stall", seconds, path, method}``: the next matching tag or message POST is
+  carried out and answered only after ``seconds`` (a caller killed meanwhile never hears back)
 * ``POST /_double/tickets`` ``{customer_email, customer_name, subject, status, tags, message}``:
   seeds a customer (found or created by email) and a ticket with an incoming message
 * ``GET /_double/tickets`` (tickets with tag names and messages), ``GET /_double/calls``,
@@ -25,6 +27,7 @@ Routes are Gorgias's own paths, relative, so the app can be mounted under a pref
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import itertools
@@ -256,6 +259,9 @@ def create_gorgias_app(double: GorgiasDouble | None = None) -> FastAPI:
                 request.method
             ):
                 del state.script[index]
+                if rule.get("action") == "stall":  # carried out, then answered late
+                    request.state.stall = float(rule.get("seconds", 60))
+                    break
                 status = int(rule["status"])
                 headers = {}
                 if status == 429:
@@ -315,6 +321,7 @@ def create_gorgias_app(double: GorgiasDouble | None = None) -> FastAPI:
         have = {t["name"] for t in ticket["tags"]}
         ticket["tags"].extend(state.tag(name) for name in dict.fromkeys(wanted) if name not in have)
         ticket["updated_datetime"] = _now()
+        await _stall(request)
         return Response(status_code=201)
 
     @api.post("/tickets/{ticket_id}/messages", status_code=201)
@@ -359,7 +366,9 @@ def create_gorgias_app(double: GorgiasDouble | None = None) -> FastAPI:
             if body.get("from_agent")
             else ticket["customer"]
         )
-        return state.add_message(ticket, body, sender=author)
+        message = state.add_message(ticket, body, sender=author)
+        await _stall(request)
+        return message
 
     app.include_router(api)
 
@@ -389,6 +398,14 @@ def create_gorgias_app(double: GorgiasDouble | None = None) -> FastAPI:
         return {"ok": True}
 
     return app
+
+
+async def _stall(request: Request) -> None:
+    """A scripted stall: the request was carried out, the answer comes late (or never, for a
+    caller that is killed or gives up first)."""
+    seconds = getattr(request.state, "stall", None)
+    if seconds:
+        await asyncio.sleep(seconds)
 
 
 async def _json(request: Request) -> dict[str, Any]:

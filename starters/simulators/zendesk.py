@@ -17,7 +17,10 @@ Routes are Zendesk's own paths, relative, so the app can be mounted under a pref
   404 ``{"error": "RecordNotFound", "description": "Not found"}``
 * ``POST /_double/script`` ``{status: 429|500|..., count, retry_after, error, path, method}``:
   the next ``count`` matching calls answer that status (429 as Zendesk does: a text body and
-  ``Retry-After``); ``{"down": true}``: 503 to every call until ``{"down": false}`` or a reset
+  ``Retry-After``); ``{"down": true}``: 503 to every call until ``{"down": false}`` or a reset;
+  ``{action: "stall", seconds, path, method}``: the next matching ticket update
+  (``update_many`` or ``PUT /tickets/{id}.json``) is carried out and answered only after
+  ``seconds`` (a caller killed meanwhile never hears back)
 * ``POST /_double/tickets`` ``{requester_email, requester_name, subject, description, status,
   tags}``: seeds a requester (found or created) and a ticket
 * ``GET /_double/tickets`` (with requester email, tags and comments), ``GET /_double/calls``,
@@ -26,6 +29,7 @@ Routes are Zendesk's own paths, relative, so the app can be mounted under a pref
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import itertools
@@ -253,6 +257,9 @@ def create_zendesk_app(double: ZendeskDouble | None = None) -> FastAPI:
             method = str(rule.get("method", request.method)).upper()
             if rule.get("path", "") in path and method == request.method:
                 del state.script[index]
+                if rule.get("action") == "stall":  # carried out, then answered late
+                    request.state.stall = float(rule.get("seconds", 60))
+                    break
                 status = int(rule["status"])
                 if status == 429:
                     raise _Answer(
@@ -354,6 +361,7 @@ def create_zendesk_app(double: ZendeskDouble | None = None) -> FastAPI:
             "message": None,
             "results": None,
         }
+        await _stall(request)
         return {"job_status": queued}
 
     @api.get("/job_statuses/{job_id}.json")
@@ -393,6 +401,7 @@ def create_zendesk_app(double: ZendeskDouble | None = None) -> FastAPI:
             "created_at": _now(),
             "events": [],
         }
+        await _stall(request)
         return {"ticket": ticket, "audit": audit}
 
     @api.get("/tickets/{ticket_id}/comments.json")
@@ -438,6 +447,14 @@ def create_zendesk_app(double: ZendeskDouble | None = None) -> FastAPI:
         return {"ok": True}
 
     return app
+
+
+async def _stall(request: Request) -> None:
+    """A scripted stall: the request was carried out, the answer comes late (or never, for a
+    caller that is killed or gives up first)."""
+    seconds = getattr(request.state, "stall", None)
+    if seconds:
+        await asyncio.sleep(seconds)
 
 
 async def _json(request: Request) -> dict[str, Any]:
