@@ -32,12 +32,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.alerts import AlertActivities
+from activities.digest import DigestActivities
 from activities.ledger import Ledger, LedgerRecord, open_ledger
 from activities.slack import (
     HISTORY_PAGE,
     SLACK,
     SLACK_UNAVAILABLE,
     SlackAlerts,
+    SlackPoster,
     alert_blocks,
     carries_key,
     context,
@@ -50,6 +52,7 @@ from starters.simulators.slack import SlackDouble, create_slack_app
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, free_port, outbox, sent
 from tests.test_worker_crash import worker_process
+from trackflow.digest import DigestJob
 from trackflow.effects import AUTO_DELAY_NOTIFIED, AlertKind, RaiseAlert
 from trackflow.models import CarrierStatus, ExceptionKind, Shipment
 
@@ -516,3 +519,27 @@ async def test_slack_double_history_speaks_slacks_wire_format(
     async with httpx.AsyncClient(base_url=f"{url}/api", timeout=5) as anonymous:
         answer = await anonymous.get("/conversations.history", params={"channel": "C0OPS"})
         assert error(answer) == "not_authed"
+
+
+# Known defect, not fixed here (activities/digest.py and trackflow/digest.py are not this
+# change's files): the daily digest posts, then records, like alerts did, and its blocks carry
+# no key, so a retry after a crash between Slack's answer and the ledger row posts it again.
+async def test_slack_a_retried_digest_is_not_posted_twice(
+    client: Client,
+    task_queue: str,
+    ledgers: tuple[Ledger, Ledger],
+    slack: tuple[SlackDouble, str],
+) -> None:
+    ours, lost = ledgers
+    double, url = slack
+    poster = SlackPoster(bot_token=BOT, channel="C0OPS", base_url=f"{url}/api/")
+    job = DigestJob(fired_at=T0, timezone="UTC")
+
+    def digests(ledger: Ledger) -> DigestActivities:
+        return DigestActivities(
+            client, ledger, poster, task_queue=task_queue, policy=ANY_TIME_POLICY
+        )
+
+    await ActivityEnvironment().run(digests(lost).post_digest, job)  # the attempt that died
+    await _attempt(2).run(digests(ours).post_digest, job)
+    assert double.calls == 1, [m["ts"] for m in double.messages]
