@@ -40,7 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.alerts import ALERT_CHANNEL, ALERT_KIND
 from activities.exactly_once import perform_once
 from activities.ledger import Ledger, LedgerRecord
-from activities.slack import SLACK, SLACK_REFUSED, SlackPoster
+from activities.slack import SLACK, SLACK_REFUSED, SlackPoster, context, key_line
 from trackflow.contracts import CARRIER, NEXT_ACTION, NEXT_ACTION_AT, ORDER_ID, STATUS
 from trackflow.contracts import TRACKING_NUMBER as TRACKING_NUMBER_KEY
 from trackflow.digest import (
@@ -147,7 +147,11 @@ class DigestActivities:
                 namespace=self._namespace,
                 task_queue=self._task_queue,
             )
-            posted = await self._poster.post(text, blocks)
+            # The key rides in the message, so a retry after a crash finds it in the channel.
+            blocks.append(context(key_line(key)))
+            retrying = activity.in_activity() and activity.info().attempt > 1
+            look_for = key if retrying and self._poster.can_look else None
+            posted = await self._poster.post(text, blocks, look_for=look_for)
             if posted.ok:
                 transport, message_id = SLACK, posted.message_id
             else:
