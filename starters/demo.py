@@ -843,6 +843,7 @@ async def _show_earlier_demo(
             f"The ops doubles ({ops_url}) started afresh with this `up` (they keep what they "
             "receive in memory): alerts, tags and Klaviyo calls from now on land there."
         )
+        print()
     _paragraph(
         "For a fresh demo: `make clean` (removes the data dir), or `trackflow up --demo "
         "--data-dir ANOTHER_DIR`. The stack keeps running; Ctrl-C stops it."
