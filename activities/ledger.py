@@ -49,6 +49,8 @@ from typing import Any, Literal, Protocol
 import asyncpg
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from trackflow.shipment_state import ShipmentProjection
+
 DEFAULT_TABLE = "notification_ledger"
 SQLITE_FILE_NAME = "ledger.sqlite3"
 
@@ -354,6 +356,26 @@ class Ledger(Protocol):
 
     async def tickets(self, since: datetime | None = None) -> builtins.list[TicketRecord]:
         """Inbound ticket rows received at or after `since`, oldest first."""
+        ...
+
+    async def save_projection(
+        self, projection: ShipmentProjection, page_token: str | None = None
+    ) -> bool:
+        """Store the shipment's read-model row unless a newer version is there (the same
+        version again replaces it: the send activity's retry knows more); whether it was
+        stored."""
+        ...
+
+    async def projection(self, tracking_number: str) -> ShipmentProjection | None:
+        """The latest lifecycle's row for a tracking number."""
+        ...
+
+    async def projection_by_page(self, page_token: str) -> ShipmentProjection | None: ...
+
+    async def projections(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> builtins.list[ShipmentProjection]:
+        """Rows of shipments registered in [since, until), oldest first."""
         ...
 
     async def close(self) -> None: ...
@@ -901,6 +923,71 @@ class _SqlLedger(ABC):
             )
         return [self._ticket(row) for row in rows]
 
+    async def save_projection(
+        self, projection: ShipmentProjection, page_token: str | None = None
+    ) -> bool:
+        self._writing()
+        document = projection.document
+        stored = await self._fetch(
+            f"INSERT INTO {self.table}_shipments ({_PROJECTION_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (shipment_key) DO UPDATE SET workflow_id = excluded.workflow_id, "
+            "page_token = excluded.page_token, version = excluded.version, "
+            "updated_at = excluded.updated_at, status = excluded.status, "
+            "carrier = excluded.carrier, open_problem = excluded.open_problem, "
+            "registered_at = excluded.registered_at, delivered_at = excluded.delivered_at, "
+            "projection = excluded.projection "
+            f"WHERE {self.table}_shipments.version <= excluded.version "
+            "RETURNING version",
+            projection.shipment_key,
+            document.workflow_id,
+            document.tracking_number,
+            page_token,
+            projection.version,
+            self._to_db_time(projection.updated_at),
+            document.status.value,
+            document.carrier,
+            projection.open_problem,
+            self._db_time(projection.registered_at),
+            self._db_time(projection.delivered_at),
+            projection.model_dump_json(),
+        )
+        return bool(stored)
+
+    async def projection(self, tracking_number: str) -> ShipmentProjection | None:
+        rows = await self._fetch(
+            f"SELECT projection FROM {self.table}_shipments WHERE tracking_number = ? "
+            "ORDER BY updated_at DESC LIMIT 1",
+            tracking_number,
+        )
+        return ShipmentProjection.model_validate_json(rows[0]["projection"]) if rows else None
+
+    async def projection_by_page(self, page_token: str) -> ShipmentProjection | None:
+        rows = await self._fetch(
+            f"SELECT projection FROM {self.table}_shipments WHERE page_token = ?", page_token
+        )
+        return ShipmentProjection.model_validate_json(rows[0]["projection"]) if rows else None
+
+    async def projections(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> builtins.list[ShipmentProjection]:
+        far = datetime(9999, 1, 1, tzinfo=UTC)
+        rows = await self._fetch(
+            f"SELECT projection FROM {self.table}_shipments "
+            "WHERE COALESCE(registered_at, updated_at) >= ? "
+            "AND COALESCE(registered_at, updated_at) < ? "
+            "ORDER BY COALESCE(registered_at, updated_at), shipment_key",
+            self._to_db_time(since or datetime(1970, 1, 1, tzinfo=UTC)),
+            self._to_db_time(until or far),
+        )
+        return [ShipmentProjection.model_validate_json(row["projection"]) for row in rows]
+
+
+_PROJECTION_COLUMNS = (
+    "shipment_key, workflow_id, tracking_number, page_token, version, updated_at, status, "
+    "carrier, open_problem, registered_at, delivered_at, projection"
+)
+
 
 def _advances(current: MessageState, status: str, at: datetime) -> bool:
     """Whether a delivery status reported at `at` replaces the row's: a newer report does,
@@ -965,7 +1052,28 @@ CREATE TABLE IF NOT EXISTS {table}_suppressions (
     PRIMARY KEY (merchant, channel, address, reason)
 )""",
         *_ticket_schema(table, time, "BOOLEAN" if postgres else "INTEGER"),
+        _projection_schema(table, time, "BOOLEAN" if postgres else "INTEGER"),
     ]
+
+
+def _projection_schema(table: str, time: str, boolean: str) -> str:
+    """The read model: one row per shipment lifecycle (trackflow.projection), written by the
+    workflow; the scalar columns are what lookups and analytics filter on."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {table}_shipments (
+    shipment_key TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    tracking_number TEXT NOT NULL,
+    page_token TEXT,
+    version INTEGER NOT NULL,
+    updated_at {time} NOT NULL,
+    status TEXT NOT NULL,
+    carrier TEXT,
+    open_problem {boolean} NOT NULL,
+    registered_at {time},
+    delivered_at {time},
+    projection TEXT NOT NULL
+)"""
 
 
 def _ticket_schema(table: str, time: str, boolean: str) -> builtins.list[str]:
@@ -1004,6 +1112,12 @@ def _indexes(table: str) -> builtins.list[str]:
         f"CREATE INDEX IF NOT EXISTS {table}_sent_at ON {table} (sent_at, seq)",
         f"CREATE INDEX IF NOT EXISTS {table}_tracking ON {table} (tracking_number, sent_at, seq)",
         f"CREATE INDEX IF NOT EXISTS {table}_provider_id ON {table} (provider_message_id)",
+        f"CREATE INDEX IF NOT EXISTS {table}_shipments_number "
+        f"ON {table}_shipments (tracking_number, updated_at)",
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_shipments_page "
+        f"ON {table}_shipments (page_token)",
+        f"CREATE INDEX IF NOT EXISTS {table}_shipments_registered "
+        f"ON {table}_shipments (registered_at)",
     ]
 
 

@@ -37,12 +37,14 @@ from activities.exactly_once import (
     send_once,
 )
 from activities.ledger import Ledger, LedgerRecord
+from activities.read_model import ReadModel
 from trackflow.api_health import MESSAGE_PROVIDERS
 from trackflow.consent import may_send
 from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport
 from trackflow.effects import AlertKind, RaiseAlert, SendNotification
 from trackflow.messages import Brand, MessageContext, RenderedMessage, render
 from trackflow.models import Channel
+from trackflow.shipment_state import ShipmentProjection
 
 # A claim outlives the attempt holding it (its start-to-close timeout) by at least this much,
 # and by more than one provider call (a call in a thread can outlast its cancelled attempt),
@@ -158,8 +160,10 @@ class NotificationActivities:
         lease: timedelta | None = None,
         provider_timeout: timedelta | None = None,
         health: ProviderHealth | None = None,
+        read_model: ReadModel | None = None,
     ) -> None:
         self._ledger = ledger
+        self._read_model = read_model or ReadModel(ledger)
         outbox = OutboxTransport()
         self._transports: dict[Channel, Transport] = {Channel.EMAIL: outbox, Channel.SMS: outbox}
         self._transports.update(transports or {})
@@ -193,9 +197,22 @@ class NotificationActivities:
             if receipt.transport == provider:  # the provider took it (not suppressed, failed)
                 await self._report(provider, ok=True)
             receipts.append(receipt)
+        if batch.projection is not None:
+            await self._project(batch.projection, batch.sends, receipts)
         if retry is not None:
             raise retry
         return SendReport(receipts=receipts)
+
+    async def _project(
+        self,
+        projection: ShipmentProjection,
+        sends: list[SendNotification],
+        receipts: list[DeliveryReceipt],
+    ) -> None:
+        """The decision's read-model row with what went out (as the workflow records it)."""
+        by_key = {send.idempotency_key: send for send in sends}
+        sent = [(by_key[r.idempotency_key], r.sent_at, r.transport) for r in receipts]
+        await self._read_model.save(projection.with_sent(sent))
 
     async def _report(self, provider: str, *, ok: bool, detail: str | None = None) -> None:
         """A message provider's health (SendGrid, Twilio): an outage longer than the policy's

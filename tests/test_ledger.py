@@ -29,7 +29,10 @@ from activities.ledger import (
     SqliteLedger,
     open_ledger,
 )
+from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import clean_env, trackflow_cli
+from trackflow.projection import project
+from trackflow.shipment_state import Phase, ShipmentProjection, ShipmentState
 
 POSTGRES_DSN = os.environ.get(
     "TRACKFLOW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -631,3 +634,31 @@ async def test_a_ledger_from_before_claims_keeps_its_rows_and_takes_every_status
     assert [s.status for s in await ledger.states()] == ["sent", "failed"]
     await ledger.record_once(make_record("after-migration", sent_at=T0 + timedelta(1)))
     assert [r.idempotency_key for r in await open_same().list()] == ["old-key", "after-migration"]
+
+
+# --- the read model ------------------------------------------------------------------------
+
+
+def _projection(number: str, version: int, status: str, **extra: object) -> ShipmentProjection:
+    shipment = make_shipment(tracking_number=number)
+    state = ShipmentState(phase=Phase(status), started_at=datetime(2026, 11, 2, tzinfo=UTC))
+    row = project(state, shipment, ANY_TIME_POLICY, datetime(2026, 11, 3, tzinfo=UTC), version)
+    return row.model_copy(update=extra)
+
+
+async def test_a_projection_row_is_replaced_only_by_its_own_or_a_newer_version(
+    ledger: Ledger,
+) -> None:
+    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    assert await ledger.save_projection(_projection(number, 2, "in_transit"), "tok-" + number)
+    assert not await ledger.save_projection(_projection(number, 1, "label_created"))
+    stored = await ledger.projection(number)
+    assert stored is not None and (stored.version, stored.document.status) == (2, "in_transit")
+    assert await ledger.save_projection(_projection(number, 2, "delivered"), "tok-" + number)
+    by_page = await ledger.projection_by_page("tok-" + number)
+    assert by_page is not None and by_page.document.status == "delivered"
+    assert await ledger.projection_by_page("tok-nobody") is None
+    since = datetime(2026, 11, 1, tzinfo=UTC)
+    registered = [p.tracking_number for p in await ledger.projections(since)]
+    assert number in registered
+    assert await ledger.projections(since, datetime(2026, 11, 2, tzinfo=UTC)) == []

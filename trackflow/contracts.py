@@ -12,7 +12,7 @@ from trackflow.effects import SendNotification
 from trackflow.messages import MessageContext
 from trackflow.models import CarrierEvent, Model, ReturnRequest, Shipment, ShipmentUpdate
 from trackflow.policy_table import PolicyRef
-from trackflow.shipment_state import ShipmentState
+from trackflow.shipment_state import ShipmentProjection, ShipmentState
 
 TASK_QUEUE = "trackflow"
 MAX_EVENTS_PER_SIGNAL = 100
@@ -125,6 +125,9 @@ class SendBatch(Model):
 
     about: MessageContext
     sends: list[SendNotification]
+    projection: ShipmentProjection | None = Field(
+        default=None, description="the read-model row to write with the messages (with_sent)"
+    )
 
 
 class DeliveryReceipt(Model):

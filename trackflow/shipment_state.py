@@ -17,7 +17,7 @@ from trackflow.effects import (
     SyncDelayedList,
     TagHelpdesk,
 )
-from trackflow.models import CarrierStatus, Channel, ExceptionKind, Model, Trigger
+from trackflow.models import CarrierStatus, Channel, ExceptionKind, Model, ShippingSpeed, Trigger
 
 
 class Phase(StrEnum):
@@ -142,6 +142,7 @@ class ShipmentState(Model):
     )
     closed_reason: str | None = None
     estimated_delivery: date | None = None
+    projections: int = Field(default=0, description="read-model rows written: the last version")
     pending: list[PendingSend] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     seen_event_keys: list[str] = Field(default_factory=list)
@@ -406,3 +407,61 @@ class ShipmentView(Model):
         """A note's key without the shipment key (number/order) every effect key starts with."""
         prefix, colon, rest = key.partition(":")
         return rest if colon and prefix.startswith(f"{self.tracking_number}/") else key
+
+
+class ShipmentProjection(Model):
+    """What every read needs about one shipment lifecycle, and nothing personal beyond the
+    customer's first name."""
+
+    version: int = Field(ge=1)
+    updated_at: datetime
+    document: ShipmentDocument
+    shipment_key: str = Field(description="tracking number / order (+ fulfillment)")
+    order_name: str | None = None
+    first_name: str | None = None
+    shipping_speed: ShippingSpeed = ShippingSpeed.STANDARD
+    registered_at: datetime | None = None
+    first_scan_at: datetime | None = Field(
+        default=None, description="the carrier's first scan after the label (in transit)"
+    )
+    delivered_at: datetime | None = None
+    estimated_delivery: date | None = Field(
+        default=None, description="the latest estimate the carrier gave before delivery"
+    )
+    exception_episodes: int = 0
+    lost: bool = Field(default=False, description="declared lost at some point")
+    open_problem: bool = Field(default=False, description="exception or lost right now")
+
+    @property
+    def tracking_number(self) -> str:
+        return self.document.tracking_number
+
+    @property
+    def workflow_id(self) -> str:
+        return self.document.workflow_id
+
+    def material(self) -> dict[str, object]:
+        """What a write must carry: everything but the version and the write's time."""
+        return self.model_dump(mode="json", exclude={"version", "updated_at"})
+
+    def with_sent(self, sent: list[tuple[SendNotification, datetime, str]]) -> ShipmentProjection:
+        """The row once the send activity has sent (send, sent at, outcome) each message, as
+        the workflow's state records them (`policy.record_sent`)."""
+        known = {(n.trigger, n.channel, n.sent_at) for n in self.document.notifications}
+        added = [
+            NotificationView(
+                trigger=send.trigger,
+                channel=send.channel,
+                exception=send.exception,
+                sent_at=at,
+                outcome=outcome,
+            )
+            for send, at, outcome in sent
+            if (send.trigger, send.channel, at) not in known
+        ]
+        if not added:
+            return self
+        document = self.document.model_copy(
+            update={"notifications": [*self.document.notifications, *added]}
+        )
+        return self.model_copy(update={"document": document})

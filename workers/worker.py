@@ -28,11 +28,13 @@ from activities.polling import (
     ShipEngineTracking,
     TrackerApi,
 )
+from activities.read_model import ReadModel
 from activities.slack import alert_transport_for, slack_poster_for
 from activities.tickets import TicketActivities
 from trackflow import policy_table
 from trackflow.contracts import POLL_PROVIDERS, integrations_queue, poll_queue
 from trackflow.messages import DEFAULT_BRAND_COLOR, Brand
+from trackflow.page_token import page_key
 from trackflow.settings import Settings
 from trackflow.timezones import preload_zone_data
 from trackflow.tracking_policy import TrackingPolicy
@@ -107,8 +109,10 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
     policy = load_policy(settings)
     await hold_policies(ledger, policy)
     health = HealthReporter(client, settings.task_queue, policy)
+    read_model = ReadModel(ledger, page_key(settings))
     notifications = NotificationActivities(
         ledger=ledger,
+        read_model=read_model,
         transports=transports_for(settings, ledger),
         alerts=alert_transport,
         provider_timeout=timedelta(seconds=settings.provider_timeout_s),
@@ -155,7 +159,12 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         # raise_alert and tag_helpdesk also here, for runs recorded before INTEGRATIONS_PATCH
-        activities=[notifications.send_notifications, alerts.raise_alert, helpdesk.tag_helpdesk],
+        activities=[
+            notifications.send_notifications,
+            read_model.project_shipment,
+            alerts.raise_alert,
+            helpdesk.tag_helpdesk,
+        ],
         workflow_runner=sandbox_runner(),
     )
     integrations = Worker(

@@ -18,6 +18,7 @@ from trackflow.contracts import (
 from trackflow.effects import PollCarrier, RaiseAlert, SendNotification, TagHelpdesk
 from trackflow.messages import MessageContext
 from trackflow.models import Model, ShippingSpeed
+from trackflow.shipment_state import ShipmentProjection
 from trackflow.tracking_policy import TrackingPolicy
 
 # Customer messages: retry a flaky provider for a long time, never a message it refused.
@@ -48,9 +49,16 @@ INTEGRATION_RETRY = RetryPolicy(
 INTEGRATION_GIVE_UP_AFTER = timedelta(days=2)
 # The workflow shape that runs them so (before: alerts and tags on the main queue, awaited).
 INTEGRATIONS_PATCH = "integrations-in-background"
+# The shape that keeps the read model current: the send activity writes the row with the
+# messages; a change that sends nothing writes it with one `project_shipment` local activity.
+READ_MODEL_PATCH = "read-model"
 
 
-async def send(about: MessageContext, sends: list[SendNotification]) -> SendReport:
+async def send(
+    about: MessageContext,
+    sends: list[SendNotification],
+    projection: ShipmentProjection | None = None,
+) -> SendReport:
     """One decision's messages, every channel, as one local activity: it runs inside the
     workflow task that decided them and leaves one marker in the history (a scheduled
     activity would cost five events and a second workflow task). The ledger keeps each message
@@ -59,13 +67,24 @@ async def send(about: MessageContext, sends: list[SendNotification]) -> SendRepo
     channels = "+".join(send.channel.value for send in sends)
     report: SendReport = await workflow.execute_local_activity(
         "send_notifications",
-        SendBatch(about=about, sends=sends),
+        SendBatch(about=about, sends=sends, projection=projection),
         result_type=SendReport,
         start_to_close_timeout=CALL_TIMEOUT,
         retry_policy=SEND_RETRY,
         summary=f"{first.trigger.value} {channels}",
     )
     return report
+
+
+async def project(projection: ShipmentProjection) -> None:
+    """Write the shipment's read-model row (a change that sends no message)."""
+    await workflow.execute_local_activity(
+        "project_shipment",
+        projection,
+        start_to_close_timeout=CALL_TIMEOUT,
+        retry_policy=SEND_RETRY,
+        summary=f"read model v{projection.version} {projection.document.status.value}",
+    )
 
 
 async def integrate(activity: str, argument: Model, summary: str) -> str | None:

@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 from trackflow import policy, policy_table
+from trackflow import projection as read_model
 from trackflow.contracts import (
     ANOTHER_ORDER,
     QUERY_STATE,
@@ -31,7 +32,7 @@ from trackflow.contracts import (
 from trackflow.effects import RaiseAlert, StartReturn
 from trackflow.messages import MessageContext
 from trackflow.models import CarrierEvent, ReturnRequest, ShipmentUpdate
-from trackflow.shipment_state import Decision, Outcome, ShipmentView
+from trackflow.shipment_state import Decision, Outcome, ShipmentProjection, ShipmentView
 from workflows import effects
 from workflows.search_attributes import changed_search_attributes
 
@@ -52,6 +53,7 @@ class ShipmentTrackingWorkflow:
         self._timer_due: datetime | None = None
         self._integrations: set[asyncio.Task[None]] = set()
         self._broken: BaseException | None = None
+        self._written: ShipmentProjection | None = None
 
     @workflow.run
     async def run(self, input: ShipmentWorkflowInput) -> ShipmentView:
@@ -62,6 +64,7 @@ class ShipmentTrackingWorkflow:
             )
             await self._drain_inbox()
             self._publish()
+            await self._keep_read_model()
             if policy.is_finished(self._state):
                 await workflow.wait_condition(lambda: not self._integrations or bool(self._broken))
                 self._raise_if_broken()
@@ -78,6 +81,7 @@ class ShipmentTrackingWorkflow:
                 )
             await self._wait_for_inbox_or_next_timer()
         await self._answer_every_update()
+        await self._keep_read_model()
         return self._view()
 
     async def _drain_inbox(self) -> None:
@@ -230,8 +234,13 @@ class ShipmentTrackingWorkflow:
     async def _send(self, decision: Decision) -> None:
         if not decision.sends:
             return
-        report = await effects.send(MessageContext.of(self._shipment), decision.sends)
+        row = self._next_row() if workflow.patched(effects.READ_MODEL_PATCH) else None
+        report = await effects.send(MessageContext.of(self._shipment), decision.sends, row)
         by_key = {send.idempotency_key: send for send in decision.sends}
+        if row is not None:  # what the send activity wrote
+            self._written = row.with_sent(
+                [(by_key[r.idempotency_key], r.sent_at, r.transport) for r in report.receipts]
+            )
         for receipt in report.receipts:
             sent = by_key[receipt.idempotency_key]
             self._state = policy.record_sent(self._state, sent, receipt.sent_at, receipt.transport)
@@ -245,6 +254,29 @@ class ShipmentTrackingWorkflow:
                     self._policy,
                 )
             )
+
+    def _next_row(self) -> ShipmentProjection:
+        """The read-model row as the state stands, under the next version."""
+        version = self._state.projections + 1
+        self._state = self._state.model_copy(update={"projections": version})
+        return read_model.project(
+            self._state, self._shipment, self._policy, workflow.now(), version
+        )
+
+    async def _keep_read_model(self) -> None:
+        """Write the row when it says something the last one written does not (a change
+        that sent no message: the send activity writes it otherwise)."""
+        if not workflow.patched(effects.READ_MODEL_PATCH):
+            return
+        current = read_model.project(
+            self._state, self._shipment, self._policy, workflow.now(), self._state.projections or 1
+        )
+        if read_model.changed(self._written, current):
+            version = self._state.projections + 1
+            self._state = self._state.model_copy(update={"projections": version})
+            row = current.model_copy(update={"version": version})
+            await effects.project(row)
+            self._written = row
 
     def _integrate(self, decision: Decision) -> None:
         """Start the decision's integration effects without waiting for them: the run waits

@@ -101,5 +101,12 @@ async def return_request(
 
 
 @router.get("/v1/shipments/{tracking_number}", response_model=ShipmentDocument)
-async def get_shipment(tracking_number: str, client: TemporalClient) -> ShipmentDocument:
+async def get_shipment(
+    tracking_number: str, client: TemporalClient, ledger: AppLedger
+) -> ShipmentDocument:
+    """The shipment as its workflow last wrote it to the read model (no Temporal call); a
+    shipment whose workflow has written none yet (started before the read model) is asked."""
+    row = await ledger.projection(tracking_number)
+    if row is not None:
+        return row.document
     return (await shipment_view(client, tracking_number)).public()
