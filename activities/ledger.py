@@ -82,6 +82,8 @@ _ADDED_COLUMNS = (
     ("delivered_at", "TEXT", "TIMESTAMPTZ"),
     ("opened_at", "TEXT", "TIMESTAMPTZ"),
     ("clicked_at", "TEXT", "TIMESTAMPTZ"),
+    ("decided_at", "TEXT", "TIMESTAMPTZ"),
+    ("held_until", "TEXT", "TIMESTAMPTZ"),
 )
 # Feedback statuses about engagement, not delivery: they never replace the delivery status.
 _ENGAGEMENT = frozenset({"opened", "clicked", "spam_report", "unsubscribed", "resubscribed"})
@@ -154,6 +156,8 @@ class LedgerRecord(BaseModel):
     transport: str
     provider_message_id: str | None = None
     sent_at: datetime
+    decided_at: datetime | None = None  # a message: when the policy decided it
+    held_until: datetime | None = None  # a message its send window held: when released
 
     @field_validator("sent_at")
     @classmethod
@@ -194,6 +198,8 @@ class MessageState(BaseModel):
     delivered_at: datetime | None
     opened_at: datetime | None
     clicked_at: datetime | None
+    decided_at: datetime | None = None
+    held_until: datetime | None = None
 
 
 class ClaimState(StrEnum):
@@ -528,6 +534,8 @@ class _SqlLedger(ABC):
             delivered_at=self._py_time(row.get("delivered_at")),
             opened_at=self._py_time(row.get("opened_at")),
             clicked_at=self._py_time(row.get("clicked_at")),
+            decided_at=self._py_time(row.get("decided_at")),
+            held_until=self._py_time(row.get("held_until")),
         )
 
     async def _row(self, idempotency_key: str) -> dict[str, Any] | None:
@@ -586,12 +594,15 @@ class _SqlLedger(ABC):
             else:
                 inserted = await self._fetch(
                     f"INSERT INTO {t} (idempotency_key, status, owner, lease_until, attempts, "
-                    f"claimed_at, {columns}) VALUES (?, 'sending', ?, ?, 1, ?, {markers}) "
+                    f"claimed_at, decided_at, held_until, {columns}) "
+                    f"VALUES (?, 'sending', ?, ?, 1, ?, ?, ?, {markers}) "
                     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
                     idempotency_key,
                     owner,
                     until,
                     self._to_db_time(at),
+                    self._db_time(draft.decided_at),
+                    self._db_time(draft.held_until),
                     *values,
                 )
             if inserted:

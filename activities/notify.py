@@ -105,6 +105,8 @@ def ledger_template(
         html=message.html,
         transport="pending",
         sent_at=datetime.now(UTC),
+        decided_at=send.decided_at,
+        held_until=send.held_until,
     )
 
 

@@ -662,3 +662,12 @@ async def test_a_projection_row_is_replaced_only_by_its_own_or_a_newer_version(
     registered = [p.tracking_number for p in await ledger.projections(since)]
     assert number in registered
     assert await ledger.projections(since, datetime(2026, 11, 2, tzinfo=UTC)) == []
+
+
+async def test_a_claimed_message_keeps_when_it_was_decided_and_released(ledger: Ledger) -> None:
+    draft = make_record(decided_at=T0 - timedelta(hours=9), held_until=T0 - timedelta(minutes=1))
+    claim = await ledger.claim(draft.idempotency_key, "me", timedelta(seconds=30), draft=draft)
+    assert claim.ours
+    state = await ledger.state(draft.idempotency_key)
+    assert state is not None
+    assert (state.decided_at, state.held_until) == (draft.decided_at, draft.held_until)

@@ -1219,3 +1219,15 @@ def test_a_lost_parcel_no_longer_watched_with_held_messages_says_they_still_go_o
     expected = "lost — 2 messages waiting, then tracking ends (stopped watching a lost parcel)"
     assert document.summary == expected
     assert f"status: {expected}" in format_shipment(document).splitlines()
+
+
+def test_a_message_says_when_it_was_decided_and_when_quiet_hours_released_it() -> None:
+    """For the analytics: carrier event → message latency, and the share quiet hours held."""
+    sim = Sim()
+    in_transit(sim)
+    (prompt,) = sim.sends(Trigger.IN_TRANSIT)
+    assert (prompt.decided_at, prompt.held_until) == (sim.now, None)
+    sim.event(S.RETURNED, ny(20, 22))
+    sim.at(ny(21, 8))
+    (held,) = sim.sends(Trigger.EXCEPTION)
+    assert (held.decided_at, held.held_until) == (ny(20, 22), ny(21, 8))

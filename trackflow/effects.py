@@ -31,6 +31,10 @@ class SendNotification(Model):
     hold_until: date | None = None
     revived: bool = False
     """An in-transit message sent because a package we had declared lost moved again."""
+    decided_at: datetime | None = None
+    """When the policy decided it (the carrier event or timer it answers was handled)."""
+    held_until: datetime | None = None
+    """When it was released, if the customer's send window held it (quiet hours)."""
 
 
 class AlertKind(StrEnum):

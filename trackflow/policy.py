@@ -637,7 +637,8 @@ def _schedule(
     state = decision.state
     ready: list[SendNotification] = []
     pending = list(state.pending)
-    for send in sends:
+    for decided in sends:
+        send = decided.model_copy(update={"decided_at": decided.decided_at or now})
         due = _next_send_time(send.channel, shipment, policy, now)
         if due == now:
             ready.append(send)
@@ -684,7 +685,7 @@ def _release_pending(
         elif (due := _next_send_time(pending.send.channel, shipment, policy, now)) != now:
             keep.append(pending.model_copy(update={"due_at": due}))
         else:
-            ready.append(pending.send)
+            ready.append(pending.send.model_copy(update={"held_until": now}))
     state = state.model_copy(update={"pending": keep}).with_notes(*notes)
     return _with_sends(decision.model_copy(update={"state": state}), ready, shipment, now)
 
