@@ -19,6 +19,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from starters.api import (
+    insights,
+    metrics,
+    pages,
     shipments,
     unsubscribe,
     webhooks_carriers,
@@ -81,6 +84,9 @@ def create_app(
     app.include_router(webhooks_providers.router)
     app.include_router(webhooks_helpdesk.router)
     app.include_router(unsubscribe.router)
+    app.include_router(pages.router)
+    app.include_router(insights.router)
+    app.include_router(metrics.router)
     return app
 
 
