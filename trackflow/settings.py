@@ -54,6 +54,11 @@ class Settings(BaseModel):
     brand_logo_url: str | None = None  # https; the email header (else the store name)
     brand_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")  # #rrggbb
     brand_postal_address: str | None = None  # the email footer; lines split by newline or `\n`
+    # The shopper's tracking page (/t/<token>) and the analytics (issue 12).
+    return_url: str | None = None  # the page's "start a return" link
+    tracking_page_days: int = Field(default=30, ge=1)  # a page lives this long after tracking ends
+    retention_days: int = Field(default=400, ge=1)  # read-model rows and ticket records kept
+    metrics_token: str | None = Field(default=None, repr=False)  # bearer for GET /metrics
     unsubscribe_secret: str | None = Field(default=None, repr=False)  # signs /u/<token> links
     unsubscribe_email: str | None = None  # mailto: of List-Unsubscribe (default support_email)
     # Customer channels: a provider's credentials switch its channel from the outbox to it.
