@@ -41,13 +41,13 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trackflow.shipment_state import ShipmentProjection
 
@@ -106,6 +106,34 @@ class CustomerShipment(BaseModel):
     workflow_id: str
     registered_at: datetime
     tracking_url: str | None = None
+
+
+class BaselineWeek(BaseModel):
+    """A week before trackflow, as the merchant imported it: WISMO tickets per shipments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    week_start: date  # a Monday
+    shipments: int = Field(ge=0)
+    wismo_tickets: int = Field(ge=0)
+
+
+class PageVisit(BaseModel):
+    """A view of a tracking page; `message_key` when it came from a message's link."""
+
+    model_config = ConfigDict(frozen=True)
+
+    page_token: str
+    message_key: str | None
+    at: datetime
+
+
+class Purged(BaseModel):
+    """What a retention purge deleted."""
+
+    shipments: int
+    tickets: int
+    page_visits: int
 
 
 class TicketRecord(BaseModel):
@@ -382,6 +410,23 @@ class Ledger(Protocol):
         self, since: datetime | None = None, until: datetime | None = None
     ) -> builtins.list[ShipmentProjection]:
         """Rows of shipments registered in [since, until), oldest first."""
+        ...
+
+    async def record_page_visit(
+        self, page_token: str, message_key: str | None, at: datetime
+    ) -> None: ...
+
+    async def page_visits(self, since: datetime | None = None) -> builtins.list[PageVisit]: ...
+
+    async def save_baseline(self, weeks: builtins.list[BaselineWeek]) -> None:
+        """Store the imported weeks (a week imported again is replaced)."""
+        ...
+
+    async def baseline(self) -> builtins.list[BaselineWeek]: ...
+
+    async def purge_before(self, cutoff: datetime) -> Purged:
+        """Delete read-model rows not updated since `cutoff`, inbound ticket records and page
+        visits older than it (the retention setting)."""
         ...
 
     async def close(self) -> None: ...
@@ -921,6 +966,69 @@ class _SqlLedger(ABC):
         )
         return self._ticket(rows[0]) if rows else None
 
+    async def record_page_visit(
+        self, page_token: str, message_key: str | None, at: datetime
+    ) -> None:
+        self._writing()
+        await self._fetch(
+            f"INSERT INTO {self.table}_page_visits (page_token, message_key, at) VALUES (?, ?, ?)",
+            page_token,
+            message_key,
+            self._to_db_time(at),
+        )
+
+    async def page_visits(self, since: datetime | None = None) -> builtins.list[PageVisit]:
+        rows = await self._fetch(
+            f"SELECT * FROM {self.table}_page_visits WHERE at >= ? ORDER BY at, page_token",
+            self._to_db_time(since or datetime(1970, 1, 1, tzinfo=UTC)),
+        )
+        return [
+            PageVisit(
+                page_token=row["page_token"],
+                message_key=row["message_key"],
+                at=self._from_db_time(row["at"]),
+            )
+            for row in rows
+        ]
+
+    async def save_baseline(self, weeks: builtins.list[BaselineWeek]) -> None:
+        self._writing()
+        for week in weeks:
+            await self._fetch(
+                f"INSERT INTO {self.table}_baseline (week_start, shipments, wismo_tickets) "
+                "VALUES (?, ?, ?) ON CONFLICT (week_start) DO UPDATE SET "
+                "shipments = excluded.shipments, wismo_tickets = excluded.wismo_tickets",
+                week.week_start.isoformat(),
+                week.shipments,
+                week.wismo_tickets,
+            )
+
+    async def baseline(self) -> builtins.list[BaselineWeek]:
+        rows = await self._fetch(f"SELECT * FROM {self.table}_baseline ORDER BY week_start")
+        return [
+            BaselineWeek(
+                week_start=date.fromisoformat(row["week_start"]),
+                shipments=row["shipments"],
+                wismo_tickets=row["wismo_tickets"],
+            )
+            for row in rows
+        ]
+
+    async def purge_before(self, cutoff: datetime) -> Purged:
+        self._writing()
+        at = self._to_db_time(cutoff)
+        t = self.table
+        shipments = await self._fetch(
+            f"DELETE FROM {t}_shipments WHERE updated_at < ? RETURNING shipment_key", at
+        )
+        tickets = await self._fetch(
+            f"DELETE FROM {t}_inbound_tickets WHERE received_at < ? RETURNING ticket_id", at
+        )
+        visits = await self._fetch(
+            f"DELETE FROM {t}_page_visits WHERE at < ? RETURNING page_token", at
+        )
+        return Purged(shipments=len(shipments), tickets=len(tickets), page_visits=len(visits))
+
     async def tickets(self, since: datetime | None = None) -> builtins.list[TicketRecord]:
         if since is None:
             rows = await self._fetch(
@@ -1064,6 +1172,10 @@ CREATE TABLE IF NOT EXISTS {table}_suppressions (
 )""",
         *_ticket_schema(table, time, "BOOLEAN" if postgres else "INTEGER"),
         _projection_schema(table, time, "BOOLEAN" if postgres else "INTEGER"),
+        f"CREATE TABLE IF NOT EXISTS {table}_page_visits "
+        f"(page_token TEXT NOT NULL, message_key TEXT, at {time} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS {table}_baseline (week_start TEXT PRIMARY KEY, "
+        "shipments INTEGER NOT NULL, wismo_tickets INTEGER NOT NULL)",
     ]
 
 
@@ -1129,6 +1241,7 @@ def _indexes(table: str) -> builtins.list[str]:
         f"ON {table}_shipments (page_token)",
         f"CREATE INDEX IF NOT EXISTS {table}_shipments_registered "
         f"ON {table}_shipments (registered_at)",
+        f"CREATE INDEX IF NOT EXISTS {table}_page_visits_at ON {table}_page_visits (at)",
     ]
 
 

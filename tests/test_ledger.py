@@ -14,13 +14,14 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from activities.ledger import (
+    BaselineWeek,
     ClaimState,
     Ledger,
     LedgerRecord,
@@ -671,3 +672,26 @@ async def test_a_claimed_message_keeps_when_it_was_decided_and_released(ledger: 
     state = await ledger.state(draft.idempotency_key)
     assert state is not None
     assert (state.decided_at, state.held_until) == (draft.decided_at, draft.held_until)
+
+
+async def test_baseline_weeks_page_visits_and_the_retention_purge(ledger: Ledger) -> None:
+    monday = date(2026, 9, 7)
+    await ledger.save_baseline([BaselineWeek(week_start=monday, shipments=100, wismo_tickets=9)])
+    await ledger.save_baseline([BaselineWeek(week_start=monday, shipments=120, wismo_tickets=8)])
+    assert await ledger.baseline() == [
+        BaselineWeek(week_start=monday, shipments=120, wismo_tickets=8)
+    ]
+
+    token = "tok-" + uuid.uuid4().hex
+    old, new = datetime(2025, 1, 5, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)
+    await ledger.record_page_visit(token, None, old)
+    await ledger.record_page_visit(token, "1Z9/1001:in_transit:1:email", new)
+    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    stale = _projection(number, 1, "delivered", updated_at=old)
+    assert await ledger.save_projection(stale)
+
+    purged = await ledger.purge_before(datetime(2026, 1, 1, tzinfo=UTC))
+    assert purged.shipments >= 1 and purged.page_visits >= 1
+    assert await ledger.projection(number) is None
+    visits = [v for v in await ledger.page_visits() if v.page_token == token]
+    assert [(v.message_key, v.at) for v in visits] == [("1Z9/1001:in_transit:1:email", new)]
