@@ -20,7 +20,7 @@ import dataclasses
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -209,7 +209,6 @@ async def test_gorgias_a_worker_killed_after_the_note_tags_and_notes_each_ticket
     the retry tags again (a set union) and finds the note's ``trackflow:<key>`` marker."""
     ops, url = doubles
     shipment = _shipment()
-    number = shipment.tracking_number
     email = shipment.customer.email
     assert email is not None
     seeded = [ops.gorgias.seed({"customer_email": email}) for _ in range(2)]
@@ -226,19 +225,10 @@ async def test_gorgias_a_worker_killed_after_the_note_tags_and_notes_each_ticket
     async def noted() -> int:
         return sum(len(notes(t)) for t in seeded)
 
-    with worker_process(temporal_address, task_queue, data_dir, **env) as first:
-        await _register(temporal_env, client, shipment, task_queue)
-        await _delayed(client, data_dir, shipment)
-        await eventually(noted, lambda n: n == 1, what="Gorgias holding the first note")
-        assert _of_kind(await outbox(data_dir, number), "helpdesk") == []
-        _kill(first)
-    with worker_process(temporal_address, task_queue, data_dir, **env):
-        records = await eventually(
-            lambda: outbox(data_dir, number),
-            lambda found: bool(_of_kind(found, "helpdesk")),
-            deadline_s=SETTLED_S,
-            what="the helpdesk tag recorded by the second worker",
-        )
+    records = await _tag_across_a_kill(
+        temporal_env, client, temporal_address, task_queue, data_dir, env, shipment,
+        held=lambda: eventually(noted, lambda n: n == 1, what="Gorgias holding the first note"),
+    )  # fmt: skip
 
     tags = _of_kind(records, "helpdesk")
     _one_per_key(tags)
@@ -265,7 +255,6 @@ async def test_zendesk_a_worker_killed_after_update_many_tags_and_comments_once(
     ticket) when the worker dies; the retry finds the comments' marker and updates nothing."""
     ops, url = doubles
     shipment = _shipment()
-    number = shipment.tracking_number
     email = shipment.customer.email
     assert email is not None
     seeded = [ops.zendesk.seed({"requester_email": email}) for _ in range(2)]
@@ -284,19 +273,10 @@ async def test_zendesk_a_worker_killed_after_update_many_tags_and_comments_once(
     def updates() -> int:
         return sum(1 for c in ops.zendesk.calls if "update_many" in c["path"])
 
-    with worker_process(temporal_address, task_queue, data_dir, **env) as first:
-        await _register(temporal_env, client, shipment, task_queue)
-        await _delayed(client, data_dir, shipment)
-        await eventually(commented, lambda n: n == 2, what="Zendesk holding update_many")
-        assert _of_kind(await outbox(data_dir, number), "helpdesk") == []
-        _kill(first)
-    with worker_process(temporal_address, task_queue, data_dir, **env):
-        records = await eventually(
-            lambda: outbox(data_dir, number),
-            lambda found: bool(_of_kind(found, "helpdesk")),
-            deadline_s=SETTLED_S,
-            what="the helpdesk tag recorded by the second worker",
-        )
+    records = await _tag_across_a_kill(
+        temporal_env, client, temporal_address, task_queue, data_dir, env, shipment,
+        held=lambda: eventually(commented, lambda n: n == 2, what="Zendesk holding update_many"),
+    )  # fmt: skip
 
     tags = _of_kind(records, "helpdesk")
     _one_per_key(tags)
@@ -543,3 +523,31 @@ async def test_slack_a_retried_digest_is_not_posted_twice(
     await ActivityEnvironment().run(digests(lost).post_digest, job)  # the attempt that died
     await _attempt(2).run(digests(ours).post_digest, job)
     assert double.calls == 1, [m["ts"] for m in double.messages]
+
+
+async def _tag_across_a_kill(
+    temporal_env: WorkflowEnvironment,
+    client: Client,
+    temporal_address: str,
+    task_queue: str,
+    data_dir: Path,
+    env: dict[str, str],
+    shipment: Shipment,
+    held: Callable[[], Awaitable[object]],
+) -> list[LedgerRecord]:
+    """A delayed shipment's helpdesk tag: the first worker is SIGKILLed once the double has
+    applied it and holds its answer (`held`), before any ledger row; the second settles it."""
+    number = shipment.tracking_number
+    with worker_process(temporal_address, task_queue, data_dir, **env) as first:
+        await _register(temporal_env, client, shipment, task_queue)
+        await _delayed(client, data_dir, shipment)
+        await held()
+        assert _of_kind(await outbox(data_dir, number), "helpdesk") == []
+        _kill(first)
+    with worker_process(temporal_address, task_queue, data_dir, **env):
+        return await eventually(
+            lambda: outbox(data_dir, number),
+            lambda found: bool(_of_kind(found, "helpdesk")),
+            deadline_s=SETTLED_S,
+            what="the helpdesk tag recorded by the second worker",
+        )
