@@ -42,8 +42,16 @@ from trackflow.api_health import MESSAGE_PROVIDERS
 from trackflow.consent import may_send
 from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport
 from trackflow.effects import AlertKind, RaiseAlert, SendNotification
-from trackflow.messages import Brand, MessageContext, RenderedMessage, render
+from trackflow.messages import (
+    Brand,
+    MessageContext,
+    RenderedMessage,
+    render,
+    unsubscribe_subject,
+)
 from trackflow.models import Channel
+from trackflow.page import page_link
+from trackflow.page_token import page_token
 from trackflow.shipment_state import ShipmentProjection
 
 # A claim outlives the attempt holding it (its start-to-close timeout) by at least this much,
@@ -70,6 +78,26 @@ def outgoing(
         headers=rendered.headers,
         facts=message_facts(about, send),
     )
+
+
+def with_page_link(
+    about: MessageContext, send: SendNotification, public_url: str | None, key: bytes | None
+) -> MessageContext:
+    """The message's tracking link: the shopper's tracking page, `<public URL>/t/<token>?m=<ref>`
+    (its view counts as this message's click), when there is a public web URL and a page key;
+    else the link the workflow gave (the platform's or the carrier's page). The token is the
+    one the read model stores with the shipment's row: of the shipment key, the idempotency
+    key's part before its first `:`."""
+    if key is None or not public_url or not public_url.lower().startswith(("https://", "http://")):
+        return about
+    token = page_token(key, unsubscribe_subject(send.idempotency_key))
+    link = page_link(public_url, token, send.idempotency_key)
+    return about.model_copy(update={"tracking_url": link})
+
+
+def _page_key(read_model: ReadModel) -> bytes | None:
+    """The tracking page's key the worker gave the read model (the rows' tokens)."""
+    return read_model._page_key
 
 
 def message_facts(about: MessageContext, send: SendNotification) -> dict[str, str]:
@@ -223,12 +251,13 @@ class NotificationActivities:
             await self._health.report(provider, ok=ok, detail=detail)
 
     async def _send_once(self, about: MessageContext, send: SendNotification) -> DeliveryReceipt:
-        message = outgoing(about, send, render(about, send, self._brand))
+        linked = with_page_link(about, send, self._brand.public_url, _page_key(self._read_model))
+        message = outgoing(linked, send, render(linked, send, self._brand))
         delivery = await send_once(
             self._ledger,
             self._transports[send.channel],
             message,
-            ledger_template(about, send, message),
+            ledger_template(linked, send, message),
             owner=attempt_owner(),
             lease=self._lease or attempt_lease(self._margin),
             consent=self._consent,
