@@ -581,7 +581,7 @@ border:3px solid #d4d4d8;background:#fff}}
 background:{color};color:{on_color};font-weight:700;text-decoration:none}}
 .button.secondary{{background:#fff;color:#18181b;border:2px solid {color}}}
 .help{{font-size:.95rem;color:#3f3f46}}.help h2{{font-size:1rem;margin:0 0 4px}}
-.help p{{margin:0 0 6px}}.help a{{color:inherit;font-weight:600}}
+.help p{{margin:0 0 6px}}.help a{{color:inherit;font-weight:600;white-space:nowrap}}
 footer{{text-align:center;color:#71717a;font-size:.8rem;padding:0 16px 24px}}
 @media (min-width:768px){{
 main{{padding-top:32px}}h1{{font-size:2.1rem}}
