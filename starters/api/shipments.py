@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from activities.tickets import index_shipment
 from starters.api.dependencies import AppLedger, Authorized, Context, TemporalClient
-from starters.api.json_body import StrictJsonRoute
+from starters.api.metrics import CountedRoute, event_outcome, registrations_outcome
 from starters.api.models import (
     NO_WORKER_ANSWERED,
     REFUSED_ANOTHER_ORDER,
@@ -29,7 +29,7 @@ from starters.shipments import (
 )
 from trackflow.shipment_state import ShipmentDocument
 
-router = APIRouter(route_class=StrictJsonRoute, dependencies=[Authorized])
+router = APIRouter(route_class=CountedRoute, dependencies=[Authorized])
 
 
 @router.post(
@@ -54,11 +54,13 @@ async def create_shipment(
             task_queue=context.settings.task_queue,
         )
     except ShipmentClosed as closed:
+        event_outcome("ignored")
         return RegistrationAfterTracking(
             ignored=str(closed), tracking_number=shipment.tracking_number
         )
     # For inbound helpdesk tickets: which shipment the requester's email belongs to.
     await index_shipment(ledger, context.settings, shipment, registered.handle.id)
+    registrations_outcome([registered.outcome])
     return Registration.model_validate(
         {
             "workflow_id": registered.handle.id,
@@ -94,6 +96,7 @@ async def return_request(
     try:
         outcome = await request_return(client, tracking_number, request)
     except ShipmentClosed as closed:
+        event_outcome("ignored")
         answer |= {"outcome": "ignored", "detail": str(closed)}
     else:
         answer |= {"outcome": outcome.outcome, "detail": outcome.detail}

@@ -15,6 +15,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from starters.api.metrics import signature_failed
+
 
 @dataclass(frozen=True)
 class Signature:
@@ -30,6 +32,7 @@ def verified_body(signature: Callable[..., Signature]) -> Callable[..., Awaitabl
     async def body(request: Request, signed: Annotated[Signature, Depends(signature)]) -> bytes:
         raw = await request.body()
         if not signed.matches(raw):
+            signature_failed()  # counted by the route (trackflow_signature_failures_total)
             raise HTTPException(401, signed.mismatch)
         return raw
 

@@ -17,7 +17,8 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 
 from starters.api.dependencies import ApiContext, Context, configured
 from starters.api.errors import bounded
-from starters.api.json_body import StrictJsonRoute, parse_json_object
+from starters.api.json_body import parse_json_object
+from starters.api.metrics import CountedRoute, event_outcome, signature_failed
 from starters.api.models import plausible
 from starters.api.verified import Signature, verified_body
 from starters.shipments import signal_or_keep_events
@@ -26,7 +27,7 @@ from trackflow.sources import aftership, easypost, shipengine
 from trackflow.sources.signatures import verify_aftership, verify_easypost, verify_shipengine
 
 logger = logging.getLogger("trackflow.api")
-router = APIRouter(route_class=StrictJsonRoute)
+router = APIRouter(route_class=CountedRoute)
 
 Payload = dict[str, Any]
 
@@ -65,6 +66,7 @@ def carrier_events(
 
 async def signal_events(batch: CarrierEvents, context: ApiContext) -> dict[str, Any]:
     if batch.ignored:
+        event_outcome("ignored")
         return {"ignored": batch.ignored}
     client = await context.gateway.client()
     matched = await signal_or_keep_events(
@@ -152,6 +154,7 @@ def _shipengine_signature(
     )
     if not all(headers):
         # ShipStation's guidance: answer 404 to a request without the signature headers.
+        signature_failed()
         raise HTTPException(404, "x-shipengine-* signature headers are missing")
 
     def matches(raw: bytes) -> bool:

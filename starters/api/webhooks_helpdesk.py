@@ -53,12 +53,13 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from starters.api.dependencies import Context, TemporalClient, configured
-from starters.api.json_body import StrictJsonRoute, parse_json_object
+from starters.api.json_body import parse_json_object
+from starters.api.metrics import CountedRoute, event_outcome
 from starters.api.verified import Signature, verified_body
 from trackflow.tickets import Helpdesk, InboundTicket, workflow_id_for_ticket
 from workflows.inbound_ticket import INBOUND_TICKET_WORKFLOW_NAME
 
-router = APIRouter(route_class=StrictJsonRoute)
+router = APIRouter(route_class=CountedRoute)
 TRIAGE_WITHIN = timedelta(days=2)  # past the activity's own day of retries: the run ends
 
 Payload = dict[str, Any]
@@ -297,6 +298,7 @@ async def start_triage(client: Client, ticket: InboundTicket, task_queue: str) -
         repeated = False
     except WorkflowAlreadyStartedError:
         repeated = True
+        event_outcome("duplicate")
     return JSONResponse(
         {"workflow_id": workflow_id, "ticket_id": ticket.ticket_id, "repeated": repeated},
         status_code=202,
@@ -323,6 +325,7 @@ async def zendesk_webhook(
     """A new Zendesk ticket (a trigger's webhook, or the ticket.created event)."""
     payload = parse_json_object(raw)
     if reason := zendesk_ignored(payload):
+        event_outcome("ignored")
         return JSONResponse({"ignored": reason}, status_code=200)
     ticket = parse_zendesk(payload)
     return await start_triage(client, ticket, context.settings.task_queue)

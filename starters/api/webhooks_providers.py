@@ -29,7 +29,8 @@ from fastapi.responses import Response
 
 from activities.ledger import Ledger
 from starters.api.dependencies import AppLedger, Context, configured, merchant_of
-from starters.api.json_body import StrictJsonRoute, parse_json
+from starters.api.json_body import parse_json
+from starters.api.metrics import CountedRoute, event_outcome
 from starters.api.verified import Signature, verified_body
 from trackflow.consent import (
     ConsentChange,
@@ -53,7 +54,7 @@ from trackflow.sources.providers import (
 from trackflow.sources.signatures import verify_sendgrid, verify_twilio
 
 logger = logging.getLogger("trackflow.api")
-router = APIRouter(route_class=StrictJsonRoute)
+router = APIRouter(route_class=CountedRoute)
 
 TWILIO_STATUS_PATH = "/webhooks/twilio/status"
 TWILIO_INBOUND_PATH = "/webhooks/twilio/inbound"
@@ -71,6 +72,12 @@ class Outcome:
     suppressed: list[str] = field(default_factory=list)
     lifted: list[str] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
+
+    def counted(self) -> dict[str, Any]:
+        """The answer, the webhook marked a duplicate when every event in it was one."""
+        if self.events and self.duplicates == self.events:
+            event_outcome("duplicate")
+        return self.view()
 
     def view(self) -> dict[str, Any]:
         return {
@@ -170,7 +177,7 @@ async def sendgrid_webhook(
         await _apply(ledger, merchant, record, outcome)
     if batch.rejected:
         logger.warning("SendGrid events set aside: %s", batch.rejected[:10])
-    return outcome.view()
+    return outcome.counted()
 
 
 # --- Twilio ---------------------------------------------------------------------------------
@@ -229,7 +236,7 @@ async def twilio_status(
         raise HTTPException(422, f"status callback rejected: {error.reason}") from error
     outcome = Outcome()
     await _apply(ledger, merchant_of(context.settings), record, outcome)
-    return outcome.view()
+    return outcome.counted()
 
 
 def brand_help(settings: Settings) -> str:
@@ -274,5 +281,7 @@ async def twilio_inbound(raw: InboundBody, context: Context, ledger: AppLedger) 
         if outcome.suppressed or outcome.lifted:
             logger.info("inbound %s: %s", inbound.keyword, action.why)
         await ledger.remember_feedback(inbound.dedupe_id)
+    else:
+        event_outcome("duplicate")
     # a retried delivery gets the same answer: Twilio only acts on the one it received
     return twiml(action.reply)

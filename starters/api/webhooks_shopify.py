@@ -12,7 +12,8 @@ from activities.ledger import Ledger
 from activities.tickets import index_shipment
 from starters.api.dependencies import ApiContext, AppLedger, Context, configured
 from starters.api.errors import bounded
-from starters.api.json_body import StrictJsonRoute, parse_json_object
+from starters.api.json_body import parse_json_object
+from starters.api.metrics import CountedRoute, event_outcome, registrations_outcome
 from starters.api.models import (
     NO_WORKER_ANSWERED,
     ShopifyFulfillmentAnswer,
@@ -43,7 +44,7 @@ from trackflow.sources.shopify import (
 
 FULFILLMENT_TOPICS = {"fulfillments/create", "fulfillments/update"}
 MAX_WEBHOOK_ID = 200
-router = APIRouter(route_class=StrictJsonRoute)
+router = APIRouter(route_class=CountedRoute)
 
 
 def _shopify_signature(
@@ -81,6 +82,7 @@ async def shopify_webhook(
         raise HTTPException(400, f"X-Shopify-Webhook-Id is over {MAX_WEBHOOK_ID} characters")
     topic = x_shopify_topic or ""
     if topic not in FULFILLMENT_TOPICS | RETURN_TOPICS:
+        event_outcome("ignored")
         return ShopifyIgnored(ignored=f"topic {bounded(repr(x_shopify_topic), 100)} is not handled")
     payload = parse_json_object(raw)
     try:
@@ -97,6 +99,7 @@ async def shopify_webhook(
                 context, client, ledger, shipment, fulfillment, x_shopify_webhook_id
             )
         )
+    registrations_outcome(result.outcome for result in results)
     return ShopifyFulfillmentAnswer(shipments=results)
 
 
@@ -107,6 +110,7 @@ async def _shopify_return(
     order_id = request.order_id or ""
     numbers = await running_shipments_of_order(client, order_id)
     if not numbers:
+        event_outcome("ignored")
         return ShopifyIgnored(ignored=f"no shipment of order {order_id} is being tracked")
     results = []
     for number in numbers:
