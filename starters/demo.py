@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import shutil
 import textwrap
@@ -756,6 +757,21 @@ def _feedback_lines(state: MessageState, shown: set[str]) -> list[str]:
     return [f"      ↳ {parcel} {text}" for _, text in new]
 
 
+async def tracking_page_url(ledger_url: str, tracking_number: str) -> str | None:
+    """The shopper's tracking page of a shipment, as its messages link to it (without the
+    message's ref, so opening it here counts no click); None when they link elsewhere (no
+    TRACKFLOW_PUBLIC_URL or no page key)."""
+    for record in await _outbox(ledger_url):
+        if record.tracking_number == tracking_number and record.kind == "message":
+            found = _PAGE_LINK.search(record.body)
+            if found:
+                return found.group(1)
+    return None
+
+
+_PAGE_LINK = re.compile(r"(https?://[^\s?]+/t/[A-Za-z0-9_-]+)(?:\?m=[A-Za-z0-9_-]+)?")
+
+
 async def _outbox(ledger_url: str) -> list[LedgerRecord]:
     ledger = open_ledger(ledger_url, read_only=True)
     try:
@@ -935,6 +951,13 @@ async def _demo(
         if ops is not None:
             await ops.show()
     print()
+    lost_order = next(order for order in orders if order.gets_lost)
+    page = await tracking_page_url(ledger_url, lost_order.shipment["tracking_number"])
+    if page:
+        _paragraph(
+            f"The shopper's tracking page, which every message links to (here the lost "
+            f"parcel's, order {lost_order.shipment['order_name']}): {page}"
+        )
     if providers_url:
         stopped = next(order for order in orders if order.replies_stop)
         _paragraph(

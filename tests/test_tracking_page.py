@@ -19,6 +19,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.ledger import open_ledger
 from activities.notify import NotificationActivities, with_page_link
 from activities.read_model import ReadModel
+from starters import demo
 from starters.api import create_app
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from trackflow import policy as tracking
@@ -317,6 +318,10 @@ async def test_a_message_link_opens_the_page_and_counts_as_that_messages_click(
     assert email_link in sent["email"].body and email_link in (sent["email"].html or "")
     assert "ups.com" not in sent["sms"].body
     path = link.group(0).removeprefix(PUBLIC_URL)
+    # What `up --demo` prints at its end: the page, without a message's ref.
+    shown = await demo.tracking_page_url(settings.resolved_ledger_url, shipment.tracking_number)
+    assert shown == PUBLIC_URL + path.split("?")[0]
+    assert await demo.tracking_page_url(settings.resolved_ledger_url, "1Z0000000000000000") is None
 
     async with _page_client(settings) as http:
         page = await http.get(path)
