@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
 from activities.ledger import LedgerRecord, MessageState, open_ledger
+from starters.api import create_app
 from starters.api.metrics import (
     LATENCY_BUCKETS,
     EventMark,
@@ -20,6 +21,7 @@ from starters.api.metrics import (
     source_of,
 )
 from tests.api_support import (
+    TOKEN,
     api_client,
     api_settings,
     event_body,
@@ -28,6 +30,7 @@ from tests.api_support import (
     shopify_signature,
     tracking_number,
 )
+from tests.factories import ANY_TIME_POLICY
 from tests.harness import eventually, outbox, running_worker
 
 METRICS_TOKEN = "metrics-token"
@@ -38,9 +41,13 @@ async def scrape(api: httpx.AsyncClient, token: str = METRICS_TOKEN) -> Samples:
     response = await api.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return parsed(response.text)
+
+
+def parsed(text: str) -> Samples:
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
+        for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
 
@@ -218,10 +225,29 @@ def test_send_latency_reaches_hours_and_only_sent_messages_count() -> None:
     assert found.alerts == {"pickup_gap": 1}
 
 
-async def test_without_a_token_metrics_are_open(tmp_path: Path) -> None:
-    settings = api_settings("localhost:1", "unused", tmp_path)  # Temporal is never asked
-    async with api_client(settings) as api:
-        response = await api.get("/metrics", headers={"Authorization": ""})
+async def _unreachable() -> Client:
+    raise RuntimeError("connection refused")
+
+
+async def test_without_a_token_metrics_are_open_and_an_outage_counts_as_failed(
+    tmp_path: Path,
+) -> None:
+    settings = api_settings("localhost:1", "unused", tmp_path)
+    app = create_app(settings, _unreachable, ANY_TIME_POLICY)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://trackflow") as http:
+        event = event_body(tracking_number(), "in_transit")
+        answer = await http.post("/v1/events", json=event, headers={"Authorization": "Bearer x"})
+        assert answer.status_code == 401
+        answer = await http.post(
+            "/v1/events", json=event, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert answer.status_code == 503
+        response = await http.get("/metrics")  # no token asked for
         assert response.status_code == 200
-        names = {f.name for f in text_string_to_metric_families(response.text)}
-    assert {"trackflow_events_received", "trackflow_open_problem_shipments"} <= names
+    samples = parsed(response.text)
+    events = "trackflow_events_received_total"
+    assert value(samples, events, source="api", outcome="failed", reason="unavailable") == 1
+    assert value(samples, events, source="api", outcome="rejected", reason="unauthorized") == 1
+    assert value(samples, "trackflow_signature_failures_total", source="api") == 0
+    assert value(samples, "trackflow_open_problem_shipments") == 0

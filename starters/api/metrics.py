@@ -40,6 +40,7 @@ Auth: with `TRACKFLOW_METRICS_TOKEN` set, a scrape needs `Authorization: Bearer 
 # No `from __future__ import annotations`: FastAPI reads the dependencies below from
 # annotations, so they must be evaluated where they stand.
 
+import asyncio
 import hmac
 import logging
 import time
@@ -186,7 +187,7 @@ class CountedRoute(StrictJsonRoute):
             await super().handle(scope, receive, send)
             return
         mark = EventMark()
-        status = 500
+        status = 500  # when no response started
 
         async def sending(message: Message) -> None:
             nonlocal status
@@ -197,9 +198,15 @@ class CountedRoute(StrictJsonRoute):
         token = _current.set(mark)
         try:
             await super().handle(scope, receive, sending)
+        except asyncio.CancelledError:  # the client went away: no answer to count
+            raise
+        except BaseException:  # unhandled: the server's error middleware answers 500
+            metrics_of(scope["app"]).count(source_of(self.path), 500, mark)
+            raise
+        else:
+            metrics_of(scope["app"]).count(source_of(self.path), status, mark)
         finally:
             _current.reset(token)
-            metrics_of(scope["app"]).count(source_of(self.path), status, mark)
 
 
 # --- ledger figures ----------------------------------------------------------------------
