@@ -238,6 +238,40 @@ def _parser() -> argparse.ArgumentParser:
     output.add_argument("--csv", action="store_true", help="a CSV export (e.g. of shadow mode)")
     outbox.add_argument("--data-dir")
     outbox.set_defaults(run=_run_outbox)
+
+    report = commands.add_parser(
+        "report",
+        help="the merchant's report: an HTML page with charts and a CSV alongside",
+        description="Messages per trigger and channel, event-to-send latency, WISMO tickets "
+        "per 100 shipments by week against the baseline, and carriers, for a period (UTC "
+        "days, both included), from the ledger database. Writes OUT (self-contained HTML) "
+        "and OUT with a .csv suffix.",
+    )
+    report.add_argument(
+        "--from",
+        dest="start",
+        metavar="YYYY-MM-DD",
+        help="first day (default: the Monday 8 weeks before the week of --to)",
+    )
+    report.add_argument(
+        "--to", dest="end", metavar="YYYY-MM-DD", help="last day, included (default: today, UTC)"
+    )
+    report.add_argument("--out", default="report.html", help="default report.html")
+    report.add_argument("--data-dir")
+    report.set_defaults(run=_run_report)
+
+    baseline = commands.add_parser("baseline", help="the WISMO baseline from before trackflow")
+    baseline_commands = baseline.add_subparsers(required=True, metavar="ACTION")
+    baseline_import = baseline_commands.add_parser(
+        "import",
+        help="import weeks of WISMO tickets and shipments from a CSV",
+        description="CSV with a header naming week_start,shipments,wismo_tickets (week_start: "
+        "the ISO date of the week's Monday; whole numbers >= 0). A week imported again is "
+        "replaced. A bad row is refused with its line number, and nothing is imported.",
+    )
+    baseline_import.add_argument("csv_file", metavar="tickets.csv")
+    baseline_import.add_argument("--data-dir")
+    baseline_import.set_defaults(run=_run_baseline_import)
     return parser
 
 
@@ -355,6 +389,76 @@ def _write_csv(rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(sys.stdout, fieldnames=list(LedgerRecord.model_fields))
     writer.writeheader()
     writer.writerows(rows)
+
+
+def _run_report(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from activities.ledger import open_ledger
+    from starters.report import load_summary, write_report
+    from trackflow.insight import PeriodError, period
+
+    now = datetime.now(UTC)
+    try:
+        window = period(args.start, args.end, now.date())
+    except PeriodError as error:
+        print(f"trackflow report: {error}", file=sys.stderr)
+        return 2
+
+    async def build() -> int:
+        ledger = open_ledger(settings.resolved_ledger_url, read_only=True)
+        try:
+            summary = await load_summary(ledger, settings.store_name, window, now)
+        finally:
+            await ledger.close()
+        html_path, csv_path = write_report(summary, Path(args.out), settings.store_name)
+        print(summary.wismo.headline)
+        print(f"wrote {html_path} and {csv_path}")
+        return 0
+
+    return asyncio.run(build())
+
+
+def _run_baseline_import(args: argparse.Namespace, settings: Settings) -> int:
+    from activities.ledger import BaselineWeek, open_ledger
+    from trackflow.insight import BaselineCsvError, parse_baseline_csv, per_100
+
+    path = Path(args.csv_file)
+    try:
+        weeks = parse_baseline_csv(path.read_text(encoding="utf-8-sig"))
+    except OSError as error:
+        print(f"trackflow baseline import: {path}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except (BaselineCsvError, UnicodeDecodeError) as error:
+        print(f"trackflow baseline import: {path}: {error}", file=sys.stderr)
+        return 2
+
+    async def store() -> None:
+        ledger = open_ledger(settings.resolved_ledger_url)
+        try:
+            await ledger.save_baseline(
+                [
+                    BaselineWeek(
+                        week_start=w.week_start,
+                        shipments=w.shipments,
+                        wismo_tickets=w.wismo_tickets,
+                    )
+                    for w in weeks
+                ]
+            )
+        finally:
+            await ledger.close()
+
+    asyncio.run(store())
+    shipments = sum(w.shipments for w in weeks)
+    tickets = sum(w.wismo_tickets for w in weeks)
+    rate = per_100(tickets, shipments)
+    words = "no shipments" if rate is None else f"{rate:.1f} WISMO tickets per 100 shipments"
+    print(
+        f"imported {len(weeks)} week(s), {weeks[0].week_start} to {weeks[-1].week_start}: "
+        f"{tickets} WISMO tickets for {shipments} shipments ({words})"
+    )
+    return 0
 
 
 def _run_keys_generate(args: argparse.Namespace, settings: Settings) -> int:

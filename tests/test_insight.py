@@ -4,7 +4,7 @@ expected number below was worked out on paper from the rows, not by running the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -334,9 +334,10 @@ def test_nearest_rank_percentiles() -> None:
 
 
 def test_the_period_is_checked() -> None:
-    today = date(2026, 11, 20)
-    assert period(None, None, today).model_dump() == {
-        "start": today - timedelta(days=55),
+    today = date(2026, 11, 20)  # a Friday
+    assert period(None, None, today).model_dump() == {"start": date(2026, 9, 21), "end": today}
+    assert period("2026-11-02", None, today).model_dump() == {
+        "start": date(2026, 11, 2),
         "end": today,
     }
     with pytest.raises(PeriodError, match="after"):

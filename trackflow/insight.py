@@ -8,7 +8,8 @@ period, and returns a `Summary`: what `GET /v1/metrics/summary` answers and what
 The period
 ----------
 `from` and `to` are calendar dates, both included, in UTC: the window is
-`[from 00:00 UTC, to + 1 day 00:00 UTC)`. `from` must not be after `to`, and a period spans at
+`[from 00:00 UTC, to + 1 day 00:00 UTC)`. By default `to` is today and `from` the Monday 8
+weeks before the week of `to`. `from` must not be after `to`, and a period spans at
 most `MAX_PERIOD_DAYS` days.
 
 Messages, per trigger x channel
@@ -240,9 +241,10 @@ class PeriodError(ValueError):
 
 
 def period(start: date | str | None, end: date | str | None, today: date) -> Period:
-    """The period asked for: ISO dates, `to` defaulting to `today`, `from` to 8 weeks back."""
+    """The period asked for: ISO dates, `to` defaulting to `today`, `from` to the Monday 8
+    weeks before the week of `to` (8 whole weeks, then the week of `to`)."""
     last = _date(end, "to") if end is not None else today
-    first = _date(start, "from") if start is not None else last - timedelta(days=55)
+    first = _date(start, "from") if start is not None else monday(last) - timedelta(weeks=8)
     if first > last:
         raise PeriodError(f"from ({first}) is after to ({last})")
     if (last - first).days + 1 > MAX_PERIOD_DAYS:
