@@ -21,7 +21,9 @@ from activities.notify import NotificationActivities, with_page_link
 from activities.read_model import ReadModel
 from starters import demo
 from starters.api import create_app
+from tests.api_support import api_client, api_settings, event_body, shipment_body, tracking_number
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
+from tests.harness import eventually, outbox, running_worker, sent
 from trackflow import policy as tracking
 from trackflow.contracts import SendBatch
 from trackflow.effects import SendNotification
@@ -373,3 +375,41 @@ async def test_an_unknown_or_expired_token_is_a_plain_404(tmp_path: Path) -> Non
         assert "not found" in response.text.lower()
         assert old.tracking_number not in response.text and "detail" not in response.text
     assert live.status_code == 200 and "Out for delivery" in live.text
+
+
+async def test_the_worker_links_every_message_to_the_page_its_row_is_served_at(
+    temporal_address: str, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """On the dev server with the real worker: the link in the messages and the token the read
+    model stores with the row are the same, and the page shows the shipment as it stands."""
+    extra = {"public_url": PUBLIC_URL, "unsubscribe_secret": SECRET, "store_name": "Acme Goods"}
+    settings = api_settings(temporal_address, task_queue, tmp_path, **extra)
+    number = tracking_number()
+    async with api_client(settings) as http, running_worker(client, task_queue, tmp_path, **extra):
+        assert (await http.post("/v1/shipments", json=shipment_body(number))).status_code == 202
+        moving = event_body(number, "in_transit", location="Louisville, KY")
+        assert (await http.post("/v1/events", json=moving)).status_code == 202
+        records = await eventually(
+            lambda: outbox(tmp_path, number),
+            lambda rows: {("in_transit", "email"), ("in_transit", "sms")} <= set(sent(rows)),
+            what="the in-transit email and SMS",
+        )
+        for record in (r for r in records if r.kind == "message"):
+            assert f"{PUBLIC_URL}/t/" in record.body, record.body
+            assert "example.com/track" not in record.body  # the platform's link, replaced
+        sms = next(r for r in records if r.trigger == "in_transit" and r.channel == "sms")
+        link = re.search(rf"{re.escape(PUBLIC_URL)}(/t/\S+)", sms.body)
+        assert link is not None
+        page = await eventually(
+            lambda: http.get(link.group(1)),
+            lambda response: response.status_code == 200 and "On its way" in response.text,
+            what="the page of the in-transit row",
+        )
+    text = _text(page.text)
+    assert "Hi Ada," in text and "Louisville, KY" in text and "ada@example.com" not in page.text
+    ledger = open_ledger(settings.resolved_ledger_url, read_only=True)
+    try:
+        clicks = [v.message_key for v in await ledger.page_visits() if v.message_key]
+    finally:
+        await ledger.close()
+    assert clicks and set(clicks) == {sms.idempotency_key}
