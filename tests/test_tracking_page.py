@@ -180,6 +180,17 @@ def test_each_state_reads_as_the_shopper_expects_in_their_zone() -> None:
     ]
 
 
+def test_before_the_first_scan_the_page_says_the_order_is_being_prepared() -> None:
+    shipment = shipment_for("in_transit")
+    state = tracking.on_start(ShipmentState(), at(0))
+    view = tracking_page(project(state, shipment, ANY_TIME_POLICY, WRITTEN_AT, 1), BRAND)
+    assert (view.headline, view.last_scan_at, view.eta, view.problem) == (
+        "Order received", None, None, None
+    )  # fmt: skip
+    assert [s.state for s in view.steps] == ["todo"] * 4
+    assert "Order received" in render_page(view, BRAND)
+
+
 def test_every_exception_kind_says_what_happened_and_what_happens_next() -> None:
     for kind in ExceptionKind:
         headline, what, next_steps = PROBLEMS[kind]
