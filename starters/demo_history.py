@@ -64,6 +64,11 @@ def first_tracking_number() -> str:
     return f"{PREFIX}0001"
 
 
+def is_history(tracking_number: str | None) -> bool:
+    """A row seeded here (for listings that show what the live demo did, e.g. its outbox)."""
+    return bool(tracking_number and tracking_number.startswith(PREFIX))
+
+
 async def seed_history(
     ledger: Ledger,
     now: datetime,
