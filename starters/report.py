@@ -430,7 +430,7 @@ def render_html(summary: Summary, store_name: str) -> str:
     ]
     week_rows = [
         (
-            w.week_start.isoformat() + (" (shadow)" if w.shadow else ""),
+            f"{w.week_start:%G-W%V} ({w.week_start:%d %b})" + (" shadow" if w.shadow else ""),
             w.shipments,
             w.tickets,
             _num(w.per_100),

@@ -134,6 +134,7 @@ async def test_the_summary_api_answers_the_figures_and_422_for_a_bad_period(
         assert body["wismo"]["headline"].startswith("WISMO tickets per 100 shipments: ")
         assert body["wismo"]["baseline"]["source"] == "imported"
         assert body["messages"] and body["carriers"] and body["latency"]["messages"] > 0
+        assert "transit_days" not in body["carriers"][0]  # the histogram and percentiles only
         for query, reason in (
             ("from=2026-11-20&to=2026-11-01", "is after to"),
             ("from=yesterday", "must be an ISO date"),

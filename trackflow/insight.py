@@ -327,7 +327,9 @@ class CarrierFigures(Model):
     service: str
     shipments: int
     delivered: int
-    transit_days: list[float]
+    transit_days: list[float] = Field(
+        exclude=True, description="each delivered shipment's transit (not serialised)"
+    )
     transit_p50_days: float | None
     transit_p90_days: float | None
     histogram: list[TransitBin]
