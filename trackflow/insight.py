@@ -34,7 +34,9 @@ Rows of kind `message` whose time (`sent_at`, else `claimed_at`) falls in the wi
   `sms_stop` or `unsubscribed` whose time falls in the window is attributed to the last sent
   message on that channel to that address (addresses compared normalised: emails lower-cased,
   numbers without blanks) sent at or before the opt-out; that message's trigger x channel
-  counts it. An opt-out no message explains is counted in `opt_outs_unattributed`.
+  counts it. An opt-out no message explains is counted in `opt_outs_unattributed`. The list
+  keeps one entry per address and reason, so an opt-out later lifted (START, a resubscribe)
+  is not counted, and a repeated one counts once.
 
 Rows are listed by trigger (in `Trigger` order) then channel.
 
