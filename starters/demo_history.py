@@ -191,7 +191,7 @@ class _Seeder:
                 "estimated_delivery": estimate,
                 "exception_episodes": 1 if exception else 0,
                 "lost": lost,
-                "open_problem": lost,
+                "open_problem": False,  # history: not an open problem for ops (/metrics)
             }
         )
         await self.ledger.save_projection(row)
