@@ -29,6 +29,7 @@ from activities.polling import (
     TrackerApi,
 )
 from activities.read_model import ReadModel
+from activities.retention import purge_daily
 from activities.slack import alert_transport_for, slack_poster_for
 from activities.tickets import TicketActivities
 from trackflow import policy_table
@@ -194,7 +195,13 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         async with contextlib.AsyncExitStack() as stack:
             for worker in (main, integrations, *pollers):
                 await stack.enter_async_context(worker)
-            yield
+            purging = asyncio.create_task(purge_daily(ledger, settings))
+            try:
+                yield
+            finally:
+                purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
     finally:
         await carrier_http.aclose()
         await shipengine_http.aclose()
