@@ -20,7 +20,7 @@ import pytest
 from activities.ledger import BaselineWeek, Ledger, LedgerRecord, TicketRecord, open_ledger
 from starters.cli import _parser
 from starters.demo_history import seed_history
-from starters.report import load_summary
+from starters.report import load_summary, render_csv, render_html
 from tests.api_support import api_client, api_settings
 from trackflow.insight import Summary, period
 from trackflow.settings import Settings
@@ -144,6 +144,37 @@ async def test_the_summary_api_answers_the_figures_and_422_for_a_bad_period(
             assert refused.status_code == 422 and reason in refused.json()["detail"], query
         anonymous = await http.get("/v1/metrics/summary", headers={"Authorization": ""})
         assert anonymous.status_code == 401
+
+
+async def test_the_report_api_answers_the_cli_s_html_page_and_its_csv(tmp_path: Path) -> None:
+    await _seeded(tmp_path)
+    settings = api_settings("127.0.0.1:1", "unused", tmp_path, store_name="Acme")
+    window = "from=2026-10-19&to=2026-11-20"
+    async with api_client(settings) as http:
+        page = await http.get(f"/v1/metrics/report?{window}")
+        sheet = await http.get(f"/v1/metrics/report.csv?{window}")
+        refused = await http.get("/v1/metrics/report?from=2026-11-20&to=2026-11-01")
+        anonymous = await http.get("/v1/metrics/report.csv", headers={"Authorization": ""})
+    summary = await _summary(tmp_path, "2026-10-19", "2026-11-20")
+
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert summary.wismo.headline in page.text and page.text.count("<svg") >= 3
+    # The page `trackflow report` writes, but for the minute it was generated.
+    generated = re.compile(r"generated\n[0-9: -]+ UTC")
+    assert generated.sub("", page.text) == generated.sub("", render_html(summary, "Acme"))
+
+    assert sheet.status_code == 200, sheet.text
+    assert sheet.headers["content-type"] == "text/csv; charset=utf-8"
+    assert "trackflow-report-2026-10-19-2026-11-20.csv" in sheet.headers["content-disposition"]
+    assert sheet.text == render_csv(summary)
+    rows = list(csv.DictReader(io.StringIO(sheet.text)))
+    now = {row["metric"]: row["value"] for row in rows if row["section"] == "wismo_now"}
+    assert int(now["shipments"]) == summary.wismo.now_shipments > 0
+
+    assert refused.status_code == 422 and "is after to" in refused.json()["detail"]
+    assert anonymous.status_code == 401
 
 
 async def test_the_demo_history_is_seeded_once_and_fills_every_part_of_the_report(
