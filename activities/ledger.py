@@ -21,7 +21,8 @@ shipment, intent, already_notified, language: no email, no text) for the WISMO a
 
 `get` and `list` show only 'sent' rows (the outbox); `state` and `states` show every row with
 its status and feedback (the shipment view). Ledgers written by earlier versions (every row
-'sent') are migrated in place when a writer opens them: missing columns are added.
+'sent') are migrated in place when a writer opens them: missing columns are added; a
+read-only ledger (the CLI) migrates nothing and reads the columns it lacks as empty.
 
 Two backends share the SQL: SQLite (embedded default, stdlib sqlite3 run in a thread,
 WAL so a worker and the CLI can share the file) and PostgreSQL via asyncpg for several
@@ -450,6 +451,9 @@ class _SqlLedger(ABC):
             raise ValueError(f"invalid ledger table name: {table!r}")
         self.table = table
         self.read_only = read_only
+        # Whether the message table has every column of `_ADDED_COLUMNS` (a writer adds the
+        # missing ones when it opens the ledger; a reader learns it by looking).
+        self._complete = not read_only
 
     def _writing(self) -> None:
         if self.read_only:
@@ -457,6 +461,34 @@ class _SqlLedger(ABC):
 
     @abstractmethod
     async def _fetch(self, sql: str, *args: object) -> builtins.list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def _column_names(self) -> frozenset[str]:
+        """The message table's columns (none when there is no table)."""
+
+    @abstractmethod
+    def _null_of(self, sqlite_type: str, pg_type: str) -> str:
+        """A NULL of the column type, as SQL."""
+
+    async def _messages(self) -> str:
+        """What message-row reads select from: the table, or, opened read-only on a table an
+        earlier version wrote (only a writer adds the missing columns), the table with every
+        column added since read as NULL. Checked again on each read until they all exist (a
+        writer may migrate the table meanwhile)."""
+        if self._complete:
+            return self.table
+        have = await self._column_names()
+        if not have:  # no table (yet): reads find nothing
+            return self.table
+        missing = [
+            f"{self._null_of(lite, pg)} AS {name}"
+            for name, lite, pg in _ADDED_COLUMNS
+            if name not in have
+        ]
+        if not missing:
+            self._complete = True
+            return self.table
+        return f"(SELECT *, {', '.join(missing)} FROM {self.table}) AS {self.table}"
 
     @abstractmethod
     def _to_db_time(self, value: datetime) -> object: ...
@@ -585,7 +617,7 @@ class _SqlLedger(ABC):
 
     async def _row(self, idempotency_key: str) -> dict[str, Any] | None:
         rows = await self._fetch(
-            f"SELECT * FROM {self.table} WHERE idempotency_key = ?", idempotency_key
+            f"SELECT * FROM {await self._messages()} WHERE idempotency_key = ?", idempotency_key
         )
         return rows[0] if rows else None
 
@@ -594,12 +626,13 @@ class _SqlLedger(ABC):
         return self._state(row) if row else None
 
     async def states(self, tracking_number: str | None = None) -> builtins.list[MessageState]:
+        source = await self._messages()
         order = "ORDER BY COALESCE(sent_at, claimed_at), seq"
         if tracking_number is None:
-            rows = await self._fetch(f"SELECT * FROM {self.table} {order}")
+            rows = await self._fetch(f"SELECT * FROM {source} {order}")
         else:
             rows = await self._fetch(
-                f"SELECT * FROM {self.table} WHERE tracking_number = ? {order}", tracking_number
+                f"SELECT * FROM {source} WHERE tracking_number = ? {order}", tracking_number
             )
         return [self._state(row) for row in rows]
 
@@ -1348,6 +1381,13 @@ class SqliteLedger(_SqlLedger):
     async def _fetch(self, sql: str, *args: object) -> builtins.list[dict[str, Any]]:
         return await asyncio.to_thread(self._run, sql, args)
 
+    async def _column_names(self) -> frozenset[str]:
+        rows = await self._fetch(f"PRAGMA table_info({self.table})")
+        return frozenset(str(row["name"]) for row in rows)
+
+    def _null_of(self, sqlite_type: str, pg_type: str) -> str:
+        return f"CAST(NULL AS {sqlite_type})"
+
     def _to_db_time(self, value: datetime) -> object:
         return value.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -1446,6 +1486,17 @@ class PostgresLedger(_SqlLedger):
             if self.read_only:
                 return []
             raise
+
+    async def _column_names(self) -> frozenset[str]:
+        rows = await self._fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            self.table.lower(),
+        )
+        return frozenset(str(row["column_name"]) for row in rows)
+
+    def _null_of(self, sqlite_type: str, pg_type: str) -> str:
+        return f"CAST(NULL AS {pg_type})"
 
     def _to_db_time(self, value: datetime) -> object:
         return value

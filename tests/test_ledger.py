@@ -695,3 +695,63 @@ async def test_baseline_weeks_page_visits_and_the_retention_purge(ledger: Ledger
     assert await ledger.projection(number) is None
     visits = [v for v in await ledger.page_visits() if v.page_token == token]
     assert [(v.message_key, v.at) for v in visits] == [("1Z9/1001:in_transit:1:email", new)]
+
+
+# --- read-only reads of a ledger an earlier version wrote -----------------------------------
+
+
+async def _write_old_table(ledger: Ledger) -> None:
+    """The ledger's table as the version before claims created it, with one sent row."""
+    if isinstance(ledger, SqliteLedger):
+        ledger.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(ledger.path)
+        try:
+            conn.executescript(
+                _OLD_TABLE.format(
+                    table=ledger.table, seq="INTEGER PRIMARY KEY AUTOINCREMENT", time="TEXT"
+                )
+            )
+            sent_at = f"'{T0.isoformat(timespec='microseconds')}'"
+            conn.execute(_OLD_ROW.format(table=ledger.table, sent_at=sent_at))
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    assert isinstance(ledger, PostgresLedger)
+    pg = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        await pg.execute(
+            _OLD_TABLE.format(
+                table=ledger.table,
+                seq="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                time="TIMESTAMPTZ",
+            )
+        )
+        await pg.execute(_OLD_ROW.format(table=ledger.table, sent_at=f"'{T0.isoformat()}'"))
+    finally:
+        await pg.close()
+
+
+async def test_a_read_only_ledger_reads_a_table_an_earlier_version_wrote(
+    open_same: LedgerFactory,
+) -> None:
+    """The CLI (read-only) migrates nothing: the columns added since read as empty, and once a
+    writer has added them the same reader sees what they hold."""
+    reader = open_same(read_only=True)
+    await _write_old_table(reader)
+    states = await reader.states()
+    assert [(s.idempotency_key, s.status, s.sent_at, s.claimed_at) for s in states] == [
+        ("old-key", "sent", T0, None)
+    ]
+    assert await reader.states("1Z999") == states
+    assert await reader.state("old-key") == states[0]
+    assert await reader.list() == [make_record("old-key")]
+
+    writer = open_same()
+    draft = make_record("new-key", sent_at=T0 + timedelta(1), decided_at=T0)
+    await writer.claim("new-key", "me", LEASE, draft=draft, now=T0)
+    after = await reader.states()
+    assert [(s.idempotency_key, s.claimed_at, s.decided_at) for s in after] == [
+        ("old-key", None, None),
+        ("new-key", T0, T0),
+    ]
