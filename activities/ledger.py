@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import itertools
+import math
 import os
 import re
 import sqlite3
@@ -231,6 +232,41 @@ class MessageState(BaseModel):
     held_until: datetime | None = None
 
 
+@dataclass(frozen=True)
+class MessageCount:
+    """How many ledger rows share these values (`error_code`: failed rows only, else None)."""
+
+    kind: str | None
+    trigger: str | None
+    channel: str | None
+    status: str
+    transport: str | None
+    error_code: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class LatencyHistogram:
+    """Seconds from the policy's decision to the provider's receipt (sent_at - decided_at,
+    0 when negative) of a channel's sent customer messages that have both times."""
+
+    channel: str | None
+    buckets: tuple[float, ...]  # upper bounds, ascending
+    cumulative: tuple[int, ...]  # per bound: the messages at or under it
+    count: int
+    sum: float
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    """The ledger aggregated in SQL (`message_figures`): O(groups), not O(rows)."""
+
+    counts: tuple[MessageCount, ...]
+    latency: tuple[LatencyHistogram, ...]
+    open_problems: int  # read-model rows with an open problem (exception, lost)
+    alerts: dict[str | None, int]  # sent alert rows by kind (their trigger)
+
+
 class ClaimState(StrEnum):
     NEW = "new"  # no row before: ours, nothing was sent
     RELEASED = "released"  # a 'sending' row its last owner let go of, knowing nothing went out
@@ -425,6 +461,12 @@ class Ledger(Protocol):
 
     async def baseline(self) -> builtins.list[BaselineWeek]: ...
 
+    async def message_figures(self, buckets: tuple[float, ...]) -> LedgerTotals:
+        """Row counts by kind, trigger, channel, status, transport and (failed rows) error
+        code; per channel the send-latency histogram with these bucket bounds (seconds,
+        ascending); open-problem shipments; sent alerts by kind. Aggregated by the database."""
+        ...
+
     async def purge_before(self, cutoff: datetime) -> Purged:
         """Delete read-model rows not updated since `cutoff`, inbound ticket records and page
         visits older than it (the retention setting)."""
@@ -489,6 +531,10 @@ class _SqlLedger(ABC):
             self._complete = True
             return self.table
         return f"(SELECT *, {', '.join(missing)} FROM {self.table}) AS {self.table}"
+
+    @abstractmethod
+    def _seconds_between(self, later: str, earlier: str) -> str:
+        """SQL for the seconds from column `earlier` to column `later`."""
 
     @abstractmethod
     def _to_db_time(self, value: datetime) -> object: ...
@@ -1047,6 +1093,65 @@ class _SqlLedger(ABC):
             for row in rows
         ]
 
+    async def message_figures(self, buckets: tuple[float, ...]) -> LedgerTotals:
+        bounds = tuple(float(bound) for bound in buckets)
+        if not all(map(math.isfinite, bounds)) or list(bounds) != sorted(set(bounds)):
+            raise ValueError(f"bucket bounds must be finite and ascending: {buckets!r}")
+        source = await self._messages()
+        grouped = await self._fetch(
+            'SELECT kind, "trigger", channel, status, transport, '
+            "CASE WHEN status = 'failed' THEN error_code END AS error_code, COUNT(*) AS n "
+            f"FROM {source} GROUP BY 1, 2, 3, 4, 5, 6"
+        )
+        counts = tuple(
+            MessageCount(
+                kind=row["kind"],
+                trigger=row["trigger"],
+                channel=row["channel"],
+                status=row["status"],
+                transport=row["transport"],
+                error_code=row["error_code"],
+                count=int(row["n"]),
+            )
+            for row in grouped
+        )
+        per_bound = "".join(
+            f", SUM(CASE WHEN seconds <= {bound!r} THEN 1 ELSE 0 END) AS le{index}"
+            for index, bound in enumerate(bounds)
+        )
+        delta = self._seconds_between("sent_at", "decided_at")
+        histograms = await self._fetch(
+            f"SELECT channel, COUNT(*) AS n, SUM(seconds) AS total{per_bound} FROM ("
+            "SELECT channel, CASE WHEN delta < 0 THEN 0 ELSE delta END AS seconds FROM ("
+            f"SELECT channel, {delta} AS delta FROM {source} "
+            "WHERE status = 'sent' AND COALESCE(kind, 'message') = 'message' "
+            "AND sent_at IS NOT NULL AND decided_at IS NOT NULL) AS timed) AS clamped "
+            "GROUP BY channel"
+        )
+        latency = tuple(
+            LatencyHistogram(
+                channel=row["channel"],
+                buckets=bounds,
+                cumulative=tuple(int(row[f"le{index}"]) for index in range(len(bounds))),
+                count=int(row["n"]),
+                sum=float(row["total"]),
+            )
+            for row in histograms
+        )
+        problems = await self._fetch(
+            f"SELECT COUNT(*) AS n FROM {self.table}_shipments WHERE open_problem"
+        )
+        alerts: dict[str | None, int] = {}
+        for found in counts:
+            if found.kind == "alert" and found.status == "sent":
+                alerts[found.trigger] = alerts.get(found.trigger, 0) + found.count
+        return LedgerTotals(
+            counts=counts,
+            latency=latency,
+            open_problems=int(problems[0]["n"]) if problems else 0,
+            alerts=alerts,
+        )
+
     async def purge_before(self, cutoff: datetime) -> Purged:
         self._writing()
         at = self._to_db_time(cutoff)
@@ -1388,6 +1493,10 @@ class SqliteLedger(_SqlLedger):
     def _null_of(self, sqlite_type: str, pg_type: str) -> str:
         return f"CAST(NULL AS {sqlite_type})"
 
+    def _seconds_between(self, later: str, earlier: str) -> str:
+        # julianday counts milliseconds: rounding keeps whole seconds whole
+        return f"ROUND((julianday({later}) - julianday({earlier})) * 86400.0, 3)"
+
     def _to_db_time(self, value: datetime) -> object:
         return value.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -1497,6 +1606,9 @@ class PostgresLedger(_SqlLedger):
 
     def _null_of(self, sqlite_type: str, pg_type: str) -> str:
         return f"CAST(NULL AS {pg_type})"
+
+    def _seconds_between(self, later: str, earlier: str) -> str:
+        return f"CAST(EXTRACT(EPOCH FROM ({later} - {earlier})) AS DOUBLE PRECISION)"
 
     def _to_db_time(self, value: datetime) -> object:
         return value

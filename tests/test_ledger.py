@@ -755,3 +755,70 @@ async def test_a_read_only_ledger_reads_a_table_an_earlier_version_wrote(
         ("old-key", None, None),
         ("new-key", T0, T0),
     ]
+
+
+# --- the scrape-time figures, aggregated in SQL ---------------------------------------------
+
+
+async def _settled(ledger: Ledger, key: str, status: str, **changes: object) -> None:
+    """A customer message claimed, then sent (at its sent_at), refused or suppressed."""
+    record = make_record(key, **changes)
+    assert (await ledger.claim(key, "me", LEASE, draft=record)).ours
+    if status == "sent":
+        assert await ledger.record_sent(key, "me", record)
+    elif status == "failed":
+        assert await ledger.record_failed(key, "21610", "unsubscribed", owner="me")
+    else:
+        assert await ledger.mark_suppressed(key, "unsubscribed", owner="me")
+
+
+async def test_message_figures_count_group_and_time_the_rows(ledger: Ledger) -> None:
+    decided = T0 - timedelta(hours=9)
+    await _settled(ledger, "a", "sent", decided_at=T0 - timedelta(seconds=3))
+    await _settled(ledger, "b", "sent", decided_at=decided)  # held overnight by quiet hours
+    await _settled(ledger, "c", "sent", decided_at=T0 + timedelta(seconds=5))  # clock skew: 0
+    await _settled(ledger, "d", "sent")  # decided_at unknown: no latency
+    await _settled(ledger, "e", "sent", channel="sms", transport="twilio", decided_at=T0)
+    await _settled(ledger, "f", "failed", channel="sms", transport="twilio")
+    await _settled(ledger, "g", "suppressed", channel="sms", transport="twilio")
+    for key, trigger in (("x", "lost"), ("y", "lost"), ("z", "pickup_gap")):
+        alert = make_record(key, kind="alert", trigger=trigger, channel="alert", transport="ops")
+        await ledger.record_once(alert)
+    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    await ledger.save_projection(_projection(number, 1, "exception", open_problem=True))
+    await ledger.save_projection(_projection(number + "X", 1, "in_transit", open_problem=False))
+
+    found = await ledger.message_figures((1.0, 5.0, 3600.0, 43200.0))
+
+    assert {
+        (c.kind, c.trigger, c.channel, c.status, c.transport, c.error_code): c.count
+        for c in found.counts
+    } == {
+        ("message", "delivered", "email", "sent", "outbox", None): 4,
+        ("message", "delivered", "sms", "sent", "twilio", None): 1,
+        ("message", "delivered", "sms", "failed", "twilio", "21610"): 1,
+        ("message", "delivered", "sms", "suppressed", "twilio", None): 1,
+        ("alert", "lost", "alert", "sent", "ops", None): 2,
+        ("alert", "pickup_gap", "alert", "sent", "ops", None): 1,
+    }
+    latency = {h.channel: h for h in found.latency}
+    assert latency.keys() == {"email", "sms"}
+    email = latency["email"]
+    assert (email.cumulative, email.count, email.sum) == ((1, 2, 2, 3), 3, 3 + 9 * 3600)
+    assert (latency["sms"].cumulative, latency["sms"].count) == ((1, 1, 1, 1), 1)
+    assert latency["sms"].sum == 0
+    assert found.open_problems == 1
+    assert found.alerts == {"lost": 2, "pickup_gap": 1}
+    with pytest.raises(ValueError):
+        await ledger.message_figures((5.0, 1.0))
+
+
+async def test_message_figures_of_a_read_only_ledger_an_earlier_version_wrote(
+    open_same: LedgerFactory,
+) -> None:
+    reader = open_same(read_only=True)
+    assert (await reader.message_figures((1.0,))).counts == ()
+    await _write_old_table(reader)
+    found = await reader.message_figures((1.0,))
+    assert [(c.status, c.error_code, c.count) for c in found.counts] == [("sent", None, 1)]
+    assert (found.latency, found.open_problems, found.alerts) == ((), 0, {})
