@@ -657,6 +657,8 @@ async def test_openapi_declares_the_bearer_scheme_and_the_v1_routes_use_it(
         ("/v1/shipments/{tracking_number}/return-requests", "post"),
         ("/v1/shipments/{tracking_number}", "get"),
         ("/v1/metrics/summary", "get"),
+        ("/v1/metrics/report", "get"),
+        ("/v1/metrics/report.csv", "get"),
     }
 
 
