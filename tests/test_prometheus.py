@@ -11,13 +11,22 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
-from activities.ledger import LedgerRecord, MessageState, open_ledger
+from activities.ledger import (
+    LatencyHistogram,
+    Ledger,
+    LedgerRecord,
+    LedgerTotals,
+    MessageCount,
+    open_ledger,
+)
 from starters.api import create_app
 from starters.api.metrics import (
     LATENCY_BUCKETS,
+    MAX_LABEL,
     EventMark,
     classify,
     figures,
+    read_figures,
     source_of,
 )
 from tests.api_support import (
@@ -187,35 +196,65 @@ def test_statuses_are_classed_and_sources_named() -> None:
     assert source_of("/v1/shipments/{tracking_number}/return-requests") == "api"
 
 
-def _row(status: str, sent_after: timedelta | None, **fields: str | None) -> MessageState:
+async def _message(
+    ledger: Ledger, key: str, status: str, sent_after: timedelta, **changes: str
+) -> None:
+    """A message the policy decided at 22:00, then sent (or refused, or suppressed)."""
     decided = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
-    values: dict[str, object] = {
-        name: None for name, info in MessageState.model_fields.items() if info.is_required()
+    fields: dict[str, object] = {
+        "idempotency_key": key,
+        "tracking_number": "1Z999",
+        "order_id": "1001",
+        "trigger": "in_transit",
+        "channel": "email",
+        "to": "ana@example.com",
+        "body": "On its way",
+        "transport": "sendgrid",
+        "sent_at": decided + sent_after,
+        "decided_at": decided,
     }
-    values |= {"idempotency_key": f"k-{len(fields)}-{sent_after}", "status": status}
-    values |= {"attempts": 1, "kind": "message", "trigger": "in_transit", "channel": "email"}
-    values |= {"decided_at": decided}
-    if sent_after is not None:
-        values["sent_at"] = decided + sent_after
-    return MessageState.model_validate(values | fields)
+    draft = LedgerRecord.model_validate(fields | changes)
+    assert (await ledger.claim(key, "test", timedelta(minutes=1), draft=draft)).ours
+    if status == "sent":
+        assert await ledger.record_sent(key, "test", draft)
+    elif status == "failed":
+        assert await ledger.record_failed(key, "400", "bad address", at=draft.sent_at)
+    else:
+        assert await ledger.mark_suppressed(key, "unsubscribed")
 
 
-def test_send_latency_reaches_hours_and_only_sent_messages_count() -> None:
+async def test_send_latency_reaches_hours_and_only_sent_messages_count(tmp_path: Path) -> None:
     """A message held overnight by quiet hours lands in an hours bucket, not in +Inf; rows
-    not sent, and alerts, are no latency."""
-    rows = [
-        _row("sent", timedelta(seconds=3)),
-        _row("sent", timedelta(hours=9)),  # held by quiet hours
-        _row("failed", timedelta(seconds=1), transport="sendgrid", error_code="400"),
-        _row("suppressed", None),
-        _row("sent", timedelta(seconds=2), kind="alert", trigger="pickup_gap", channel="alert"),
-    ]
-    found = figures(rows, [])
-    buckets = found.latency_buckets["email"]
-    assert buckets[LATENCY_BUCKETS.index(5)] == 1
-    assert buckets[LATENCY_BUCKETS.index(43200)] == 1
-    assert buckets[-1] == 0 and sum(buckets) == 2
-    assert found.latency_sums["email"] == 3 + 9 * 3600
+    not sent, and alerts, are no latency (read through the ledger's SQL aggregates)."""
+    ledger = open_ledger(str(tmp_path / "ledger.sqlite3"))
+    try:
+        await _message(ledger, "quick", "sent", timedelta(seconds=3))
+        await _message(ledger, "held", "sent", timedelta(hours=9))  # held by quiet hours
+        await _message(ledger, "refused", "failed", timedelta(seconds=1))
+        await _message(ledger, "opted-out", "suppressed", timedelta(0))
+        alert = LedgerRecord(
+            idempotency_key="alert",
+            kind="alert",
+            tracking_number="1Z999",
+            order_id="1001",
+            trigger="pickup_gap",
+            channel="alert",
+            to="ops",
+            body="no pickup",
+            transport="ledger",
+            sent_at=datetime(2026, 11, 20, 22, 0, 2, tzinfo=UTC),
+        )
+        await ledger.record_once(alert)
+        found = await read_figures(ledger)
+    finally:
+        await ledger.close()
+    email = found.latency["email"]
+    assert email.cumulative[LATENCY_BUCKETS.index(1)] == 0
+    assert email.cumulative[LATENCY_BUCKETS.index(5)] == 1
+    assert email.cumulative[LATENCY_BUCKETS.index(28800)] == 1
+    assert email.cumulative[LATENCY_BUCKETS.index(43200)] == 2
+    assert email.count == 2 and found.latency.keys() == {"email"}
+    assert email.sum == 3 + 9 * 3600
     assert found.messages == {
         ("in_transit", "email", "sent"): 2,
         ("in_transit", "email", "failed"): 1,
@@ -223,6 +262,27 @@ def test_send_latency_reaches_hours_and_only_sent_messages_count() -> None:
     }
     assert found.provider_errors == {("sendgrid", "400"): 1}
     assert found.alerts == {"pickup_gap": 1}
+    assert found.open_problems == 0
+
+
+def test_labels_are_cut_and_groups_they_merge_add_up() -> None:
+    long = "x" * 100
+    bounds = tuple(float(bound) for bound in LATENCY_BUCKETS)
+    counts = tuple(
+        MessageCount("message", trigger, "sms", "failed", "twilio", "21610", 2)
+        for trigger in (long + "a", long + "b")
+    )
+    histograms = tuple(
+        LatencyHistogram(channel, bounds, (1,) * len(bounds), 1, 0.5)
+        for channel in (long + "a", long + "b")
+    )
+    found = figures(LedgerTotals(counts, histograms, 0, {None: 1}))
+    cut = "x" * MAX_LABEL
+    assert found.messages == {(cut, "sms", "failed"): 4}
+    assert found.provider_errors == {("twilio", "21610"): 4}
+    assert (found.latency[cut].count, found.latency[cut].sum) == (2, 1.0)
+    assert found.latency[cut].cumulative == [2] * len(LATENCY_BUCKETS)
+    assert found.alerts == {"": 1}
 
 
 async def _unreachable() -> Client:

@@ -27,11 +27,10 @@ several apps in one process, as in the tests, keep their own):
   lost), `trackflow_alerts_raised_total{kind}`, and `trackflow_ledger_scrape_ok` /
   `trackflow_ledger_scrape_seconds` (whether and how fast the ledger was read).
 
-Scrape cost: for now the ledger figures are computed from `Ledger.states()` (every row of
-the notification ledger, bodies included) and `Ledger.projections()` (every read-model row's
-JSON), i.e. O(messages + shipments) rows read and parsed per scrape. That suits a scrape
-interval of a minute or more up to some 10^5 rows; past that, a ledger method aggregating in
-SQL (GROUP BY; see `LedgerFigures`, the shape it would return) makes it O(groups).
+Scrape cost: the ledger figures come from `Ledger.message_figures()`, which aggregates in
+SQL (GROUP BY over the message rows, a histogram per channel, a count of open-problem
+read-model rows): the database scans the rows once, and the API reads and parses O(groups)
+rows, never a body or a read-model document.
 
 Auth: with `TRACKFLOW_METRICS_TOKEN` set, a scrape needs `Authorization: Bearer <token>`
 (401 otherwise); unset, `/metrics` is open: keep it on an internal network then.
@@ -45,7 +44,7 @@ import hmac
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
@@ -64,16 +63,16 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from starlette.types import Message, Receive, Scope, Send
 
-from activities.ledger import Ledger, MessageState
+from activities.ledger import Ledger, LedgerTotals
 from starters.api.dependencies import AppLedger, Context
 from starters.api.json_body import StrictJsonRoute
-from trackflow.shipment_state import ShipmentProjection
 
 logger = logging.getLogger("trackflow.api")
 
 # Seconds from the policy's decision to the provider's receipt: an immediate send takes
 # seconds, a send window holds a message for hours (overnight quiet hours: up to ~14 h).
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
+_BOUNDS = tuple(float(bound) for bound in LATENCY_BUCKETS)
 MAX_LABEL = 64  # ledger text used as a label value is cut to this
 EventOutcome = Literal["accepted", "duplicate", "ignored"]
 _COUNTED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -213,14 +212,23 @@ class CountedRoute(StrictJsonRoute):
 
 
 @dataclass
+class Latency:
+    """One channel's send-latency histogram: per bound of `LATENCY_BUCKETS` the messages at or
+    under it, how many in all, and their seconds summed."""
+
+    cumulative: list[int]
+    count: int = 0
+    sum: float = 0.0
+
+
+@dataclass
 class LedgerFigures:
-    """What the ledger says, aggregated: what a SQL-level ledger method would return."""
+    """What the ledger says, as the metrics label it (text cut to `MAX_LABEL`)."""
 
     messages: Tally[tuple[str, str, str]] = field(default_factory=Tally)  # trigger, channel, status
     provider_errors: Tally[tuple[str, str]] = field(default_factory=Tally)  # transport, code
     alerts: Tally[str] = field(default_factory=Tally)  # alert kind
-    latency_buckets: dict[str, list[int]] = field(default_factory=dict)  # channel -> per bucket
-    latency_sums: dict[str, float] = field(default_factory=dict)  # channel -> seconds
+    latency: dict[str, Latency] = field(default_factory=dict)  # channel -> histogram
     open_problems: int = 0
 
 
@@ -228,43 +236,35 @@ def _label(value: str | None) -> str:
     return (value or "")[:MAX_LABEL]
 
 
-def _is_message(row: MessageState) -> bool:
-    return row.kind in (None, "message")
-
-
-def figures(
-    states: Sequence[MessageState], projections: Sequence[ShipmentProjection]
-) -> LedgerFigures:
-    """The figures from every ledger row and every read-model row (pure)."""
-    found = LedgerFigures()
-    for row in states:
-        if row.kind == "alert" and row.status == "sent":
-            found.alerts[_label(row.trigger)] += 1
-        if row.status == "failed":
-            found.provider_errors[_label(row.transport), _label(row.error_code)] += 1
-        if not _is_message(row):
-            continue
-        found.messages[_label(row.trigger), _label(row.channel), row.status] += 1
-        if row.status == "sent" and row.sent_at and row.decided_at:
-            channel = _label(row.channel)
-            seconds = max((row.sent_at - row.decided_at).total_seconds(), 0.0)
-            buckets = found.latency_buckets.setdefault(channel, [0] * (len(LATENCY_BUCKETS) + 1))
-            buckets[next_bucket(seconds)] += 1
-            found.latency_sums[channel] = found.latency_sums.get(channel, 0.0) + seconds
-    found.open_problems = sum(1 for p in projections if p.open_problem)
+def figures(totals: LedgerTotals) -> LedgerFigures:
+    """The metrics' figures from the ledger's aggregates (pure): customer messages (kind
+    'message', or none on the oldest rows) by trigger, channel and status; failed rows of any
+    kind by transport and error code; sent alerts by kind."""
+    found = LedgerFigures(open_problems=totals.open_problems)
+    for group in totals.counts:
+        if group.status == "failed":
+            found.provider_errors[_label(group.transport), _label(group.error_code)] += group.count
+        if group.kind in (None, "message"):
+            key = (_label(group.trigger), _label(group.channel), group.status)
+            found.messages[key] += group.count
+    for kind, count in totals.alerts.items():
+        found.alerts[_label(kind)] += count
+    for histogram in totals.latency:
+        if histogram.buckets != _BOUNDS:
+            raise ValueError(f"latency read with other buckets: {histogram.buckets!r}")
+        channel = found.latency.setdefault(
+            _label(histogram.channel), Latency([0] * len(LATENCY_BUCKETS))
+        )
+        channel.cumulative = [
+            a + b for a, b in zip(channel.cumulative, histogram.cumulative, strict=True)
+        ]
+        channel.count += histogram.count
+        channel.sum += histogram.sum
     return found
 
 
-def next_bucket(seconds: float) -> int:
-    """The index of the first bucket whose upper bound holds `seconds` (the last: +Inf)."""
-    for index, bound in enumerate(LATENCY_BUCKETS):
-        if seconds <= bound:
-            return index
-    return len(LATENCY_BUCKETS)
-
-
 async def read_figures(ledger: Ledger) -> LedgerFigures:
-    return figures(await ledger.states(), await ledger.projections())
+    return figures(await ledger.message_figures(_BOUNDS))
 
 
 class LedgerCollector(Collector):
@@ -321,12 +321,13 @@ def _families(found: LedgerFigures) -> Iterator[Metric]:
         "(includes time held by send windows)",
         labels=["channel"],
     )
-    for channel, per_bucket in sorted(found.latency_buckets.items()):
-        cumulative, running = [], 0
-        for bound, count in zip([*LATENCY_BUCKETS, float("inf")], per_bucket, strict=True):
-            running += count
-            cumulative.append((_bound(bound), float(running)))
-        latency.add_metric([channel], cumulative, found.latency_sums[channel])
+    for channel, histogram in sorted(found.latency.items()):
+        cumulative = [
+            (_bound(bound), float(count))
+            for bound, count in zip(LATENCY_BUCKETS, histogram.cumulative, strict=True)
+        ]
+        cumulative.append(("+Inf", float(histogram.count)))
+        latency.add_metric([channel], cumulative, histogram.sum)
     yield latency
     problems = GaugeMetricFamily(
         "trackflow_open_problem_shipments", "Shipments in the read model in exception or lost"
@@ -342,7 +343,7 @@ def _families(found: LedgerFigures) -> Iterator[Metric]:
 
 
 def _bound(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else str(float(bound))
+    return str(float(bound))
 
 
 # --- the route ---------------------------------------------------------------------------
