@@ -66,7 +66,13 @@ async def open_same(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         if request.param == "postgres":
             conn = await asyncpg.connect(POSTGRES_DSN)
             try:
-                await conn.execute(f"DROP TABLE IF EXISTS {table}")
+                side = await conn.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                    "AND tablename LIKE $1",
+                    f"{table}\\_%",
+                )
+                for name in [table, *(row["tablename"] for row in side)]:
+                    await conn.execute(f"DROP TABLE IF EXISTS {name}")
             finally:
                 await conn.close()
 
