@@ -23,6 +23,12 @@ lost package and the return raise Slack alerts; the delayed customers join the K
 `klaviyo` delivery mode: each text is a Klaviyo event, which Klaviyo's flows would send. At the
 end, the demo lists what the doubles received (they work in the background, on their own task
 queue: it waits for them a while, and says what never came).
+
+The merchant's report: before its orders, the demo seeds simulated weeks of history into the
+ledger database once per data dir (`starters.demo_history`: shadow-mode weeks, then live ones;
+its rows are left out of the demo's outbox listings), and at the end writes the report of the
+last 8 weeks and this one (`<data dir>/report.html` and `report.csv`, as `trackflow report`)
+and prints its headline and the `curl` line that fetches it from the API.
 """
 
 from __future__ import annotations
@@ -47,10 +53,14 @@ import httpx
 import pytz
 
 from activities.ledger import LedgerRecord, MessageState, open_ledger
+from starters.demo_history import is_history, seed_history
 from starters.render import format_outbox_line
+from starters.report import load_summary, write_report
 from starters.simulators.providers.local import SIMULATED_FROM
 from starters.simulators.providers.ops import OPS_NAMES, SLACK_CHANNEL, ops_listings
 from trackflow.carriers.samples import random_tracking_number
+from trackflow.insight import period
+from trackflow.settings import Settings
 
 DEMO_TIME_SCALE = 10_000.0
 STEP_SECONDS = 2.0
@@ -66,6 +76,9 @@ MARKER_NAME = "demo_played"
 DAY_HOURS = range(9, 18)
 NIGHT_HOURS = range(1, 6)
 MIN_WIDTH = 40
+HISTORY_WEEKS = 8
+HISTORY_PER_WEEK = 30  # shipments a simulated week
+REPORT_NAME = "report.html"
 
 
 @dataclass(frozen=True)
@@ -696,9 +709,12 @@ def _event_line(event: dict[str, Any]) -> str:
 
 
 async def _states(ledger_url: str, tracking_number: str | None = None) -> list[MessageState]:
+    """The message rows of the demo and of the stack (not the seeded history's)."""
     ledger = open_ledger(ledger_url, read_only=True)
     try:
-        return await ledger.states(tracking_number)
+        return [
+            s for s in await ledger.states(tracking_number) if not is_history(s.tracking_number)
+        ]
     finally:
         await ledger.close()
 
@@ -773,11 +789,69 @@ _PAGE_LINK = re.compile(r"(https?://[^\s?]+/t/[A-Za-z0-9_-]+)(?:\?m=[A-Za-z0-9_-
 
 
 async def _outbox(ledger_url: str) -> list[LedgerRecord]:
+    """What the demo and the stack recorded (not the seeded history's rows)."""
     ledger = open_ledger(ledger_url, read_only=True)
     try:
-        return await ledger.list()
+        return [r for r in await ledger.list() if not is_history(r.tracking_number)]
     finally:
         await ledger.close()
+
+
+async def _seed_history(ledger_url: str, store_name: str) -> None:
+    """Simulated weeks for the merchant's report, once per ledger database."""
+    ledger = open_ledger(ledger_url)
+    try:
+        seeded = await seed_history(
+            ledger,
+            datetime.now(UTC),
+            merchant=store_name,
+            weeks=HISTORY_WEEKS,
+            per_week=HISTORY_PER_WEEK,
+        )
+    finally:
+        await ledger.close()
+    if seeded:
+        _paragraph(
+            f"demo: seeded {HISTORY_WEEKS} simulated weeks of history for the merchant's "
+            "report (shadow mode first, then live; tracking numbers DEMOHIST…, left out of "
+            "the outbox below)."
+        )
+
+
+async def _write_report(
+    ledger_url: str, folder: Path | None, store_name: str, api_url: str, data_dir: Path | None
+) -> None:
+    """The report of the last 8 weeks and this one, as `trackflow report` writes it, into the
+    data dir; its headline, and how to fetch it from the API."""
+    now = datetime.now(UTC)
+    ledger = open_ledger(ledger_url, read_only=True)
+    try:
+        summary = await load_summary(ledger, store_name, period(None, None, now.date()), now)
+    finally:
+        await ledger.close()
+    print(flush=True)
+    if folder is not None:
+        page, sheet = write_report(summary, folder / REPORT_NAME, store_name)
+        _paragraph(
+            f"The merchant's report ({summary.period.start} to {summary.period.end}: the "
+            f"simulated weeks, then this demo): {_shown(page)} (CSV: {_shown(sheet)})"
+        )
+    print(f"  {summary.wismo.headline}", flush=True)
+    print("From the API (the same page; report.csv for the CSV):", flush=True)
+    token_file = (data_dir or folder or Path(".")) / "api_token"
+    if token_file.exists():
+        print(f"  TOKEN=$(cat {_shown(token_file)})", flush=True)
+    print('  curl -H "Authorization: Bearer $TOKEN" \\', flush=True)
+    print(f"       {api_url}/v1/metrics/report > report.html", flush=True)
+    print(flush=True)
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is below it, for copy and paste."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _print_record(record: LedgerRecord) -> None:
@@ -878,11 +952,15 @@ async def _demo(
     ops_url: str | None = None,
     doubled: tuple[str, ...] = (),
     klaviyo_channels: tuple[str, ...] = (),
+    store_name: str | None = None,
 ) -> None:
+    store = store_name or Settings.from_env(os.environ).store_name
     folder = _marker_dir(data_dir, ledger_url)
     earlier = _played_before(folder)
+    await _seed_history(ledger_url, store)
     if earlier is not None and folder is not None:
         await _show_earlier_demo(ledger_url, folder, earlier, ops_url)
+        await _write_report(ledger_url, folder, store, api_url, data_dir)
         return
     _paragraph("demo: sample orders go through the real API; the outbox shows what goes out")
     if providers_url:
@@ -965,6 +1043,7 @@ async def _demo(
             f"{stopped.shipment['tracking_number']}`; what the doubles received: "
             f"{providers_url}/_double/sendgrid/messages and /_double/twilio/messages."
         )
+    await _write_report(ledger_url, folder, store, api_url, data_dir)
     _paragraph(
         "demo: done. Try `.venv/bin/trackflow outbox`, `.venv/bin/trackflow shipment show "
         f"{number}`, or filter by TrackflowStatus / TrackflowNextAction in the Web UI. "
@@ -984,6 +1063,7 @@ def play_demo(
     ops_url: str | None = None,
     doubled: tuple[str, ...] = (),
     klaviyo_channels: tuple[str, ...] = (),
+    store_name: str | None = None,
 ) -> None:
     asyncio.run(
         _demo(
@@ -997,5 +1077,6 @@ def play_demo(
             ops_url=ops_url,
             doubled=doubled,
             klaviyo_channels=klaviyo_channels,
+            store_name=store_name,
         )
     )

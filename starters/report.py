@@ -370,7 +370,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # Scrolls sideways on its own on a narrow screen (the page itself never does).
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _share(count: int, of: int) -> str:
@@ -383,9 +387,10 @@ margin:0 auto;max-width:960px;padding:24px;line-height:1.45}
 h1{font-size:1.5rem;margin:0 0 4px}h2{font-size:1.15rem;margin:32px 0 8px}
 .muted{color:#7b8794}.headline{font-size:1.35rem;font-weight:600;padding:16px;
 border-radius:8px;background:#f0f4f8;margin:16px 0}
-table{border-collapse:collapse;width:100%;font-size:.85rem;margin:8px 0}
+.scroll{overflow-x:auto;margin:8px 0}
+table{border-collapse:collapse;width:100%;font-size:.85rem}
 th,td{border-bottom:1px solid #e4e7eb;padding:4px 6px;text-align:right}
-th:first-child,td:first-child{text-align:left}th{background:#f5f7fa}
+th:first-child,td:first-child{text-align:left;white-space:nowrap}th{background:#f5f7fa}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:16px}
 .legend span{display:inline-block;margin-right:14px;font-size:.8rem}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px}

@@ -361,6 +361,7 @@ def test_every_place_address_resolves_to_its_zone(place: demo.Place) -> None:
 def instant_demo(monkeypatch: pytest.MonkeyPatch, no_pauses: None) -> None:
     for name in ("STAGGER_SECONDS", "DEADLINE_SECONDS", "SETTLE_SECONDS"):
         monkeypatch.setattr(demo, name, 0.0)
+    monkeypatch.setattr(demo, "HISTORY_PER_WEEK", 3)  # a few simulated shipments a week
 
 
 async def _run_demo(data_dir: Path, api: FakeApi) -> None:
@@ -372,6 +373,7 @@ async def _run_demo(data_dir: Path, api: FakeApi) -> None:
         "http://simulator",
         data_dir,
         transport=httpx.MockTransport(api.handle),
+        store_name="Acme Goods",
     )
 
 
@@ -382,7 +384,17 @@ async def test_the_demo_plays_once_per_data_dir_then_shows_the_outbox(
     await _run_demo(tmp_path, first)
     registered = [r for r in first.requests if r == ("POST", "/v1/shipments")]
     assert len(registered) == len(demo._orders("X"))
-    assert "demo: done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "demo: done" in out
+    # The history is seeded before the first order, the report written before the end.
+    seeded = out.index("demo: seeded 8 simulated weeks of history")
+    assert seeded < out.index("-1001] ") < out.index("report.html") < out.index("demo: done")
+    page = (tmp_path / "report.html").read_text()
+    assert "<title>Acme Goods" in page and page.count("<svg") >= 3
+    assert "shipment" in (tmp_path / "report.csv").read_text()
+    headline = re.search(r"^  (WISMO tickets per 100 shipments: [0-9.]+ → .*)$", out, re.M)
+    assert headline is not None and headline.group(1) in page
+    assert '  curl -H "Authorization: Bearer $TOKEN" \\\n       http://api/v1/metrics/report' in out
 
     ledger = open_ledger(str(tmp_path / "ledger.sqlite3"))
     await ledger.record_once(_record("3318810025", "email", "Your order #A1B2-1004 ...", "Hi"))
@@ -395,6 +407,8 @@ async def test_the_demo_plays_once_per_data_dir_then_shows_the_outbox(
     assert "already played in this data dir" in out
     assert "margaret@example.com" in out
     assert "make clean" in out
+    assert "seeded" not in out and "DEMOHIST" not in out  # once; not in the outbox listing
+    assert "WISMO tickets per 100 shipments: " in out  # the report, written afresh
 
 
 def test_without_a_data_dir_the_marker_goes_beside_a_sqlite_ledger(tmp_path: Path) -> None:
