@@ -21,6 +21,8 @@ import pytz
 
 from activities.ledger import LedgerRecord, open_ledger
 from starters import demo
+from starters.cli import _parser
+from starters.demo_history import seed_history
 from starters.render import format_outbox_line
 from starters.simulators.klaviyo import DELAYED_LIST_ID
 from starters.simulators.providers.app import create_providers_app
@@ -32,6 +34,7 @@ from trackflow.messages import Brand, render
 from trackflow.models import CarrierEvent, Channel, ExceptionKind, Shipment, Trigger
 from trackflow.pinning import pin
 from trackflow.policy import customer_zone, on_event, on_start, view
+from trackflow.settings import Settings
 from trackflow.shipment_state import ShipmentState
 from trackflow.sources.shopify import parse_fulfillment
 from trackflow.tracking_policy import TrackingPolicy
@@ -531,3 +534,27 @@ async def test_a_double_that_does_not_answer_is_said_so() -> None:
         ops = demo.Ops(http, "http://ops", ("slack",))
         assert await ops.received() == {"slack": None}
         assert await ops.show(within=0) == ["a Slack alert"]
+
+
+def test_trackflow_outbox_after_the_demo_lists_its_messages_not_the_seeded_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo ends with "Try `trackflow outbox`": the simulated weeks (hundreds of DEMOHIST
+    rows) must not bury what the demo sent. Fails until starters/cli.py `_run_outbox` leaves
+    out `starters.demo_history.is_history` rows unless `--tracking-number` names one. Sync:
+    the CLI runs its own event loop."""
+
+    async def history_and_a_demo_message() -> None:
+        ledger = open_ledger(str(tmp_path / "ledger.sqlite3"))
+        try:
+            await seed_history(ledger, datetime.now(UTC), merchant="Acme", weeks=1, per_week=2)
+            await ledger.record_once(_record("3318810025", "email", "Your order #A1B2", "Hi"))
+        finally:
+            await ledger.close()
+
+    asyncio.run(history_and_a_demo_message())
+    args = _parser().parse_args(["outbox"])
+    assert args.run(args, Settings(data_dir=tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "margaret@example.com" in out
+    assert "DEMOHIST" not in out, out
