@@ -358,6 +358,10 @@ def _run_outbox(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await ledger.close()
         records = [r for r in records if _in_mode(r.transport, args.mode)]
+        if args.tracking_number is None:  # the demo's simulated weeks feed the report only
+            from starters.demo_history import is_history
+
+            records = [r for r in records if not is_history(r.tracking_number)]
         if args.csv:
             _write_csv([r.model_dump(mode="json") for r in records])
         elif args.json:
