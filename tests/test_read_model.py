@@ -19,7 +19,7 @@ from tests.harness import eventually, running_worker
 from trackflow import policy as tracking
 from trackflow.effects import SendNotification
 from trackflow.models import CarrierStatus, Channel, ExceptionKind, Trigger
-from trackflow.projection import changed, project
+from trackflow.projection import SCAN_WRITE_INTERVAL, Change, change, project, write_due
 from trackflow.shipment_state import Phase, ShipmentProjection, ShipmentState
 
 NOW = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
@@ -71,16 +71,25 @@ def test_the_row_carries_what_pages_and_analytics_need_and_only_the_first_name()
 
 
 def test_only_a_material_change_asks_for_a_write() -> None:
-    state = _state_after((CarrierStatus.IN_TRANSIT, 20, {}))
+    state = _state_after(IN_TRANSIT)
     written = _row(state, version=3)
-    assert changed(None, written)
+    assert change(None, written) is Change.MATERIAL
     later = project(state, make_shipment(tracking_number="1ZREADMODEL0000001", order_value="300"),
                     ANY_TIME_POLICY, NOW + timedelta(hours=5), 4)  # fmt: skip
-    assert not changed(written, later)  # a new time and version only
-    moved = _row(
-        _state_after((CarrierStatus.IN_TRANSIT, 20, {}), (CarrierStatus.DELIVERED, 50, {}))
-    )
-    assert changed(written, moved)
+    assert change(written, later) is Change.NONE  # a new time and version only
+    assert write_due(written, later) is None
+    moved = _row(_state_after(IN_TRANSIT, DELIVERED))
+    assert change(written, moved) is Change.MATERIAL
+    assert write_due(written, moved) == NOW
+
+
+def test_a_scan_that_moves_no_milestone_is_written_at_most_once_a_minute() -> None:
+    written = _row(_state_after(IN_TRANSIT))
+    scanned = _row(_state_after(IN_TRANSIT, (CarrierStatus.IN_TRANSIT, 30, {"event_id": "e2"})))
+    assert change(written, scanned) is Change.SCAN
+    assert write_due(written, scanned) == NOW + SCAN_WRITE_INTERVAL
+    much_later = scanned.model_copy(update={"updated_at": NOW + timedelta(hours=2)})
+    assert write_due(written, much_later) == NOW + timedelta(hours=2)
 
 
 def test_with_sent_adds_each_message_once_as_the_workflow_records_it() -> None:

@@ -11,7 +11,8 @@ continue-as-new), so a late retry of an older write never replaces a newer row.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 
 from trackflow import policy as tracking
 from trackflow.models import CarrierStatus, Shipment
@@ -52,6 +53,42 @@ def project(
     )
 
 
-def changed(written: ShipmentProjection | None, current: ShipmentProjection) -> bool:
-    """Whether `current` says anything the row written last does not."""
-    return written is None or written.material() != current.material()
+# A scan that moves no milestone (and changes no estimate, exception, message or note) only
+# refreshes the timeline and the next deadline: such rows are written at most this often
+# (a burst of scans in one write), the last of a burst when the interval has passed.
+SCAN_WRITE_INTERVAL = timedelta(minutes=1)
+_SCAN_ONLY = {"timeline", "timeline_omitted", "next_action", "unrecognised_codes"}
+
+
+class Change(StrEnum):
+    NONE = "none"
+    SCAN = "scan"  # the timeline or the next deadline only
+    MATERIAL = "material"
+
+
+def change(written: ShipmentProjection | None, current: ShipmentProjection) -> Change:
+    """What `current` says that the row written last does not."""
+    if written is None:
+        return Change.MATERIAL
+    if written.material() == current.material():
+        return Change.NONE
+    before, after = _beyond_scans(written), _beyond_scans(current)
+    return Change.SCAN if before == after else Change.MATERIAL
+
+
+def write_due(written: ShipmentProjection | None, current: ShipmentProjection) -> datetime | None:
+    """When the row should be written: now (`current.updated_at`), later (a scan within
+    `SCAN_WRITE_INTERVAL` of the last write), or never (nothing new)."""
+    kind = change(written, current)
+    if kind is Change.NONE:
+        return None
+    if kind is Change.SCAN and written is not None:
+        return max(current.updated_at, written.updated_at + SCAN_WRITE_INTERVAL)
+    return current.updated_at
+
+
+def _beyond_scans(row: ShipmentProjection) -> dict[str, object]:
+    scans_only = dict.fromkeys(_SCAN_ONLY, True)
+    return row.model_dump(
+        mode="json", exclude={"version": True, "updated_at": True, "document": scans_only}
+    )

@@ -54,6 +54,7 @@ class ShipmentTrackingWorkflow:
         self._integrations: set[asyncio.Task[None]] = set()
         self._broken: BaseException | None = None
         self._written: ShipmentProjection | None = None
+        self._row_due: datetime | None = None  # a scan-only row owed, written then
 
     @workflow.run
     async def run(self, input: ShipmentWorkflowInput) -> ShipmentView:
@@ -81,7 +82,7 @@ class ShipmentTrackingWorkflow:
                 )
             await self._wait_for_inbox_or_next_timer()
         await self._answer_every_update()
-        await self._keep_read_model()
+        await self._keep_read_model(finishing=True)
         return self._view()
 
     async def _drain_inbox(self) -> None:
@@ -166,9 +167,16 @@ class ShipmentTrackingWorkflow:
     async def _wait_for_inbox_or_next_timer(self) -> None:
         action = policy.next_action(self._state, self._shipment, self._policy)
         self._arm(action.due_at, action.kind)
-        await workflow.wait_condition(
-            lambda: bool(self._inbox) or self._timer_fired() or bool(self._broken)
-        )
+
+        def woken() -> bool:
+            return bool(self._inbox) or self._timer_fired() or bool(self._broken)
+
+        if self._row_due is None:
+            await workflow.wait_condition(woken)
+        else:  # the row owed for the last scans is written when nothing else comes first
+            wait = max(self._row_due - workflow.now(), timedelta(seconds=1))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await workflow.wait_condition(woken, timeout=wait)
         self._raise_if_broken()
 
     def _timer_fired(self) -> bool:
@@ -263,15 +271,18 @@ class ShipmentTrackingWorkflow:
             self._state, self._shipment, self._policy, workflow.now(), version
         )
 
-    async def _keep_read_model(self) -> None:
+    async def _keep_read_model(self, *, finishing: bool = False) -> None:
         """Write the row when it says something the last one written does not (a change
-        that sent no message: the send activity writes it otherwise)."""
+        that sent no message: the send activity writes it otherwise); a scan that only
+        refreshes the timeline waits out `SCAN_WRITE_INTERVAL` since the last write."""
         if not workflow.patched(effects.READ_MODEL_PATCH):
             return
         current = read_model.project(
             self._state, self._shipment, self._policy, workflow.now(), self._state.projections or 1
         )
-        if read_model.changed(self._written, current):
+        self._row_due = read_model.write_due(self._written, current)
+        if self._row_due is not None and (finishing or self._row_due <= workflow.now()):
+            self._row_due = None
             version = self._state.projections + 1
             self._state = self._state.model_copy(update={"projections": version})
             row = current.model_copy(update={"version": version})
