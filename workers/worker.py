@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import TypedDict
 
 import httpx
 from temporalio.client import Client
@@ -167,6 +168,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
             helpdesk.tag_helpdesk,
         ],
         workflow_runner=sandbox_runner(),
+        **main_worker_tuning(settings),
     )
     integrations = Worker(
         client,
@@ -206,6 +208,26 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         await carrier_http.aclose()
         await shipengine_http.aclose()
         await ledger.close()
+
+
+class MainWorkerTuning(TypedDict, total=False):
+    max_cached_workflows: int
+    max_concurrent_workflow_tasks: int
+    max_concurrent_activities: int
+    max_concurrent_local_activities: int
+
+
+def main_worker_tuning(settings: Settings) -> MainWorkerTuning:
+    """The main worker's cache size (TRACKFLOW_MAX_CACHED_WORKFLOWS) and the slots set by
+    TRACKFLOW_MAX_CONCURRENT_{WORKFLOW_TASKS,ACTIVITIES,LOCAL_ACTIVITIES}; unset: the SDK's."""
+    tuning = MainWorkerTuning(max_cached_workflows=settings.max_cached_workflows)
+    if settings.max_concurrent_workflow_tasks is not None:
+        tuning["max_concurrent_workflow_tasks"] = settings.max_concurrent_workflow_tasks
+    if settings.max_concurrent_activities is not None:
+        tuning["max_concurrent_activities"] = settings.max_concurrent_activities
+    if settings.max_concurrent_local_activities is not None:
+        tuning["max_concurrent_local_activities"] = settings.max_concurrent_local_activities
+    return tuning
 
 
 def integration_providers(settings: Settings) -> dict[str, str]:

@@ -1,0 +1,63 @@
+"""TRACKFLOW_MAX_CACHED_WORKFLOWS and the slot settings reach the main worker."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from trackflow.settings import Settings
+from workers.worker import WORKFLOWS, main_worker_tuning, sandbox_runner
+
+
+def test_unset_the_cache_keeps_1000_workflows_and_the_slots_are_the_sdks() -> None:
+    assert main_worker_tuning(Settings.from_env({})) == {"max_cached_workflows": 1000}
+
+
+def test_the_environment_sets_the_cache_size_and_every_slot() -> None:
+    settings = Settings.from_env(
+        {
+            "TRACKFLOW_MAX_CACHED_WORKFLOWS": "250",
+            "TRACKFLOW_MAX_CONCURRENT_WORKFLOW_TASKS": "50",
+            "TRACKFLOW_MAX_CONCURRENT_ACTIVITIES": "40",
+            "TRACKFLOW_MAX_CONCURRENT_LOCAL_ACTIVITIES": "30",
+        }
+    )
+    assert main_worker_tuning(settings) == {
+        "max_cached_workflows": 250,
+        "max_concurrent_workflow_tasks": 50,
+        "max_concurrent_activities": 40,
+        "max_concurrent_local_activities": 30,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TRACKFLOW_MAX_CACHED_WORKFLOWS", "-1"),
+        ("TRACKFLOW_MAX_CONCURRENT_WORKFLOW_TASKS", "1"),  # the SDK needs 2 with a cache
+        ("TRACKFLOW_MAX_CONCURRENT_ACTIVITIES", "0"),
+        ("TRACKFLOW_MAX_CONCURRENT_LOCAL_ACTIVITIES", "0"),
+    ],
+)
+def test_out_of_range_tuning_is_a_setting_error(name: str, value: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings.from_env({name: value})
+
+
+async def test_the_sdk_worker_takes_the_tuning(client: Client, task_queue: str) -> None:
+    settings = Settings.from_env(
+        {"TRACKFLOW_MAX_CACHED_WORKFLOWS": "0", "TRACKFLOW_MAX_CONCURRENT_ACTIVITIES": "7"}
+    )
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        workflow_runner=sandbox_runner(),
+        **main_worker_tuning(settings),
+    )
+    config = worker.config()
+    assert config["max_cached_workflows"] == 0
+    assert config["max_concurrent_activities"] == 7
+    assert config["max_concurrent_workflow_tasks"] is None
