@@ -23,7 +23,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv up test lint fmt typecheck bench record-histories clean
+.PHONY: help venv up test lint fmt typecheck bench bench-e2e record-histories clean
 
 help:
 	@echo "make up         run trackflow locally (ARGS='$(ARGS)')"
@@ -32,6 +32,7 @@ help:
 	@echo "make fmt        ruff format + ruff check --fix"
 	@echo "make typecheck  mypy $(MYPY_TARGETS)"
 	@echo "make bench      speed goals of the pure core (python -m bench)"
+	@echo "make bench-e2e  trackflow vs bare Temporal end to end (< 10 min; BENCH_ARGS=--quick: 1 min)"
 	@echo "make record-histories  re-record tests/histories/ from the current workflows (SCENARIOS='$(SCENARIOS)')"
 	@echo "make clean      remove .trackflow/ and caches (not $(VENV))"
 
@@ -100,6 +101,12 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# trackflow vs a bare-Temporal workflow of the same shape, over HTTP, on its own dev server;
+# writes bench/results/e2e-<time>.json and bench/RESULTS.md (bench/e2e.py). Not a test.
+BENCH_ARGS ?=
+bench-e2e: $(STAMP)
+	$(BIN)/python -m bench.e2e $(BENCH_ARGS)
 
 # Replay fixtures and command fingerprints (README: Replay guard); starts its own dev server.
 record-histories: $(STAMP)
