@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
+import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -41,3 +45,20 @@ def offline_chromium(window_size: str = "1280,1400") -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
+
+
+@contextmanager
+def serving_app(app: Any) -> Iterator[str]:
+    """An ASGI app on a free loopback port for the browser; its URL."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    port = free_port()
+    # Listening before the server runs: the browser's first request waits in the backlog.
+    listener = socket.create_server(("127.0.0.1", port))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()

@@ -7,13 +7,10 @@ declared security scheme it had no Authorize button.
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -23,9 +20,8 @@ from selenium.webdriver.support.wait import WebDriverWait
 from temporalio.client import Client
 
 from starters.api import create_app
-from tests.browser import offline_chromium
+from tests.browser import offline_chromium, serving_app
 from tests.factories import ANY_TIME_POLICY
-from tests.harness import free_port
 from trackflow.settings import Settings
 
 TOKEN = "browser-test-token"
@@ -42,18 +38,8 @@ def api_url(tmp_path: Path) -> Iterator[str]:
     """The API on a free port, Temporal unreachable (the docs do not need it)."""
     settings = Settings(api_token=TOKEN, data_dir=tmp_path)
     app = create_app(settings, _no_temporal, ANY_TIME_POLICY)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    port = free_port()
-    # Listening before the server runs: the browser's first request waits in the backlog.
-    listener = socket.create_server(("127.0.0.1", port))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
+    with serving_app(app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,14 +9,11 @@ docs/report.png is a copy of the desktop one)."""
 from __future__ import annotations
 
 import base64
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from temporalio.client import Client
@@ -25,9 +22,8 @@ from activities.ledger import open_ledger
 from starters.api import create_app
 from starters.demo_history import seed_history
 from starters.report import load_summary
-from tests.browser import offline_chromium
+from tests.browser import offline_chromium, serving_app
 from tests.factories import ANY_TIME_POLICY
-from tests.harness import free_port
 from tests.test_tracking_page_browser import WIDTHS, _full_page_screenshot, screenshots_dir
 from trackflow.insight import Summary, period
 from trackflow.settings import Settings
@@ -68,17 +64,8 @@ async def summary(tmp_path: Path) -> Summary:
 def api_url(tmp_path: Path, summary: Summary) -> Iterator[str]:
     """The API on a free port (Temporal unreachable: the report does not need it)."""
     app = create_app(_settings(tmp_path), _no_temporal, ANY_TIME_POLICY)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    port = free_port()
-    listener = socket.create_server(("127.0.0.1", port))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
+    with serving_app(app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from temporalio.client import Client
 
 from activities.ledger import open_ledger
 from starters.api import create_app
-from tests.browser import offline_chromium
+from tests.browser import offline_chromium, serving_app
 from tests.factories import ANY_TIME_POLICY
-from tests.harness import free_port
 from tests.test_tracking_page import STATES, row_for
 from trackflow.page_token import page_key, page_token
 from trackflow.settings import Settings
@@ -91,17 +87,8 @@ def _settings(tmp_path: Path) -> Settings:
 def page_url(tmp_path: Path, pages: dict[str, str]) -> Iterator[str]:
     """The API on a free port (Temporal unreachable: the page does not need it)."""
     app = create_app(_settings(tmp_path), _no_temporal, ANY_TIME_POLICY)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    port = free_port()
-    listener = socket.create_server(("127.0.0.1", port))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
+    with serving_app(app) as url:
+        yield url
 
 
 @pytest.fixture
