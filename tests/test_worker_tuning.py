@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from pydantic import ValidationError
-from temporalio.client import Client
 from temporalio.worker import Worker
 
 from trackflow.settings import Settings
-from workers.worker import WORKFLOWS, main_worker_tuning, sandbox_runner
+from workers.worker import main_worker_tuning
 
 
 def test_unset_the_cache_keeps_1000_workflows_and_the_slots_are_the_sdks() -> None:
@@ -46,18 +47,18 @@ def test_out_of_range_tuning_is_a_setting_error(name: str, value: str) -> None:
         Settings.from_env({name: value})
 
 
-async def test_the_sdk_worker_takes_the_tuning(client: Client, task_queue: str) -> None:
+def test_the_sdk_worker_takes_the_tuning() -> None:
+    """Every key names a parameter of the SDK's Worker (checked without a server)."""
     settings = Settings.from_env(
         {"TRACKFLOW_MAX_CACHED_WORKFLOWS": "0", "TRACKFLOW_MAX_CONCURRENT_ACTIVITIES": "7"}
     )
-    worker = Worker(
-        client,
-        task_queue=task_queue,
-        workflows=WORKFLOWS,
-        workflow_runner=sandbox_runner(),
-        **main_worker_tuning(settings),
+    tuning = main_worker_tuning(settings)
+    bound = inspect.signature(Worker).bind(object(), task_queue="tq", **tuning)
+    assert bound.arguments["max_cached_workflows"] == 0
+    assert bound.arguments["max_concurrent_activities"] == 7
+    full = main_worker_tuning(
+        settings.model_copy(
+            update={"max_concurrent_workflow_tasks": 4, "max_concurrent_local_activities": 3}
+        )
     )
-    config = worker.config()
-    assert config["max_cached_workflows"] == 0
-    assert config["max_concurrent_activities"] == 7
-    assert config["max_concurrent_workflow_tasks"] is None
+    assert set(full) <= set(inspect.signature(Worker).parameters)
