@@ -667,6 +667,8 @@ ROWS: list[tuple[str, str]] = [
     ("p99 event POST (ms)", "event_p99"),
     ("p99 event -> recorded (ms)", "recorded_p99"),
     ("billable actions / shipment", "actions_per_shipment"),
+    ("workflow tasks / shipment", "workflow_tasks"),
+    ("workflow tasks timed out / shipment", "workflow_task_timeouts"),
     ("history bytes / shipment", "history_bytes_per_shipment"),
     ("server db bytes / shipment", "server_db_bytes_per_shipment"),
     ("app data bytes / shipment", "app_data_bytes_per_shipment"),
@@ -695,6 +697,10 @@ def _flat(run: dict[str, Any]) -> dict[str, float]:
         "event_p99": event.get("p99") or float("nan"),
         "recorded_p99": run["event_to_recorded_ms"]["p99"] or float("nan"),
         "load_1m": run["load_before"][0],
+        "workflow_tasks": run["history_events_per_shipment"].get("WORKFLOW_TASK_STARTED", 0.0),
+        "workflow_task_timeouts": run["history_events_per_shipment"].get(
+            "WORKFLOW_TASK_TIMED_OUT", 0.0
+        ),
     }
     return flat
 
@@ -800,6 +806,12 @@ Produced by `make bench-e2e` (`python -m bench.e2e`, see its docstring for the m
 - Billable actions are counted from the histories of every workflow the run started
   (`bench.e2e.billable`); queries leave no history (the driver sends none). Workflows other
   than the shipments' (health checks etc.) are listed in the JSON (`actions_other_workflows`).
+- The bare workflow runs unsandboxed (`sandboxed=False`) on an SDK-default worker: the
+  cheapest bare Temporal on the worker side; trackflow's workflows run in the SDK sandbox
+  (with its passthrough modules) on its configured worker.
+- Server CPU, worker/API CPU and "other processes' CPU" (the machine's busy time from
+  /proc/stat minus ours) are for the whole run, registrations included. Worker and API are
+  fresh processes per run (peak RSS = VmHWM); the server lives for all runs (RSS at run end).
 
 **events processed/s ratio trackflow / bare (median of the pairs): {ratio:.2f}**
 
