@@ -138,3 +138,20 @@ def poll_json(
         if accept(body) or time.monotonic() > deadline:
             return body
         time.sleep(0.2)
+
+
+async def drop_ledger_tables(dsn: str, table: str) -> None:
+    """Drop a PostgreSQL test ledger: its table and every side table (`<table>_*`)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        side = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename LIKE $1",
+            table.replace("_", "\\_") + "\\_%",
+        )
+        for name in [table, *(row["tablename"] for row in side)]:
+            await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+    finally:
+        await conn.close()

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 from temporalio.exceptions import ApplicationError
 
@@ -34,6 +33,7 @@ from activities.exactly_once import (
     send_once,
 )
 from activities.ledger import Ledger, LedgerRecord, PostgresLedger, SqliteLedger, open_ledger
+from tests.harness import drop_ledger_tables
 from trackflow.models import Channel
 
 POSTGRES_DSN = os.environ.get(
@@ -57,12 +57,7 @@ async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     finally:
         await opened.close()
         if table is not None:
-            conn = await asyncpg.connect(POSTGRES_DSN)
-            try:
-                for suffix in ("", "_policies", "_feedback_seen", "_suppressions"):
-                    await conn.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
-            finally:
-                await conn.close()
+            await drop_ledger_tables(POSTGRES_DSN, table)
 
 
 @dataclass

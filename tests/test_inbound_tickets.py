@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -39,7 +38,7 @@ from starters.simulators.providers.server import serving
 from starters.simulators.zendesk import ZendeskDouble, create_zendesk_app
 from tests.api_support import TOKEN, api_settings, event_body, shipment_body, tracking_number
 from tests.factories import ANY_TIME_POLICY, make_shipment
-from tests.harness import eventually, free_port, outbox, running_worker, sent
+from tests.harness import drop_ledger_tables, eventually, free_port, outbox, running_worker, sent
 from trackflow.contracts import integrations_queue
 from trackflow.settings import Settings
 from trackflow.tickets import TicketTriage, customer_digest, index_keys, workflow_id_for_ticket
@@ -636,14 +635,7 @@ async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     finally:
         await opened.close()
         if request.param == "postgres":
-            conn = await asyncpg.connect(POSTGRES_DSN)
-            try:
-                for suffix in ("", "_policies", "_feedback_seen", "_suppressions"):
-                    await conn.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
-                for suffix in ("_customer_index", "_inbound_tickets"):
-                    await conn.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
-            finally:
-                await conn.close()
+            await drop_ledger_tables(POSTGRES_DSN, table)
 
 
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)

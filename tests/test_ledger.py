@@ -31,7 +31,7 @@ from activities.ledger import (
     open_ledger,
 )
 from tests.factories import ANY_TIME_POLICY, make_shipment
-from tests.harness import clean_env, trackflow_cli
+from tests.harness import clean_env, drop_ledger_tables, trackflow_cli
 from trackflow.projection import project
 from trackflow.shipment_state import Phase, ShipmentProjection, ShipmentState
 
@@ -64,17 +64,7 @@ async def open_same(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         for ledger in opened:
             await ledger.close()
         if request.param == "postgres":
-            conn = await asyncpg.connect(POSTGRES_DSN)
-            try:
-                side = await conn.fetch(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-                    "AND tablename LIKE $1",
-                    f"{table}\\_%",
-                )
-                for name in [table, *(row["tablename"] for row in side)]:
-                    await conn.execute(f"DROP TABLE IF EXISTS {name}")
-            finally:
-                await conn.close()
+            await drop_ledger_tables(POSTGRES_DSN, table)
 
 
 @pytest.fixture
