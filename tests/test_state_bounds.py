@@ -50,6 +50,7 @@ EVENTS = 10_000
 # Signals sent at once, each batch processed before the next: while a workflow task runs, the
 # server buffers new signals and fails the task (FORCE_CLOSE_COMMAND) past 100 of them.
 BATCH = 50
+BATCH_DEADLINE_S = 90.0
 # The one workflow task failure a run may show: signals that arrive while the task that
 # continues as new is being completed make the server refuse it (Temporal's UnhandledCommand);
 # the next task takes them in and continues as new then. Nothing else may fail.
@@ -258,6 +259,10 @@ async def test_ten_thousand_maximal_events_through_one_shipment(
             await eventually(
                 view_now,
                 _processed(end),
+                # A batch that lands on a continue-as-new raced by its signals waits for the
+                # server to retry the failed task (with backoff): the bound, not the speed, is
+                # what this test is about (bench/ measures speed).
+                deadline_s=BATCH_DEADLINE_S,
                 what=f"the first {end} events processed",
             )
         runs = await all_runs(client, shipment.workflow_id, first_run)

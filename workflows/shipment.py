@@ -65,12 +65,13 @@ class ShipmentTrackingWorkflow:
             )
             await self._drain_inbox()
             self._publish()
-            await self._keep_read_model()
+            if not self._continuing():  # else the next run writes the row first thing
+                await self._keep_read_model()
             if policy.is_finished(self._state):
                 await workflow.wait_condition(lambda: not self._integrations or bool(self._broken))
                 self._raise_if_broken()
                 break
-            if self._history_is_long() and not self._integrations:
+            if self._continuing():
                 await self._answer_every_update()
                 workflow.continue_as_new(
                     ShipmentWorkflowInput(
@@ -98,6 +99,15 @@ class ShipmentTrackingWorkflow:
             )
             if not self._inbox:
                 return
+
+    def _continuing(self) -> bool:
+        """This run is about to continue as new (nothing pending, not finished): it keeps
+        its last task short, so that signals arriving meanwhile rarely race the command."""
+        return (
+            self._history_is_long()
+            and not self._integrations
+            and not policy.is_finished(self._state)
+        )
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
