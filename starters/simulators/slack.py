@@ -243,6 +243,22 @@ def create_slack_app(double: SlackDouble | None = None) -> FastAPI:
     app = FastAPI(title="trackflow Slack double")
     app.state.double = state
 
+    async def web_api_call(
+        request: Request,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, Response | None]:
+        """A Web API method's arguments and its scripted rule (a stall is carried out by the
+        method, after it has done its work), or Slack's answer refusing the call: a scripted
+        refusal (429 ratelimited, 5xx...) or a missing token (not_authed, HTTP 200)."""
+        rule = state.scripted(request.url.path)
+        if rule is not None and not _is_stall(rule):
+            status, error, headers = _refusal(rule, "ratelimited")
+            answer = {"ok": False, "error": error}
+            return {}, rule, JSONResponse(answer, status_code=status, headers=headers)
+        args = await arguments(request)
+        if not authed(request, args):
+            return args, rule, JSONResponse({"ok": False, "error": "not_authed"})
+        return args, rule, None
+
     async def arguments(request: Request) -> dict[str, Any]:
         """A Web API method's arguments: the query string, then a form or JSON body."""
         found: dict[str, Any] = dict(request.query_params)
@@ -280,13 +296,9 @@ def create_slack_app(double: SlackDouble | None = None) -> FastAPI:
 
     @app.post("/api/chat.postMessage")
     async def post_message(request: Request) -> Response:
-        rule = state.scripted(request.url.path)
-        if rule is not None and not _is_stall(rule):
-            status, error, headers = _refusal(rule, "ratelimited")
-            return JSONResponse({"ok": False, "error": error}, status_code=status, headers=headers)
-        payload = await arguments(request)
-        if not authed(request, payload):
-            return JSONResponse({"ok": False, "error": "not_authed"})
+        payload, rule, refused = await web_api_call(request)
+        if refused is not None:
+            return refused
         channel = state.channel_id(payload.get("channel"))
         if channel is None:
             return JSONResponse({"ok": False, "error": "channel_not_found"})
@@ -319,21 +331,17 @@ def create_slack_app(double: SlackDouble | None = None) -> FastAPI:
 
     @app.api_route("/api/conversations.history", methods=["GET", "POST"])
     async def history(request: Request) -> Response:
-        rule = state.scripted(request.url.path)
-        if rule is not None and not _is_stall(rule):
-            status, error, headers = _refusal(rule, "ratelimited")
-            return JSONResponse({"ok": False, "error": error}, status_code=status, headers=headers)
-        args = await arguments(request)
-        if not authed(request, args):
-            return JSONResponse({"ok": False, "error": "not_authed"})
+        args, rule, refused = await web_api_call(request)
+        if refused is not None:
+            return refused
         channel = args.get("channel")
         if not channel:
             return JSONResponse({"ok": False, "error": "invalid_arguments"})
         if channel not in state.channels:  # an ID, as Slack wants: a name is not found
             return JSONResponse({"ok": False, "error": "channel_not_found"})
         scope = "groups:history" if channel in state.private else "channels:history"
-        if (refused := state.missing_scope(scope)) is not None:
-            return JSONResponse(refused)
+        if (lacking := state.missing_scope(scope)) is not None:
+            return JSONResponse(lacking)
         oldest = _ts_param(args.get("oldest"), 0.0)
         if oldest is None:
             return JSONResponse({"ok": False, "error": "invalid_ts_oldest"})
@@ -382,13 +390,9 @@ def create_slack_app(double: SlackDouble | None = None) -> FastAPI:
 
     @app.api_route("/api/conversations.list", methods=["GET", "POST"])
     async def list_channels(request: Request) -> Response:
-        rule = state.scripted(request.url.path)
-        if rule is not None and not _is_stall(rule):
-            status, error, headers = _refusal(rule, "ratelimited")
-            return JSONResponse({"ok": False, "error": error}, status_code=status, headers=headers)
-        args = await arguments(request)
-        if not authed(request, args):
-            return JSONResponse({"ok": False, "error": "not_authed"})
+        args, rule, refused = await web_api_call(request)
+        if refused is not None:
+            return refused
         types = set(str(args.get("types") or "public_channel").split(","))
         wanted: list[tuple[str, str]] = []
         for channel_id, name in sorted(state.channels.items()):
@@ -398,8 +402,8 @@ def create_slack_app(double: SlackDouble | None = None) -> FastAPI:
         needed = ["channels:read"] if "public_channel" in types else []
         needed += ["groups:read"] if "private_channel" in types else []
         for scope in needed:
-            if (refused := state.missing_scope(scope)) is not None:
-                return JSONResponse(refused)
+            if (lacking := state.missing_scope(scope)) is not None:
+                return JSONResponse(lacking)
         start = 0
         if args.get("cursor"):
             try:
