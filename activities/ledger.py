@@ -130,6 +130,17 @@ class PageVisit(BaseModel):
     at: datetime
 
 
+class Suppression(BaseModel):
+    """An address the merchant may not contact on a channel, and why (since when)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: str
+    address: str
+    reason: str
+    at: datetime
+
+
 class Purged(BaseModel):
     """What a retention purge deleted."""
 
@@ -397,6 +408,10 @@ class Ledger(Protocol):
         self, merchant: str, channel: str, address: str, reason: str | None = None
     ) -> bool:
         """Lift the suppression (for `reason` only, or all); False if there was none."""
+        ...
+
+    async def suppressions(self, merchant: str) -> builtins.list[Suppression]:
+        """The merchant's whole suppression list, oldest first."""
         ...
 
     async def suppressed(self, merchant: str, channel: str, address: str) -> str | None:
@@ -940,6 +955,22 @@ class _SqlLedger(ABC):
             *((reason,) if reason is not None else ()),
         )
         return bool(deleted)
+
+    async def suppressions(self, merchant: str) -> builtins.list[Suppression]:
+        rows = await self._fetch(
+            f"SELECT channel, address, reason, at FROM {self.table}_suppressions "
+            "WHERE merchant = ? ORDER BY at, channel, address",
+            merchant,
+        )
+        return [
+            Suppression(
+                channel=row["channel"],
+                address=row["address"],
+                reason=row["reason"],
+                at=self._from_db_time(row["at"]),
+            )
+            for row in rows
+        ]
 
     async def suppressed(self, merchant: str, channel: str, address: str) -> str | None:
         rows = await self._fetch(

@@ -26,13 +26,9 @@ import csv
 import html
 import io
 import math
-import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-import asyncpg
 
 from activities.ledger import Ledger
 from trackflow.insight import MessageRow, OptOut, Period, Summary, summarise
@@ -67,92 +63,16 @@ async def load_summary(ledger: Ledger, merchant: str, window: Period, now: datet
     )
 
 
-@dataclass(frozen=True)
-class MessageFacts:
-    """What the figures read of a message row (not its body: `states()` reads every column,
-    rendered HTML included)."""
-
-    idempotency_key: str
-    status: str
-    kind: str | None
-    trigger: str | None
-    channel: str | None
-    to: str | None
-    transport: str | None
-    claimed_at: datetime | None
-    sent_at: datetime | None
-    error_code: str | None
-    delivery_status: str | None
-    delivered_at: datetime | None
-    opened_at: datetime | None
-    clicked_at: datetime | None
-    decided_at: datetime | None
-    held_until: datetime | None
-
-
-_TIMES = ("claimed_at", "sent_at", "delivered_at", "opened_at", "clicked_at", "decided_at")
-
-
 async def message_rows(ledger: Ledger) -> Sequence[MessageRow]:
-    """The customer-message rows, only the columns the figures read (through the ledger's own
-    SQL runner when it has one; else every row's full state). A ledger written by an earlier
-    version and not migrated yet (read-only) reads with what columns it has."""
-    fetch = getattr(ledger, "_fetch", None)
-    table = getattr(ledger, "table", None)
-    to_time = getattr(ledger, "_from_db_time", None)
-    if fetch is None or table is None or to_time is None:
-        return await ledger.states()
-    try:
-        rows = await fetch(
-            'SELECT idempotency_key, status, kind, "trigger", channel, recipient, transport, '
-            "claimed_at, sent_at, error_code, delivery_status, delivered_at, opened_at, "
-            f"clicked_at, decided_at, held_until FROM {table} WHERE kind = 'message'"
-        )
-    except (sqlite3.OperationalError, asyncpg.PostgresError):
-        # A ledger no writer of this version has migrated yet: columns are missing.
-        rows = await fetch(f"SELECT * FROM {table} WHERE kind = 'message'")
-
-    def time_of(value: object) -> datetime | None:
-        return None if value is None else to_time(value)
-
-    return [
-        MessageFacts(
-            idempotency_key=row["idempotency_key"],
-            status=row["status"],
-            kind=row["kind"],
-            trigger=row["trigger"],
-            channel=row["channel"],
-            to=row["recipient"],
-            transport=row["transport"],
-            error_code=row.get("error_code"),
-            delivery_status=row.get("delivery_status"),
-            held_until=time_of(row.get("held_until")),
-            **{name: time_of(row.get(name)) for name in _TIMES},
-        )
-        for row in rows
-    ]
+    """The customer-message rows (a read-only ledger of an earlier version reads too)."""
+    return [row for row in await ledger.states() if row.kind == "message"]
 
 
 async def opt_outs(ledger: Ledger, merchant: str) -> list[OptOut]:
-    """The merchant's suppression list. The ledger has no listing method yet, so its table is
-    read with the ledger's own SQL runner (both backends take `?` markers)."""
-    fetch = getattr(ledger, "_fetch", None)
-    table = getattr(ledger, "table", None)
-    to_time = getattr(ledger, "_from_db_time", None)
-    if fetch is None or table is None or to_time is None:
-        return []
-    rows = await fetch(
-        f"SELECT channel, address, reason, at FROM {table}_suppressions WHERE merchant = ?",
-        merchant,
-    )
+    """The merchant's suppression list."""
     return [
-        OptOut(
-            channel=str(row["channel"]),
-            address=str(row["address"]),
-            reason=str(row["reason"]),
-            at=to_time(row["at"]),
-        )
-        for row in rows
+        OptOut(channel=s.channel, address=s.address, reason=s.reason, at=s.at)
+        for s in await ledger.suppressions(merchant)
     ]
 
 
