@@ -95,11 +95,6 @@ def with_page_link(
     return about.model_copy(update={"tracking_url": link})
 
 
-def _page_key(read_model: ReadModel) -> bytes | None:
-    """The tracking page's key the worker gave the read model (the rows' tokens)."""
-    return read_model._page_key
-
-
 def message_facts(about: MessageContext, send: SendNotification) -> dict[str, str]:
     """What the message is about, as plain strings (see `OutgoingMessage.facts`)."""
     facts = {
@@ -251,7 +246,7 @@ class NotificationActivities:
             await self._health.report(provider, ok=ok, detail=detail)
 
     async def _send_once(self, about: MessageContext, send: SendNotification) -> DeliveryReceipt:
-        linked = with_page_link(about, send, self._brand.public_url, _page_key(self._read_model))
+        linked = with_page_link(about, send, self._brand.public_url, self._read_model.page_key)
         message = outgoing(linked, send, render(linked, send, self._brand))
         delivery = await send_once(
             self._ledger,

@@ -13,12 +13,12 @@ from trackflow.shipment_state import ShipmentProjection
 class ReadModel:
     def __init__(self, ledger: Ledger, page_key: bytes | None = None) -> None:
         self._ledger = ledger
-        self._page_key = page_key
+        self.page_key = page_key  # the rows' tracking-page tokens (and messages' links)
 
     def token(self, projection: ShipmentProjection) -> str | None:
-        if self._page_key is None:
+        if self.page_key is None:
             return None
-        return page_token(self._page_key, projection.shipment_key)
+        return page_token(self.page_key, projection.shipment_key)
 
     async def save(self, projection: ShipmentProjection) -> None:
         """Store the row unless a newer version is there (a late retry of an older write)."""
