@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,7 +40,7 @@ from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, create_providers_app
 from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, make_shipment
-from tests.harness import eventually
+from tests.harness import drop_ledger_tables, eventually
 from trackflow.consent import may_send
 from trackflow.contracts import SendBatch, SendReport
 from trackflow.effects import SendNotification
@@ -377,15 +376,7 @@ async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     finally:
         await opened.close()
         if request.param == "postgres":
-            conn = await asyncpg.connect(POSTGRES_DSN)
-            try:
-                names = await conn.fetch(
-                    "SELECT tablename FROM pg_tables WHERE tablename LIKE $1", f"{table}%"
-                )
-                for row in names:
-                    await conn.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}"')
-            finally:
-                await conn.close()
+            await drop_ledger_tables(POSTGRES_DSN, table)
 
 
 @pytest.fixture

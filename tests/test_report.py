@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from activities.ledger import BaselineWeek, Ledger, LedgerRecord, TicketRecord, open_ledger
@@ -22,6 +21,7 @@ from starters.cli import _parser
 from starters.demo_history import seed_history
 from starters.report import load_summary, render_csv, render_html
 from tests.api_support import api_client, api_settings
+from tests.harness import drop_ledger_tables
 from trackflow.insight import Summary, period
 from trackflow.settings import Settings
 
@@ -211,14 +211,7 @@ async def any_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         yield ledger
     finally:
         await ledger.close()
-        conn = await asyncpg.connect(POSTGRES_DSN)
-        try:
-            for row in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE tablename LIKE $1", f"{table}%"
-            ):
-                await conn.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}"')
-        finally:
-            await conn.close()
+        await drop_ledger_tables(POSTGRES_DSN, table)
 
 
 async def test_an_opt_out_on_the_suppression_list_counts_against_the_message_before_it(
