@@ -23,7 +23,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv up test lint fmt typecheck bench bench-e2e record-histories clean
+.PHONY: help venv up test lint fmt typecheck bench bench-e2e bench-in-flight record-histories clean
 
 help:
 	@echo "make up         run trackflow locally (ARGS='$(ARGS)')"
@@ -33,6 +33,7 @@ help:
 	@echo "make typecheck  mypy $(MYPY_TARGETS)"
 	@echo "make bench      speed goals of the pure core (python -m bench)"
 	@echo "make bench-e2e  trackflow vs bare Temporal end to end (< 10 min; BENCH_ARGS=--quick: 1 min)"
+	@echo "make bench-in-flight  10,000 shipments on their timers: RSS, disk, GET p99 (BENCH_ARGS=--quick: 500)"
 	@echo "make record-histories  re-record tests/histories/ from the current workflows (SCENARIOS='$(SCENARIOS)')"
 	@echo "make clean      remove .trackflow/ and caches (not $(VENV))"
 
@@ -107,6 +108,12 @@ bench: $(STAMP)
 BENCH_ARGS ?=
 bench-e2e: $(STAMP)
 	$(BIN)/python -m bench.e2e $(BENCH_ARGS)
+
+# 10,000 trackflow shipments in flight on their timers (one worker, one API, its own dev
+# server): worker/API/server RSS, disk per shipment, GET p99; writes
+# bench/results/in-flight-<time>.json and its section of bench/RESULTS.md (bench/in_flight.py).
+bench-in-flight: $(STAMP)
+	$(BIN)/python -m bench.in_flight $(BENCH_ARGS)
 
 # Replay fixtures and command fingerprints (README: Replay guard); starts its own dev server.
 record-histories: $(STAMP)

@@ -15,7 +15,12 @@ Both are driven the same way, through HTTP, `--concurrency` requests in flight; 
 three statuses are posted in order (each after the previous one was answered). Latencies are
 measured at the client (the driver). Processed = the ledger's message rows (trackflow: both
 channels of the event recorded) / the bare activity's rows. Billable actions are counted from
-the recorded histories of every workflow started during the run (see `billable`).
+the recorded histories of every workflow started during the run (`bench.actions.billable`).
+
+After the pairs, one more pair (trackflow, then bare; `--no-rated` skips it) posts its events
+paced to half the pairs' median trackflow events accepted/s (the measured ceiling): the
+issue's acceptance is p99 `POST /v1/events` <= 2x the bare signal p99 at that rate. Its runs
+are reported on their own (`rated` in the JSON), not in the pair medians.
 
 Prints a table, writes bench/results/e2e-<timestamp>.json and (not with --quick)
 bench/RESULTS.md. A measurement, not a test: nothing fails on a slow machine.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -38,8 +44,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,11 +60,12 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Worker
 
+from bench.actions import billable
+
 STATUSES = ("in_transit", "out_for_delivery", "delivered")
 API_TOKEN = "bench-e2e-token"
 RESULTS_DIR = Path(__file__).parent / "results"
 RESULTS_MD = Path(__file__).parent / "RESULTS.md"
-LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 # --- the bare-Temporal baseline: workflow, activity, worker and HTTP endpoint --------------
@@ -269,46 +276,6 @@ async def _wait_pollers(client: Client, task_queue: str, deadline_s: float = 60)
 # --- measuring ------------------------------------------------------------------------------
 
 
-def billable(events: Sequence[HistoryEvent], *, counts: Counter[str]) -> int:
-    """Billable actions in one run's history, as Temporal Cloud counts them: a workflow start
-    1, each signal 1, each activity scheduled 1 plus 1 per retry (its last attempt number),
-    each local-activity marker 1, each timer started 1, each search-attribute upsert 1, each
-    child workflow started 1, each external signal 1, continue-as-new 1, each update accepted
-    1. Queries leave no history and are not counted (the driver sends none). `counts` gets
-    the number of each event type (the shape of the work)."""
-    actions = 0
-    for event in events:
-        kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
-        counts[kind] += 1
-        match event.event_type:
-            case (
-                EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
-                | EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-                | EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-                | EventType.EVENT_TYPE_TIMER_STARTED
-                | EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
-                | EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED
-                | EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
-                | EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED
-                | EventType.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED
-                | EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-                | EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
-            ):
-                actions += 1
-            case EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                retries = max(0, event.activity_task_started_event_attributes.attempt - 1)
-                counts["activity retries"] += retries
-                actions += retries
-            case EventType.EVENT_TYPE_MARKER_RECORDED:
-                name = event.marker_recorded_event_attributes.marker_name
-                counts[f"marker {name}"] += 1
-                if name == LOCAL_ACTIVITY_MARKER:
-                    actions += 1
-            case _:
-                pass
-    return actions
-
-
 def task_latencies(events: Sequence[HistoryEvent], into: dict[str, list[float]]) -> None:
     """Milliseconds from the history's timestamps: workflow task and activity schedule-to-start
     (waiting for a worker slot / poll) and start-to-close (running)."""
@@ -350,11 +317,18 @@ class Load:
 
 
 async def _drive(
-    base: str, shipment_path: str, event_path: str, load: Load, bodies: Any
+    base: str,
+    shipment_path: str,
+    event_path: str,
+    load: Load,
+    bodies: Any,
+    rate: float | None = None,
 ) -> tuple[float, float, float]:
     """Registers every shipment, then posts the three events of each (in order per shipment),
-    `load.concurrency` requests in flight. Returns (events phase start, events phase end,
-    registrations duration)."""
+    `load.concurrency` requests in flight. With `rate` (events/s), the event POSTs are paced
+    to that rate overall: the i-th event posted (in the order they became ready) goes out no
+    earlier than events start + i / rate; registrations are not paced. Returns (events phase
+    start, events phase end, registrations duration)."""
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
     limits = httpx.Limits(max_connections=load.concurrency * 2)
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as http:
@@ -376,10 +350,17 @@ async def _drive(
             while not queue.empty():
                 await post(shipment_path, bodies.shipment(queue.get_nowait()))
 
+        slots = itertools.count()
+        paced_from = 0.0
+
         async def eventer() -> None:
             while not queue.empty():
                 number = queue.get_nowait()
                 for rank, status in enumerate(STATUSES):
+                    if rate:
+                        wait = paced_from + next(slots) / rate - time.perf_counter()
+                        if wait > 0:
+                            await asyncio.sleep(wait)
                     load.posted_at[(number, status)] = time.time()
                     await post(event_path, bodies.event(number, status, rank))
 
@@ -391,6 +372,7 @@ async def _drive(
         for number in load.numbers:
             queue.put_nowait(number)
         events_start = time.time()
+        paced_from = time.perf_counter()
         await asyncio.gather(*(eventer() for _ in range(load.concurrency)))
         return events_start, time.time(), registered_s
 
@@ -447,10 +429,13 @@ def _recorded(db: Path, query: str) -> list[tuple[str, str, float]]:
         connection.close()
 
 
+LEDGER = "ledger.sqlite3"  # trackflow's SQLite ledger (and read model) under its data dir
+
+
 def _trackflow_rows(data_dir: Path) -> list[tuple[str, str, float]]:
     """(tracking number, trigger, sent_at) of every customer message the ledger recorded."""
     rows = _recorded(
-        data_dir / "ledger.sqlite3",
+        data_dir / LEDGER,
         'SELECT tracking_number, "trigger", sent_at FROM notification_ledger '
         "WHERE kind = 'message' AND sent_at IS NOT NULL",
     )
@@ -495,8 +480,74 @@ class Stack:
     log: Path
 
 
+def search_attribute_flags() -> list[str]:
+    """`--search-attribute NAME=Type` for every key trackflow's workflows upsert."""
+    from trackflow.contracts import ALL_KEYS
+
+    flags = []
+    for key in ALL_KEYS:
+        value_type = IndexedValueType.Name(IndexedValueType.ValueType(int(key.indexed_value_type)))
+        words = value_type.removeprefix("INDEXED_VALUE_TYPE_").split("_")
+        flags += ["--search-attribute", f"{key.name}={''.join(w.title() for w in words)}"]
+    return flags
+
+
+@asynccontextmanager
+async def dev_server(work: Path, log: Path) -> AsyncIterator[Stack]:
+    """`temporal server start-dev` on free ports, its SQLite file under work/temporal/, with
+    trackflow's search attributes registered; yields a Stack once a client is connected."""
+    (work / "temporal").mkdir(parents=True, exist_ok=True)
+    server_db = work / "temporal" / "temporal.db"
+    port = free_port()
+    server_args = [
+        temporal_cli(), "server", "start-dev", "--headless", "--log-level", "error",
+        "--db-filename", str(server_db), "--port", str(port),
+        "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+        *search_attribute_flags(),
+    ]  # fmt: skip
+    with _process(server_args, dict(os.environ), log) as server:
+        address = f"127.0.0.1:{port}"
+        end = time.monotonic() + 60
+        while True:
+            try:
+                client = await Client.connect(address)
+                break
+            except RuntimeError:
+                if time.monotonic() > end:
+                    raise
+                await asyncio.sleep(0.3)
+        yield Stack(address, server.pid, server_db, client, work, log)
+
+
+def trackflow_processes(
+    stack: Stack, task_queue: str, data_dir: Path, port: int
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """(env, worker command, API command) of one trackflow worker and API on `task_queue`,
+    with `data_dir` as TRACKFLOW_DATA_DIR (the ledger: LEDGER under it) and a policy that sends
+    at any hour; every other TRACKFLOW_* setting is left at its default."""
+    from trackflow.tracking_policy import ALWAYS, TrackingPolicy
+
+    policy_file = data_dir / "policy.json"
+    policy_file.write_text(TrackingPolicy(email_window=ALWAYS, sms_window=ALWAYS).model_dump_json())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKFLOW_")}
+    env |= {
+        "TRACKFLOW_TEMPORAL_ADDRESS": stack.address,
+        "TRACKFLOW_TASK_QUEUE": task_queue,
+        "TRACKFLOW_DATA_DIR": str(data_dir),
+        "TRACKFLOW_POLICY_FILE": str(policy_file),
+        "TRACKFLOW_API_TOKEN": API_TOKEN,
+    }
+    cli = [sys.executable, "-m", "starters.cli"]
+    return env, [*cli, "worker"], [*cli, "api", "--port", str(port)]
+
+
 async def run_once(
-    stack: Stack, system: str, index: int, shipments: int, concurrency: int
+    stack: Stack,
+    system: str,
+    index: int,
+    shipments: int,
+    concurrency: int,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     tag = f"{system}-{index}-{uuid.uuid4().hex[:6]}"
     task_queue = f"bench-{tag}"
@@ -513,22 +564,7 @@ async def run_once(
     busy_before = _machine_busy_s()
     driver_before = time.process_time()
     if system == "trackflow":
-        from trackflow.tracking_policy import ALWAYS, TrackingPolicy
-
-        policy_file = data_dir / "policy.json"
-        policy_file.write_text(
-            TrackingPolicy(email_window=ALWAYS, sms_window=ALWAYS).model_dump_json()
-        )
-        env |= {
-            "TRACKFLOW_TEMPORAL_ADDRESS": stack.address,
-            "TRACKFLOW_TASK_QUEUE": task_queue,
-            "TRACKFLOW_DATA_DIR": str(data_dir),
-            "TRACKFLOW_POLICY_FILE": str(policy_file),
-            "TRACKFLOW_API_TOKEN": API_TOKEN,
-        }
-        cli = [sys.executable, "-m", "starters.cli"]
-        worker_args = [*cli, "worker"]
-        api_args = [*cli, "api", "--port", str(port)]
+        env, worker_args, api_args = trackflow_processes(stack, task_queue, data_dir, port)
         routes = ("/v1/shipments", "/v1/events")
         bodies: Any = TrackflowBodies()
         per_event = 2
@@ -560,7 +596,7 @@ async def run_once(
         await _wait_pollers(stack.client, task_queue)
         await _wait_http(f"http://127.0.0.1:{port}{health}")
         events_start, events_end, registered_s = await _drive(
-            f"http://127.0.0.1:{port}", routes[0], routes[1], load, bodies
+            f"http://127.0.0.1:{port}", routes[0], routes[1], load, bodies, rate
         )
         deadline = time.time() + max(120.0, 2 * (events_end - events_start))
         while True:
@@ -615,6 +651,7 @@ async def run_once(
         "shipments": shipments,
         "events": total_events,
         "concurrency": concurrency,
+        "rate_events_per_s": rate,
         "load_before": list(load_before),
         "registrations_s": registered_s,
         "registrations_per_s": shipments / registered_s,
@@ -777,6 +814,66 @@ def where_the_time_goes(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+IN_FLIGHT_HEADING = "## In flight: "  # bench/in_flight.py's section, kept at the end
+
+
+def in_flight_span(text: str) -> tuple[int, int] | None:
+    """Where the in-flight section of RESULTS.md is: from its heading to the next `## `
+    heading or the end."""
+    at = text.find("\n" + IN_FLIGHT_HEADING)
+    if at < 0:
+        return None
+    following = text.find("\n## ", at + 1)
+    return at + 1, len(text) if following < 0 else following + 1
+
+
+def kept_sections(text: str) -> str:
+    """The part of RESULTS.md this writer does not own (the in-flight probe's section),
+    preceded by a blank line, or ""."""
+    span = in_flight_span(text)
+    return "" if span is None else "\n" + text[span[0] : span[1]].rstrip() + "\n"
+
+
+def rated_section(rated: dict[str, Any]) -> str:
+    """The rated pair: p50/p99 event POST for both systems at half the ceiling, and whether
+    trackflow's p99 is within 2x the bare one (the issue's acceptance)."""
+    t, b = _flat(rated["trackflow"]), _flat(rated["bare"])
+    ratio = t["event_p99"] / b["event_p99"] if b["event_p99"] else float("nan")
+    verdict = "yes" if ratio <= 2 else "no"
+    rows = [
+        ("events posted/s (achieved)", "accepted_per_s"),
+        ("p50 event POST (ms)", "event_p50"),
+        ("p99 event POST (ms)", "event_p99"),
+        ("p99 event -> recorded (ms)", "recorded_p99"),
+        ("processed / sent", "processed_fraction"),
+        ("load avg 1m before", "load_1m"),
+    ]
+    lines = [
+        f"## At half the ceiling ({rated['rate_events_per_s']:.0f} events/s)",
+        "",
+        "Acceptance: p99 `POST /v1/events` <= 2x the bare signal p99 at half the measured "
+        f"ceiling. The ceiling is the median trackflow events accepted/s of the pairs above "
+        f"({rated['ceiling_events_per_s']:.1f}/s); one more pair (trackflow, then bare, "
+        f"{rated['trackflow']['shipments']} shipments each) posts its events paced to "
+        f"{rated['rate_events_per_s']:.1f}/s overall (registrations unpaced, the same "
+        "concurrency cap). These runs are not in the medians above.",
+        "",
+        "|  | trackflow | bare | ratio |",
+        "|---|---|---|---|",
+    ]
+    for label, key in rows:
+        ratio_cell = t[key] / b[key] if b[key] and b[key] == b[key] else float("nan")
+        lines.append(f"| {label} | {_fmt(t[key])} | {_fmt(b[key])} | {_fmt(ratio_cell)} |")
+    errors = {s: rated[s]["errors"] for s in ("trackflow", "bare") if rated[s]["errors"]}
+    if errors:
+        lines += ["", f"Errors: {errors}."]
+    lines += [
+        "",
+        f"**p99 event POST trackflow / bare: {ratio:.2f} — within 2x: {verdict}**",
+    ]
+    return "\n".join(lines)
+
+
 def markdown(report: dict[str, Any], body: str) -> str:
     m = report["machine"]
     args = report["args"]
@@ -786,6 +883,7 @@ def markdown(report: dict[str, Any], body: str) -> str:
     t = report["medians"].get("trackflow", {})
     b = report["medians"].get("bare", {})
     ratio = t.get("processed_per_s", 0) / b["processed_per_s"] if b.get("processed_per_s") else 0
+    rated = f"\n{rated_section(report['rated'])}\n" if report["rated"] else ""
     return f"""# End-to-end benchmark: trackflow vs bare Temporal
 
 Produced by `make bench-e2e` (`python -m bench.e2e`, see its docstring for the method) on
@@ -798,14 +896,19 @@ Produced by `make bench-e2e` (`python -m bench.e2e`, see its docstring for the m
   (trackflow first); all processes (server, worker, API, driver) share this machine.
 - Load average (1 min) before each run: {loads}.
 - Both systems are driven through HTTP and timed at the client. trackflow: `POST
-  /v1/shipments` (update-with-start, answered once the workflow took the shipment in) and
-  `POST /v1/events` (a signal); bare: `POST /shipments` (start_workflow) and `POST /events`
-  (a signal). Processed: an event counts once its rows are recorded (trackflow: both channels
-  in the ledger; bare: the activity's row); processed/s = processed events / (last row
-  recorded - first event posted). Event -> recorded: the row's time - when the POST was made.
+  /v1/shipments` (a workflow start carrying the registration and the search attributes,
+  answered once the start is durable, without waiting for a worker; a later registration of
+  the same number is an update) and `POST /v1/events` (a signal); bare: `POST /shipments`
+  (start_workflow) and `POST /events` (a signal). Processed: an event counts once its rows
+  are recorded (trackflow: both channels in the ledger; bare: the activity's row);
+  processed/s = processed events / (last row recorded - first event posted). Event ->
+  recorded: the row's time - when the POST was made.
 - Billable actions are counted from the histories of every workflow the run started
-  (`bench.e2e.billable`); queries leave no history (the driver sends none). Workflows other
-  than the shipments' (health checks etc.) are listed in the JSON (`actions_other_workflows`).
+  (`bench.actions.billable`), as Temporal Cloud bills them: the local activities of one
+  workflow task are 1 action together, and an upsert that only sets TemporalChangeVersion
+  (written by `workflow.patched`) is exempt; queries leave no history (the driver sends
+  none). Workflows other than the shipments' (health checks etc.) are listed in the JSON
+  (`actions_other_workflows`).
 - The bare workflow runs unsandboxed (`sandboxed=False`) on an SDK-default worker: the
   cheapest bare Temporal on the worker side; trackflow's workflows run in the SDK sandbox
   (with its passthrough modules) on its configured worker.
@@ -816,68 +919,56 @@ Produced by `make bench-e2e` (`python -m bench.e2e`, see its docstring for the m
 **events processed/s ratio trackflow / bare (median of the pairs): {ratio:.2f}**
 
 {body}
-
+{rated}
 ## Where the time goes
 
 {where_the_time_goes(report["runs"])}
+
+Elapsed (the whole `make bench-e2e`, server start to last run): {report["elapsed_s"]:.0f} s.
 """
 
 
 # --- main -----------------------------------------------------------------------------------
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from trackflow.contracts import ALL_KEYS
+async def _run(
+    stack: Stack, system: str, index: int, args: argparse.Namespace, rate: float | None = None
+) -> dict[str, Any]:
+    shipments = args.rated_shipments if rate else args.shipments
+    paced = f" paced to {rate:.1f} events/s" if rate else ""
+    print(f"{'rated' if rate else f'pair {index}'}: {system}{paced}…", flush=True)
+    run = await run_once(stack, system, index, shipments, args.concurrency, rate)
+    print(
+        f"  {run['processed_events']}/{run['events']} events processed, "
+        f"{run['processed_per_s']:.1f}/s, accepted {run['accepted_per_s']:.1f}/s, "
+        f"{run['actions_per_shipment']:.1f} actions/shipment, "
+        f"errors {run['errors'] or 'none'}",
+        flush=True,
+    )
+    return run
 
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
     cli = temporal_cli()
     started_at = datetime.now(UTC)
+    clock = time.monotonic()
+    rated: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         work = Path(tmp)
-        (work / "temporal").mkdir()
-        server_db = work / "temporal" / "temporal.db"
-        port = free_port()
         log = work / "processes.log"
-        search_attributes = []
-        for key in ALL_KEYS:
-            value_type = IndexedValueType.Name(
-                IndexedValueType.ValueType(int(key.indexed_value_type))
-            )
-            words = value_type.removeprefix("INDEXED_VALUE_TYPE_").split("_")
-            search_attributes += [
-                "--search-attribute",
-                f"{key.name}={''.join(w.title() for w in words)}",
-            ]
-        server_args = [
-            cli, "server", "start-dev", "--headless", "--log-level", "error",
-            "--db-filename", str(server_db), "--port", str(port),
-            "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-            *search_attributes,
-        ]  # fmt: skip
         runs: list[dict[str, Any]] = []
-        with _process(server_args, dict(os.environ), log) as server:
-            address = f"127.0.0.1:{port}"
-            end = time.monotonic() + 60
-            while True:
-                try:
-                    client = await Client.connect(address)
-                    break
-                except RuntimeError:
-                    if time.monotonic() > end:
-                        raise
-                    await asyncio.sleep(0.3)
-            stack = Stack(address, server.pid, server_db, client, work, log)
+        async with dev_server(work, log) as stack:
             for pair in range(1, args.pairs + 1):
                 for system in ("trackflow", "bare"):
-                    print(f"pair {pair}: {system}…", flush=True)
-                    run = await run_once(stack, system, pair, args.shipments, args.concurrency)
-                    runs.append(run)
-                    print(
-                        f"  {run['processed_events']}/{run['events']} events processed, "
-                        f"{run['processed_per_s']:.1f}/s, "
-                        f"{run['actions_per_shipment']:.1f} actions/shipment, "
-                        f"errors {run['errors'] or 'none'}",
-                        flush=True,
-                    )
+                    runs.append(await _run(stack, system, pair, args))
+            if not args.no_rated:
+                ceiling = statistics.median(
+                    r["accepted_per_s"] for r in runs if r["system"] == "trackflow"
+                )
+                rate = ceiling / 2
+                rated = {"ceiling_events_per_s": ceiling, "rate_events_per_s": rate}
+                for system in ("trackflow", "bare"):
+                    rated[system] = await _run(stack, system, 0, args, rate)
         if args.keep_log:
             Path(args.keep_log).write_bytes(log.read_bytes())
     body, medians = table(runs)
@@ -888,6 +979,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "runs": runs,
         "medians": medians,
         "table": body,
+        "rated": rated,
+        "elapsed_s": time.monotonic() - clock,
     }
 
 
@@ -906,7 +999,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a 1-minute smoke run: 40 shipments, 1 pair; writes the JSON, not RESULTS.md",
+        help="a 1-minute smoke run: 40 shipments, 1 pair (and the rated pair); writes the JSON, "
+        "not RESULTS.md",
+    )
+    parser.add_argument(
+        "--no-rated",
+        action="store_true",
+        help="skip the rated pair (events paced to half the pairs' median trackflow ceiling)",
+    )
+    parser.add_argument(
+        "--rated-shipments",
+        type=int,
+        default=None,
+        help="shipments of the rated pair (default: --shipments)",
     )
     parser.add_argument("--no-markdown", action="store_true", help="do not write RESULTS.md")
     parser.add_argument("--keep-log", help="copy the processes' output to this file")
@@ -919,6 +1024,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.quick:
         args.shipments, args.pairs = min(args.shipments, 40), 1
+    if args.rated_shipments is None:
+        args.rated_shipments = args.shipments
     del args.command
     report = asyncio.run(bench(args))
     stamp = report["started_at"].replace(":", "").replace("+0000", "Z")
@@ -928,10 +1035,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print()
     print(report["table"])
+    if report["rated"]:
+        print()
+        print(rated_section(report["rated"]))
     print(f"\nwritten: {out}")
     if not (args.quick or args.no_markdown):
-        RESULTS_MD.write_text(markdown(report, report["table"]))
+        kept = kept_sections(RESULTS_MD.read_text() if RESULTS_MD.exists() else "")
+        RESULTS_MD.write_text(markdown(report, report["table"]) + kept)
         print(f"written: {RESULTS_MD}")
+    print(f"elapsed: {report['elapsed_s']:.0f} s")
 
 
 if __name__ == "__main__":
