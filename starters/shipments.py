@@ -10,12 +10,11 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -26,7 +25,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from trackflow import policy_table
@@ -47,6 +46,7 @@ from trackflow.contracts import (
     WORKFLOW_NAME,
     Cancel,
     EventBatch,
+    InboxItem,
     ShipmentWorkflowInput,
     UnmatchedInput,
     initial_search_attributes,
@@ -58,8 +58,10 @@ from trackflow.models import (
     ShipmentUpdate,
     workflow_id_for,
 )
+from trackflow.outlook import first_search_attributes
 from trackflow.pinning import pin
 from trackflow.policy import ShipmentView
+from trackflow.policy_table import PolicyRef
 from trackflow.shipment_state import Outcome
 from trackflow.tracking_policy import TrackingPolicy
 
@@ -109,9 +111,10 @@ async def register_shipment(
     updated_at: datetime | None = None,
     events: Sequence[CarrierEvent] = (),
 ) -> Registered:
-    """Update-with-start: the first registration starts the shipment's workflow, later ones
-    update its facts; the workflow answers. `events` (a fulfillment's own carrier events)
-    ride in the registration itself, whether it starts the run or not.
+    """The first registration starts the shipment's workflow with the registration (and
+    `events`, a fulfillment's own carrier events) first in its inbox: answered `accepted` as
+    soon as the start is durable, with no worker round trip and one billable action. Later
+    ones are `register` updates, answered by the workflow.
 
     Identity is (tracking number, order): a number whose earlier order's tracking ended starts
     a new lifecycle for a new order (its late events are ignored), the same order is not
@@ -121,52 +124,89 @@ async def register_shipment(
     shipment's own (demos), replacing the policy's."""
     policy_ref = policy_table.ref(policy, time_scale)
     shipment = pin(shipment, policy_table.resolve(policy_ref))
-    earlier_order_ended = await _earlier_lifecycle_end(client, shipment)
-    start: WithStartWorkflowOperation[object, ShipmentView] = WithStartWorkflowOperation(
+    update = ShipmentUpdate(shipment=shipment, update_id=update_id, updated_at=updated_at)
+    inbox = [InboxItem(update=update), *(InboxItem(event=event) for event in events)]
+    as_update = update.model_copy(update={"events": list(events)})  # when one already runs
+    try:
+        handle = await _start(client, shipment, policy_ref, inbox, task_queue=task_queue)
+    except WorkflowAlreadyStartedError:
+        earlier_order_ended = await _earlier_lifecycle_end(client, shipment)
+        if earlier_order_ended is None:  # running: the workflow answers the update
+            return await _update_registration(client, as_update)
+        try:
+            handle = await _start(
+                client,
+                shipment,
+                policy_ref,
+                inbox,
+                task_queue=task_queue,
+                events_not_before=earlier_order_ended,
+            )
+        except WorkflowAlreadyStartedError:  # a concurrent registration started it first
+            return await _update_registration(client, as_update)
+    await hand_over_unmatched_events(client, shipment.tracking_number)
+    return Registered(handle=handle, outcome="accepted")
+
+
+async def _start(
+    client: Client,
+    shipment: Shipment,
+    policy_ref: PolicyRef,
+    inbox: list[InboxItem],
+    *,
+    task_queue: str,
+    events_not_before: datetime | None = None,
+) -> WorkflowHandle[object, ShipmentView]:
+    """Start a lifecycle; WorkflowAlreadyStartedError when one runs or, unless this is the
+    next order of a recycled number (`events_not_before`), one ran."""
+    reuse = (
+        WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        if events_not_before is not None
+        else WorkflowIDReusePolicy.REJECT_DUPLICATE
+    )
+    start = ShipmentWorkflowInput(
+        shipment=shipment, policy=policy_ref, inbox=inbox, events_not_before=events_not_before
+    )
+    foreseen = first_search_attributes(start, policy_table.resolve(policy_ref), datetime.now(UTC))
+    return await client.start_workflow(
         WORKFLOW_NAME,
-        ShipmentWorkflowInput(
-            shipment=shipment,
-            policy=policy_ref,
-            events_not_before=earlier_order_ended,
-        ),
+        start,
         id=shipment.workflow_id,
         task_queue=task_queue,
         result_type=ShipmentView,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=TypedSearchAttributes(initial_search_attributes(shipment)),
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=reuse,
+        search_attributes=TypedSearchAttributes([*initial_search_attributes(shipment), *foreseen]),
         static_summary=f"Order {shipment.order_name or shipment.order_id} · "
         f"{shipment.carrier or 'carrier?'} {shipment.tracking_number}",
     )
-    update = ShipmentUpdate(
-        shipment=shipment, update_id=update_id, updated_at=updated_at, events=list(events)
+
+
+async def _update_registration(client: Client, update: ShipmentUpdate) -> Registered:
+    number = update.shipment.tracking_number
+    handle: WorkflowHandle[object, ShipmentView] = client.get_workflow_handle(
+        update.shipment.workflow_id, result_type=ShipmentView
     )
     try:
-        async with _answered_in_time(shipment.tracking_number):
-            outcome: Outcome = await client.execute_update_with_start_workflow(
-                UPDATE_REGISTER,
-                update,
-                start_workflow_operation=start,
-                result_type=Outcome,
-                rpc_timeout=ANSWER_WITHIN,
+        async with _answered_in_time(number):
+            outcome: Outcome = await _not_found_as(
+                number,
+                handle.execute_update(
+                    UPDATE_REGISTER, update, result_type=Outcome, rpc_timeout=ANSWER_WITHIN
+                ),
             )
     except WorkflowUpdateFailedError as error:
         raise _another_order_or(error) from error
-    handle = await start.workflow_handle()
-    if outcome.outcome == "accepted":
-        await hand_over_unmatched_events(client, shipment.tracking_number)
     return Registered(handle=handle, outcome=outcome.outcome, detail=outcome.detail)
 
 
 async def _earlier_lifecycle_end(client: Client, shipment: Shipment) -> datetime | None:
-    """When the number's earlier lifecycle ended, if it did and was another order's; raises
-    `ShipmentClosed` when it was this order's (a late webhook must not start it again)."""
-    try:
-        described = await client.get_workflow_handle(shipment.workflow_id).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+    """When the number's earlier lifecycle ended, if it did and was another order's (None
+    while it runs); raises `ShipmentClosed` when it was this order's (a late webhook must
+    not start it again)."""
+    described = await _not_found_as(
+        shipment.tracking_number, client.get_workflow_handle(shipment.workflow_id).describe()
+    )
     if described.status == WorkflowExecutionStatus.RUNNING:
         return None
     if described.typed_search_attributes.get(ORDER_ID) == shipment.order_id:

@@ -28,14 +28,14 @@ from starters.shipments import register_shipment, shipment_view, signal_event
 from tests.conftest import temporal_cli
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import clean_env, eventually, outbox, running_worker, sent, trackflow_cli
-from trackflow.contracts import ALL_KEYS, UPDATE_REGISTER
+from trackflow.contracts import ALL_KEYS, ShipmentWorkflowInput
 from trackflow.encryption import (
     EncryptionCodec,
     EncryptionKeyError,
     generate_key_entry,
     parse_keys,
 )
-from trackflow.models import Address, CarrierStatus, Customer, ShipmentUpdate
+from trackflow.models import Address, CarrierStatus, Customer
 from workers.runtime import data_converter
 
 OLD = generate_key_entry("old")
@@ -158,18 +158,15 @@ async def test_history_on_the_server_holds_no_personal_data_in_clear(
         shown = subprocess.run(show, capture_output=True, text=True, timeout=60, check=True).stdout
         description = await plain.get_workflow_handle(handle.id).describe()
 
-    accepted = [e.workflow_execution_update_accepted_event_attributes for e in history.events]
-    updates = [
-        a.accepted_request.input.args.payloads[0]
-        for a in accepted
-        if a.accepted_request.input.name == UPDATE_REGISTER
-    ]
-    assert [p.metadata["encryption-key-id"] for p in updates] == [b"new"]
+    # The registration rides in the start: its input is the encrypted payload.
+    [started] = history.events[0].workflow_execution_started_event_attributes.input.payloads
+    assert started.metadata["encryption-key-id"] == b"new"
     # Through the codec the same history does carry the customer: the checks below mean it.
-    [update] = await encrypted.data_converter.decode(updates, [ShipmentUpdate])
-    customer = update.shipment.customer
+    [start] = await encrypted.data_converter.decode([started], [ShipmentWorkflowInput])
+    customer = start.shipment.customer
     assert customer.address is not None
     assert [customer.name, customer.email, customer.phone, customer.address.address1] == personal
+    assert [item.update.shipment.customer for item in start.inbox if item.update] == [customer]
 
     serialized = b"".join(e.SerializeToString() for e in history.events)
     for secret in personal:

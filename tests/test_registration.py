@@ -27,7 +27,7 @@ from tests.api_support import (
     tracking_number,
 )
 from tests.harness import eventually, outbox, running_worker, sent
-from trackflow.contracts import UPDATE_REGISTER
+from trackflow.contracts import UPDATE_REGISTER, ShipmentWorkflowInput
 from trackflow.models import ShipmentUpdate, workflow_id_for
 
 
@@ -47,15 +47,20 @@ async def _view(api: httpx.AsyncClient, number: str) -> dict[str, Any]:
 
 
 async def _registered_updates(client: Client, number: str) -> list[ShipmentUpdate]:
-    """The registrations the workflow's history holds (accepted "register" updates)."""
+    """The registrations the workflow's history holds: the one its start carries (first in
+    the inbox), then the accepted "register" updates."""
     handle = client.get_workflow_handle(workflow_id_for(number))
+    events = [e async for e in handle.fetch_history_events()]
+    started = events[0].workflow_execution_started_event_attributes.input.payloads
+    (start,) = await client.data_converter.decode(list(started), [ShipmentWorkflowInput])
+    first = [item.update for item in start.inbox if item.update is not None]
     accepted = [
         e.workflow_execution_update_accepted_event_attributes.accepted_request
-        async for e in handle.fetch_history_events()
+        for e in events
         if e.HasField("workflow_execution_update_accepted_event_attributes")
     ]
     accepted = [a for a in accepted if a.input.name == UPDATE_REGISTER]
-    return [
+    return first + [
         (await client.data_converter.decode(list(a.input.args.payloads), [ShipmentUpdate]))[0]
         for a in accepted
     ]
@@ -165,18 +170,19 @@ async def test_shopify_registrations_answer_per_shipment_and_their_events_ride_a
         ("in_transit", "email", "jon@example.com"),
         ("in_transit", "sms", "+15025550100"),
     ]
-    # Each webhook's in-transit event rode in its registration (the repeats are recognised by
-    # their keys): no signal at all; the rejected update of the older webhook is no exception,
-    # it was answered "ignored" and its event deduplicated.
+    # Each webhook's in-transit event rode in its registration (the first in the start, the
+    # others in their updates; the repeats are recognised by their keys): no signal at all; the
+    # rejected update of the older webhook is no exception, it was answered "ignored" and its
+    # event deduplicated.
     signals = [e for e in history if e.HasField("workflow_execution_signaled_event_attributes")]
     assert signals == []
     accepted = [
         e for e in history if e.HasField("workflow_execution_update_accepted_event_attributes")
     ]
-    assert len(accepted) == 4
+    assert len(accepted) == 3
 
 
-async def test_no_worker_answering_is_503_with_the_reason_and_asking_again_is_safe(
+async def test_a_first_registration_needs_no_worker_and_an_unanswered_update_is_503(
     api: httpx.AsyncClient,
     client: Client,
     task_queue: str,
@@ -186,6 +192,7 @@ async def test_no_worker_answering_is_503_with_the_reason_and_asking_again_is_sa
     answer_within = starters.shipments.ANSWER_WITHIN
     monkeypatch.setattr(starters.shipments, "ANSWER_WITHIN", timedelta(seconds=1))
     number = tracking_number()
+    started = await api.post("/v1/shipments", json=shipment_body(number))
     unanswered = await api.post("/v1/shipments", json=shipment_body(number))
     returns = await api.post(f"/v1/shipments/{number}/return-requests", json={})
     monkeypatch.setattr(starters.shipments, "ANSWER_WITHIN", answer_within)
@@ -193,15 +200,20 @@ async def test_no_worker_answering_is_503_with_the_reason_and_asking_again_is_sa
         again = await api.post("/v1/shipments", json=shipment_body(number))
         registrations = await _registered_updates(client, number)
 
+    # The first registration is durable in the start: accepted with no worker running.
+    assert started.status_code == 202, started.text
+    assert started.json() == _answer(number, "accepted")
     assert unanswered.status_code == 503, unanswered.text
     assert unanswered.headers["retry-after"] == "10"
     assert "no trackflow worker answered" in unanswered.json()["detail"]
     assert number in unanswered.json()["detail"]
     assert returns.status_code == 503, returns.text
     assert again.status_code == 202, again.text
-    # The first registration went in with the start and was answered once a worker ran.
     assert again.json() == _answer(number, "already_registered", "same facts")
-    assert [u.shipment.tracking_number for u in registrations] == [number, number]
+    # The start carried the first registration; the updates followed it (the unanswered one
+    # too, if the server still held it when a worker came: asking again is safe either way).
+    assert [u.shipment.tracking_number for u in registrations[:1]] == [number]
+    assert len(registrations) in (2, 3)
 
 
 # --- one live order per number ------------------------------------------------------------

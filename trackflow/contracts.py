@@ -75,7 +75,6 @@ def initial_search_attributes(shipment: Shipment) -> list[SearchAttributePair[st
         SearchAttributePair(ORDER_ID, shipment.order_id),
         SearchAttributePair(TRACKING_NUMBER, shipment.tracking_number),
         SearchAttributePair(CARRIER, shipment.carrier or "unknown"),
-        SearchAttributePair(STATUS, "pending"),
     ]
 
 
