@@ -32,6 +32,7 @@ from pathlib import Path
 
 from activities.ledger import Ledger
 from trackflow.insight import MessageRow, OptOut, Period, Summary, summarise
+from trackflow.projection import as_of
 
 PALETTE = {
     "ink": "#1f2933",
@@ -55,7 +56,7 @@ async def load_summary(ledger: Ledger, merchant: str, window: Period, now: datet
         window,
         now,
         messages=await message_rows(ledger),
-        shipments=await ledger.projections(),
+        shipments=[as_of(row, now) for row in await ledger.projections()],
         tickets=await ledger.tickets(),
         baseline=await ledger.baseline(),
         visits=await ledger.page_visits(window.since),

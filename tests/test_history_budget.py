@@ -1,5 +1,7 @@
-"""History budget (issue 9, lean histories): a recorded happy path stays within 45 history
-events and 24 KB of history (serialized protobuf, what Temporal stores and limits).
+"""History budget (issue 9, lean histories; issue 13, billable actions): a recorded happy path
+stays within 45 history events, 24 KB of history (serialized protobuf, what Temporal stores and
+limits) and 16 billable actions as Temporal Cloud counts them (`bench.actions.billable`); one
+with a delay, within 20.
 
 The path: registration with the label_created event riding in the start, then in_transit,
 out_for_delivery and delivered as separate signals (each processed before the next is sent, as
@@ -23,17 +25,20 @@ from pathlib import Path
 from google.protobuf import json_format
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History, HistoryEvent
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
+from bench.actions import billable
 from starters.shipments import register_shipment, signal_event
-from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
+from tests.factories import ANY_TIME_POLICY, at, exception_event, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent
-from trackflow.models import CarrierStatus
+from trackflow.models import CarrierStatus, ExceptionKind
 from trackflow.policy import ShipmentView
 
 MAX_EVENTS = 45
 MAX_BYTES = 24 * 1024
+MAX_ACTIONS = 16  # billable, as Temporal Cloud counts them (bench.actions.billable)
+MAX_ACTIONS_WITH_EXCEPTION = 20
 POLICY = ANY_TIME_POLICY  # quiet hours never hold: the path does not depend on the clock
 LATER_MILESTONES = [
     CarrierStatus.IN_TRANSIT,
@@ -63,6 +68,24 @@ def _composition(events: Sequence[HistoryEvent]) -> str:
         f"  {name:<45} {counts[name]:>3} events {sizes[name]:>6} bytes"
         for name, _ in sizes.most_common()
     )
+
+
+def _sequence(events: Sequence[HistoryEvent]) -> str:
+    """The billable events in order, with the search attributes each upsert sets."""
+    lines = []
+    for event in events:
+        name = _name(event)
+        if name.startswith(("WORKFLOW_TASK", "TIMER_FIRED", "TIMER_CANCELED")):
+            continue
+        if event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes
+            name += " " + ",".join(sorted(fields.search_attributes.indexed_fields))
+        elif event.HasField("timer_started_event_attributes"):
+            name += f" {event.timer_started_event_attributes.start_to_fire_timeout.ToSeconds()}s"
+        elif event.HasField("marker_recorded_event_attributes"):
+            name += " " + event.marker_recorded_event_attributes.marker_name
+        lines.append(f"  {event.event_id:>3} {name}")
+    return "\n".join(lines)
 
 
 def _markers(events: Sequence[HistoryEvent]) -> int:
@@ -129,6 +152,81 @@ async def test_happy_path_history_stays_within_45_events_and_24_kb(
         f"{len(json_format.MessageToJson(proto, indent=None))} compact\n"
         f"{_composition(recorded)}"
     )
+    counts: Counter[str] = Counter()
+    actions = billable(recorded, counts=counts)
+    report += f"\nbillable actions: {actions}\n{_sequence(recorded)}"
     print(report)
     assert len(recorded) <= MAX_EVENTS, report
     assert size <= MAX_BYTES, report
+    assert actions <= MAX_ACTIONS, report
+    # The start carried the search attributes the first task arrived at: no upsert before the
+    # first scan (TemporalChangeVersion, written by workflow.patched, is not billed).
+    first_signal = next(e.event_id for e in recorded if e.event_type == SIGNALED)
+    assert not [
+        e
+        for e in recorded
+        if e.event_id < first_signal
+        and e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+        and "TrackflowStatus"
+        in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+    ], report
+
+
+def _signal_processed(history: WorkflowHistory) -> bool:
+    """The last signal's workflow task completed (fetching history is no query: no task)."""
+    kinds = [(e.event_id, e.event_type) for e in history.events]
+    last_signal = max((i for i, kind in kinds if kind == SIGNALED), default=0)
+    return any(i > last_signal and kind == TASK_COMPLETED for i, kind in kinds)
+
+
+SIGNALED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+TASK_COMPLETED = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+
+
+async def test_a_path_with_an_exception_stays_within_20_billable_actions(
+    temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """The happy path with a weather delay between in transit and out for delivery: the
+    customer is told (email and SMS), the helpdesk tag and the Klaviyo delayed list follow in
+    the background, the out-for-delivery scan ends the delay, and no review request is asked
+    after trouble. Each scan is processed before the next arrives, as hours apart."""
+    shipment = make_shipment(
+        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="212.50"
+    )
+    number = shipment.tracking_number
+    label = make_event(CarrierStatus.LABEL_CREATED, at(0), tracking_number=number)
+    steps = [
+        make_event(CarrierStatus.IN_TRANSIT, at(1), tracking_number=number),
+        exception_event(ExceptionKind.WEATHER_DELAY, at(2), tracking_number=number),
+        make_event(CarrierStatus.OUT_FOR_DELIVERY, at(4), tracking_number=number),
+        make_event(CarrierStatus.DELIVERED, at(5), tracking_number=number),
+    ]
+    async with running_worker(client, task_queue, tmp_path):
+        with temporal_env.with_time_skipping_disabled():
+            registered = await register_shipment(
+                client, shipment, POLICY, task_queue=task_queue, events=[label]
+            )
+        handle: WorkflowHandle[object, ShipmentView] = registered.handle
+        await _messages(tmp_path, number, 2, "label_created sent by email and SMS")
+        for step in steps:
+            await signal_event(client, step)
+            await eventually(
+                lambda: handle.fetch_history(), _signal_processed, what=f"{step.status} processed"
+            )
+        await temporal_env.fast_forward(handle, POLICY.standard.post_delivery_hold)
+        await temporal_env.fast_forward(handle, POLICY.return_window)
+        result = await handle.result()
+        history = await handle.fetch_history()
+
+    assert result.closed_reason == "lifecycle complete"
+    # No review request after a delay (policy: a customer who had trouble is not asked).
+    triggers = ["label_created", "in_transit", "exception", "out_for_delivery", "delivered"]
+    assert sent(await outbox(tmp_path, number)) == [
+        (trigger, channel) for trigger in triggers for channel in ("email", "sms")
+    ]
+    recorded = [e for e in history.events if e.event_type not in TIME_SKIPPING_BOOKKEEPING]
+    counts: Counter[str] = Counter()
+    actions = billable(recorded, counts=counts)
+    report = f"exception path: billable actions {actions}\n{_sequence(recorded)}"
+    print(report)
+    assert actions <= MAX_ACTIONS_WITH_EXCEPTION, report

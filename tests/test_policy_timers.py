@@ -321,6 +321,36 @@ def test_review_is_skipped_after_trouble(trouble: str, why: str) -> None:
     assert sim.state.closed_reason == "lifecycle complete"
 
 
+@pytest.mark.parametrize(
+    ("trouble", "why"),
+    [("exception", "weather_delay"), ("return before delivery", "return requested")],
+)
+def test_lean_lifecycles_skip_the_review_at_delivery_after_trouble_with_no_timer(
+    trouble: str, why: str
+) -> None:
+    """Since the workflow's LEAN_PATCH: the trouble is known at delivery, so the review is
+    skipped then and no hold timer is armed for it (one timer, row and upsert fewer)."""
+    sim = Sim()
+    sim.state = sim.state.model_copy(update={"review_skip_at_delivery": True})
+    in_transit(sim)
+    if trouble == "exception":
+        sim.exception(X.WEATHER_DELAY, ny(20, 13))
+        sim.event(S.OUT_FOR_DELIVERY, ny(21, 9))
+    else:
+        assert sim.request_return("r-early", ny(20, 15)).returns == []
+    delivered_at = sim.now + HOUR
+    sim.event(S.DELIVERED, delivered_at)
+
+    assert sim.state.review == "skipped"
+    [note] = sim.notes("review")
+    assert (note.detail, note.at) == (f"skipped: {why}", delivered_at)
+    action = next_action(sim.state, sim.shipment, POLICY)
+    assert (action.kind, action.due_at) == ("complete", delivered_at + POLICY.return_window)
+    sim.at(delivered_at + timedelta(hours=72))
+    assert sim.sends(Trigger.REVIEW_REQUEST) == []
+    assert sim.state.closed_reason == "lifecycle complete"
+
+
 def test_review_held_overnight_is_dropped_when_a_return_is_requested() -> None:
     sim = Sim(make_shipment(timezone=NY, shipping_speed=ShippingSpeed.EXPRESS))
     delivered(sim, ny(21, 10))

@@ -19,7 +19,14 @@ from tests.harness import eventually, running_worker
 from trackflow import policy as tracking
 from trackflow.effects import SendNotification
 from trackflow.models import CarrierStatus, Channel, ExceptionKind, Trigger
-from trackflow.projection import SCAN_WRITE_INTERVAL, Change, change, project, write_due
+from trackflow.projection import (
+    SCAN_WRITE_INTERVAL,
+    Change,
+    as_of,
+    change,
+    project,
+    write_due,
+)
 from trackflow.shipment_state import Phase, ShipmentProjection, ShipmentState
 
 NOW = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
@@ -90,6 +97,26 @@ def test_a_scan_that_moves_no_milestone_is_written_at_most_once_a_minute() -> No
     assert write_due(written, scanned) == NOW + SCAN_WRITE_INTERVAL
     much_later = scanned.model_copy(update={"updated_at": NOW + timedelta(hours=2)})
     assert write_due(written, much_later) == NOW + timedelta(hours=2)
+
+
+def test_a_row_that_foresaw_the_end_of_tracking_reads_as_the_closing_row_once_it_is_due() -> None:
+    """The workflow skips the closing write when `as_of` gives readers that very row."""
+    reviewed = _state_after(IN_TRANSIT, DELIVERED).model_copy(update={"review": "sent"})
+    row = _row(reviewed, version=4)
+    ends_at = row.document.next_action.due_at
+    assert row.document.next_action.kind == "complete" and ends_at == at(50) + timedelta(days=3)
+    assert as_of(row, ends_at - timedelta(seconds=1)) == row
+
+    closed = reviewed.model_copy(update={"closed_reason": "lifecycle complete"})
+    closing_row = _row(closed, version=5)
+    read = as_of(row, ends_at + timedelta(days=1))
+    assert read.material() == closing_row.material()
+    assert read.document.summary == "delivered — tracking ended (lifecycle complete)"
+    assert (read.updated_at, read.version) == (ends_at, 4)
+    assert change(read, closing_row) is Change.NONE
+    # Anything else that changed still asks for the write.
+    noted = closing_row.model_copy(update={"lost": True})
+    assert change(read, noted) is Change.MATERIAL
 
 
 def test_with_sent_adds_each_message_once_as_the_workflow_records_it() -> None:

@@ -196,6 +196,8 @@ def _on_event(
         }
     ).with_timeline_entry(entry, MILESTONE_STATUSES)
     state = _drop_obsolete(state, now)
+    if changes.get("delivered_seen_at") and state.review_skip_at_delivery:
+        state = _review_skipped_if_trouble(state, now)
     if trigger is None:
         return Decision(state=state)
     sends = _sends(state, shipment, policy, trigger, episode_tag, event=event)
@@ -856,6 +858,14 @@ def _episode_key(send: SendNotification) -> str:
     return send.idempotency_key.rsplit(":", 1)[0]
 
 
+def _review_skipped_if_trouble(state: ShipmentState, now: datetime) -> ShipmentState:
+    """No review request for a customer who had trouble: noted once, no timer left for it."""
+    if not state.trouble or state.review is not None:
+        return state
+    note = Note(kind="review", key="review", detail=f"skipped: {state.trouble[-1]}", at=now)
+    return _noted(state.model_copy(update={"review": "skipped"}), note)
+
+
 def _noted(state: ShipmentState, note: Note) -> ShipmentState:
     return state.with_notes(note)
 
@@ -907,11 +917,8 @@ def _fire(
             return _schedule(decision, sends, shipment, policy, now)
         case TimerKind.REVIEW_REQUEST:
             if state.trouble:
-                state = state.model_copy(update={"review": "skipped"})
-                note = Note(
-                    kind="review", key="review", detail=f"skipped: {state.trouble[-1]}", at=now
-                )
-                return decision.model_copy(update={"state": _noted(state, note)})
+                state = _review_skipped_if_trouble(state, now)
+                return decision.model_copy(update={"state": state})
             state = state.model_copy(update={"review": "sent"})
             sends = _sends(state, shipment, policy, Trigger.REVIEW_REQUEST, "1")
             return _schedule(

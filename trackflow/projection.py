@@ -5,6 +5,9 @@ with the send activity when a decision sends messages (the activity adds what it
 `with_sent`), else with one `project_shipment` local activity. `GET /v1/shipments/{n}`, the
 tracking page and the metrics read it there: no Temporal query per read.
 
+A row whose next action is the end of tracking at a known time says how it ends: readers see it
+`as_of` their clock, and the workflow skips the closing write that would say only that.
+
 `version` grows with every write of one lifecycle (it rides in the workflow's state across
 continue-as-new), so a late retry of an older write never replaces a newer row.
 """
@@ -16,7 +19,7 @@ from enum import StrEnum
 
 from trackflow import policy as tracking
 from trackflow.models import CarrierStatus, Shipment
-from trackflow.shipment_state import Phase, ShipmentProjection, ShipmentState
+from trackflow.shipment_state import NextAction, Phase, ShipmentProjection, ShipmentState
 from trackflow.tracking_policy import TrackingPolicy
 
 PROBLEMS = (Phase.EXCEPTION, Phase.LOST)
@@ -92,3 +95,26 @@ def _beyond_scans(row: ShipmentProjection) -> dict[str, object]:
     return row.model_dump(
         mode="json", exclude={"version": True, "updated_at": True, "document": scans_only}
     )
+
+
+def as_of(row: ShipmentProjection, now: datetime) -> ShipmentProjection:
+    """The row as it stands at `now`: one whose next action was the end of tracking, due by
+    now with nothing waiting, reads as the row the workflow would write when it ends then
+    (`policy.next_action`, `ShipmentView.public`), written at that time."""
+    document = row.document
+    action = document.next_action
+    due = action.due_at
+    if document.closed_reason or action.kind != "complete" or due is None or due > now:
+        return row
+    if document.waiting or not action.detail:
+        return row
+    ended = document.model_copy(
+        update={
+            "closed_reason": action.detail,
+            "summary": f"{document.summary} — tracking ended ({action.detail})",
+            "next_action": NextAction(
+                kind="complete", detail=action.detail, timezone=action.timezone
+            ),
+        }
+    )
+    return row.model_copy(update={"document": ended, "updated_at": due})

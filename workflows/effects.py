@@ -52,6 +52,10 @@ INTEGRATIONS_PATCH = "integrations-in-background"
 # The shape that keeps the read model current: the send activity writes the row with the
 # messages; a change that sends nothing writes it with one `project_shipment` local activity.
 READ_MODEL_PATCH = "read-model"
+# The shape with fewer billable actions: the start carries the search attributes and the first
+# registration; NextActionAt moves only by a minute or more; the task that ends the run upserts
+# nothing; the closing row is not written when the last row already foresaw it (as_of).
+LEAN_PATCH = "lean-actions"
 
 
 async def send(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio.common import (
     SearchAttributeKey,
@@ -21,11 +21,19 @@ from trackflow.contracts import (
 from trackflow.models import Shipment
 from trackflow.shipment_state import NextAction
 
+NEXT_ACTION_AT_SLACK = timedelta(minutes=1)  # once the workflow upserts with it (LEAN_PATCH)
+
 
 def changed_search_attributes(
-    current: TypedSearchAttributes, shipment: Shipment, status: str, action: NextAction
+    current: TypedSearchAttributes,
+    shipment: Shipment,
+    status: str,
+    action: NextAction,
+    slack: timedelta = timedelta(0),
 ) -> list[SearchAttributeUpdate[str] | SearchAttributeUpdate[datetime]]:
-    """Only the values that differ from `current` (each upsert is a history event)."""
+    """Only the values that differ from `current` (each upsert is a history event and a
+    billable action); NextActionAt only when it moves by `slack` or more (a filter for
+    people: the start sets it as the edge foresaw it, a moment before the workflow's clock)."""
     wanted: list[tuple[SearchAttributeKey[str], str]] = [
         (ORDER_ID, shipment.order_id),
         (TRACKING_NUMBER, shipment.tracking_number),
@@ -39,6 +47,10 @@ def changed_search_attributes(
     due_at = current.get(NEXT_ACTION_AT)
     if action.due_at is None and due_at is not None:
         updates.append(NEXT_ACTION_AT.value_unset())
-    elif action.due_at is not None and (due_at is None or due_at != action.due_at):
+    elif action.due_at is not None and (due_at is None or _moved(due_at, action.due_at, slack)):
         updates.append(NEXT_ACTION_AT.value_set(action.due_at))
     return updates
+
+
+def _moved(before: datetime, after: datetime, slack: timedelta) -> bool:
+    return after != before if not slack else abs(after - before) >= slack

@@ -34,7 +34,7 @@ from trackflow.messages import MessageContext
 from trackflow.models import CarrierEvent, ReturnRequest, ShipmentUpdate
 from trackflow.shipment_state import Decision, Outcome, ShipmentProjection, ShipmentView
 from workflows import effects
-from workflows.search_attributes import changed_search_attributes
+from workflows.search_attributes import NEXT_ACTION_AT_SLACK, changed_search_attributes
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -55,9 +55,13 @@ class ShipmentTrackingWorkflow:
         self._broken: BaseException | None = None
         self._written: ShipmentProjection | None = None
         self._row_due: datetime | None = None  # a scan-only row owed, written then
+        self._lean = False  # the shape since LEAN_PATCH (set as the run starts)
 
     @workflow.run
     async def run(self, input: ShipmentWorkflowInput) -> ShipmentView:
+        self._lean = workflow.patched(effects.LEAN_PATCH)
+        if self._lean and not self._state.review_skip_at_delivery:
+            self._state = self._state.model_copy(update={"review_skip_at_delivery": True})
         self._state = policy.on_start(self._state, workflow.now())
         while True:
             await self._apply(
@@ -290,7 +294,10 @@ class ShipmentTrackingWorkflow:
         current = read_model.project(
             self._state, self._shipment, self._policy, workflow.now(), self._state.projections or 1
         )
-        self._row_due = read_model.write_due(self._written, current)
+        written = self._written
+        if written is not None and self._lean:
+            written = read_model.as_of(written, workflow.now())  # what readers see already
+        self._row_due = read_model.write_due(written, current)
         if self._row_due is not None and (finishing or self._row_due <= workflow.now()):
             self._row_due = None
             version = self._state.projections + 1
@@ -369,11 +376,16 @@ class ShipmentTrackingWorkflow:
         """Keep the Web UI current: search attributes to filter on (upserted only when one
         changes), details to read."""
         action = policy.next_action(self._state, self._shipment, self._policy)
+        lean = self._lean
         updates = changed_search_attributes(
-            workflow.info().typed_search_attributes, self._shipment, self._state.phase, action
+            workflow.info().typed_search_attributes,
+            self._shipment,
+            self._state.phase,
+            action,
+            slack=NEXT_ACTION_AT_SLACK if lean else timedelta(0),
         )
-        if updates:
-            workflow.upsert_search_attributes(updates)
+        if updates and not (lean and policy.is_finished(self._state)):  # a closed run shows
+            workflow.upsert_search_attributes(updates)  # ExecutionStatus, no next action
         status = self._state.phase.value + (
             f" ({self._state.open_exception.value})" if self._state.open_exception else ""
         )

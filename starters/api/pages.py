@@ -23,6 +23,7 @@ from starters.api.dependencies import AppLedger, Context
 from trackflow.messages import DEFAULT_BRAND_COLOR
 from trackflow.page import PageBrand, message_ref, not_found_page, render_page, tracking_page
 from trackflow.page import expired as page_expired
+from trackflow.projection import as_of
 from trackflow.settings import Settings
 from trackflow.shipment_state import ShipmentProjection
 
@@ -63,6 +64,7 @@ async def tracking_page_view(
     settings = context.settings
     now = datetime.now(UTC)
     row = await ledger.projection_by_page(token) if _TOKEN.match(token) else None
+    row = as_of(row, now) if row is not None else None
     if row is None or page_expired(row, settings.tracking_page_days, now):
         return HTMLResponse(not_found_page(), status_code=404, headers=HEADERS)
     await _record_visit(ledger, token, row, m, now)

@@ -3,6 +3,7 @@ request a return, read a shipment."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -27,6 +28,7 @@ from starters.shipments import (
     shipment_view,
     signal_event,
 )
+from trackflow.projection import as_of
 from trackflow.shipment_state import ShipmentDocument
 
 router = APIRouter(route_class=CountedRoute, dependencies=[Authorized])
@@ -111,5 +113,5 @@ async def get_shipment(
     shipment whose workflow has written none yet (started before the read model) is asked."""
     row = await ledger.projection(tracking_number)
     if row is not None:
-        return row.document
+        return as_of(row, datetime.now(UTC)).document
     return (await shipment_view(client, tracking_number)).public()
