@@ -362,7 +362,13 @@ def test_every_place_address_resolves_to_its_zone(place: demo.Place) -> None:
 
 @pytest.fixture
 def instant_demo(monkeypatch: pytest.MonkeyPatch, no_pauses: None) -> None:
-    for name in ("STAGGER_SECONDS", "DEADLINE_SECONDS", "SETTLE_SECONDS"):
+    names = (
+        "STAGGER_SECONDS",
+        "DEADLINE_SECONDS",
+        "SETTLE_SECONDS",
+        "FEED_DELIVERED_WITHIN_SECONDS",
+    )
+    for name in names:
         monkeypatch.setattr(demo, name, 0.0)
     monkeypatch.setattr(demo, "HISTORY_PER_WEEK", 3)  # a few simulated shipments a week
 
