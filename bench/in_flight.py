@@ -211,6 +211,7 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
                 await _wait_http(f"{base}/healthz")
                 db_before = _bytes_under(stack.server_db.parent)
                 server_cpu_before = _cpu_s(stack.server_pid)
+                worker_cpu_before, api_cpu_before = _cpu_s(worker.pid), _cpu_s(api.pid)
                 busy_before = _machine_busy_s()
                 load_before = os.getloadavg()
                 driver_before = time.process_time()
@@ -230,8 +231,8 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
                 in_flight_s = time.monotonic() - first
                 print(f"  {in_flight}/{shipments} in flight after {in_flight_s:.1f} s", flush=True)
                 cpu = {
-                    "worker_cpu_s": _cpu_s(worker.pid),
-                    "api_cpu_s": _cpu_s(api.pid),
+                    "worker_cpu_s": _cpu_s(worker.pid) - worker_cpu_before,
+                    "api_cpu_s": _cpu_s(api.pid) - api_cpu_before,
                     "server_cpu_s": _cpu_s(stack.server_pid) - server_cpu_before,
                     "driver_cpu_s": time.process_time() - driver_before,
                 }
@@ -319,9 +320,11 @@ def section(report: dict[str, Any]) -> str:
         ("API RSS (MB), after the GETs", f"{_fmt(report['api_rss_mb'])}, "
          f"{_fmt(report['api_rss_after_gets_mb'])}"),
         ("server RSS (MB)", _fmt(report["server_rss_mb"])),
-        ("CPU s until all in flight: worker, API (both since start) / server",
+        ("CPU s until measured: worker / API / server",
          f"{_fmt(report['worker_cpu_s'])} / {_fmt(report['api_cpu_s'])} / "
          f"{_fmt(report['server_cpu_s'])}"),
+        ("worker CPU ms / shipment in flight",
+         _fmt(1000 * report["worker_cpu_s"] / max(1, report["in_flight"]))),
         ("CPU s of other processes (not ours) / machine busy",
          f"{_fmt(report['other_processes_cpu_s'])} / {_fmt(report['machine_busy_s'])}"),
         ("load avg 1m before", _fmt(report["load_before"][0])),
@@ -336,14 +339,19 @@ def section(report: dict[str, Any]) -> str:
     return f"""{IN_FLIGHT_HEADING}{n:,} shipments on their timers
 
 Produced by `make bench-in-flight` (`python -m bench.in_flight`, see its docstring for the
-method) on {report["started_at"]}; raw numbers in `{report["json"]}`. {m["nproc"]} CPUs,
-{m["ram_gb"]} GB RAM, `{m["temporal_cli"]}`. One trackflow worker
-(TRACKFLOW_MAX_CACHED_WORKFLOWS {report["max_cached_workflows"]}, the default) and one API on
-a fresh dev server; each shipment registered then given one `in_transit` event,
-{report["args"]["concurrency"]} in flight, so that each workflow waits on its stale/lost
-timers; {reached}. RSS and disk are measured then; per shipment = per shipment registered;
-server db bytes are the dev server's SQLite growth from the first registration; app data is
-the ledger (message rows and read model). Errors: {errors or "none"}.
+method) on {report["started_at"]}; raw numbers in `{report["json"]}`.
+
+- Machine: {m["nproc"]} CPUs, {m["ram_gb"]} GB RAM, `{m["temporal_cli"]}`, a fresh dev server.
+- One trackflow worker (TRACKFLOW_MAX_CACHED_WORKFLOWS {report["max_cached_workflows"]}, the
+  default) and one API; each shipment registered, then given one `in_transit` event (email +
+  SMS), {report["args"]["concurrency"]} in flight, so that each workflow waits on its
+  stale/lost timers.
+- Reached: {reached}.
+- RSS, CPU and disk are measured then (CPU: from the first registration). Per shipment = per
+  shipment registered. Server db bytes: the dev
+  server's SQLite growth from the first registration; app data: the ledger (message rows and
+  read model). GETs: random shipments the read model has.
+- Errors: {errors or "none"}.
 
 {chr(10).join(table)}
 """
