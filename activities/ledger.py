@@ -445,11 +445,15 @@ class Ledger(Protocol):
         ...
 
     async def save_projection(
-        self, projection: ShipmentProjection, page_token: str | None = None
+        self,
+        projection: ShipmentProjection,
+        page_token: str | None = None,
+        *,
+        only_if_absent: bool = False,
     ) -> bool:
         """Store the shipment's read-model row unless a newer version is there (the same
-        version again replaces it: the send activity's retry knows more); whether it was
-        stored."""
+        version again replaces it: the send activity's retry knows more), or with
+        `only_if_absent` unless any row is; whether it was stored."""
         ...
 
     async def projection(self, tracking_number: str) -> ShipmentProjection | None:
@@ -1212,21 +1216,20 @@ class _SqlLedger(ABC):
         return [self._ticket(row) for row in rows]
 
     async def save_projection(
-        self, projection: ShipmentProjection, page_token: str | None = None
+        self,
+        projection: ShipmentProjection,
+        page_token: str | None = None,
+        *,
+        only_if_absent: bool = False,
     ) -> bool:
         self._writing()
         document = projection.document
+        on_conflict = _KEEP_EXISTING if only_if_absent else _NEWER_VERSION_WINS
         stored = await self._fetch(
             f"INSERT INTO {self.table}_shipments ({_PROJECTION_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (shipment_key) DO UPDATE SET workflow_id = excluded.workflow_id, "
-            "page_token = excluded.page_token, version = excluded.version, "
-            "updated_at = excluded.updated_at, status = excluded.status, "
-            "carrier = excluded.carrier, open_problem = excluded.open_problem, "
-            "registered_at = excluded.registered_at, delivered_at = excluded.delivered_at, "
-            "projection = excluded.projection "
-            f"WHERE {self.table}_shipments.version <= excluded.version "
-            "RETURNING version",
+            + on_conflict.format(table=self.table)
+            + "RETURNING version",
             projection.shipment_key,
             document.workflow_id,
             document.tracking_number,
@@ -1271,6 +1274,16 @@ class _SqlLedger(ABC):
         return [ShipmentProjection.model_validate_json(row["projection"]) for row in rows]
 
 
+_KEEP_EXISTING = "ON CONFLICT (shipment_key) DO NOTHING "
+_NEWER_VERSION_WINS = (
+    "ON CONFLICT (shipment_key) DO UPDATE SET workflow_id = excluded.workflow_id, "
+    "page_token = excluded.page_token, version = excluded.version, "
+    "updated_at = excluded.updated_at, status = excluded.status, "
+    "carrier = excluded.carrier, open_problem = excluded.open_problem, "
+    "registered_at = excluded.registered_at, delivered_at = excluded.delivered_at, "
+    "projection = excluded.projection "
+    "WHERE {table}_shipments.version <= excluded.version "
+)
 _PROJECTION_COLUMNS = (
     "shipment_key, workflow_id, tracking_number, page_token, version, updated_at, status, "
     "carrier, open_problem, registered_at, delivered_at, projection"

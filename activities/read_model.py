@@ -20,6 +20,11 @@ class ReadModel:
             return None
         return page_token(self.page_key, projection.shipment_key)
 
+    async def save_first(self, projection: ShipmentProjection) -> None:
+        """The row the API foresaw at registration (`trackflow.outlook`), only where the
+        workflow has written none yet."""
+        await self._ledger.save_projection(projection, self.token(projection), only_if_absent=True)
+
     async def save(self, projection: ShipmentProjection) -> None:
         """Store the row unless a newer version is there (a late retry of an older write)."""
         await self._ledger.save_projection(projection, self.token(projection))

@@ -58,11 +58,11 @@ from trackflow.models import (
     ShipmentUpdate,
     workflow_id_for,
 )
-from trackflow.outlook import first_search_attributes
+from trackflow.outlook import first_task
 from trackflow.pinning import pin
 from trackflow.policy import ShipmentView
 from trackflow.policy_table import PolicyRef
-from trackflow.shipment_state import Outcome
+from trackflow.shipment_state import Outcome, ShipmentProjection
 from trackflow.tracking_policy import TrackingPolicy
 
 T = TypeVar("T")
@@ -86,6 +86,7 @@ class Registered:
     handle: WorkflowHandle[object, ShipmentView]
     outcome: str
     detail: str | None = None
+    first_row: ShipmentProjection | None = None  # accepted: the read-model row to begin with
 
 
 ANSWER_WITHIN = timedelta(seconds=20)
@@ -128,13 +129,13 @@ async def register_shipment(
     inbox = [InboxItem(update=update), *(InboxItem(event=event) for event in events)]
     as_update = update.model_copy(update={"events": list(events)})  # when one already runs
     try:
-        handle = await _start(client, shipment, policy_ref, inbox, task_queue=task_queue)
+        handle, row = await _start(client, shipment, policy_ref, inbox, task_queue=task_queue)
     except WorkflowAlreadyStartedError:
         earlier_order_ended = await _earlier_lifecycle_end(client, shipment)
         if earlier_order_ended is None:  # running: the workflow answers the update
             return await _update_registration(client, as_update)
         try:
-            handle = await _start(
+            handle, row = await _start(
                 client,
                 shipment,
                 policy_ref,
@@ -145,7 +146,7 @@ async def register_shipment(
         except WorkflowAlreadyStartedError:  # a concurrent registration started it first
             return await _update_registration(client, as_update)
     await hand_over_unmatched_events(client, shipment.tracking_number)
-    return Registered(handle=handle, outcome="accepted")
+    return Registered(handle=handle, outcome="accepted", first_row=row)
 
 
 async def _start(
@@ -156,9 +157,10 @@ async def _start(
     *,
     task_queue: str,
     events_not_before: datetime | None = None,
-) -> WorkflowHandle[object, ShipmentView]:
-    """Start a lifecycle; WorkflowAlreadyStartedError when one runs or, unless this is the
-    next order of a recycled number (`events_not_before`), one ran."""
+) -> tuple[WorkflowHandle[object, ShipmentView], ShipmentProjection]:
+    """Start a lifecycle, and the read-model row its first task will write; raises
+    WorkflowAlreadyStartedError when one runs or, unless this is the next order of a recycled
+    number (`events_not_before`), one ran."""
     reuse = (
         WorkflowIDReusePolicy.ALLOW_DUPLICATE
         if events_not_before is not None
@@ -167,8 +169,8 @@ async def _start(
     start = ShipmentWorkflowInput(
         shipment=shipment, policy=policy_ref, inbox=inbox, events_not_before=events_not_before
     )
-    foreseen = first_search_attributes(start, policy_table.resolve(policy_ref), datetime.now(UTC))
-    return await client.start_workflow(
+    foreseen = first_task(start, policy_table.resolve(policy_ref), datetime.now(UTC))
+    handle = await client.start_workflow(
         WORKFLOW_NAME,
         start,
         id=shipment.workflow_id,
@@ -176,10 +178,13 @@ async def _start(
         result_type=ShipmentView,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=reuse,
-        search_attributes=TypedSearchAttributes([*initial_search_attributes(shipment), *foreseen]),
+        search_attributes=TypedSearchAttributes(
+            [*initial_search_attributes(shipment), *foreseen.search_attributes()]
+        ),
         static_summary=f"Order {shipment.order_name or shipment.order_id} · "
         f"{shipment.carrier or 'carrier?'} {shipment.tracking_number}",
     )
+    return handle, foreseen.row()
 
 
 async def _update_registration(client: Client, update: ShipmentUpdate) -> Registered:

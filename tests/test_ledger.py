@@ -643,6 +643,18 @@ def _projection(number: str, version: int, status: str, **extra: object) -> Ship
     return row.model_copy(update=extra)
 
 
+async def test_the_registrations_first_row_is_written_only_where_no_row_is(ledger: Ledger) -> None:
+    """The API's foreseen row (version 1) never replaces the workflow's, and the workflow's
+    first write replaces it."""
+    number, late = ("1Z" + uuid.uuid4().hex[:16].upper() for _ in range(2))
+    assert await ledger.save_projection(_projection(number, 1, "pending"), only_if_absent=True)
+    assert await ledger.save_projection(_projection(number, 1, "label_created"))
+    assert await ledger.save_projection(_projection(late, 1, "in_transit"))
+    assert not await ledger.save_projection(_projection(late, 1, "pending"), only_if_absent=True)
+    rows = [await ledger.projection(n) for n in (number, late)]
+    assert [r.document.status if r else None for r in rows] == ["label_created", "in_transit"]
+
+
 async def test_a_projection_row_is_replaced_only_by_its_own_or_a_newer_version(
     ledger: Ledger,
 ) -> None:

@@ -193,6 +193,7 @@ async def test_a_first_registration_needs_no_worker_and_an_unanswered_update_is_
     monkeypatch.setattr(starters.shipments, "ANSWER_WITHIN", timedelta(seconds=1))
     number = tracking_number()
     started = await api.post("/v1/shipments", json=shipment_body(number))
+    shown = await api.get(f"/v1/shipments/{number}")  # from the first row: no worker asked
     unanswered = await api.post("/v1/shipments", json=shipment_body(number))
     returns = await api.post(f"/v1/shipments/{number}/return-requests", json={})
     monkeypatch.setattr(starters.shipments, "ANSWER_WITHIN", answer_within)
@@ -203,6 +204,11 @@ async def test_a_first_registration_needs_no_worker_and_an_unanswered_update_is_
     # The first registration is durable in the start: accepted with no worker running.
     assert started.status_code == 202, started.text
     assert started.json() == _answer(number, "accepted")
+    assert shown.status_code == 200, shown.text
+    assert (shown.json()["status"], shown.json()["next_action"]["kind"]) == (
+        "pending",
+        "pickup_gap_alert",
+    )
     assert unanswered.status_code == 503, unanswered.text
     assert unanswered.headers["retry-after"] == "10"
     assert "no trackflow worker answered" in unanswered.json()["detail"]

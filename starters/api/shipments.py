@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from activities.tickets import index_shipment
 from starters.api.dependencies import AppLedger, Authorized, Context, TemporalClient
 from starters.api.metrics import CountedRoute, event_outcome, registrations_outcome
 from starters.api.models import (
@@ -21,6 +20,7 @@ from starters.api.models import (
     ReturnRequestBody,
     ShipmentIn,
 )
+from starters.api.registered import record_registration
 from starters.shipments import (
     ShipmentClosed,
     register_shipment,
@@ -61,7 +61,7 @@ async def create_shipment(
             ignored=str(closed), tracking_number=shipment.tracking_number
         )
     # For inbound helpdesk tickets: which shipment the requester's email belongs to.
-    await index_shipment(ledger, context.settings, shipment, registered.handle.id)
+    await record_registration(ledger, context.settings, shipment, registered)
     registrations_outcome([registered.outcome])
     return Registration.model_validate(
         {

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 from temporalio.client import Client
 
 from activities.ledger import Ledger
-from activities.tickets import index_shipment
 from starters.api.dependencies import ApiContext, AppLedger, Context, configured
 from starters.api.errors import bounded
 from starters.api.json_body import parse_json_object
@@ -23,6 +22,7 @@ from starters.api.models import (
     ShopifyShipmentResult,
     plausible,
 )
+from starters.api.registered import record_registration
 from starters.api.verified import Signature, verified_body
 from starters.shipments import (
     AnotherOrder,
@@ -153,7 +153,7 @@ async def _apply_fulfillment(
         return ShopifyShipmentResult(tracking_number=number, outcome="ignored", detail=str(closed))
     except AnotherOrder as refused:
         return ShopifyShipmentResult(tracking_number=number, outcome="refused", detail=str(refused))
-    await index_shipment(ledger, context.settings, shipment, registered.handle.id)
+    await record_registration(ledger, context.settings, shipment, registered)
     if fulfillment.cancelled:
         await cancel_shipment(client, number, "fulfillment cancelled in Shopify")
     return ShopifyShipmentResult.model_validate(
