@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 from temporalio.worker import Worker
 
+import workflows.shipment as shipment_workflow
 from trackflow.settings import Settings
-from workers.worker import main_worker_tuning
+from workers.worker import compile_sandboxed_packages, main_worker_tuning
 
 
 def test_unset_the_cache_keeps_1000_workflows_and_the_slots_are_the_sdks() -> None:
@@ -62,3 +66,15 @@ def test_the_sdk_worker_takes_the_tuning() -> None:
         )
     )
     assert set(full) <= set(inspect.signature(Worker).parameters)
+
+
+def test_the_sandboxed_packages_get_bytecode_even_when_python_writes_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every workflow run imports the policy afresh in its sandbox: without bytecode on disk
+    (PYTHONDONTWRITEBYTECODE=1 here) each import compiles the source again."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    cached = Path(importlib.util.cache_from_source(inspect.getfile(shipment_workflow)))
+    cached.unlink(missing_ok=True)
+    compile_sandboxed_packages()
+    assert cached.exists()
