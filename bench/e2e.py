@@ -223,6 +223,22 @@ def _machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def memory(worker: int, api: int, server: int) -> dict[str, float]:
+    """RSS and peak RSS (MB) of the worker, the API and the server."""
+    return {
+        f"{name}_{kind}_mb": _proc_status(pid, key) / 1e6
+        for name, pid in (("worker", worker), ("api", api), ("server", server))
+        for kind, key in (("rss", "VmRSS"), ("peak_rss", "VmHWM"))
+    }
+
+
+def cpu_spent(ours: dict[str, float], busy_before: float) -> dict[str, float]:
+    """`ours` (CPU seconds per process) with the machine's other busy time since
+    `busy_before` (/proc/stat, minus ours) added as other_processes_cpu_s."""
+    busy = _machine_busy_s() - busy_before
+    return ours | {"other_processes_cpu_s": max(0.0, busy - sum(ours.values()))}
+
+
 def _bytes_under(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -317,6 +333,22 @@ class Load:
     errors: Counter[str] = field(default_factory=Counter)
 
 
+async def timed_post(http: httpx.AsyncClient, load: Load, route: str, body: dict[str, Any]) -> bool:
+    """POST `body`, its latency into `load.route_ms`, a failure counted in `load.errors`;
+    whether it was answered 2xx."""
+    started = time.perf_counter()
+    try:
+        answer = await http.post(route, json=body)
+    except httpx.HTTPError as error:
+        load.errors[f"{route} {type(error).__name__}"] += 1
+        return False
+    load.route_ms.setdefault(route, []).append((time.perf_counter() - started) * 1000)
+    if answer.status_code >= 300:
+        load.errors[f"{route} {answer.status_code}"] += 1
+        return False
+    return True
+
+
 async def _drive(
     base: str,
     shipment_path: str,
@@ -335,15 +367,7 @@ async def _drive(
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as http:
 
         async def post(route: str, body: dict[str, Any]) -> None:
-            started = time.perf_counter()
-            try:
-                answer = await http.post(route, json=body)
-            except httpx.HTTPError as error:
-                load.errors[f"{route} {type(error).__name__}"] += 1
-                return
-            load.route_ms.setdefault(route, []).append((time.perf_counter() - started) * 1000)
-            if answer.status_code >= 300:
-                load.errors[f"{route} {answer.status_code}"] += 1
+            await timed_post(http, load, route, body)
 
         queue: asyncio.Queue[str] = asyncio.Queue()
 
@@ -605,22 +629,16 @@ async def run_once(
             if len(done) >= total_events or time.time() > deadline:
                 break
             await asyncio.sleep(0.25)
-        rss = {
-            "worker_rss_mb": _proc_status(worker.pid, "VmRSS") / 1e6,
-            "worker_peak_rss_mb": _proc_status(worker.pid, "VmHWM") / 1e6,
-            "api_rss_mb": _proc_status(api.pid, "VmRSS") / 1e6,
-            "api_peak_rss_mb": _proc_status(api.pid, "VmHWM") / 1e6,
-            "server_rss_mb": _proc_status(stack.server_pid, "VmRSS") / 1e6,
-            "server_peak_rss_mb": _proc_status(stack.server_pid, "VmHWM") / 1e6,
-        }
-        cpu = {
-            "worker_cpu_s": _cpu_s(worker.pid),
-            "api_cpu_s": _cpu_s(api.pid),
-            "server_cpu_s": _cpu_s(stack.server_pid) - server_cpu_before,
-            "driver_cpu_s": time.process_time() - driver_before,
-        }
-        busy = _machine_busy_s() - busy_before
-        cpu["other_processes_cpu_s"] = max(0.0, busy - sum(cpu.values()))
+        rss = memory(worker.pid, api.pid, stack.server_pid)
+        cpu = cpu_spent(
+            {
+                "worker_cpu_s": _cpu_s(worker.pid),
+                "api_cpu_s": _cpu_s(api.pid),
+                "server_cpu_s": _cpu_s(stack.server_pid) - server_cpu_before,
+                "driver_cpu_s": time.process_time() - driver_before,
+            },
+            busy_before,
+        )
     server_db_growth = _bytes_under(stack.server_db.parent) - db_before
     app_bytes = _bytes_under(data_dir)
     processed_at = list(done.values())
@@ -986,6 +1004,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def write_json(report: dict[str, Any], kind: str) -> Path:
+    """bench/results/<kind>-<start time>.json; the report names it (`json`)."""
+    stamp = report["started_at"].replace(":", "").replace("+0000", "Z")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"{kind}-{stamp}.json"
+    report["json"] = str(out.relative_to(Path(__file__).parent.parent))
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="command")
@@ -1030,11 +1058,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.rated_shipments = args.shipments
     del args.command
     report = asyncio.run(bench(args))
-    stamp = report["started_at"].replace(":", "").replace("+0000", "Z")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"e2e-{stamp}.json"
-    report["json"] = str(out.relative_to(Path(__file__).parent.parent))
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    out = write_json(report, "e2e")
     print()
     print(report["table"])
     if report["rated"]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import sqlite3
@@ -47,7 +46,6 @@ from bench.e2e import (
     API_TOKEN,
     IN_FLIGHT_HEADING,
     LEDGER,
-    RESULTS_DIR,
     RESULTS_MD,
     Load,
     TrackflowBodies,
@@ -60,12 +58,16 @@ from bench.e2e import (
     _process,
     _wait_http,
     _wait_pollers,
+    cpu_spent,
     dev_server,
     free_port,
     in_flight_span,
     machine,
+    memory,
     temporal_cli,
+    timed_post,
     trackflow_processes,
+    write_json,
 )
 
 STATUS = "in_transit"
@@ -88,17 +90,7 @@ async def _register(base: str, load: Load, until: float) -> tuple[float, list[st
     ) as http:
 
         async def post(route: str, body: dict[str, Any]) -> bool:
-            started = time.perf_counter()
-            try:
-                answer = await http.post(route, json=body)
-            except httpx.HTTPError as error:
-                load.errors[f"POST {route} {type(error).__name__}"] += 1
-                return False
-            load.route_ms.setdefault(route, []).append((time.perf_counter() - started) * 1000)
-            if answer.status_code >= 300:
-                load.errors[f"POST {route} {answer.status_code}"] += 1
-                return False
-            return True
+            return await timed_post(http, load, route, body)
 
         async def shipper() -> None:
             while not queue.empty() and time.monotonic() < until:
@@ -230,22 +222,16 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
                 in_flight = rows.get(STATUS, 0)
                 in_flight_s = time.monotonic() - first
                 print(f"  {in_flight}/{shipments} in flight after {in_flight_s:.1f} s", flush=True)
-                cpu = {
-                    "worker_cpu_s": _cpu_s(worker.pid) - worker_cpu_before,
-                    "api_cpu_s": _cpu_s(api.pid) - api_cpu_before,
-                    "server_cpu_s": _cpu_s(stack.server_pid) - server_cpu_before,
-                    "driver_cpu_s": time.process_time() - driver_before,
-                }
-                busy = _machine_busy_s() - busy_before
-                cpu["other_processes_cpu_s"] = max(0.0, busy - sum(cpu.values()))
-                cpu["machine_busy_s"] = busy
-                rss = {
-                    "worker_rss_mb": _proc_status(worker.pid, "VmRSS") / 1e6,
-                    "worker_peak_rss_mb": _proc_status(worker.pid, "VmHWM") / 1e6,
-                    "api_rss_mb": _proc_status(api.pid, "VmRSS") / 1e6,
-                    "server_rss_mb": _proc_status(stack.server_pid, "VmRSS") / 1e6,
-                    "server_peak_rss_mb": _proc_status(stack.server_pid, "VmHWM") / 1e6,
-                }
+                cpu = cpu_spent(
+                    {
+                        "worker_cpu_s": _cpu_s(worker.pid) - worker_cpu_before,
+                        "api_cpu_s": _cpu_s(api.pid) - api_cpu_before,
+                        "server_cpu_s": _cpu_s(stack.server_pid) - server_cpu_before,
+                        "driver_cpu_s": time.process_time() - driver_before,
+                    },
+                    busy_before,
+                )
+                rss = memory(worker.pid, api.pid, stack.server_pid)
                 disk = {
                     "server_db_bytes_per_shipment": (
                         _bytes_under(stack.server_db.parent) - db_before
@@ -390,11 +376,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.quick:
         args.shipments = min(args.shipments, 500)
     report = asyncio.run(probe(args))
-    stamp = report["started_at"].replace(":", "").replace("+0000", "Z")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"in-flight-{stamp}.json"
-    report["json"] = str(out.relative_to(Path(__file__).parent.parent))
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    out = write_json(report, "in-flight")
     text = section(report)
     print()
     print(text)
