@@ -233,10 +233,13 @@ def memory(worker: int, api: int, server: int) -> dict[str, float]:
 
 
 def cpu_spent(ours: dict[str, float], busy_before: float) -> dict[str, float]:
-    """`ours` (CPU seconds per process) with the machine's other busy time since
-    `busy_before` (/proc/stat, minus ours) added as other_processes_cpu_s."""
+    """`ours` (CPU seconds per process), the machine's busy time since `busy_before`
+    (/proc/stat) and what of it was not ours (other_processes_cpu_s)."""
     busy = _machine_busy_s() - busy_before
-    return ours | {"other_processes_cpu_s": max(0.0, busy - sum(ours.values()))}
+    return ours | {
+        "other_processes_cpu_s": max(0.0, busy - sum(ours.values())),
+        "machine_busy_s": busy,
+    }
 
 
 def _bytes_under(path: Path) -> int:
