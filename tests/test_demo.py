@@ -514,6 +514,25 @@ async def test_the_demo_opens_tickets_then_shows_what_the_ops_doubles_received(
     assert all(len(line) <= 80 for line in printed.splitlines() if "://" not in line), printed
 
 
+async def test_the_demo_waits_for_delivered_customers_to_leave_the_delayed_list() -> None:
+    """CI saw the polled parcel's customer still on the list when the demo listed it."""
+    doubles = OpsDoubles()
+    orders = demo._orders("L001")
+    writers = [o.shipment["customer"]["email"] for o in orders if o.writes_in]
+    [lost] = [o.shipment["tracking_number"] for o in orders if o.gets_lost and o.writes_in]
+    async with _ops_app(doubles) as http:
+        ops = demo.Ops(http, "http://ops", ALL_OPS, klaviyo_channels=("sms",))
+        await ops.open_tickets(orders)
+        _as_the_worker_would(doubles, writers, lost)
+        assert ops.missing(await ops.received()) == []
+        [polled] = [o.shipment["customer"]["email"] for o in orders if o.feed == "polling"]
+        doubles.klaviyo.profiles["p2"] = {"email": polled}
+        doubles.klaviyo.lists[DELAYED_LIST_ID].append("p2")  # its delivery not yet seen
+        assert ops.missing(await ops.received()) == [
+            "the delivered customers leaving the Klaviyo delayed list"
+        ]
+
+
 async def test_the_demo_says_what_never_reached_the_ops_doubles_instead_of_hanging(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
