@@ -376,15 +376,14 @@ class ShipmentTrackingWorkflow:
         """Keep the Web UI current: search attributes to filter on (upserted only when one
         changes), details to read."""
         action = policy.next_action(self._state, self._shipment, self._policy)
-        lean = self._lean
         updates = changed_search_attributes(
             workflow.info().typed_search_attributes,
             self._shipment,
             self._state.phase,
             action,
-            slack=NEXT_ACTION_AT_SLACK if lean else timedelta(0),
+            slack=NEXT_ACTION_AT_SLACK if self._lean else timedelta(0),
         )
-        if updates and not (lean and policy.is_finished(self._state)):  # a closed run shows
+        if updates and not (self._lean and policy.is_finished(self._state)):  # a closed run shows
             workflow.upsert_search_attributes(updates)  # ExecutionStatus, no next action
         status = self._state.phase.value + (
             f" ({self._state.open_exception.value})" if self._state.open_exception else ""
