@@ -42,17 +42,12 @@ from trackflow.api_health import MESSAGE_PROVIDERS
 from trackflow.consent import may_send
 from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport
 from trackflow.effects import AlertKind, RaiseAlert, SendNotification
-from trackflow.messages import (
-    Brand,
-    MessageContext,
-    RenderedMessage,
-    render,
-    unsubscribe_subject,
-)
+from trackflow.messages import Brand, MessageContext, RenderedMessage, render
 from trackflow.models import Channel
 from trackflow.page import page_link
 from trackflow.page_token import page_token
 from trackflow.shipment_state import ShipmentProjection
+from trackflow.unsubscribe_token import unsubscribe_subject
 
 # A claim outlives the attempt holding it (its start-to-close timeout) by at least this much,
 # and by more than one provider call (a call in a thread can outlast its cancelled attempt),

@@ -3,6 +3,8 @@ headers, the inlined CSS, and the store's name in every SMS. Pure rendering: no 
 
 from __future__ import annotations
 
+import base64
+import hmac
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -18,15 +20,18 @@ from trackflow.messages import (
     RenderedMessage,
     button_text_color,
     is_gsm7,
-    read_unsubscribe_token,
     render,
     unsubscribe_headers,
-    unsubscribe_subject,
-    unsubscribe_token,
     unsubscribe_url,
 )
 from trackflow.models import Channel, ExceptionKind, Trigger
 from trackflow.settings import Settings
+from trackflow.unsubscribe_token import (
+    read_legacy_unsubscribe_token,
+    read_unsubscribe_token,
+    unsubscribe_subject,
+    unsubscribe_token,
+)
 
 SECRET = "unsubscribe-secret-for-tests"
 PUBLIC_URL = "https://track.acme.test"
@@ -316,9 +321,35 @@ def test_token_names_the_customer_part_of_the_key_and_reads_back() -> None:
 
     assert unsubscribe_subject(KEY) == "1Z999AA10123456784/1001"
     assert read_unsubscribe_token(SECRET, token) == "1Z999AA10123456784/1001"
-    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}", token)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", token)
     assert unsubscribe_url(BRAND, KEY) == f"{PUBLIC_URL}/u/{token}"
     assert urlsplit(unsubscribe_url(BRAND, KEY) or "").path == f"/u/{token}"
+
+
+def _base64url_readings(token: str) -> list[bytes]:
+    """Every way a reader might decode the token or one of its parts."""
+    parts = [token, *token.split("."), *token.split("-"), *token.split("_")]
+    readings = []
+    for part in parts:
+        for start in range(4):
+            chunk = part[start:]
+            chunk = chunk[: len(chunk) - len(chunk) % 4]
+            readings.append(base64.urlsafe_b64decode(chunk + "=" * (-len(chunk) % 4)))
+    return readings
+
+
+def test_the_token_says_nothing_about_the_parcel_or_the_order() -> None:
+    """Issue 18, item 12: the token was the subject in plain base64url."""
+    number, order = "1Z999AA10123456784", "1001"
+    token = unsubscribe_token(SECRET, KEY)
+
+    assert all(
+        number.encode() not in r and order.encode() not in r for r in _base64url_readings(token)
+    )
+    assert number not in token
+    # Subjects of nearby lengths give tokens of one length: the length says nothing either.
+    lengths = {len(unsubscribe_token(SECRET, f"{number}/{'9' * n}:x")) for n in range(1, 12)}
+    assert lengths == {len(token)}
 
 
 def test_every_email_of_a_shipment_shares_its_token_and_shipments_differ() -> None:
@@ -328,11 +359,15 @@ def test_every_email_of_a_shipment_shares_its_token_and_shipments_differ() -> No
     ]
     other = "1Z999AA10123456784/1002:in_transit:0:email"
     with_colon = "9400111206206406000001/5%3A1/77:in_transit:0:email"
+    non_ascii = "CP123456789DE/Bestellung-\u00c0\u20ac:in_transit:0:email"
 
     assert {unsubscribe_token(SECRET, k) for k in [KEY, *same]} == {unsubscribe_token(SECRET, KEY)}
     assert unsubscribe_token(SECRET, other) != unsubscribe_token(SECRET, KEY)
     assert read_unsubscribe_token(SECRET, unsubscribe_token(SECRET, with_colon)) == (
         "9400111206206406000001/5%3A1/77"
+    )
+    assert read_unsubscribe_token(SECRET, unsubscribe_token(SECRET, non_ascii)) == (
+        unsubscribe_subject(non_ascii)
     )
 
 
@@ -340,23 +375,29 @@ def _swap(token: str, at: int) -> str:
     return token[:at] + ("B" if token[at] == "A" else "A") + token[at + 1 :]
 
 
+def legacy_token(secret: str, subject: str) -> str:
+    """What `unsubscribe_token` issued before issue 18: `<base64url subject>.<mac>`."""
+    mac = hmac.new(secret.encode(), b"trackflow-unsubscribe\x00" + subject.encode(), "sha256")
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    return f"{b64(subject.encode())}.{b64(mac.digest()[:16])}"
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
-        lambda t: _swap(t, t.index(".") + 1),  # another MAC
-        lambda t: _swap(t, 0),  # another subject
+        lambda t: _swap(t, 0),
+        lambda t: _swap(t, len(t) // 2),
+        lambda t: _swap(t, len(t) - 2),
         lambda t: t[:-1] + chr(ord(t[-1]) + 1),  # the same bytes spelt another way
         lambda t: unsubscribe_token("another-secret", KEY),  # another merchant's secret
-        lambda t: (
-            unsubscribe_token(SECRET, "1Z999AA10123456784/1002:x").split(".")[0]
-            + "."
-            + t.split(".")[1]
-        ),  # another shipment under this MAC
-        lambda t: t.split(".")[0],  # no MAC
-        lambda t: t.split(".")[0] + ".",  # empty MAC
-        lambda t: "." + t.split(".")[1],  # empty subject
+        lambda t: t[:-4],  # truncated
+        lambda t: t[:22],  # a block short
         lambda t: t + "==",  # padding
-        lambda t: t.replace(".", ".!"),  # not base64url
+        lambda t: t + ".!",  # not base64url
+        lambda t: legacy_token(SECRET, "1Z999AA10123456784/1001"),  # old format: not issued
         lambda t: "%%%.%%%",
         lambda t: "",
     ],
@@ -365,6 +406,24 @@ def test_a_forged_or_altered_token_reads_as_none(tamper: Any) -> None:
     token = unsubscribe_token(SECRET, KEY)
 
     assert read_unsubscribe_token(SECRET, tamper(token)) is None
+
+
+def test_an_old_format_token_still_reads_as_what_it_named_and_nothing_forged_does() -> None:
+    """Emails delivered before the opaque token carry `<subject>.<mac>` links."""
+    old = legacy_token(SECRET, "1Z999AA10123456784/1001")
+
+    assert read_legacy_unsubscribe_token(SECRET, old) == "1Z999AA10123456784/1001"
+    other = legacy_token(SECRET, "1Z999AA10123456784/1002")
+    for forged in (
+        legacy_token("another-secret", "1Z999AA10123456784/1001"),
+        other.split(".")[0] + "." + old.split(".")[1],  # another shipment under this MAC
+        old.split(".")[0],
+        old.split(".")[0] + ".",
+        "." + old.split(".")[1],
+        old + "==",
+        unsubscribe_token(SECRET, KEY),  # the new format is not read as an old one
+    ):
+        assert read_legacy_unsubscribe_token(SECRET, forged) is None, forged
 
 
 def test_mailto_subject_carries_the_token_readably() -> None:

@@ -16,9 +16,6 @@ an https link, RFC 8058 one-click `List-Unsubscribe-Post`) headers; see `unsubsc
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 import unicodedata
 from datetime import date
@@ -33,6 +30,7 @@ from trackflow.carriers import courier_tracking_url
 from trackflow.carriers.formats import COURIER_NAMES
 from trackflow.effects import SendNotification, Tone
 from trackflow.models import Channel, ExceptionKind, Model, Shipment, ShippingSpeed, Trigger
+from trackflow.unsubscribe_token import unsubscribe_token
 
 SMS_MAX_CHARS = 160
 UNICODE_SMS_MAX_CHARS = 70
@@ -85,7 +83,6 @@ _SMS_VARIANTS = (  # optional parts dropped in order while the text is too long
 )
 
 _MAILBOX = re.compile(r"^[^\s<>\"(),;:@]+@[^\s<>\"(),;:@]+$")
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 # Inlines the <style> element of the HTML emails into style attributes and drops it; never
 # fetches anything (the templates link no stylesheet, and a remote one would stay unloaded).
 _INLINER = css_inline.CSSInliner(
@@ -109,8 +106,6 @@ _LIGHT_TEXT = "#ffffff"
 UNSUBSCRIBE_PATH = "/u/"
 """Where the API serves unsubscribe links: `<public URL>/u/<token>` (GET shows a confirmation,
 POST `List-Unsubscribe=One-Click` unsubscribes at once, per RFC 8058)."""
-_UNSUBSCRIBE_CONTEXT = b"trackflow-unsubscribe\x00"
-_UNSUBSCRIBE_MAC_BYTES = 16
 
 
 class Brand(Model):
@@ -223,38 +218,6 @@ def render(
 # --- unsubscribe -----------------------------------------------------------------------------
 
 
-def unsubscribe_subject(key: str) -> str:
-    """The customer part of a message's idempotency key: what an unsubscribe link names.
-
-    A key is `<tracking number>/<order>[/<fulfillment>]:<trigger>:<episode>:<channel>`; its
-    part before the first `:` names the shipment, and so the customer it was sent to (the
-    ledger's rows under that prefix hold the recipient). The same link therefore works from
-    every email of that shipment, and names nothing about which message carried it."""
-    return key.split(":", 1)[0]
-
-
-def unsubscribe_token(secret: str, key: str) -> str:
-    """`<subject>.<mac>`, both base64url without padding: the customer part of the key and
-    the first 16 bytes of its HMAC-SHA256 under `secret`. `read_unsubscribe_token` checks it."""
-    subject = unsubscribe_subject(key).encode()
-    return f"{_b64(subject)}.{_b64(_unsubscribe_mac(secret, subject))}"
-
-
-def read_unsubscribe_token(secret: str, token: str) -> str | None:
-    """The customer part a token names (see `unsubscribe_subject`), or None when the token
-    was not made with `secret` (forged, truncated or altered): for the `/u/<token>` route."""
-    encoded, _, mac = token.partition(".")
-    try:
-        subject = _unb64(encoded)
-        given = _unb64(mac)
-        text = subject.decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not subject or not hmac.compare_digest(given, _unsubscribe_mac(secret, subject)):
-        return None
-    return text
-
-
 def unsubscribe_url(brand: Brand, key: str) -> str | None:
     """The one-click unsubscribe link of the email sent under idempotency key `key`:
     `<brand.public_url>/u/<token>` (see `unsubscribe_token`), or None when the brand has no
@@ -294,24 +257,6 @@ def unsubscribe_headers(brand: Brand, key: str) -> dict[str, str]:
 def _mailbox(address: str | None) -> str | None:
     """Only a plain `local@domain` address: it ends up in a mailto: href."""
     return address if address and _MAILBOX.match(address) else None
-
-
-def _unsubscribe_mac(secret: str, subject: bytes) -> bytes:
-    digest = hmac.new(secret.encode(), _UNSUBSCRIBE_CONTEXT + subject, hashlib.sha256).digest()
-    return digest[:_UNSUBSCRIBE_MAC_BYTES]
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    if not text or not _B64URL.match(text):
-        raise ValueError("not base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64(data) != text:  # one spelling per token: no unused bits set
-        raise ValueError("not canonical base64url")
-    return data
 
 
 # --- brand -----------------------------------------------------------------------------------

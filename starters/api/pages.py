@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 
 from activities.ledger import Ledger
 from starters.api.dependencies import AppLedger, Context
+from starters.api.page_headers import shopper_page_headers
 from trackflow.messages import DEFAULT_BRAND_COLOR
 from trackflow.page import PageBrand, message_ref, not_found_page, render_page, tracking_page
 from trackflow.page import expired as page_expired
@@ -32,16 +33,7 @@ log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _REF = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
-HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",  # the token stays off the carrier's and support's logs
-    "X-Robots-Tag": "noindex",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src https:; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-}
+HEADERS = shopper_page_headers()
 
 
 def page_brand(settings: Settings) -> PageBrand:

@@ -2,33 +2,43 @@
 
 GET shows a page with one button (mail scanners follow links; a GET never unsubscribes);
 POST unsubscribes, as the button does and as RFC 8058's one-click `List-Unsubscribe-Post`
-does. The token (`trackflow.messages.unsubscribe_token`) names a shipment, signed with
+does. The token (`trackflow.unsubscribe_token`) names a shipment, encrypted under
 TRACKFLOW_UNSUBSCRIBE_SECRET; the addresses its emails went to go on the merchant's
 suppression list for email, checked before every send of every shipment. A wrong token is a
-plain 404 (it says nothing about why).
+plain 404 (it says nothing about why). Old-format links (which showed the tracking number and
+order) still work for emails sent within TRACKFLOW_RETENTION_DAYS: the shopper who kept one
+can still unsubscribe, and after that the link is as dead as any other wrong token.
+
+The pages carry the tracking page's headers (never cached, no referrer, not indexed).
 """
 
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse
 
 from starters.api.dependencies import AppLedger, Context, merchant_of
-from trackflow.messages import read_unsubscribe_token
+from starters.api.page_headers import shopper_page_headers
 from trackflow.models import Channel
+from trackflow.unsubscribe_token import read_legacy_unsubscribe_token, read_unsubscribe_token
 
 router = APIRouter(include_in_schema=False)
+HEADERS = shopper_page_headers(posts_to_itself=True)
 
 
 async def _recipients(token: str, context: Context, ledger: AppLedger) -> list[str]:
     """The email addresses the token's shipment wrote to; 404 for a token we did not sign."""
     secret = context.settings.unsubscribe_secret
     subject = read_unsubscribe_token(secret, token) if secret else None
+    sent_since = None
+    if secret and subject is None:
+        subject = read_legacy_unsubscribe_token(secret, token)
+        sent_since = datetime.now(UTC) - timedelta(days=context.settings.retention_days)
     if subject is None:
-        raise HTTPException(404, "Not Found")
+        raise HTTPException(404, "Not Found", headers=HEADERS)
     tracking_number = subject.split("/", 1)[0]
     addresses = {
         row.to
@@ -36,9 +46,10 @@ async def _recipients(token: str, context: Context, ledger: AppLedger) -> list[s
         if row.idempotency_key.startswith(f"{subject}:")
         and row.channel == Channel.EMAIL.value
         and row.to
+        and (sent_since is None or (row.sent_at is not None and row.sent_at >= sent_since))
     }
     if not addresses:
-        raise HTTPException(404, "Not Found")
+        raise HTTPException(404, "Not Found", headers=HEADERS)
     return sorted(addresses)
 
 
@@ -57,7 +68,7 @@ def _page(store: str, heading: str, text: str, form: bool) -> HTMLResponse:
         ' padding: 0 1rem">'
         f"<h1>{html.escape(heading)}</h1><p>{html.escape(text)}</p>{button}</body></html>"
     )
-    return HTMLResponse(body)
+    return HTMLResponse(body, headers=HEADERS)
 
 
 @router.get("/u/{token}")
