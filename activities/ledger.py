@@ -51,6 +51,7 @@ from typing import Any, Literal, Protocol
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trackflow.limits import MAX_VISITS_PER_PAGE
 from trackflow.shipment_state import ShipmentProjection
 
 DEFAULT_TABLE = "notification_ledger"
@@ -470,7 +471,12 @@ class Ledger(Protocol):
 
     async def record_page_visit(
         self, page_token: str, message_key: str | None, at: datetime
-    ) -> None: ...
+    ) -> bool:
+        """Record a view of the page (from message `message_key`'s link, else None) at `at`,
+        unless this (token, message key) was recorded in the same UTC hour already, or the
+        token has `MAX_VISITS_PER_PAGE` rows and this is not a message's first click;
+        whether it was recorded."""
+        ...
 
     async def page_visits(self, since: datetime | None = None) -> builtins.list[PageVisit]: ...
 
@@ -1082,14 +1088,28 @@ class _SqlLedger(ABC):
 
     async def record_page_visit(
         self, page_token: str, message_key: str | None, at: datetime
-    ) -> None:
+    ) -> bool:
         self._writing()
-        await self._fetch(
-            f"INSERT INTO {self.table}_page_visits (page_token, message_key, at) VALUES (?, ?, ?)",
+        t = self.table
+        # The cap is checked apart from the insert: racing views may pass it by a few rows.
+        kept = await self._fetch(
+            f"SELECT COUNT(*) AS n, COUNT(CASE WHEN message_key = ? THEN 1 END) AS clicks "
+            f"FROM {t}_page_visits WHERE page_token = ?",
+            message_key or "",
+            page_token,
+        )
+        first_click = message_key is not None and not kept[0]["clicks"]
+        if kept[0]["n"] >= MAX_VISITS_PER_PAGE and not first_click:
+            return False
+        stored = await self._fetch(
+            f"INSERT INTO {t}_page_visits (page_token, message_key, at, visit_hour) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING page_token",
             page_token,
             message_key,
             self._to_db_time(at),
+            _visit_hour(at),
         )
+        return bool(stored)
 
     async def page_visits(self, since: datetime | None = None) -> builtins.list[PageVisit]:
         rows = await self._fetch(
@@ -1355,7 +1375,7 @@ CREATE TABLE IF NOT EXISTS {table}_suppressions (
         *_ticket_schema(table, time, "BOOLEAN" if postgres else "INTEGER"),
         _projection_schema(table, time, "BOOLEAN" if postgres else "INTEGER"),
         f"CREATE TABLE IF NOT EXISTS {table}_page_visits "
-        f"(page_token TEXT NOT NULL, message_key TEXT, at {time} NOT NULL)",
+        f"(page_token TEXT NOT NULL, message_key TEXT, at {time} NOT NULL, visit_hour BIGINT)",
         f"CREATE TABLE IF NOT EXISTS {table}_baseline (week_start TEXT PRIMARY KEY, "
         "shipments INTEGER NOT NULL, wismo_tickets INTEGER NOT NULL)",
     ]
@@ -1424,7 +1444,16 @@ def _indexes(table: str) -> builtins.list[str]:
         f"CREATE INDEX IF NOT EXISTS {table}_shipments_registered "
         f"ON {table}_shipments (registered_at)",
         f"CREATE INDEX IF NOT EXISTS {table}_page_visits_at ON {table}_page_visits (at)",
+        # One row per (token, message or none, hour); rows from before the column have no
+        # hour and never collide.
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_page_visits_once ON {table}_page_visits "
+        "(page_token, COALESCE(message_key, ''), visit_hour)",
     ]
+
+
+def _visit_hour(at: datetime) -> int:
+    """The UTC hour `at` falls in, counted from the epoch: a page visit's dedupe bucket."""
+    return int(at.timestamp()) // 3600
 
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -1463,6 +1492,9 @@ def _create_sqlite_schema(conn: sqlite3.Connection, table: str) -> None:
         for name, sqlite_type, _pg_type in _ADDED_COLUMNS:
             if name not in have:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sqlite_type}")
+        visits = {row["name"] for row in conn.execute(f"PRAGMA table_info({table}_page_visits)")}
+        if "visit_hour" not in visits:
+            conn.execute(f"ALTER TABLE {table}_page_visits ADD COLUMN visit_hour BIGINT")
         (created,) = conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
         ).fetchone()
@@ -1601,17 +1633,20 @@ class PostgresLedger(_SqlLedger):
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", t)
             for statement in _schema(t, postgres=True):
                 await conn.execute(statement)
-            have = {
-                row["column_name"]
-                for row in await conn.fetch(
-                    "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema = current_schema() AND table_name = $1",
-                    t.lower(),
-                )
-            }
+            columns = await conn.fetch(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name IN ($1, $2)",
+                t.lower(),
+                f"{t}_page_visits".lower(),
+            )
+            have = {row["column_name"] for row in columns if row["table_name"] == t.lower()}
             for name, _sqlite_type, pg_type in _ADDED_COLUMNS:
                 if name not in have:
                     await conn.execute(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {name} {pg_type}")
+            if not any(row["column_name"] == "visit_hour" for row in columns):
+                await conn.execute(
+                    f"ALTER TABLE {t}_page_visits ADD COLUMN IF NOT EXISTS visit_hour BIGINT"
+                )
             checks = await conn.fetch(
                 "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint "
                 "WHERE conrelid = $1::regclass AND contype = 'c'",

@@ -32,6 +32,7 @@ from activities.ledger import (
 )
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import clean_env, drop_ledger_tables, trackflow_cli
+from trackflow.limits import MAX_VISITS_PER_PAGE
 from trackflow.projection import project
 from trackflow.shipment_state import Phase, ShipmentProjection, ShipmentState
 
@@ -703,6 +704,84 @@ async def test_baseline_weeks_page_visits_and_the_retention_purge(ledger: Ledger
     assert await ledger.projection(number) is None
     visits = [v for v in await ledger.page_visits() if v.page_token == token]
     assert [(v.message_key, v.at) for v in visits] == [("1Z9/1001:in_transit:1:email", new)]
+
+
+# --- tracking-page visits: one per (token, ref) per hour, a cap per token (issue 18, item 11) --
+
+
+async def _visits(ledger: Ledger, token: str) -> list[tuple[str | None, datetime]]:
+    return [(v.message_key, v.at) for v in await ledger.page_visits() if v.page_token == token]
+
+
+async def test_a_page_visit_counts_once_per_token_ref_and_hour(ledger: Ledger) -> None:
+    token, other = "tok-" + uuid.uuid4().hex, "tok-" + uuid.uuid4().hex
+    click = "1Z9/1001:in_transit:1:email"
+    for minute in (0, 1, 59):  # a reload, a shopper's second look, a scanner
+        await ledger.record_page_visit(token, None, T0 + timedelta(minutes=minute))
+        await ledger.record_page_visit(token, click, T0 + timedelta(minutes=minute))
+    await ledger.record_page_visit(token, None, T0 + timedelta(hours=1))
+    await ledger.record_page_visit(other, None, T0)
+
+    assert await _visits(ledger, token) == [
+        (None, T0),
+        (click, T0),
+        (None, T0 + timedelta(hours=1)),
+    ]
+    assert await _visits(ledger, other) == [(None, T0)]
+
+
+async def test_a_page_keeps_at_most_its_cap_of_visits_but_each_messages_first_click(
+    ledger: Ledger,
+) -> None:
+    token, other = "tok-" + uuid.uuid4().hex, "tok-" + uuid.uuid4().hex
+    for hour in range(MAX_VISITS_PER_PAGE + 20):
+        await ledger.record_page_visit(token, None, T0 + timedelta(hours=hour))
+    later = T0 + timedelta(days=30)
+    first, again = "1Z9/1001:delivered:1:email", later + timedelta(hours=1)
+    await ledger.record_page_visit(token, first, later)  # a click the report counts
+    await ledger.record_page_visit(token, first, again)  # over the cap, already counted
+    await ledger.record_page_visit(other, None, later)  # another page has its own cap
+
+    visits = await _visits(ledger, token)
+    assert len(visits) == MAX_VISITS_PER_PAGE + 1
+    assert visits[-1] == (first, later)
+    assert await _visits(ledger, other) == [(None, later)]
+
+
+async def test_visits_of_a_ledger_an_earlier_version_wrote_count_once_per_hour_too(
+    open_same: LedgerFactory,
+) -> None:
+    """The visits table before issue 18 had no hour column: opening it as a writer adds it."""
+    first = open_same()
+    assert isinstance(first, SqliteLedger | PostgresLedger)
+    old_table = (
+        f"CREATE TABLE {first.table}_page_visits "
+        "(page_token TEXT NOT NULL, message_key TEXT, at {time} NOT NULL)"
+    )
+    if isinstance(first, SqliteLedger):
+        first.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(first.path)
+        try:
+            conn.execute(old_table.format(time="TEXT"))
+            conn.execute(
+                f"INSERT INTO {first.table}_page_visits VALUES ('tok', NULL, ?)",
+                (T0.isoformat(timespec="microseconds"),),
+            )
+            conn.commit()
+        finally:
+            conn.close()
+    else:
+        pg = await asyncpg.connect(POSTGRES_DSN)
+        try:
+            await pg.execute(old_table.format(time="TIMESTAMPTZ"))
+            await pg.execute(f"INSERT INTO {first.table}_page_visits VALUES ('tok', NULL, $1)", T0)
+        finally:
+            await pg.close()
+
+    for minute in (5, 6):
+        await first.record_page_visit("tok", None, T0 + timedelta(minutes=minute))
+
+    assert await _visits(first, "tok") == [(None, T0), (None, T0 + timedelta(minutes=5))]
 
 
 # --- read-only reads of a ledger an earlier version wrote -----------------------------------

@@ -17,3 +17,6 @@ MAX_LINE_ITEMS = 200
 MAX_QUANTITY = 1_000_000
 MAX_ORDER_VALUE_DIGITS = 14
 """Order values up to 999,999,999,999.99 in the order's currency."""
+MAX_VISITS_PER_PAGE = 200
+"""Visit rows kept per tracking-page token (one per message link and hour at most): a shopper
+checking hourly for eight days. Past it only a message's first click is still recorded."""

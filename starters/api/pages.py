@@ -6,7 +6,8 @@ looked up by its token. An unknown token, or a shipment whose tracking ended mor
 `TRACKFLOW_TRACKING_PAGE_DAYS` ago, is a plain 404 page that says nothing about which.
 
 Each view is recorded (`page_visits`); a view from a message's link (`?m=<ref>`) names that
-message, which is its click.
+message, which is its click. The ledger keeps one per (token, message) per hour and caps the
+rows per token (`Ledger.record_page_visit`), so reloads and scanners cannot grow the table.
 """
 
 from __future__ import annotations
