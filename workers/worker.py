@@ -134,20 +134,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         alerts=alert_transport,
         provider_timeout=timedelta(seconds=settings.provider_timeout_s),
         health=health,
-        brand=Brand(
-            store_name=settings.store_name,
-            support_email=settings.support_email,
-            support_phone=settings.support_phone,
-            support_url=settings.support_url,
-            resolution_url=settings.resolution_url,
-            review_url=settings.review_url,
-            logo_url=settings.brand_logo_url,
-            primary_color=settings.brand_color or DEFAULT_BRAND_COLOR,
-            postal_address=settings.brand_postal_address,
-            public_url=settings.public_url,
-            unsubscribe_secret=settings.unsubscribe_secret,
-            unsubscribe_email=settings.unsubscribe_email,
-        ),
+        brand=message_brand(settings),
     )
     alerts = AlertActivities(ledger, alert_transport)
     helpdesk = HelpdeskActivities(ledger, helpdesk_for(settings, ledger))
@@ -230,6 +217,24 @@ class MainWorkerTuning(TypedDict, total=False):
     max_concurrent_workflow_tasks: int
     max_concurrent_activities: int
     max_concurrent_local_activities: int
+
+
+def message_brand(settings: Settings) -> Brand:
+    """How the store presents itself in the messages the worker sends."""
+    return Brand(
+        store_name=settings.store_name,
+        support_email=settings.support_email,
+        support_phone=settings.support_phone,
+        support_url=settings.support_url,
+        resolution_url=settings.resolution_url,
+        review_url=settings.review_url,
+        logo_url=settings.brand_logo_url,
+        primary_color=settings.brand_color or DEFAULT_BRAND_COLOR,
+        postal_address=settings.brand_postal_address,
+        public_url=settings.public_url,
+        unsubscribe_secret=settings.unsubscribe_secret,
+        unsubscribe_email=settings.unsubscribe_email,
+    )
 
 
 def main_worker_tuning(settings: Settings) -> MainWorkerTuning:
