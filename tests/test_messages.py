@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,8 @@ from trackflow.models import (
     ShippingSpeed,
     Trigger,
 )
+from trackflow.settings import Settings
+from workers.worker import message_brand
 
 UPS_URL = "https://www.ups.com/track?tracknum=1Z999AA10123456784"
 # A carrier outside the detection table and a number of no known format: no link to offer.
@@ -851,3 +854,69 @@ def test_reason_resolves_carrier_then_kind_then_generic(monkeypatch: pytest.Monk
     assert "FedEx damaged" in sms(Trigger.EXCEPTION, ExceptionKind.DAMAGED, shipment=fedex).body
     assert "was damaged" in sms(Trigger.EXCEPTION, ExceptionKind.DAMAGED).body
     assert "reported an issue" in sms(Trigger.EXCEPTION, ExceptionKind.UNKNOWN).body
+
+
+# --- issue 18, item 6: "contact us" always says how ---------------------------------------------
+
+SENDER = "Acme Outdoor <shop@acme.test>"
+CONTACTS = [
+    (Trigger.LOST, None),
+    (Trigger.EXCEPTION, ExceptionKind.LOST),
+    (Trigger.EXCEPTION, ExceptionKind.DAMAGED),
+    (Trigger.EXCEPTION, ExceptionKind.ADDRESS_ISSUE),
+    (Trigger.EXCEPTION, ExceptionKind.RETURN_TO_SENDER),
+]
+_BARE_CONTACT = re.compile(r"contact us(?! at )|with us or call", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(("trigger", "kind"), CONTACTS)
+@pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.SMS])
+def test_without_a_support_contact_messages_give_the_sender_address(
+    trigger: Trigger, kind: ExceptionKind | None, channel: Channel
+) -> None:
+    brand = message_brand(Settings(email_from=SENDER))
+
+    text = render(make_shipment(), make_send(trigger, channel, kind), brand)
+
+    assert not _BARE_CONTACT.search(text.body), text.body
+    if channel == Channel.EMAIL:
+        assert "shop@acme.test" in text.body and "mailto:shop@acme.test" in (text.html or "")
+    elif kind != ExceptionKind.RETURN_TO_SENDER:  # its SMS says "we'll contact you"
+        assert "shop@acme.test" in text.body, text.body
+
+
+def test_a_support_contact_the_merchant_set_is_not_joined_by_the_sender_address() -> None:
+    brand = message_brand(Settings(email_from=SENDER, support_phone="+1 502 555 0100"))
+
+    for channel in (Channel.EMAIL, Channel.SMS):
+        text = render(make_shipment(), make_send(Trigger.LOST, channel), brand)
+        assert "502 555 0100" in text.body and "shop@acme.test" not in text.body
+    # The mailto: unsubscribe goes where shoppers are told to write (SendGrid verified that
+    # the sender's mailbox receives mail).
+    assert message_brand(Settings(email_from=SENDER)).unsubscribe_mailbox == "shop@acme.test"
+
+
+@pytest.mark.parametrize(("trigger", "kind"), EVERY_SEND)
+def test_with_no_contact_at_all_no_message_asks_the_shopper_to_contact_us_without_a_way(
+    trigger: Trigger, kind: ExceptionKind | None
+) -> None:
+    """No support contact and no sender: an SMS never says "contact us"; an email offers its
+    reply wherever it does."""
+    brand = message_brand(Settings())
+    for resolution in (None, CLAIMS_URL):
+        shown = brand.model_copy(update={"resolution_url": resolution})
+        sms = render(make_shipment(), make_send(trigger, Channel.SMS, kind), shown)
+        assert not _BARE_CONTACT.search(sms.body), sms.body
+        mail = render(make_shipment(), make_send(trigger, Channel.EMAIL, kind), shown)
+        for sentence in re.split(r"(?<=[.!?])\s+", mail.body):
+            assert not _BARE_CONTACT.search(sentence) or "reply" in sentence.lower(), sentence
+
+
+def test_the_worker_says_at_start_that_the_support_contact_is_not_set() -> None:
+    assert Settings(support_email="help@acme.test").support_contact_warning is None
+    assert Settings(support_url="https://acme.test/help").support_contact_warning is None
+    with_sender = Settings(email_from=SENDER).support_contact_warning
+    assert with_sender is not None and "TRACKFLOW_SUPPORT_EMAIL" in with_sender
+    assert "shop@acme.test" in with_sender and "\n" not in with_sender
+    without = Settings().support_contact_warning
+    assert without is not None and "TRACKFLOW_SUPPORT_EMAIL" in without and "\n" not in without

@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from activities.notify import NotificationActivities, with_page_link
 from activities.read_model import ReadModel
 from starters import demo
 from starters.api import create_app
+from starters.api.pages import page_brand
 from tests.api_support import api_client, api_settings, event_body, shipment_body, tracking_number
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent
@@ -207,6 +209,36 @@ def test_every_exception_kind_says_what_happened_and_what_happens_next() -> None
         )
         assert not any("link below" in step for step in view.problem.next_steps), kind
     assert tracking_page(row, plain).support == ()
+
+
+def test_without_a_support_contact_the_lost_page_gives_the_sender_address(tmp_path: Path) -> None:
+    """Issue 18, item 6: the page said "Contact us" and showed no contact."""
+    settings = Settings(data_dir=tmp_path, email_from="Acme Goods <shop@acme.test>")
+    brand = page_brand(settings)
+
+    page = render_page(tracking_page(row_for("lost"), brand), brand)
+
+    assert 'href="mailto:shop@acme.test"' in page
+    assert "Contact us" in _text(page)
+    phone_only = page_brand(settings.model_copy(update={"support_phone": "+1 502 555 0100"}))
+    assert "shop@acme.test" not in render_page(
+        tracking_page(row_for("lost"), phone_only), phone_only
+    )
+
+
+def test_with_no_contact_at_all_the_page_never_asks_the_shopper_to_contact_us(
+    tmp_path: Path,
+) -> None:
+    brand = page_brand(Settings(data_dir=tmp_path))
+    row = row_for("weather_delay")
+    for kind in ExceptionKind:
+        for resolution in (None, "https://acme.test/claims"):
+            shown = replace(brand, resolution_url=resolution)
+            document = row.document.model_copy(update={"exception": kind})
+            view = tracking_page(row.model_copy(update={"document": document}), shown)
+            text = _text(render_page(view, shown))
+            assert "contact us" not in text.lower(), (kind, resolution, text)
+            assert view.problem is not None and view.problem.next_steps, kind
 
 
 def test_the_page_shows_the_first_name_only_and_escapes_everything() -> None:

@@ -1,17 +1,21 @@
-"""TRACKFLOW_MAX_CACHED_WORKFLOWS and the slot settings reach the main worker."""
+"""TRACKFLOW_MAX_CACHED_WORKFLOWS and the slot settings reach the main worker; what the worker
+says about its configuration at start."""
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
+import logging
 import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 import workflows.shipment as shipment_workflow
+from tests.harness import running_worker
 from trackflow.settings import Settings
 from workers.worker import compile_sandboxed_packages, main_worker_tuning
 
@@ -78,3 +82,20 @@ def test_the_sandboxed_packages_get_bytecode_even_when_python_writes_none(
     cached.unlink(missing_ok=True)
     compile_sandboxed_packages()
     assert cached.exists()
+
+
+async def test_the_worker_says_once_at_start_that_no_support_contact_is_set(
+    client: Client, task_queue: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 18, item 6: messages then give the sender's address, or no way at all."""
+    caplog.set_level(logging.WARNING, logger="trackflow.worker")
+    async with running_worker(client, task_queue, tmp_path, email_from="Acme <shop@acme.test>"):
+        pass
+    said = [r.getMessage() for r in caplog.records if r.name == "trackflow.worker"]
+    assert len(said) == 1 and "TRACKFLOW_SUPPORT_EMAIL" in said[0], said
+    assert "shop@acme.test" in said[0]
+
+    caplog.clear()
+    async with running_worker(client, task_queue, tmp_path, support_phone="+1 502 555 0100"):
+        pass
+    assert not [r for r in caplog.records if r.name == "trackflow.worker"]

@@ -350,6 +350,21 @@ PROBLEMS: dict[ExceptionKind, tuple[str, str, tuple[str, ...]]] = {
     ),
 }
 _RESOLUTION = (ExceptionKind.DAMAGED, ExceptionKind.LOST)
+# Steps as the page words them when it shows no support contact (nothing set, not even a
+# sender address): never "contact us" without saying how. An empty one is left out.
+_WITHOUT_CONTACT = {
+    "Contact us so we can confirm the address with {carrier}.": (
+        "Call {carrier} with your tracking number to confirm the address."
+    ),
+    "Contact us, or use the link below, to tell us which you'd prefer.": (
+        "Use the link below to tell us which you'd prefer."
+    ),
+    "If you think the address was right, contact us and we'll look into it.": "",
+}
+_WITHOUT_RESOLUTION_LINK = (
+    ("Contact us, or use the link below,", "Contact us"),
+    ("Use the link below to tell us", "We'll be in touch to ask"),
+)
 DELAYS = (
     ExceptionKind.WEATHER_DELAY,
     ExceptionKind.CARRIER_DELAY,
@@ -361,10 +376,13 @@ DELAYS = (
 
 def _problem(kind: ExceptionKind, carrier: str, brand: PageBrand) -> Problem:
     _headline_text, what, next_steps = PROBLEMS.get(kind, PROBLEMS[ExceptionKind.UNKNOWN])
-    steps = [step.format(carrier=carrier) for step in next_steps]
+    if not _support(brand):
+        next_steps = tuple(_WITHOUT_CONTACT.get(step, step) for step in next_steps)
+    steps = [step.format(carrier=carrier) for step in next_steps if step]
     resolution = kind in _RESOLUTION
     if resolution and not _web(brand.resolution_url):
-        steps = [step.replace("Contact us, or use the link below,", "Contact us") for step in steps]
+        for linked, unlinked in _WITHOUT_RESOLUTION_LINK:
+            steps = [step.replace(linked, unlinked) for step in steps]
     return Problem(
         what=_capfirst(what.format(carrier=carrier)),
         next_steps=tuple(_capfirst(step) for step in steps),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 
@@ -133,6 +134,37 @@ class Settings(BaseModel):
             if env.get(f"TRACKFLOW_{field.upper()}")
         }
         return cls.model_validate(values)
+
+    @property
+    def sender_address(self) -> str | None:
+        """The address of TRACKFLOW_EMAIL_FROM (`Name <a@b.c>` or `a@b.c`), if it has one."""
+        address = parseaddr(self.email_from or "")[1]
+        return address if "@" in address and not any(c.isspace() for c in address) else None
+
+    @property
+    def contact_email(self) -> str | None:
+        """Where shoppers are told to write: TRACKFLOW_SUPPORT_EMAIL; with no support contact
+        set at all, the sender's address (a reply reaches it too), rather than a bare
+        "contact us"."""
+        if self.support_email or self.support_phone or self.support_url:
+            return self.support_email
+        return self.sender_address
+
+    @property
+    def support_contact_warning(self) -> str | None:
+        """What a worker says at start when no support contact is set: one line."""
+        if self.support_email or self.support_phone or self.support_url:
+            return None
+        unset = "TRACKFLOW_SUPPORT_EMAIL, _PHONE and _URL are not set"
+        if self.sender_address:
+            return (
+                f"{unset}: messages and the tracking page give shoppers the sender address "
+                f"{self.sender_address} to contact the store"
+            )
+        return (
+            f"{unset}, nor TRACKFLOW_EMAIL_FROM: messages and the tracking page cannot tell "
+            "shoppers how to contact the store"
+        )
 
     @property
     def sendgrid_configured(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import compileall
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -52,6 +53,8 @@ from workflows.inbound_ticket import InboundTicketWorkflow
 from workflows.returns import ReturnsWorkflow
 from workflows.shipment import ShipmentTrackingWorkflow
 from workflows.unmatched import UnmatchedEventsWorkflow
+
+log = logging.getLogger("trackflow.worker")
 
 WORKFLOWS = [
     ShipmentTrackingWorkflow,
@@ -118,6 +121,8 @@ async def hold_policies(ledger: Ledger, configured: TrackingPolicy) -> None:
 async def running_workers(client: Client, settings: Settings) -> AsyncIterator[None]:
     """The main worker (workflows, messages, alerts, tags) and the carrier-API poller, whose
     own task queue carries the rate limit shared by every worker polling that queue."""
+    if settings.support_contact_warning:
+        log.warning("trackflow worker: %s", settings.support_contact_warning)
     ledger = open_ledger(settings.resolved_ledger_url)
     carrier_http = httpx.AsyncClient(base_url=settings.easypost_base_url, timeout=20)
     alert_transport = alert_transport_for(settings, ledger)
@@ -223,7 +228,7 @@ def message_brand(settings: Settings) -> Brand:
     """How the store presents itself in the messages the worker sends."""
     return Brand(
         store_name=settings.store_name,
-        support_email=settings.support_email,
+        support_email=settings.contact_email,
         support_phone=settings.support_phone,
         support_url=settings.support_url,
         resolution_url=settings.resolution_url,

@@ -42,7 +42,7 @@ def page_brand(settings: Settings) -> PageBrand:
         store_name=settings.store_name,
         color=settings.brand_color or DEFAULT_BRAND_COLOR,
         logo_url=settings.brand_logo_url,
-        support_email=settings.support_email,
+        support_email=settings.contact_email,
         support_phone=settings.support_phone,
         support_url=settings.support_url,
         return_url=settings.return_url,
