@@ -386,11 +386,10 @@ def _in_mode(transport: str, mode: str) -> bool:
 
 
 def _write_csv(rows: list[dict[str, Any]]) -> None:
-    import csv
-
     from activities.ledger import LedgerRecord
+    from trackflow import csv_cells
 
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(LedgerRecord.model_fields))
+    writer = csv_cells.dict_writer(sys.stdout, fieldnames=list(LedgerRecord.model_fields))
     writer.writeheader()
     writer.writerows(rows)
 

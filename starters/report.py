@@ -22,7 +22,6 @@ An empty value is a figure that does not exist (a rate over nothing). Rates are 
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import math
@@ -31,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from activities.ledger import Ledger
+from trackflow import csv_cells
 from trackflow.insight import MessageRow, OptOut, Period, Summary, summarise
 from trackflow.projection import as_of
 
@@ -135,7 +135,7 @@ def csv_rows(summary: Summary) -> list[tuple[str, str, str, str]]:
 
 def render_csv(summary: Summary) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_cells.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     writer.writerows(csv_rows(summary))
     return out.getvalue()

@@ -197,7 +197,21 @@ def test_every_courier_has_a_public_tracking_page(courier: str) -> None:
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=[f.id for f in FORMATS])
 def test_every_format_links_to_its_couriers_page(fmt: CarrierFormat) -> None:
-    assert fmt.tracking_url == COURIER_TRACKING_URLS[fmt.courier]
+    if fmt.id == "dhl_paket_20":  # dhl.de follows DHL Paket numbers, dhl.com the others
+        assert fmt.tracking_url is not None and fmt.tracking_url.startswith("https://www.dhl.de/")
+        assert COURIER_TRACKING_URLS["dhl"].startswith("https://www.dhl.com/")
+    else:
+        assert fmt.tracking_url == COURIER_TRACKING_URLS[fmt.courier]
+
+
+def test_a_dhl_paket_number_links_to_dhl_de_and_an_express_one_to_dhl_com() -> None:
+    paket, express = "00340434161094042557", "3318810025"
+    assert courier_tracking_url("dhl", paket) == (
+        f"https://www.dhl.de/en/privatkunden/dhl-sendungsverfolgung.html?piececode={paket}"
+    )
+    assert courier_tracking_url("dhl", express) == (
+        f"https://www.dhl.com/en/express/tracking.html?brand=DHL&AWB={express}"
+    )
 
 
 def test_tracking_page_of_a_platform_code_is_the_numbers_couriers() -> None:

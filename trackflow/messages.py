@@ -26,6 +26,7 @@ import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 from pydantic import Field, field_validator
 
+from trackflow.carrier_codes import carrier_code
 from trackflow.carriers import courier_tracking_url
 from trackflow.carriers.formats import COURIER_NAMES
 from trackflow.effects import SendNotification, Tone
@@ -167,6 +168,7 @@ class MessageContext(Model):
     carrier: str | None
     tracking_url: str | None
     express: bool
+    carrier_label: str | None = None
     items: list[str]
     more_items: int
 
@@ -179,6 +181,7 @@ class MessageContext(Model):
             order_name=shipment.order_name or f"#{shipment.order_id}",
             first_name=shipment.customer.first_name,
             carrier=shipment.carrier,
+            carrier_label=shipment.carrier_label,
             tracking_url=tracking_link(shipment),
             express=shipment.shipping_speed == ShippingSpeed.EXPRESS,
             items=[
@@ -300,10 +303,17 @@ def is_gsm7(text: str) -> bool:
     return all(char in _GSM7_BASIC or char in _GSM7_EXTENSION for char in text)
 
 
-def carrier_display_name(code: str | None) -> str:
+def carrier_display_name(code: str | None, label: str | None = None) -> str:
+    """The table's name of a courier; another carrier by the name it was given as (`label`,
+    when it is that code's and not the code itself: "PostNL", not "Postnl"), else its code in
+    title case ("acme_freight" -> "Acme Freight")."""
     if not code:
         return "the carrier"
-    return CARRIER_NAMES.get(code, code.replace("_", " ").title())
+    if code in CARRIER_NAMES:
+        return CARRIER_NAMES[code]
+    if label and label != code and carrier_code(label) == code:
+        return label
+    return code.replace("_", " ").title()
 
 
 def format_eta(day: date) -> str:
@@ -345,7 +355,7 @@ def _context(order: MessageContext, send: SendNotification, brand: Brand) -> dic
         "order_name": order.order_name,
         "items": order.items,
         "more_items": order.more_items,
-        "carrier": carrier_display_name(order.carrier),
+        "carrier": carrier_display_name(order.carrier, order.carrier_label),
         "tracking_number": order.tracking_number,
         "tracking_url": order.tracking_url,
         "express": order.express,

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from trackflow.carrier_codes import carrier_code, carrier_label
 from trackflow.limits import (
     MAX_LINE_ITEMS,
     MAX_ORDER_VALUE_DIGITS,
@@ -195,6 +196,19 @@ class LineItem(Model):
     sku: Text | None = None
 
 
+class CarrierReason(StrEnum):
+    """Why a shipment is followed with the carrier it is (`trackflow.carriers.resolve`)."""
+
+    DECLARED_FITS = "declared_fits"  # the number fits a format of the declared carrier
+    SHARED_SHAPE = "shared_shape"  # formats of several couriers fit: the declared one stands
+    DECLARED_OUTSIDE_TABLE = "declared_outside_table"  # no format of it to contradict it
+    NUMBER_FORMAT = "number_format"  # a format only another courier uses: it replaces it
+    DETECTED = "detected"  # nothing declared; the formats of one courier fit
+    DESTINATION_COUNTRY = "destination_country"  # nothing declared; one delivers there
+    RANKING = "ranking"  # nothing declared; the table's ranking of the fitting formats
+    UNRECOGNISED = "unrecognised"  # no format validly fits: what was declared, if anything
+
+
 class PinnedFacts(Model):
     """Facts looked up in tables and pytz when the shipment was registered or updated. They
     travel with the shipment into the workflow, so that a replay after a pytz upgrade or an
@@ -203,6 +217,9 @@ class PinnedFacts(Model):
     timezone: Code = Field(description="the customer's IANA zone, as pytz spelt it then")
     timezone_source: Code = Field(description="customer, address_region, address_country...")
     region: Code | None = Field(default=None, description="ISO 3166-2 code for send windows")
+    carrier_reason: CarrierReason | None = Field(
+        default=None, description="why the shipment's carrier is the one it is (None: older)"
+    )
 
 
 class Shipment(Model):
@@ -211,7 +228,14 @@ class Shipment(Model):
     order_id: str = Field(min_length=1, max_length=SHORT_TEXT)
     order_name: Text | None = None
     tracking_number: TrackingNumber
-    carrier: Code | None = None
+    carrier: Code | None = Field(
+        default=None,
+        description="the courier as a code ([a-z0-9_]): 'UPS' and 'ups' are 'ups', 'DHL Express' "
+        "is 'dhl'; another name is slugified, its text kept in carrier_label",
+    )
+    carrier_label: Text | None = Field(
+        default=None, description="the carrier's name as the source wrote it (display only)"
+    )
     customer: Customer
     order_value: Decimal = Field(ge=0, max_digits=MAX_ORDER_VALUE_DIGITS, decimal_places=2)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
@@ -247,10 +271,20 @@ class Shipment(Model):
             raise ValueError("order_value must be a plain decimal number, e.g. 212.50")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_carrier_label(cls, data: object) -> object:
+        # The label is the name as given, taken before the carrier becomes a code; a shipment
+        # validated again (a history's input) keeps the label it has.
+        raw = data.get("carrier") if isinstance(data, dict) else None
+        if isinstance(data, dict) and isinstance(raw, str) and not data.get("carrier_label"):
+            return {**data, "carrier_label": carrier_label(raw)}
+        return data
+
     @field_validator("carrier")
     @classmethod
     def _carrier_code(cls, value: str | None) -> str | None:
-        return value.strip().lower().replace(" ", "_") if value and value.strip() else None
+        return carrier_code(value)
 
     @model_validator(mode="after")
     def _reachable(self) -> Shipment:

@@ -1,6 +1,6 @@
 """Resolve, once and outside workflow code, the facts a shipment's decisions depend on that come
-from tables or libraries: the carrier its number belongs to, the customer's time zone and the
-region whose send-window rules apply.
+from tables or libraries: the carrier it is followed with (and why), the customer's time zone
+and the region whose send-window rules apply.
 
 Starters pin a shipment before it reaches a workflow (registration and every update); the
 policy then reads `Shipment.pinned` and never re-derives, so replaying a 40-day-old history
@@ -9,16 +9,16 @@ after a `pytz` upgrade or an edit of `trackflow.timezones` gives the same decisi
 
 from __future__ import annotations
 
-from trackflow.carriers.resolve import with_detected_carrier
-from trackflow.models import PinnedFacts, Shipment
+from trackflow.carriers.resolve import resolve_carrier
+from trackflow.models import CarrierReason, PinnedFacts, Shipment
 from trackflow.timezones import region_code, resolve_timezone
 from trackflow.tracking_policy import TrackingPolicy
 
 
 def pin(shipment: Shipment, policy: TrackingPolicy) -> Shipment:
-    """The shipment with its detected carrier and its facts, looked up afresh."""
-    shipment = with_detected_carrier(shipment)
-    return shipment.model_copy(update={"pinned": _look_up(shipment, policy)})
+    """The shipment with its resolved carrier and its facts, looked up afresh."""
+    shipment, reason = resolve_carrier(shipment)
+    return shipment.model_copy(update={"pinned": _look_up(shipment, policy, reason)})
 
 
 def pinned_facts(shipment: Shipment, policy: TrackingPolicy) -> PinnedFacts:
@@ -27,8 +27,13 @@ def pinned_facts(shipment: Shipment, policy: TrackingPolicy) -> PinnedFacts:
     return shipment.pinned or _look_up(shipment, policy)
 
 
-def _look_up(shipment: Shipment, policy: TrackingPolicy) -> PinnedFacts:
+def _look_up(
+    shipment: Shipment, policy: TrackingPolicy, carrier_reason: CarrierReason | None = None
+) -> PinnedFacts:
     zone = resolve_timezone(shipment, policy.default_timezone)
     return PinnedFacts(
-        timezone=zone.name, timezone_source=zone.source, region=region_code(shipment)
+        timezone=zone.name,
+        timezone_source=zone.source,
+        region=region_code(shipment),
+        carrier_reason=carrier_reason,
     )

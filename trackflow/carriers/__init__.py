@@ -136,5 +136,8 @@ def courier_tracking_url(courier: str | None, number: str) -> str | None:
     if template is None:
         match = detect_best(number)
         return match.tracking_url if match else None
+    for match in detect(number):  # the courier's page for this format (DHL Paket: dhl.de)
+        if match.courier == courier and match.tracking_url:
+            return match.tracking_url
     normalized = normalize_number(number)
     return template.replace("%s", normalized) if normalized.isalnum() else None

@@ -37,6 +37,9 @@ class CarrierFormat:
     tracking_url: str | None = None
     # s10: the CountryCode group must name a known postal operator.
     known_countries: frozenset[str] | None = field(default=None)
+    # The destinations this format's parcels are delivered to (None: anywhere). It breaks a tie
+    # between couriers whose formats both fit a number when none was declared (`resolve`).
+    countries: frozenset[str] | None = field(default=None)
 
 
 def _re(pattern: str) -> re.Pattern[str]:
@@ -81,6 +84,7 @@ COURIER_NAMES: dict[str, str] = {
     "yunexpress": "YunExpress",
 }
 
+_DHL_PAKET_URL = "https://www.dhl.de/en/privatkunden/dhl-sendungsverfolgung.html?piececode=%s"
 _USPS_URL = "https://tools.usps.com/go/TrackConfirmAction?tLabels=%s"
 _UPS_URL = "https://wwwapps.ups.com/WebTracking/track?track=yes&trackNums=%s"
 _FEDEX_URL = "https://www.fedex.com/apps/fedextrack/?tracknumbers=%s"
@@ -202,11 +206,27 @@ _S10_COUNTRY_CODES = """
 """
 S10_COUNTRIES: frozenset[str] = frozenset(_S10_COUNTRY_CODES.split())
 
+# USPS delivers in the United States, its territories and the freely associated states.
+_USPS = frozenset({"US", "PR", "VI", "GU", "AS", "MP", "FM", "MH", "PW"})
+_FEDEX_GROUND = frozenset({"US", "CA"})  # FedEx Ground: the United States and Canada
+_US = frozenset({"US"})
+_CA = frozenset({"CA"})
+_GB = frozenset({"GB"})
+_NORTH_AMERICA = frozenset({"US", "CA", "MX"})
+
 _FEDEX_12_WEIGHTS = (3, 1, 7, 3, 1, 7, 3, 1, 7, 3, 1)
 _FEDEX_13_WEIGHTS = (1, 7, 3, 1, 7, 3, 1, 7, 3, 1, 7, 3, 1)
 
 # fmt: off
 FORMATS: tuple[CarrierFormat, ...] = (
+    # --- DHL Paket (Germany): 20-digit piece codes, "00" + an SSCC-like 00340... number with the
+    # GS1 check digit (weights 3,1 from the left). The USPS 20 shape and check digit are the same,
+    # so every such number is a valid USPS 20 too: its fixed prefix ranks it first.
+    CarrierFormat(
+        "dhl", "dhl_paket_20", "DHL Paket (20)",
+        _re(r"(?P<SerialNumber>00340\d{14})(?P<CheckDigit>\d)"),
+        "mod10", _mod10(3, 1), tracking_url=_DHL_PAKET_URL,
+    ),
     # --- USPS. IMpb C first: 420+ZIP 92 61 29... (FedEx SmartPost / Ground Economy) numbers are
     # delivered and tracked by USPS, so it outranks the FedEx Express 34 reading of the same digits.
     CarrierFormat(
@@ -225,6 +245,7 @@ FORMATS: tuple[CarrierFormat, ...] = (
         "mod10", _mod10(3, 1),
         services=_services(("612", "Parcel Select")),
         tracking_url=_USPS_URL,
+        countries=_USPS,
     ),
     CarrierFormat(
         "usps", "usps_impb_n", "USPS IMpb N",
@@ -242,6 +263,7 @@ FORMATS: tuple[CarrierFormat, ...] = (
         ),
         "mod10", _mod10(3, 1, reverse=True),
         tracking_url=_USPS_URL,
+        countries=_USPS,
     ),
     CarrierFormat(
         "usps", "usps_legacy", "USPS Legacy",
@@ -254,6 +276,7 @@ FORMATS: tuple[CarrierFormat, ...] = (
         ),
         "mod10", _mod10(3, 1), prepend_unless="91",
         services=_USPS_CONFIRMATION_SERVICES, tracking_url=_USPS_URL,
+        countries=_USPS,
     ),
     CarrierFormat(
         "usps", "usps_20", "USPS 20",
@@ -263,6 +286,7 @@ FORMATS: tuple[CarrierFormat, ...] = (
         ),
         "mod10", _mod10(3, 1),
         services=_USPS_CONFIRMATION_SERVICES, tracking_url=_USPS_URL,
+        countries=_USPS,
     ),
     # --- UPS
     CarrierFormat(
@@ -301,11 +325,13 @@ FORMATS: tuple[CarrierFormat, ...] = (
         "fedex", "fedex_ground", "FedEx Ground",
         _re(r"(?P<SerialNumber>\d{14})(?P<CheckDigit>\d)"),
         "mod10", _mod10(1, 3), tracking_url=_FEDEX_URL,
+        countries=_FEDEX_GROUND,
     ),
     CarrierFormat(
         "fedex", "fedex_ground_sscc_18", "FedEx Ground (SSCC-18)",
         _re(r"(?P<ShippingContainerType>\d{2})(?P<SerialNumber>\d{15})(?P<CheckDigit>\d)"),
         "mod10", _mod10(3, 1), tracking_url=_FEDEX_URL,
+        countries=_FEDEX_GROUND,
     ),
     CarrierFormat(
         "fedex", "fedex_ground_96", "FedEx Ground 96 (22)",
@@ -314,6 +340,7 @@ FORMATS: tuple[CarrierFormat, ...] = (
             r"(?P<SerialNumber>(?P<ShipperId>\d{7})(?P<PackageId>\d{7}))(?P<CheckDigit>\d)"
         ),
         "mod10", _mod10(1, 3), tracking_url=_FEDEX_URL,
+        countries=_FEDEX_GROUND,
     ),
     CarrierFormat(
         "fedex", "fedex_ground_gsn", "FedEx Ground GSN",
@@ -323,6 +350,7 @@ FORMATS: tuple[CarrierFormat, ...] = (
         ),
         "sum_product_with_weightings_and_modulo", _weighted(_FEDEX_13_WEIGHTS, 11, 10),
         tracking_url=_FEDEX_URL,
+        countries=_FEDEX_GROUND,
     ),
     # --- DHL Express outranks Old Dominion on shared 11-digit numbers (parcels before LTL freight).
     CarrierFormat(
@@ -335,6 +363,7 @@ FORMATS: tuple[CarrierFormat, ...] = (
         _re(r"(?P<SerialNumber>(?P<OriginId>\d{7})\d{8})(?P<CheckDigit>\d)"),
         "mod10", _mod10(3, 1),
         tracking_url="https://www.canadapost-postescanada.ca/track-reperage/en#/search?searchFor=%s",
+        countries=_CA,
     ),
     CarrierFormat(
         "dpd", "dpd", "DPD (28)",
@@ -353,26 +382,31 @@ FORMATS: tuple[CarrierFormat, ...] = (
         "ontrac", "ontrac_c", "OnTrac",
         _re(r"C(?P<SerialNumber>\d{13})(?P<CheckDigit>\d)"),
         "mod10", _mod10(1, 2), prepend_unless="4", tracking_url=_ONTRAC_URL,
+        countries=_US,
     ),
     CarrierFormat(
         "ontrac", "ontrac_d", "OnTrac D",
         _re(r"D(?P<SerialNumber>\d{13})(?P<CheckDigit>\d)"),
         "mod10", _mod10(1, 2), prepend_unless="5", tracking_url=_ONTRAC_URL,
+        countries=_US,
     ),
     CarrierFormat(
         "purolator", "purolator_numeric", "Purolator (12)",
         _re(r"(?P<SerialNumber>[0-5]\d{10})(?P<CheckDigit>\d)"),
         "luhn", checksums.luhn, tracking_url=_PUROLATOR_URL,
+        countries=_NORTH_AMERICA,
     ),
     CarrierFormat(
         "old_dominion", "old_dominion", "Old Dominion",
         _re(r"(?P<SerialNumber>(?:77[78]|072|780)\d{7})(?P<CheckDigit>\d)"),
         "luhn", checksums.luhn, tracking_url=_ODFL_URL,
+        countries=_NORTH_AMERICA,
     ),
     CarrierFormat(
         "old_dominion", "old_dominion_guaranteed", "Old Dominion Guaranteed Shipment",
         _re(r"(?P<SerialNumber>80\d{8})(?P<CheckDigit>\d)"),
         "luhn", checksums.luhn, tracking_url=_ODFL_URL,
+        countries=_NORTH_AMERICA,
     ),
     CarrierFormat(
         "s10", "s10", "S10",
@@ -393,6 +427,7 @@ FORMATS: tuple[CarrierFormat, ...] = (
         "gofo", "gofo_us", "GOFO Express (US)",
         _re(r"GFUS(?P<SerialNumber>\d{14})"),
         tracking_url="https://www.gofoexpress.com/tracking.html?searchID=%s",
+        countries=_US,
     ),
     CarrierFormat(
         "landmark", "landmark_global", "Landmark Global LTN",
@@ -403,32 +438,38 @@ FORMATS: tuple[CarrierFormat, ...] = (
         "lasership", "lasership_lx", "LaserShip LX",
         _re(r"L[AIEHNX][1-3](?P<SerialNumber>\d{7})"),
         tracking_url=_LASERSHIP_URL,
+        countries=_US,
     ),
     CarrierFormat(
         "lasership", "lasership_1ls7", "LaserShip 1LS7 (15)",
         _re(r"1LS7[12]\d{4}(?P<SerialNumber>\d{6})"),
         tracking_url=_LASERSHIP_URL,
+        countries=_US,
     ),
     # Printed "1LS7...-1"; normalisation drops the dash, so the trailing 1 follows directly.
     CarrierFormat(
         "lasership", "lasership_1ls7_18", "LaserShip 1LS7 (18)",
         _re(r"1LS7[12]\d{2}01[1234](?P<SerialNumber>\d{6})1"),
         tracking_url=_LASERSHIP_URL,
+        countries=_US,
     ),
     CarrierFormat(
         "lasership", "lasership_1lscx", "LaserShip 1LSCX (15)",
         _re(r"1LSCX(?P<SerialNumber>[0-9A-Z]{10})"),
         tracking_url=_LASERSHIP_URL,
+        countries=_US,
     ),
     CarrierFormat(
         "speedee", "speedee", "Spee-Dee (20)",
         _re(r"SP(?P<SerialNumber>\d{18})"),
         tracking_url="https://www.speedeedelivery.com/track/?tracking=%s",
+        countries=_US,
     ),
     CarrierFormat(
         "yodel", "yodel", "Yodel",
         _re(r"JJ?D(?P<SerialNumber>\d{16})"),
         tracking_url="https://www.yodel.co.uk/tracking/%s",
+        countries=_GB,
     ),
     CarrierFormat(
         "yunexpress", "yunexpress", "YunExpress",
@@ -439,12 +480,14 @@ FORMATS: tuple[CarrierFormat, ...] = (
         "canpar", "canpar_22", "Canpar (22)",
         _re(r"(?P<SerialNumber>[CDKLSUXZ]\d{21})"),
         tracking_url="https://www.canpar.com/en/track/tracking.jsp?reference=%s&locale=en",
+        countries=_CA,
     ),
     # Purolator alpha outranks the DHL piece id on 3 letters + 9 digits starting with J.
     CarrierFormat(
         "purolator", "purolator_alpha", "Purolator (alpha + 9)",
         _re(r"(?P<SerialNumber>[A-Z]{3}\d{9})"),
         tracking_url=_PUROLATOR_URL,
+        countries=_NORTH_AMERICA,
     ),
     CarrierFormat(
         "dhl", "dhl_express_piece_id", "DHL Express (Piece ID)",
@@ -469,7 +512,9 @@ FORMATS: tuple[CarrierFormat, ...] = (
 )
 # fmt: on
 
-# The courier's public tracking page, "%s" standing for the number: its first format's.
+# The courier's public tracking page, "%s" standing for the number: its first format's, but
+# DHL's global tracker for DHL (dhl.de's follows DHL Paket numbers: `courier_tracking_url`).
 COURIER_TRACKING_URLS: dict[str, str] = {
     fmt.courier: fmt.tracking_url for fmt in reversed(FORMATS) if fmt.tracking_url is not None
-}
+} | {"dhl": _DHL_URL}
+FORMATS_BY_ID: dict[str, CarrierFormat] = {fmt.id: fmt for fmt in FORMATS}

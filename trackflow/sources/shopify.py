@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from trackflow import carrier_codes
 from trackflow.limits import MAX_ORDER_VALUE_DIGITS
 from trackflow.models import (
     Address,
@@ -123,15 +124,6 @@ _STATUS: dict[str, tuple[CarrierStatus, ExceptionKind | None]] = {
     "returned": (CarrierStatus.RETURNED, None),
 }
 
-_CARRIERS = {
-    "ups": "ups",
-    "fedex": "fedex",
-    "usps": "usps",
-    "dhl express": "dhl",
-    "dhl": "dhl",
-    "canada post": "canada_post",
-}
-
 
 def map_status(status: str) -> tuple[CarrierStatus, ExceptionKind | None] | None:
     """Shopify status (REST lower case or GraphQL upper case) -> ours; None when unknown."""
@@ -139,10 +131,8 @@ def map_status(status: str) -> tuple[CarrierStatus, ExceptionKind | None] | None
 
 
 def carrier_code(tracking_company: str | None) -> str | None:
-    if not tracking_company or not tracking_company.strip():
-        return None
-    name = " ".join(tracking_company.split()).lower()
-    return _CARRIERS.get(name, name.replace(" ", "_"))
+    """Shopify's `tracking_company` as our carrier code (`Shipment` does this to the text)."""
+    return carrier_codes.carrier_code(tracking_company)
 
 
 # --- field helpers --------------------------------------------------------------------------
@@ -403,7 +393,7 @@ def parse_fulfillment(payload: Mapping[str, Any], *, shop_domain: str | None) ->
     common: dict[str, Any] = {
         "order_id": order_id,
         "order_name": _order_name(payload.get("name")),
-        "carrier": carrier_code(_text(payload.get("tracking_company"))),
+        "carrier": _text(payload.get("tracking_company")),  # a code, its text kept as label
         "customer": customer,
         "order_value": _order_value(payload),
         "currency": _currency(payload),
