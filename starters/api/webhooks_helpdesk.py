@@ -56,6 +56,7 @@ from starters.api.dependencies import Context, TemporalClient, configured
 from starters.api.json_body import parse_json_object
 from starters.api.metrics import CountedRoute, event_outcome
 from starters.api.verified import Signature, verified_body
+from trackflow.email_address import canonical_email
 from trackflow.tickets import Helpdesk, InboundTicket, workflow_id_for_ticket
 from workflows.inbound_ticket import INBOUND_TICKET_WORKFLOW_NAME
 
@@ -64,7 +65,6 @@ TRIAGE_WITHIN = timedelta(days=2)  # past the activity's own day of retries: the
 
 Payload = dict[str, Any]
 _TICKET_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_SUBJECT = 2_000
 MAX_BODY = 20_000
 
@@ -102,10 +102,14 @@ def _ticket_id(value: str | None) -> str:
 
 
 def _email(value: str | None) -> str | None:
-    """The requester's address, or None (no address, or not one): an unknown requester."""
-    if value is None or len(value) > 254 or not _EMAIL.match(value):
+    """The requester's canonical address, or None (no address, or not one plain address):
+    an unknown requester."""
+    if value is None:
         return None
-    return value
+    try:
+        return canonical_email(value)
+    except ValueError:
+        return None
 
 
 def _time(value: str | None) -> datetime | None:
