@@ -12,7 +12,8 @@ Customer messages go through a claim first, because providers take no idempotenc
   sent or not, `mark_suppressed` one the customer's consent ruled out.
 * `record_feedback` keeps the provider's delivery status, opened and clicked times and error
   code on the row (feedback events deduplicated by their own id), and the suppression table
-  keeps, per merchant, the addresses not to contact again and why.
+  keeps, per merchant, the addresses not to contact again, why, since when (`at`) and the
+  time of the newest event that asked for it (`event_at`), which a lift must be newer than.
 
 Inbound helpdesk tickets add two tables: `<table>_customer_index` maps a keyed digest of a
 customer's email (never the email; trackflow.tickets) to the shipments registered with it,
@@ -88,6 +89,12 @@ _ADDED_COLUMNS = (
     ("decided_at", "TEXT", "TIMESTAMPTZ"),
     ("held_until", "TEXT", "TIMESTAMPTZ"),
 )
+# Columns added to the suppression table since its first version: `event_at`, the time of the
+# newest event that asked for the suppression, which a lift must be newer than. Rows from
+# before it have none and count from `at`, when they were recorded, which is no earlier
+# than their event: a resubscribe dated before that cannot lift them.
+_ADDED_SUPPRESSION_COLUMNS = (("event_at", "TEXT", "TIMESTAMPTZ"),)
+_SUPPRESSION_EVENT_AT = "COALESCE(event_at, at)"
 # Feedback statuses about engagement, not delivery: they never replace the delivery status.
 _ENGAGEMENT = frozenset({"opened", "clicked", "spam_report", "unsubscribed", "resubscribed"})
 # Delivery statuses a provider reports last: a late "sent" or "queued" does not undo them.
@@ -401,14 +408,22 @@ class Ledger(Protocol):
     async def suppress(
         self, merchant: str, channel: str, address: str, reason: str, at: datetime | None = None
     ) -> bool:
-        """Put the address on the merchant's list for the channel; False if already there for
-        that reason."""
+        """Put the address on the merchant's list for the channel, asked for by an event at
+        `at` (default: now); False if already there for that reason (a newer event then
+        becomes the one a lift must be newer than)."""
         ...
 
     async def unsuppress(
-        self, merchant: str, channel: str, address: str, reason: str | None = None
+        self,
+        merchant: str,
+        channel: str,
+        address: str,
+        reason: str | None = None,
+        at: datetime | None = None,
     ) -> bool:
-        """Lift the suppression (for `reason` only, or all); False if there was none."""
+        """Lift the suppression (for `reason` only, or all), with an event at `at` only if
+        it is newer than every event that asked for the suppression (no `at`: regardless);
+        False if nothing was lifted."""
         ...
 
     async def suppressions(self, merchant: str) -> builtins.list[Suppression]:
@@ -939,30 +954,46 @@ class _SqlLedger(ABC):
         self, merchant: str, channel: str, address: str, reason: str, at: datetime | None = None
     ) -> bool:
         self._writing()
+        key = (merchant, channel, normalize_address(channel, address), reason)
+        event_at = self._to_db_time(at or _utc_now())
         inserted = await self._fetch(
-            f"INSERT INTO {self.table}_suppressions (merchant, channel, address, reason, at) "
-            "VALUES (?, ?, ?, ?, ?) "
+            f"INSERT INTO {self.table}_suppressions "
+            "(merchant, channel, address, reason, at, event_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (merchant, channel, address, reason) DO NOTHING RETURNING reason",
-            merchant,
-            channel,
-            normalize_address(channel, address),
-            reason,
-            self._to_db_time(at or _utc_now()),
+            *key,
+            event_at,
+            event_at,
         )
-        return bool(inserted)
+        if inserted:
+            return True
+        await self._fetch(
+            f"UPDATE {self.table}_suppressions SET event_at = ? WHERE merchant = ? "
+            f"AND channel = ? AND address = ? AND reason = ? AND {_SUPPRESSION_EVENT_AT} < ?",
+            event_at,
+            *key,
+            event_at,
+        )
+        return False
 
     async def unsuppress(
-        self, merchant: str, channel: str, address: str, reason: str | None = None
+        self,
+        merchant: str,
+        channel: str,
+        address: str,
+        reason: str | None = None,
+        at: datetime | None = None,
     ) -> bool:
         self._writing()
         only = " AND reason = ?" if reason is not None else ""
+        newer = f" AND {_SUPPRESSION_EVENT_AT} < ?" if at is not None else ""
         deleted = await self._fetch(
             f"DELETE FROM {self.table}_suppressions "
-            f"WHERE merchant = ? AND channel = ? AND address = ?{only} RETURNING reason",
+            f"WHERE merchant = ? AND channel = ? AND address = ?{only}{newer} RETURNING reason",
             merchant,
             channel,
             normalize_address(channel, address),
             *((reason,) if reason is not None else ()),
+            *((self._to_db_time(at),) if at is not None else ()),
         )
         return bool(deleted)
 
@@ -1370,6 +1401,7 @@ CREATE TABLE IF NOT EXISTS {table}_suppressions (
     address TEXT NOT NULL,
     reason TEXT NOT NULL,
     at {time} NOT NULL,
+    event_at {time},
     PRIMARY KEY (merchant, channel, address, reason)
 )""",
         *_ticket_schema(table, time, "BOOLEAN" if postgres else "INTEGER"),
@@ -1495,6 +1527,11 @@ def _create_sqlite_schema(conn: sqlite3.Connection, table: str) -> None:
         visits = {row["name"] for row in conn.execute(f"PRAGMA table_info({table}_page_visits)")}
         if "visit_hour" not in visits:
             conn.execute(f"ALTER TABLE {table}_page_visits ADD COLUMN visit_hour BIGINT")
+        suppressions = f"{table}_suppressions"
+        have = {row["name"] for row in conn.execute(f"PRAGMA table_info({suppressions})")}
+        for name, sqlite_type, _pg_type in _ADDED_SUPPRESSION_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {suppressions} ADD COLUMN {name} {sqlite_type}")
         (created,) = conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
         ).fetchone()
@@ -1647,6 +1684,19 @@ class PostgresLedger(_SqlLedger):
                 await conn.execute(
                     f"ALTER TABLE {t}_page_visits ADD COLUMN IF NOT EXISTS visit_hour BIGINT"
                 )
+            have_suppression = {
+                row["column_name"]
+                for row in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = $1",
+                    f"{t}_suppressions".lower(),
+                )
+            }
+            for name, _sqlite_type, pg_type in _ADDED_SUPPRESSION_COLUMNS:
+                if name not in have_suppression:
+                    await conn.execute(
+                        f"ALTER TABLE {t}_suppressions ADD COLUMN IF NOT EXISTS {name} {pg_type}"
+                    )
             checks = await conn.fetch(
                 "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint "
                 "WHERE conrelid = $1::regclass AND contype = 'c'",

@@ -243,6 +243,16 @@ async def test_value_segmentation_low_value_order_gets_email_only(
         ("/v1/shipments", {"order_id": "1", "customer": {"email": "a@b.co"}}, "tracking_number"),
         ("/v1/shipments", shipment_body("1Z999", order_value=-3), "order_value"),
         ("/v1/shipments", shipment_body("1Z999AA1", customer={"email": "nope"}), "email"),
+        (
+            "/v1/shipments",
+            shipment_body("1Z999AA1", customer={"email": "x<victim@example.com"}),
+            "email",
+        ),
+        (
+            "/v1/shipments",
+            shipment_body("1Z999AA1", customer={"email": "a,b@example.com"}),
+            "email",
+        ),
         ("/v1/events", event_body("1Z999AA1", "teleported"), "status"),
         (
             "/v1/events",

@@ -107,12 +107,46 @@ async def test_a_wrong_key_and_an_invalid_address_are_permanent(
     with pytest.raises(PermanentFailure) as unauthorized:
         await transport(base_url, api_key="SG.wrong").send(message())
     assert unauthorized.value.code == "401"
+    # An address SendGrid would answer 400 is refused before the request (SendGrid's own
+    # 400 is permanent too: test_refusals_are_permanent_with_the_status_as_code).
     with pytest.raises(PermanentFailure) as invalid:
         await transport(base_url).send(message(to="ada@localhost"))
-    assert (invalid.value.code, "personalizations.0.to.0.email" in invalid.value.detail) == (
-        "400",
-        True,
-    )
+    assert invalid.value.code == "invalid_address"
+
+
+@pytest.mark.parametrize(
+    "to", ["a,b@example.com", "a>b@example.com", "x<victim@example.com", "a(c)@example.com"]
+)
+async def test_an_address_the_helper_reads_differently_is_refused_before_any_request(
+    double: tuple[str, ProviderDoubles], tmp_path: Path, to: str
+) -> None:
+    """An address that reached the transport although it is not one plain address (a row
+    from before the check) is a permanent refusal with nothing sent: never an exception
+    that leaves the message uncertain, never a mail to the address the helper extracts."""
+    base_url, state = double
+    with pytest.raises(PermanentFailure) as refused:
+        await transport(base_url).send(message(to=to))
+    assert refused.value.code == "invalid_address"
+    ledger = open_ledger(str(tmp_path / "ledger.sqlite3"))
+    alerts: list[str] = []
+
+    async def alert(message: OutgoingMessage, why: str) -> None:
+        alerts.append(why)
+
+    try:
+        delivery = await send_once(
+            ledger,
+            transport(base_url),
+            message(to=to),
+            template(),
+            owner="worker-1",
+            lease=timedelta(seconds=30),
+            on_uncertain=alert,
+        )
+        assert (delivery.outcome, delivery.error_code, alerts) == ("failed", "invalid_address", [])
+    finally:
+        await ledger.close()
+    assert state.mail == []
 
 
 async def test_429_reports_retry_after(double: tuple[str, ProviderDoubles]) -> None:

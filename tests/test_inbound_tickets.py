@@ -128,8 +128,11 @@ def gorgias_body(ticket_id: int | str, email: str, subject: str, message: str) -
     }
 
 
-def zendesk_headers(body: bytes, secret: str = ZENDESK_SECRET) -> dict[str, str]:
-    timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def zendesk_headers(
+    body: bytes, secret: str = ZENDESK_SECRET, *, at: datetime | None = None
+) -> dict[str, str]:
+    """As Zendesk signs a webhook: when it posts (or `at`), ISO 8601 in UTC."""
+    timestamp = (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "X-Zendesk-Webhook-Signature": zendesk_signature(body, timestamp, secret),
         "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
@@ -325,7 +328,7 @@ async def test_a_wismo_ticket_of_a_notified_customer_is_tagged_and_annotated_onc
 
     # The same webhook again (Gorgias retries, or the ticket is updated): one row, one note.
     again = await stack.webhooks.post(
-        "/webhooks/gorgias", json=body, params={"secret": GORGIAS_SECRET}
+        "/webhooks/gorgias", json=body, headers={"X-Trackflow-Secret": GORGIAS_SECRET}
     )
     assert again.status_code == 202, again.text
     assert again.json()["repeated"] is True
@@ -513,6 +516,7 @@ async def test_a_wrong_secret_or_signature_is_401(webhooks: httpx.AsyncClient) -
         ({}, {}),
         ({"X-Trackflow-Secret": "guess"}, {}),
         ({}, {"secret": "guess"}),
+        ({}, {"secret": GORGIAS_SECRET}),  # the secret is accepted in the header only
     ):
         answer = await webhooks.post("/webhooks/gorgias", json=body, headers=headers, params=params)
         assert answer.status_code == 401, answer.text
@@ -523,6 +527,9 @@ async def test_a_wrong_secret_or_signature_is_401(webhooks: httpx.AsyncClient) -
         zendesk_headers(raw, secret="another-secret"),
         {**zendesk_headers(raw), "X-Zendesk-Webhook-Signature-Timestamp": "2020-01-01T00:00:00Z"},
         {"X-Zendesk-Webhook-Signature": zendesk_headers(raw)["X-Zendesk-Webhook-Signature"]},
+        # signed right, but more than ten minutes away from now: a replay, or a wrong clock
+        zendesk_headers(raw, at=datetime.now(UTC) - timedelta(minutes=11)),
+        zendesk_headers(raw, at=datetime.now(UTC) + timedelta(minutes=11)),
     ):
         answer = await webhooks.post("/webhooks/zendesk", content=raw, headers=headers)
         assert answer.status_code == 401, answer.text

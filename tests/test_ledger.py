@@ -536,6 +536,74 @@ async def test_an_address_suppressed_for_several_reasons_shows_the_strongest(
     assert await ledger.suppressed("acme", "email", "ana@example.com") == "bounced"
 
 
+async def test_a_lift_needs_an_event_newer_than_every_one_that_suppressed(ledger: Ledger) -> None:
+    """Provider events arrive in any order: a late or replayed resubscribe older than the
+    unsubscribe, or as old as it, lifts nothing; a newer unsubscribe moves the bar."""
+    hour = timedelta(hours=1)
+    assert await ledger.suppress("acme", "email", "ana@example.com", "unsubscribed", T0)
+    for older in (datetime(2001, 1, 1, tzinfo=UTC), T0 - hour, T0):
+        assert not await ledger.unsuppress(
+            "acme", "email", "ana@example.com", "unsubscribed", older
+        )
+    assert await ledger.suppressed("acme", "email", "ana@example.com") == "unsubscribed"
+    # already there: not added again, but a resubscribe must now be newer than T0 + 2h
+    assert not await ledger.suppress(
+        "acme", "email", "Ana@example.com", "unsubscribed", T0 + 2 * hour
+    )
+    # an older unsubscribe arriving late does not move the bar back
+    assert not await ledger.suppress("acme", "email", "ana@example.com", "unsubscribed", T0)
+    assert not await ledger.unsuppress(
+        "acme", "email", "ana@example.com", "unsubscribed", T0 + hour
+    )
+    assert await ledger.suppressed("acme", "email", "ana@example.com") == "unsubscribed"
+    [row] = await ledger.suppressions("acme")
+    assert row.at == T0  # listed since the first suppression
+    assert await ledger.unsuppress(
+        "acme", "email", "ana@example.com", "unsubscribed", T0 + 3 * hour
+    )
+    assert await ledger.suppressed("acme", "email", "ana@example.com") is None
+
+
+async def test_a_suppression_from_before_event_times_counts_from_when_it_was_recorded(
+    open_same: LedgerFactory,
+) -> None:
+    """Rows written before the event time was kept have only `at`, when they were recorded,
+    which is no earlier than their event: a lift must be newer than that."""
+    first = open_same()
+    assert isinstance(first, SqliteLedger | PostgresLedger)
+    old_table = (
+        f"CREATE TABLE {first.table}_suppressions (merchant TEXT NOT NULL, channel TEXT NOT NULL, "
+        "address TEXT NOT NULL, reason TEXT NOT NULL, at {time} NOT NULL, "
+        "PRIMARY KEY (merchant, channel, address, reason))"
+    )
+    row = (
+        f"INSERT INTO {first.table}_suppressions VALUES "
+        "('acme', 'email', 'ana@example.com', 'unsubscribed', '{at}')"
+    )
+    if isinstance(first, SqliteLedger):
+        first.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(first.path)
+        conn.execute(old_table.format(time="TEXT"))
+        conn.execute(row.format(at=T0.isoformat(timespec="microseconds")))
+        conn.commit()
+        conn.close()
+    else:
+        pg = await asyncpg.connect(POSTGRES_DSN)
+        try:
+            await pg.execute(old_table.format(time="TIMESTAMPTZ"))
+            await pg.execute(row.format(at=T0.isoformat()))
+        finally:
+            await pg.close()
+    assert await first.suppressed("acme", "email", "ana@example.com") == "unsubscribed"
+    minute = timedelta(minutes=1)
+    assert not await first.unsuppress(
+        "acme", "email", "ana@example.com", "unsubscribed", T0 - minute
+    )
+    assert await first.suppressed("acme", "email", "ana@example.com") == "unsubscribed"
+    assert await first.unsuppress("acme", "email", "ana@example.com", "unsubscribed", T0 + minute)
+    assert await first.suppressed("acme", "email", "ana@example.com") is None
+
+
 async def test_read_only_ledger_reads_states_and_suppressions_of_nothing(
     open_same: LedgerFactory, tmp_path: Path
 ) -> None:

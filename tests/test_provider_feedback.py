@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +89,26 @@ SG_VECTOR_BODY = (
 ).encode()
 
 
+SG_VECTOR_NOW = datetime.fromtimestamp(int(SG_VECTOR_TIMESTAMP), UTC)
+
+
 def test_sendgrid_official_vector() -> None:
-    assert verify_sendgrid(SG_VECTOR_BODY, SG_VECTOR_SIGNATURE, SG_VECTOR_TIMESTAMP, SG_VECTOR_KEY)
+    assert verify_sendgrid(
+        SG_VECTOR_BODY, SG_VECTOR_SIGNATURE, SG_VECTOR_TIMESTAMP, SG_VECTOR_KEY, now=SG_VECTOR_NOW
+    )
+    # the same signature once its timestamp is more than ten minutes away: a replay
+    for off in (timedelta(minutes=10, seconds=1), -timedelta(minutes=10, seconds=1)):
+        assert not verify_sendgrid(
+            SG_VECTOR_BODY,
+            SG_VECTOR_SIGNATURE,
+            SG_VECTOR_TIMESTAMP,
+            SG_VECTOR_KEY,
+            now=SG_VECTOR_NOW + off,
+        )
+    late = SG_VECTOR_NOW + timedelta(minutes=10)
+    assert verify_sendgrid(
+        SG_VECTOR_BODY, SG_VECTOR_SIGNATURE, SG_VECTOR_TIMESTAMP, SG_VECTOR_KEY, now=late
+    )
 
 
 @pytest.mark.parametrize(
@@ -110,7 +128,7 @@ def test_sendgrid_official_vector() -> None:
 def test_sendgrid_rejects(
     body: bytes, signature: str | None, timestamp: str | None, key: str
 ) -> None:
-    assert not verify_sendgrid(body, signature, timestamp, key)
+    assert not verify_sendgrid(body, signature, timestamp, key, now=SG_VECTOR_NOW)
 
 
 def _public_key_b64(key: ec.EllipticCurvePrivateKey) -> str:
@@ -124,9 +142,12 @@ SG_KEY = ec.generate_private_key(ec.SECP256R1())
 SG_PUBLIC_KEY = _public_key_b64(SG_KEY)
 
 
-def sendgrid_headers(body: bytes, key: ec.EllipticCurvePrivateKey = SG_KEY) -> dict[str, str]:
-    """As SendGrid signs an Event Webhook post: ECDSA P-256/SHA-256 over timestamp + body."""
-    timestamp = str(int(datetime.now(UTC).timestamp()))
+def sendgrid_headers(
+    body: bytes, key: ec.EllipticCurvePrivateKey = SG_KEY, *, at: datetime | None = None
+) -> dict[str, str]:
+    """As SendGrid signs an Event Webhook post: ECDSA P-256/SHA-256 over timestamp + body,
+    the timestamp when it posts (or `at`)."""
+    timestamp = str(int((at or datetime.now(UTC)).timestamp()))
     signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     return {
         "Content-Type": "application/json",
@@ -140,16 +161,17 @@ def test_sendgrid_generated_key_pair_and_pem_form() -> None:
     headers = sendgrid_headers(body)
     signature = headers["X-Twilio-Email-Event-Webhook-Signature"]
     timestamp = headers["X-Twilio-Email-Event-Webhook-Timestamp"]
-    assert verify_sendgrid(body, signature, timestamp, SG_PUBLIC_KEY)
+    now = datetime.now(UTC)
+    assert verify_sendgrid(body, signature, timestamp, SG_PUBLIC_KEY, now=now)
     pem = (
         SG_KEY.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-    assert verify_sendgrid(body, signature, timestamp, pem)
+    assert verify_sendgrid(body, signature, timestamp, pem, now=now)
     other = _public_key_b64(ec.generate_private_key(ec.SECP256R1()))
-    assert not verify_sendgrid(body, signature, timestamp, other)
-    assert not verify_sendgrid(body + b" ", signature, timestamp, SG_PUBLIC_KEY)
+    assert not verify_sendgrid(body, signature, timestamp, other, now=now)
+    assert not verify_sendgrid(body + b" ", signature, timestamp, SG_PUBLIC_KEY, now=now)
 
 
 def test_sendgrid_key_must_be_p256() -> None:
@@ -157,7 +179,8 @@ def test_sendgrid_key_must_be_p256() -> None:
     body = b"[]"
     signature = base64.b64encode(p384.sign(b"1" + body, ec.ECDSA(hashes.SHA256()))).decode()
     assert sendgrid_public_key(_public_key_b64(p384)) is None
-    assert not verify_sendgrid(body, signature, "1", _public_key_b64(p384))
+    at_one = datetime.fromtimestamp(1, UTC)
+    assert not verify_sendgrid(body, signature, "1", _public_key_b64(p384), now=at_one)
     assert sendgrid_public_key(SG_VECTOR_KEY) is not None
 
 
@@ -568,11 +591,11 @@ async def test_sendgrid_events_update_their_row_once(service: Service) -> None:
 
     before = await snapshot(ledger)
     again = await post_sendgrid(service, [*events, no_key, unknown])  # SendGrid retries
-    # the unmatched one is not remembered: a later delivery could still find its message
+    # every event is remembered, the unmatched one too: a retry changes nothing
     assert (again.json()["applied"], again.json()["duplicates"], again.json()["unmatched"]) == (
         0,
-        5,
-        1,
+        6,
+        0,
     )
     assert await snapshot(ledger) == before
 
@@ -632,13 +655,64 @@ async def test_sendgrid_feedback_suppresses_the_address_for_the_merchant(
 async def test_a_resubscribe_lifts_an_unsubscribe_not_a_bounce(service: Service) -> None:
     await post_sendgrid(service, [sg_event("group_unsubscribe")])
     assert await service.ledger.suppressed("Acme", "email", EMAIL) == "unsubscribed"
-    answer = await post_sendgrid(service, [sg_event("group_resubscribe")])
+    answer = await post_sendgrid(service, [sg_event("group_resubscribe", timestamp=T0 + 60)])
     assert answer.json()["lifted"] == ["email:unsubscribed"]
     assert await service.ledger.suppressed("Acme", "email", EMAIL) is None
-    await post_sendgrid(service, [sg_event("bounce", type="bounce")])
-    answer = await post_sendgrid(service, [sg_event("group_resubscribe", n=2)])
+    await post_sendgrid(service, [sg_event("bounce", type="bounce", timestamp=T0 + 120)])
+    answer = await post_sendgrid(service, [sg_event("group_resubscribe", n=2, timestamp=T0 + 180)])
     assert answer.json()["lifted"] == []
     assert await service.ledger.suppressed("Acme", "email", EMAIL) == "bounced"
+
+
+async def test_consent_follows_the_events_time_not_their_arrival(service: Service) -> None:
+    """A late, replayed or back-dated resubscribe lifts no newer unsubscribe; every event is
+    remembered, matched or not (none of these names a message of ours)."""
+
+    async def post(event: str, n: int, timestamp: int) -> dict[str, Any]:
+        answer = await post_sendgrid(service, [sg_event(event, n=n, timestamp=timestamp)])
+        assert answer.status_code == 200, answer.text
+        view: dict[str, Any] = answer.json()
+        return view
+
+    async def suppressed() -> str | None:
+        return await service.ledger.suppressed("Acme", "email", EMAIL)
+
+    assert (await post("group_unsubscribe", 1, T0 + 100))["suppressed"] == ["email:unsubscribed"]
+    for n, late in ((1, T0 + 50), (2, 978_307_200), (3, T0 + 100)):  # late, 2001, same second
+        assert (await post("group_resubscribe", n, late))["lifted"] == []
+        assert await suppressed() == "unsubscribed"
+    assert (await post("unsubscribe", 4, T0 + 300))["suppressed"] == []  # already: a newer bar
+    assert (await post("group_resubscribe", 5, T0 + 200))["lifted"] == []
+    assert await suppressed() == "unsubscribed"
+    assert (await post("group_resubscribe", 6, T0 + 400))["lifted"] == ["email:unsubscribed"]
+    assert await suppressed() is None
+    assert (await post("group_unsubscribe", 7, T0 + 500))["suppressed"] == ["email:unsubscribed"]
+    replay = await post("group_resubscribe", 6, T0 + 400)
+    assert (replay["duplicates"], replay["lifted"]) == (1, [])
+    assert await suppressed() == "unsubscribed"
+    assert await service.ledger.feedback_seen("sendgrid:ev-group_resubscribe-6")
+    assert await service.ledger.states() == []
+
+
+async def test_a_sendgrid_post_signed_more_than_ten_minutes_ago_is_refused(
+    service: Service,
+) -> None:
+    body = json.dumps([sg_event("group_resubscribe", timestamp=T0 + 999)]).encode()
+    await service.ledger.suppress("Acme", "email", EMAIL, "unsubscribed", datetime.now(UTC))
+    now = datetime.now(UTC)
+    for at in (now - timedelta(minutes=11), now + timedelta(minutes=11)):
+        answer = await service.http.post(
+            "/webhooks/sendgrid", content=body, headers=sendgrid_headers(body, at=at)
+        )
+        assert answer.status_code == 401, answer.text
+    assert not await service.ledger.feedback_seen("sendgrid:ev-group_resubscribe-0")
+    fresh = await service.http.post(
+        "/webhooks/sendgrid",
+        content=body,
+        headers=sendgrid_headers(body, at=now - timedelta(minutes=9)),
+    )
+    assert fresh.status_code == 200, fresh.text
+    assert await service.ledger.feedback_seen("sendgrid:ev-group_resubscribe-0")
 
 
 async def test_twilio_status_callbacks_update_the_row_by_its_key(service: Service) -> None:

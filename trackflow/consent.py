@@ -13,7 +13,9 @@ What a customer's reply or a provider's feedback means for the next message:
 * **Email feedback** (SendGrid Event Webhook). An address is suppressed after a hard
   ``bounce``, a ``dropped`` message whose reason is a bounced, spam-reporting or unsubscribed
   address, a ``spamreport`` or an (``group_``)``unsubscribe``. A ``group_resubscribe`` lifts an
-  unsubscription, never a bounce or a spam report (a lift names the one reason it removes).
+  unsubscription, never a bounce or a spam report (a lift names the one reason it removes),
+  and only when it is newer than every event that asked for the suppression: events arrive
+  late, retried or replayed, so their own time orders them, not their arrival.
 * **Before every send**, :func:`may_send` answers whether the address may be contacted given
   the suppression on record for it (per merchant, for every shipment of that customer).
 """

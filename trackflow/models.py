@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from trackflow.carrier_codes import carrier_code, carrier_label
+from trackflow.email_address import OptionalEmailAddress
 from trackflow.limits import (
     MAX_LINE_ITEMS,
     MAX_ORDER_VALUE_DIGITS,
@@ -32,7 +33,6 @@ from trackflow.limits import (
 )
 
 _TRACKING_NOISE = re.compile(r"[\s\-]+")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _PLAIN_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 
@@ -57,15 +57,6 @@ def workflow_id_for(tracking_number: str) -> str:
     return f"shipment-{normalize_tracking_number(tracking_number)}"
 
 
-def _check_email(value: str | None) -> str | None:
-    if value is None or value == "":
-        return None
-    value = value.strip()
-    if not _EMAIL.match(value):
-        raise ValueError("not an email address")
-    return value
-
-
 def _check_phone(value: str | None) -> str | None:
     if value is None or value == "":
         return None
@@ -78,7 +69,7 @@ def _check_phone(value: str | None) -> str | None:
 TrackingNumber = Annotated[
     str, StringConstraints(max_length=100), AfterValidator(normalize_tracking_number)
 ]
-Email = Annotated[str | None, StringConstraints(max_length=254), AfterValidator(_check_email)]
+Email = OptionalEmailAddress
 Phone = Annotated[str | None, StringConstraints(max_length=40), AfterValidator(_check_phone)]
 Code = Annotated[str, StringConstraints(max_length=SHORT_TEXT)]
 Text = Annotated[str, StringConstraints(max_length=NAME_TEXT)]

@@ -33,6 +33,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from trackflow.email_address import OptionalEmailAddress
 from trackflow.encryption import parse_keys
 from trackflow.intent import Intent, Language
 from trackflow.models import ExceptionKind, Model, Trigger
@@ -53,7 +54,7 @@ class InboundTicket(Model):
 
     helpdesk: Helpdesk
     ticket_id: str = Field(min_length=1, max_length=100)
-    requester_email: str | None = Field(default=None, max_length=254)
+    requester_email: OptionalEmailAddress = None
     subject: str | None = Field(default=None, max_length=2_000)
     body: str | None = Field(default=None, max_length=20_000)
     created_at: datetime | None = None

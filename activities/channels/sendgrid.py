@@ -40,8 +40,11 @@ from activities.channels.base import (
     ProviderReceipt,
     ProviderUnavailable,
 )
+from trackflow.email_address import canonical_email
 
 KEY_ARG = "trackflow_key"
+INVALID_ADDRESS = "invalid_address"
+INVALID_REQUEST = "invalid_request"
 
 # key -> the SendGrid message id an Event Webhook event for that key carried, if any.
 FeedbackLookup = Callable[[str], Awaitable[str | None]]
@@ -124,13 +127,31 @@ class SendGridTransport:
             mail.header = Header(name, value)
         return mail
 
+    def _request_body(self, message: OutgoingMessage) -> dict[str, Any]:
+        """The mail send's JSON, or a permanent refusal: nothing has reached SendGrid yet,
+        so an error here can never leave the message uncertain. The recipient must be one
+        canonical address (``trackflow.email_address``), which the helper reads unchanged;
+        anything else (a shipment registered before that check) is refused, never handed to a helper
+        that would pick another address out of it."""
+        try:
+            to = canonical_email(message.to)
+        except ValueError as error:
+            raise PermanentFailure(INVALID_ADDRESS, str(error)) from error
+        try:
+            body: dict[str, Any] = self.mail(message.model_copy(update={"to": to})).get()
+        except Exception as error:  # the SDK's helpers raise KeyError, ValueError...
+            raise PermanentFailure(
+                INVALID_REQUEST, f"the SDK refused the message: {error!r}"
+            ) from error
+        return body
+
     def _post(self, body: dict[str, Any]) -> Any:
         # A client per call: the SDK's client keeps request headers as mutable state.
         client = SendGridAPIClient(api_key=self._api_key, host=self._base_url)
         return client.client.mail.send.post(request_body=body, timeout=self._timeout_s)
 
     async def send(self, message: OutgoingMessage) -> ProviderReceipt:
-        body = self.mail(message).get()
+        body = self._request_body(message)
         try:
             response = await asyncio.to_thread(self._post, body)
         except HTTPError as error:

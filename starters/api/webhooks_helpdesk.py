@@ -8,7 +8,8 @@ that is not a ticket: 422 with the reason.
 
 Gorgias (Settings -> HTTP integration, trigger "Ticket created", POST, JSON)
     Authenticated by a shared secret, `TRACKFLOW_GORGIAS_WEBHOOK_SECRET`, sent as the header
-    `X-Trackflow-Secret` (the integration's headers) or the query `?secret=`. Body template::
+    `X-Trackflow-Secret` (the integration's headers; never in the URL, which proxies and
+    access logs keep). Body template::
 
         {"ticket_id": "{{ticket.id}}", "subject": "{{ticket.subject}}",
          "customer_email": "{{ticket.customer.email}}",
@@ -20,7 +21,9 @@ Gorgias (Settings -> HTTP integration, trigger "Ticket created", POST, JSON)
 
 Zendesk (Admin Center -> Webhooks, "Trigger or automation", POST, JSON, with a signing secret)
     Signed: `X-Zendesk-Webhook-Signature` is base64(HMAC-SHA256(secret, timestamp + body))
-    with `X-Zendesk-Webhook-Signature-Timestamp`; secret `TRACKFLOW_ZENDESK_WEBHOOK_SECRET`.
+    with `X-Zendesk-Webhook-Signature-Timestamp`, which must be within 10 minutes of our
+    clock (a captured request replayed later is refused); secret
+    `TRACKFLOW_ZENDESK_WEBHOOK_SECRET`.
     A trigger "Ticket is Created" notifies the webhook with the body::
 
         {"ticket_id": "{{ticket.id}}", "subject": "{{ticket.title}}",
@@ -45,7 +48,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from temporalio.client import Client
@@ -56,6 +59,8 @@ from starters.api.dependencies import Context, TemporalClient, configured
 from starters.api.json_body import parse_json_object
 from starters.api.metrics import CountedRoute, event_outcome
 from starters.api.verified import Signature, verified_body
+from trackflow.email_address import canonical_email
+from trackflow.sources.signatures import fresh
 from trackflow.tickets import Helpdesk, InboundTicket, workflow_id_for_ticket
 from workflows.inbound_ticket import INBOUND_TICKET_WORKFLOW_NAME
 
@@ -64,7 +69,6 @@ TRIAGE_WITHIN = timedelta(days=2)  # past the activity's own day of retries: the
 
 Payload = dict[str, Any]
 _TICKET_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_SUBJECT = 2_000
 MAX_BODY = 20_000
 
@@ -102,10 +106,14 @@ def _ticket_id(value: str | None) -> str:
 
 
 def _email(value: str | None) -> str | None:
-    """The requester's address, or None (no address, or not one): an unknown requester."""
-    if value is None or len(value) > 254 or not _EMAIL.match(value):
+    """The requester's canonical address, or None (no address, or not one plain address):
+    an unknown requester."""
+    if value is None:
         return None
-    return value
+    try:
+        return canonical_email(value)
+    except ValueError:
+        return None
 
 
 def _time(value: str | None) -> datetime | None:
@@ -243,9 +251,9 @@ def zendesk_signature(body: bytes, timestamp: str, secret: str) -> str:
 
 
 def zendesk_signature_matches(
-    body: bytes, signature: str | None, timestamp: str | None, secret: str
+    body: bytes, signature: str | None, timestamp: str | None, secret: str, *, now: datetime
 ) -> bool:
-    if not signature or not timestamp:
+    if not signature or not timestamp or not fresh(timestamp, now):
         return False
     expected = zendesk_signature(body, timestamp, secret)
     return hmac.compare_digest(expected.encode(), signature.encode())
@@ -254,13 +262,11 @@ def zendesk_signature_matches(
 def _gorgias_signature(
     context: Context,
     x_trackflow_secret: Annotated[str | None, Header()] = None,
-    secret: Annotated[str | None, Query(description="the shared secret, if not a header")] = None,
 ) -> Signature:
     expected = configured(context.settings.gorgias_webhook_secret, "GORGIAS_WEBHOOK_SECRET")
-    given = x_trackflow_secret or secret
     return Signature(
-        lambda _raw: gorgias_secret_matches(given, expected),
-        "X-Trackflow-Secret (or ?secret=) is missing or wrong",
+        lambda _raw: gorgias_secret_matches(x_trackflow_secret, expected),
+        "X-Trackflow-Secret is missing or wrong (the secret is accepted in that header only)",
     )
 
 
@@ -272,9 +278,14 @@ def _zendesk_signature(
     secret = configured(context.settings.zendesk_webhook_secret, "ZENDESK_WEBHOOK_SECRET")
     return Signature(
         lambda raw: zendesk_signature_matches(
-            raw, x_zendesk_webhook_signature, x_zendesk_webhook_signature_timestamp, secret
+            raw,
+            x_zendesk_webhook_signature,
+            x_zendesk_webhook_signature_timestamp,
+            secret,
+            now=datetime.now(UTC),
         ),
-        "X-Zendesk-Webhook-Signature is missing or does not match the timestamp and body",
+        "X-Zendesk-Webhook-Signature is missing or does not match the timestamp and body, or "
+        "X-Zendesk-Webhook-Signature-Timestamp is more than 10 minutes away",
     )
 
 

@@ -9,8 +9,10 @@ means for consent (`trackflow.consent`: suppress or lift an address for the merc
 remembers the event's dedupe id so a provider's retry changes nothing twice. Effects come
 before the dedupe id is remembered: a crash in between only repeats idempotent writes. An
 event that matches no message of ours (another tool's mail on the same account) is answered
-200 all the same (a non-2xx makes SendGrid retry the whole batch for a day) and not
-remembered; what it means for consent is applied, idempotently, each time.
+200 all the same (a non-2xx makes SendGrid retry the whole batch for a day), what it means
+for consent applied, and remembered too. Consent follows the events' own times, not their
+arrival: a resubscribe lifts an unsubscribe only when newer than every event that asked for
+it (`Ledger.unsuppress`), and SendGrid's signed timestamp must be within 10 minutes.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the dependencies below from
@@ -46,6 +48,7 @@ from trackflow.settings import Settings
 from trackflow.sources.normalized import SourcePayloadError
 from trackflow.sources.providers import (
     FeedbackRecord,
+    InboundSms,
     parse_form,
     parse_sendgrid_events,
     parse_twilio_inbound,
@@ -98,20 +101,24 @@ async def _consent(
     address: str | None,
     change: ConsentChange | None,
     reason: SuppressionReason | None,
+    at: datetime,
     outcome: Outcome,
 ) -> None:
+    """Apply a consent change asked for by an event at `at`: providers deliver events in any
+    order, so a lift takes effect only when newer than every event behind the suppression."""
     if change is None or reason is None or not address:
         return
     if change is ConsentChange.SUPPRESS:
-        if await ledger.suppress(merchant, channel.value, address, reason.value):
+        if await ledger.suppress(merchant, channel.value, address, reason.value, at):
             outcome.suppressed.append(f"{channel.value}:{reason.value}")
     # a lift removes its own reason only: a resubscribe never lifts a bounce
-    elif await ledger.unsuppress(merchant, channel.value, address, reason.value):
+    elif await ledger.unsuppress(merchant, channel.value, address, reason.value, at):
         outcome.lifted.append(f"{channel.value}:{reason.value}")
 
 
 async def _apply(ledger: Ledger, merchant: str, record: FeedbackRecord, outcome: Outcome) -> None:
-    """One delivery/engagement event: the ledger row, then consent, then the dedupe id."""
+    """One delivery/engagement event: the ledger row, then consent, then the dedupe id
+    (remembered whether or not the event named a message of ours)."""
     outcome.events += 1
     if await ledger.feedback_seen(record.dedupe_id):
         outcome.duplicates += 1
@@ -128,7 +135,7 @@ async def _apply(ledger: Ledger, merchant: str, record: FeedbackRecord, outcome:
     )
     if applied:
         outcome.applied += 1
-    else:  # not remembered below: nothing of ours was updated, a later delivery may be
+    else:
         outcome.unmatched += 1
     if record.channel is Channel.EMAIL:
         consent = email_event_consent(record.event, record.reason, record.kind)
@@ -136,9 +143,10 @@ async def _apply(ledger: Ledger, merchant: str, record: FeedbackRecord, outcome:
     else:
         action = sms_error_consent(record.error_code)
         change, reason = (action.change, action.reason) if action else (None, None)
-    await _consent(ledger, merchant, record.channel, record.address, change, reason, outcome)
-    if applied:
-        await ledger.remember_feedback(record.dedupe_id)
+    await _consent(
+        ledger, merchant, record.channel, record.address, change, reason, record.at, outcome
+    )
+    await ledger.remember_feedback(record.dedupe_id)
 
 
 # --- SendGrid -------------------------------------------------------------------------------
@@ -152,9 +160,14 @@ def _sendgrid_signature(
     key = configured(context.settings.sendgrid_webhook_public_key, "SENDGRID_WEBHOOK_PUBLIC_KEY")
     return Signature(
         lambda raw: verify_sendgrid(
-            raw, x_twilio_email_event_webhook_signature, x_twilio_email_event_webhook_timestamp, key
+            raw,
+            x_twilio_email_event_webhook_signature,
+            x_twilio_email_event_webhook_timestamp,
+            key,
+            now=datetime.now(UTC),
         ),
-        "X-Twilio-Email-Event-Webhook-Signature is missing or does not match the body",
+        "X-Twilio-Email-Event-Webhook-Signature is missing or does not match the body, or "
+        "its X-Twilio-Email-Event-Webhook-Timestamp is more than 10 minutes away",
     )
 
 
@@ -254,10 +267,19 @@ def twiml(reply: str | None) -> Response:
 
 
 async def _inbound_consent(
-    ledger: Ledger, merchant: str, sender: str, action: InboundSmsAction
+    ledger: Ledger, merchant: str, inbound: InboundSms, action: InboundSmsAction
 ) -> Outcome:
     outcome = Outcome(events=1)
-    await _consent(ledger, merchant, Channel.SMS, sender, action.change, action.reason, outcome)
+    await _consent(
+        ledger,
+        merchant,
+        Channel.SMS,
+        inbound.sender,
+        action.change,
+        action.reason,
+        inbound.received_at,  # Twilio gives no time: arrival order is all there is
+        outcome,
+    )
     return outcome
 
 
@@ -277,7 +299,7 @@ async def twilio_inbound(raw: InboundBody, context: Context, ledger: AppLedger) 
     action = keyword_action(inbound.keyword, brand_help(context.settings))
     if not await ledger.feedback_seen(inbound.dedupe_id):
         merchant = merchant_of(context.settings)
-        outcome = await _inbound_consent(ledger, merchant, inbound.sender, action)
+        outcome = await _inbound_consent(ledger, merchant, inbound, action)
         if outcome.suppressed or outcome.lifted:
             logger.info("inbound %s: %s", inbound.keyword, action.why)
         await ledger.remember_feedback(inbound.dedupe_id)

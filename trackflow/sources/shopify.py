@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trackflow import carrier_codes
+from trackflow.email_address import canonical_email
 from trackflow.limits import MAX_ORDER_VALUE_DIGITS
 from trackflow.models import (
     Address,
@@ -137,7 +138,6 @@ def carrier_code(tracking_company: str | None) -> str | None:
 
 # --- field helpers --------------------------------------------------------------------------
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _PHONE_PUNCTUATION = re.compile(r"[\s\-().]")
 _NANP = {"US", "CA"}
@@ -168,8 +168,15 @@ def _id(value: object, field: str) -> str:
 
 
 def _email(value: object) -> str | None:
+    """The order's email, canonical; one that is not a plain address is dropped (like an
+    unusable phone), so the customer is reached by text or the payload is refused."""
     text = _text(value)
-    return text if text and _EMAIL.match(text) else None
+    if text is None:
+        return None
+    try:
+        return canonical_email(text)
+    except ValueError:
+        return None
 
 
 def _phone(value: object, country_code: str | None) -> str | None:

@@ -19,8 +19,9 @@ Comparisons are constant time.
   signature base64 in ``X-Twilio-Email-Event-Webhook-Signature``, the timestamp in
   ``X-Twilio-Email-Event-Webhook-Timestamp``, the public key the base64 DER "verification key"
   shown under Mail Settings (sendgrid-python ``helpers/eventwebhook``; its official test
-  vector is in the tests). SendGrid states no freshness window, and replays are harmless: every
-  event is deduplicated by its ``sg_event_id``.
+  vector is in the tests). SendGrid states no freshness window; ours is
+  ``SIGNATURE_TOLERANCE`` either way, as for Zendesk's signatures (a captured post replayed
+  later is refused; within the window every event is deduplicated by its ``sg_event_id``).
 * Twilio ``X-Twilio-Signature``: base64 HMAC-SHA1, keyed by the auth token, of the full URL
   Twilio called followed by every form parameter sorted by name (each name's distinct values
   sorted) as ``name + value``; the URL is tried with and without its default port, as
@@ -53,6 +54,8 @@ SHIPENGINE_JWKS_URL = "https://api.shipengine.com/jwks"
 SHIPENGINE_TOLERANCE = timedelta(minutes=5)
 SENDGRID_SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+SIGNATURE_TOLERANCE = timedelta(minutes=10)
+"""How far a signed timestamp (SendGrid, Zendesk) may be from our clock, either way."""
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 
 
@@ -141,6 +144,13 @@ def _timestamp(value: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def fresh(timestamp: str, now: datetime, tolerance: timedelta = SIGNATURE_TOLERANCE) -> bool:
+    """Whether a signature's timestamp (Unix seconds or ISO 8601) is within ``tolerance`` of
+    ``now``: a signed request replayed later is refused."""
+    moment = _timestamp(timestamp)
+    return moment is not None and abs(now - moment) <= tolerance
+
+
 def verify_shipengine(
     raw_body: bytes,
     *,
@@ -204,10 +214,17 @@ def sendgrid_public_key(key: str) -> ec.EllipticCurvePublicKey | None:
 
 
 def verify_sendgrid(
-    raw_body: bytes, signature: str | None, timestamp: str | None, public_key: str
+    raw_body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    public_key: str,
+    *,
+    now: datetime,
+    tolerance: timedelta = SIGNATURE_TOLERANCE,
 ) -> bool:
-    """Check SendGrid's Signed Event Webhook headers against the raw body."""
-    if not signature or not timestamp:
+    """Check SendGrid's Signed Event Webhook headers against the raw body, the timestamp
+    within ``tolerance`` of ``now``."""
+    if not signature or not timestamp or not fresh(timestamp, now, tolerance):
         return False
     key = sendgrid_public_key(public_key)
     if key is None:
