@@ -30,6 +30,7 @@ def test_pin_resolves_carrier_zone_and_region_once() -> None:
         "timezone": "America/Chicago",
         "timezone_source": "address_region",
         "region": "US-TX",
+        "warnings": [],  # a USPS label declared FedEx is no wrong number
     }
 
 
