@@ -31,6 +31,7 @@ _TITLES = {
     AlertKind.PROVIDER_OUTAGE: "Provider outage",
     AlertKind.PROVIDER_RECOVERED: "Provider recovered",
     AlertKind.RETURN_OPENED: "Return requested",
+    AlertKind.INVALID_TRACKING_NUMBER: "Tracking number looks wrong",
 }
 
 

@@ -101,6 +101,7 @@ _TITLES = {
         ":grey_question: Message may not have reached the provider (not resent)"
     ),
     AlertKind.RETURN_OPENED: ":leftwards_arrow_with_hook: Return opened",
+    AlertKind.INVALID_TRACKING_NUMBER: ":warning: Tracking number looks wrong",
 }
 _API_ALERTS = {
     AlertKind.CARRIER_API_OUTAGE,

@@ -36,6 +36,7 @@ from activities.ledger import CustomerShipment, Ledger, LedgerRecord, TicketReco
 from trackflow.carriers import courier_tracking_url
 from trackflow.contracts import QUERY_STATE
 from trackflow.intent import Intent, classify
+from trackflow.links import web_link
 from trackflow.models import Shipment
 from trackflow.settings import Settings
 from trackflow.shipment_state import ShipmentView
@@ -169,7 +170,7 @@ class TicketActivities:
                 view,
                 ticket_created_at=created_at,
                 notified=bool(notified),
-                tracking_url=shipment.tracking_url
+                tracking_url=web_link(shipment.tracking_url)
                 or courier_tracking_url(view.carrier, view.tracking_number),
             )
             # The marker line makes the helpdesk post this ticket's note once, even when a

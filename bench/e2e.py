@@ -62,6 +62,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Worker
 
 from bench.actions import billable
+from trackflow.carriers.samples import random_tracking_number
 
 STATUSES = ("in_transit", "out_for_delivery", "delivered")
 API_TOKEN = "bench-e2e-token"
@@ -600,7 +601,7 @@ async def run_once(
     port = free_port()
     load_before = os.getloadavg()
     load = Load(shipments=shipments, concurrency=concurrency)
-    load.numbers = ["1Z" + uuid.uuid4().hex[:16].upper() for _ in range(shipments)]
+    load.numbers = [random_tracking_number("ups") for _ in range(shipments)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKFLOW_")}
     since = datetime.now(UTC) - timedelta(seconds=1)
     db_before = _bytes_under(stack.server_db.parent)

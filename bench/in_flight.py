@@ -69,6 +69,7 @@ from bench.e2e import (
     trackflow_processes,
     write_json,
 )
+from trackflow.carriers.samples import random_tracking_number
 
 STATUS = "in_transit"
 READ_MODEL = "notification_ledger_shipments"  # the ledger's read-model table (one row/shipment)
@@ -208,7 +209,7 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
                 load_before = os.getloadavg()
                 driver_before = time.process_time()
                 load = Load(shipments=shipments, concurrency=args.concurrency)
-                load.numbers = ["1Z" + uuid.uuid4().hex[:16].upper() for _ in range(shipments)]
+                load.numbers = [random_tracking_number("ups") for _ in range(shipments)]
                 print(f"registering {shipments} shipments (+ one {STATUS} event each)…", flush=True)
                 first = time.monotonic()
                 until = clock + args.deadline

@@ -39,6 +39,7 @@ def format_shipment(view: ShipmentDocument, deliveries: list[MessageState] | Non
         f"status: {view.summary}",
         f"estimated delivery: {view.estimated_delivery or 'unknown'}",
         f"customer time zone: {view.timezone}",
+        *(f"warning: {w.message} ({w.code.value})" for w in view.warnings),
         _next_action_line(view),
         *(
             f"  waiting: {w.trigger.value}"

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from starters.api import create_app
 from tests.factories import ANY_TIME_POLICY
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.models import workflow_id_for
 from trackflow.settings import Settings
 from trackflow.tracking_policy import TrackingPolicy
@@ -91,7 +92,8 @@ async def api_client(
 
 
 def tracking_number() -> str:
-    return "1Z" + uuid.uuid4().hex[:16].upper()
+    """A new valid UPS number (one of a wrong check digit is registered with warnings)."""
+    return random_tracking_number("ups")
 
 
 def shipment_body(number: str, **overrides: Any) -> dict[str, Any]:

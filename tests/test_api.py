@@ -85,6 +85,7 @@ async def test_shopify_webhook_with_valid_hmac_starts_the_workflow(
             "outcome": "accepted",
             "detail": None,
             "cancelled": False,
+            "warnings": [],
         }
     ]
     description = await client.get_workflow_handle(f"shipment-{number}").describe()

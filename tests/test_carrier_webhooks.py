@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import unicodedata
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from starters.api import create_app
 from tests.api_support import shipengine_headers, shipengine_jwks, shipengine_track_event
 from tests.factories import ANY_TIME_POLICY
 from tests.harness import eventually, outbox, running_worker, sent
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.settings import Settings
 from workers.runtime import connect
 
@@ -49,7 +49,7 @@ async def api(
 
 
 def _number() -> str:
-    return "1Z" + uuid.uuid4().hex[:16].upper()
+    return random_tracking_number("ups")
 
 
 def _easypost_event(number: str) -> bytes:

@@ -4,7 +4,6 @@ reported, and reconciliation can only tell from Event Webhook records."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from starters.simulators.providers import ProviderDoubles, Rule, create_provider
 from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.models import CarrierStatus, Channel
 
 KEY = "1Z999/o-1:shipped:0:email"
@@ -300,7 +300,7 @@ async def test_a_workflows_email_waits_out_retry_after_then_keeps_the_message_id
     sooner, then the ledger row keeps SendGrid's X-Message-Id."""
     base_url, state = double
     shipment = make_shipment(
-        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(),
+        tracking_number=random_tracking_number("ups"),
         order_value="20",  # email only
         email="retry-after@example.com",
     )

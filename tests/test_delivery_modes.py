@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from activities.ledger import open_ledger
 from starters.shipments import register_shipment
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import clean_env, eventually, free_port, outbox, running_worker, trackflow_cli
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.models import CarrierStatus, Channel
 from trackflow.settings import Settings
 
@@ -70,9 +70,7 @@ async def test_shadow_mode_records_what_would_have_gone_out_and_calls_no_provide
     """SendGrid and Twilio are configured, but at an address where nothing listens: a
     provider call would fail; in shadow mode every message is recorded all the same."""
     nowhere = f"http://127.0.0.1:{free_port()}"
-    shipment = make_shipment(
-        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="300.00"
-    )
+    shipment = make_shipment(tracking_number=random_tracking_number("ups"), order_value="300.00")
     providers = SENDGRID | TWILIO | {"sendgrid_base_url": nowhere, "twilio_base_url": nowhere}
     async with running_worker(client, task_queue, tmp_path, delivery_mode="shadow", **providers):
         with temporal_env.with_time_skipping_disabled():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tests.harness import (
     wait_until_healthy,
     zone_at_local_hour,
 )
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.contracts import QUERY_STATE
 from trackflow.policy import ShipmentView
 from trackflow.settings import Settings
@@ -49,7 +49,7 @@ async def test_a_shipment_registered_while_the_demo_runs_stays_on_real_time(
         )
     try:
         token = wait_until_healthy(ports["api"], data_dir, process)
-        number = "1Z" + uuid.uuid4().hex[:16].upper()
+        number = random_tracking_number("ups")
         shipment = {
             "order_id": "merchant-1",
             "tracking_number": number,

@@ -4,7 +4,6 @@ day posted to the Slack double over HTTP when the schedule fires."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -33,6 +32,7 @@ from starters.simulators.providers.server import serving
 from starters.simulators.slack import SlackDouble, blocks_problem, create_slack_app
 from tests.factories import at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, zone_at_local_hour
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.contracts import STATUS, integrations_queue
 from trackflow.digest import (
     DIGEST_SCHEDULE_ID,
@@ -329,7 +329,7 @@ async def test_the_schedule_posts_one_digest_a_day_listing_the_lost_parcel(
     schedule_cleanup: None,
 ) -> None:
     double, url = slack
-    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    number = random_tracking_number("ups")
     parcel = make_shipment(
         tracking_number=number, order_value="300", timezone=zone_at_local_hour(12)
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from starters.shipments import register_shipment, shipment_view, signal_event
 from tests.conftest import temporal_cli
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import clean_env, eventually, outbox, running_worker, sent, trackflow_cli
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.contracts import ALL_KEYS, ShipmentWorkflowInput
 from trackflow.encryption import (
     EncryptionCodec,
@@ -123,7 +123,7 @@ async def test_history_on_the_server_holds_no_personal_data_in_clear(
     personal = ["Grace Hopper", "grace.hopper@example.org", "+15025550199", "17 Cobol Lane"]
     name, email, phone, street = personal
     shipment = make_shipment(
-        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(),
+        tracking_number=random_tracking_number("ups"),
         order_value="212.50",  # above the SMS threshold: the phone is used too
         customer=Customer(
             name=name,

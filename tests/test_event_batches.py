@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
@@ -12,12 +11,13 @@ from temporalio.testing import WorkflowEnvironment
 from starters.shipments import register_shipment, signal_or_keep_events
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.contracts import SIGNAL_CARRIER_EVENTS
 from trackflow.models import CarrierStatus
 
 
 def _number() -> str:
-    return "1Z" + uuid.uuid4().hex[:16].upper()
+    return random_tracking_number("ups")
 
 
 async def test_a_webhooks_history_of_events_is_one_signal_per_shipment(

@@ -16,7 +16,6 @@ production history has none, so they are reported but not counted.
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
@@ -32,6 +31,7 @@ from bench.actions import billable
 from starters.shipments import register_shipment, signal_event
 from tests.factories import ANY_TIME_POLICY, at, exception_event, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.models import CarrierStatus, ExceptionKind
 from trackflow.policy import ShipmentView
 
@@ -106,7 +106,7 @@ async def test_happy_path_history_stays_within_45_events_and_24_kb(
     temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     shipment = make_shipment(
-        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(),
+        tracking_number=random_tracking_number("ups"),
         order_value="212.50",  # above the SMS threshold; the customer consented to texts
     )
     assert shipment.order_value > POLICY.sms_value_threshold and shipment.customer.sms_consent
@@ -190,9 +190,7 @@ async def test_a_path_with_an_exception_stays_within_20_billable_actions(
     customer is told (email and SMS), the helpdesk tag and the Klaviyo delayed list follow in
     the background, the out-for-delivery scan ends the delay, and no review request is asked
     after trouble. Each scan is processed before the next arrives, as hours apart."""
-    shipment = make_shipment(
-        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="212.50"
-    )
+    shipment = make_shipment(tracking_number=random_tracking_number("ups"), order_value="212.50")
     number = shipment.tracking_number
     label = make_event(CarrierStatus.LABEL_CREATED, at(0), tracking_number=number)
     steps = [

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +51,7 @@ from starters.simulators.slack import SlackDouble, create_slack_app
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, free_port, outbox, sent
 from tests.test_worker_crash import worker_process
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.digest import DigestJob
 from trackflow.effects import AUTO_DELAY_NOTIFIED, AlertKind, RaiseAlert
 from trackflow.models import CarrierStatus, ExceptionKind, Shipment
@@ -86,7 +86,7 @@ def _env(url: str, names: tuple[str, ...]) -> dict[str, str]:
 
 
 def _shipment() -> Shipment:
-    return make_shipment(tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="300")
+    return make_shipment(tracking_number=random_tracking_number("ups"), order_value="300")
 
 
 async def _register(

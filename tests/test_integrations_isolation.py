@@ -11,7 +11,6 @@ only. An integration that gives up leaves a note on the shipment."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, free_port, outbox, running_worker, sent
 from trackflow import policy as tracking
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.effects import AUTO_DELAY_NOTIFIED, AlertKind
 from trackflow.models import CarrierStatus, ExceptionKind, Shipment
 from trackflow.shipment_state import ShipmentState
@@ -97,7 +97,7 @@ def doubles() -> Iterator[Doubles]:
 
 
 def _shipment() -> Shipment:
-    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    number = random_tracking_number("ups")
     return make_shipment(tracking_number=number, order_value="300")
 
 

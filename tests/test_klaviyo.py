@@ -7,7 +7,6 @@ the delayed list kept once per key."""
 from __future__ import annotations
 
 import signal
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -38,6 +37,7 @@ from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker
 from tests.test_worker_crash import worker_process
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.contracts import SendBatch
 from trackflow.effects import SendNotification, SyncDelayedList
 from trackflow.messages import Brand, MessageContext, render
@@ -312,7 +312,7 @@ async def test_a_shipment_in_klaviyo_mode_sends_its_messages_as_events(
     """The whole path on the dev server: the workflow decides, the send activity hands each
     message to Klaviyo as an event, the ledger records transport klaviyo."""
     double, url = klaviyo
-    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    number = random_tracking_number("ups")
     shipment = make_shipment(tracking_number=number, order_value="300.00")
     config = {"delivery_mode": "klaviyo", "klaviyo_api_key": KEY, "klaviyo_base_url": url}
     async with running_worker(client, task_queue, tmp_path, **config):
@@ -352,7 +352,7 @@ async def test_a_worker_killed_mid_event_leaves_one_event_per_message(
     unique_id keeps one event per message: nothing lost, nothing twice, nothing uncertain."""
     double, url = klaviyo
     double.script.append({"action": "stall", "seconds": STALL_S, "path": "/api/events"})
-    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    number = random_tracking_number("ups")
     shipment = make_shipment(tracking_number=number, order_value="300.00")
     data_dir = tmp_path / "worker"  # both workers share its SQLite ledger
     env = {

@@ -32,6 +32,7 @@ from activities.ledger import (
 )
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import clean_env, drop_ledger_tables, trackflow_cli
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.limits import MAX_VISITS_PER_PAGE
 from trackflow.projection import project
 from trackflow.shipment_state import Phase, ShipmentProjection, ShipmentState
@@ -715,7 +716,7 @@ def _projection(number: str, version: int, status: str, **extra: object) -> Ship
 async def test_the_registrations_first_row_is_written_only_where_no_row_is(ledger: Ledger) -> None:
     """The API's foreseen row (version 1) never replaces the workflow's, and the workflow's
     first write replaces it."""
-    number, late = ("1Z" + uuid.uuid4().hex[:16].upper() for _ in range(2))
+    number, late = (random_tracking_number("ups") for _ in range(2))
     assert await ledger.save_projection(_projection(number, 1, "pending"), only_if_absent=True)
     assert await ledger.save_projection(_projection(number, 1, "label_created"))
     assert await ledger.save_projection(_projection(late, 1, "in_transit"))
@@ -727,7 +728,7 @@ async def test_the_registrations_first_row_is_written_only_where_no_row_is(ledge
 async def test_a_projection_row_is_replaced_only_by_its_own_or_a_newer_version(
     ledger: Ledger,
 ) -> None:
-    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    number = random_tracking_number("ups")
     assert await ledger.save_projection(_projection(number, 2, "in_transit"), "tok-" + number)
     assert not await ledger.save_projection(_projection(number, 1, "label_created"))
     stored = await ledger.projection(number)
@@ -763,7 +764,7 @@ async def test_baseline_weeks_page_visits_and_the_retention_purge(ledger: Ledger
     old, new = datetime(2025, 1, 5, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)
     await ledger.record_page_visit(token, None, old)
     await ledger.record_page_visit(token, "1Z9/1001:in_transit:1:email", new)
-    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    number = random_tracking_number("ups")
     stale = _projection(number, 1, "delivered", updated_at=old)
     assert await ledger.save_projection(stale)
 
@@ -939,7 +940,7 @@ async def test_message_figures_count_group_and_time_the_rows(ledger: Ledger) -> 
     for key, trigger in (("x", "lost"), ("y", "lost"), ("z", "pickup_gap")):
         alert = make_record(key, kind="alert", trigger=trigger, channel="alert", transport="ops")
         await ledger.record_once(alert)
-    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    number = random_tracking_number("ups")
     await ledger.save_projection(_projection(number, 1, "exception", open_problem=True))
     await ledger.save_projection(_projection(number + "X", 1, "in_transit", open_problem=False))
 

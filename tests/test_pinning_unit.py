@@ -31,6 +31,7 @@ def test_pin_resolves_carrier_zone_and_region_once() -> None:
         "timezone_source": "address_region",
         "region": "US-TX",
         "carrier_reason": "number_format",
+        "warnings": [],  # a USPS label declared FedEx is no wrong number
     }
 
 

@@ -34,6 +34,7 @@ from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually
 from tests.test_worker_crash import worker_process
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.models import CarrierStatus, Shipment
 
 POSTGRES = os.environ.get(
@@ -79,7 +80,7 @@ def provider_env(base_url: str) -> dict[str, str]:
 def new_shipment(n: int) -> Shipment:
     tag = uuid.uuid4().hex[:8]
     return make_shipment(
-        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(),
+        tracking_number=random_tracking_number("ups"),
         order_value="300.00",
         email=f"crash-{tag}-{n}@example.com",
         phone=f"+1502555{int(tag[:4], 16) % 10000:04d}",

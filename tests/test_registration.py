@@ -6,8 +6,10 @@ lifecycle for the new order and the old order's late events change nothing."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import httpx
 import pytest
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 import starters.shipments
 from tests.api_support import (
@@ -77,6 +80,7 @@ def _answer(number: str, outcome: str, detail: str | None = None) -> dict[str, A
         "tracking_number": number,
         "outcome": outcome,
         "detail": detail,
+        "warnings": [],
     }
 
 
@@ -423,3 +427,81 @@ async def test_openapi_documents_the_answers(api: httpx.AsyncClient) -> None:
         "ShopifyReturnAnswer",
         "ShopifyIgnored",
     }
+
+
+# --- numbers that do not fit their carrier (issue 18) ---------------------------------------
+
+
+async def test_a_number_that_does_not_fit_its_carrier_is_accepted_with_warnings_shown_once(
+    api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """HELLOWORLD declared UPS, and a UPS number with a wrong check digit: 202 with typed
+    warnings, the same warnings in GET, and one ops alert per shipment however often the
+    registration comes."""
+    valid = tracking_number()
+    typo = valid[:-1] + str((int(valid[-1]) + 1) % 10)
+    hello = "HELLOWORLD" + uuid.uuid4().hex[:6].upper()
+    expected = {hello: ["not_carrier_format"], typo: ["check_digit"], valid: []}
+    async with running_worker(client, task_queue, tmp_path):
+        for number, codes in expected.items():
+            body = shipment_body(number)
+            first, again = [await api.post("/v1/shipments", json=body) for _ in "12"]
+            assert [first.status_code, again.status_code] == [202, 202], (first.text, again.text)
+            for answer in (first.json(), again.json()):
+                assert [w["code"] for w in answer["warnings"]] == codes, number
+                assert all(number in w["message"] for w in answer["warnings"])
+            warned = first.json()["warnings"]
+            view = await eventually(
+                partial(_view, api, number),
+                partial(_shows_warnings, warned),
+                what=f"{number}'s warnings in GET",
+            )
+            assert bool(codes) == any(n["kind"] == "alert" for n in view["notes"]), view
+            if codes:
+                rows = await eventually(
+                    partial(outbox, tmp_path, number),
+                    lambda rows: any(r.kind == "alert" for r in rows),
+                    what=f"{number}'s alert",
+                )
+                assert [r.trigger for r in rows if r.kind == "alert"] == ["invalid_tracking_number"]
+                assert "UPS" in first.json()["warnings"][0]["message"]
+        # Nothing else comes: the second registration raised no second alert.
+        again_rows = await outbox(tmp_path, hello)
+        assert [r.trigger for r in again_rows if r.kind == "alert"] == ["invalid_tracking_number"]
+
+
+def _shows_warnings(warnings: list[dict[str, str]], view: dict[str, Any]) -> bool:
+    return bool(view["warnings"] == warnings)
+
+
+async def test_reject_invalid_numbers_makes_them_a_422_and_starts_nothing(
+    temporal_address: str, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    settings = api_settings(temporal_address, task_queue, tmp_path, reject_invalid_numbers=True)
+    hello = "HELLOWORLD" + uuid.uuid4().hex[:6].upper()
+    valid = tracking_number()
+    async with api_client(settings) as http:
+        refused = await http.post("/v1/shipments", json=shipment_body(hello))
+        accepted = await http.post("/v1/shipments", json=shipment_body(valid))
+    assert refused.status_code == 422, refused.text
+    detail = refused.json()["detail"]
+    assert detail.startswith("tracking_number: ") and "not_carrier_format" in detail
+    assert "TRACKFLOW_REJECT_INVALID_NUMBERS" in detail
+    assert accepted.status_code == 202, accepted.text
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(workflow_id_for(hello)).describe()
+
+
+@pytest.mark.parametrize(
+    "url", ["https://...", "https://www.ups.com/track?tracknum=...", "https://tracking"]
+)
+async def test_a_placeholder_tracking_url_is_a_422_naming_the_field(
+    api: httpx.AsyncClient, url: str
+) -> None:
+    response = await api.post(
+        "/v1/shipments", json=shipment_body(tracking_number(), tracking_url=url)
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"][-1] == "tracking_url"
+    assert "placeholder" in error["msg"] or "domain" in error["msg"]

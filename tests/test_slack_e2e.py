@@ -4,7 +4,6 @@ even though the double first answers 429 with Retry-After."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from starters.simulators.providers.server import serving
 from starters.simulators.slack import SlackDouble, blocks_problem, create_slack_app
 from tests.factories import at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.models import CarrierStatus
 from trackflow.tracking_policy import TrackingPolicy
 
@@ -61,7 +61,7 @@ async def test_a_lost_parcel_posts_one_slack_alert_after_a_429(
 ) -> None:
     double, url = slack
     double.script.append({"status": 429, "retry_after": 1, "error": "ratelimited"})
-    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    number = random_tracking_number("ups")
     parcel = make_shipment(
         tracking_number=number, order_value="300", timezone=zone_at_local_hour(12)
     )

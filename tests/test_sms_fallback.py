@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from temporalio.client import Client
@@ -13,6 +12,7 @@ from starters.simulators.providers import ProviderDoubles, Rule, create_provider
 from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.effects import SendNotification
 from trackflow.models import CarrierStatus, Channel, Trigger
 from trackflow.policy import on_send_outcome, record_sent
@@ -70,7 +70,7 @@ async def test_a_workflows_refused_email_is_texted_instead_end_to_end(
     same message goes out as a text (here through the outbox), once."""
     state = ProviderDoubles(sendgrid_api_key="SG.key", auto_events=False)
     shipment = make_shipment(
-        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="20"
+        tracking_number=random_tracking_number("ups"), order_value="20"
     )  # below the SMS threshold: the decision is email only
     state.script(Rule("sendgrid", "error", code=400))
     label = make_event(CarrierStatus.LABEL_CREATED, at(0), tracking_number=shipment.tracking_number)

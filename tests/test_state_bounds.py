@@ -12,7 +12,6 @@ alphabets; the workflow test pushes 10,000 ASCII ones through one shipment on th
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from starters.shipments import register_shipment, shipment_view, signal_event
 from tests.dev_server import all_runs
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import eventually, running_worker
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.models import CarrierEvent, CarrierStatus, ExceptionKind, Shipment
 from trackflow.policy import (
     MAX_REMEMBERED_EVENT_KEYS,
@@ -235,7 +235,7 @@ async def test_ten_thousand_maximal_events_through_one_shipment(
     temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     shipment: Shipment = make_shipment(
-        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="212.50"
+        tracking_number=random_tracking_number("ups"), order_value="212.50"
     )
     number = shipment.tracking_number
     policy = ANY_TIME_POLICY.model_copy(update={"continue_as_new_after_events": 2_000})

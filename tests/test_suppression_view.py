@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from temporalio.client import Client
@@ -12,15 +11,14 @@ from activities.ledger import open_ledger
 from starters.shipments import register_shipment, shipment_view
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, running_worker
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.models import CarrierStatus
 
 
 async def test_a_suppressed_channel_shows_in_the_view_with_its_reason(
     temporal_env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    shipment = make_shipment(
-        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="300.00"
-    )
+    shipment = make_shipment(tracking_number=random_tracking_number("ups"), order_value="300.00")
     ledger = open_ledger(str(tmp_path / "ledger.sqlite3"))
     try:  # an earlier shipment's STOP reply, remembered for the merchant
         await ledger.suppress("Acme", "sms", "+15025550123", "sms_stop")

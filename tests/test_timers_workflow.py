@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from starters.shipments import (
 )
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.contracts import STATUS
 from trackflow.models import CarrierStatus, ExceptionKind, ReturnRequest, Shipment
 from trackflow.policy import ShipmentView
@@ -28,7 +28,7 @@ DAYTIME = TrackingPolicy()  # real send windows; customers live where it is midd
 
 
 def _shipment(**overrides: Any) -> Shipment:
-    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    number = random_tracking_number("ups")
     return make_shipment(tracking_number=number, order_value="300", **overrides)
 
 

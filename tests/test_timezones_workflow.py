@@ -8,7 +8,6 @@ unloaded table, as a freshly started worker has.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from starters.shipments import register_shipment, shipment_view, signal_event
 from tests.factories import ANY_TIME_POLICY, at, make_address, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.models import CarrierStatus
 
 # (country, province_code) -> the zone the customer gets
@@ -52,7 +52,7 @@ async def test_customers_without_a_timezone_get_their_first_message_in_every_reg
 ) -> None:
     shipments = {
         region: make_shipment(
-            tracking_number="1Z" + uuid.uuid4().hex[:16].upper(),
+            tracking_number=random_tracking_number("ups"),
             address=make_address(province_code=region[1], country_code=region[0]),
         )
         for region in REGIONS

@@ -137,7 +137,7 @@ def _text(page: str) -> str:
 
 
 def test_each_state_reads_as_the_shopper_expects_in_their_zone() -> None:
-    moving = tracking_page(row_for("in_transit"), BRAND)
+    moving = tracking_page(row_for("in_transit"), BRAND, WRITTEN_AT)
     assert (moving.greeting, moving.headline, moving.tone) == ("Hi Ada,", "On its way", "ok")
     assert [s.state for s in moving.steps] == ["done", "current", "todo", "todo"]
     assert (moving.eta_label, moving.eta) == ("Estimated delivery", "Tuesday, November 24")
@@ -154,18 +154,18 @@ def test_each_state_reads_as_the_shopper_expects_in_their_zone() -> None:
         moving.carrier_link.href
     )
 
-    out = tracking_page(row_for("out_for_delivery"), BRAND)
+    out = tracking_page(row_for("out_for_delivery"), BRAND, WRITTEN_AT)
     assert (out.headline, out.eta_label, out.eta) == (
         "Out for delivery", "Arriving", "Today, Tuesday, November 24"
     )  # fmt: skip
     assert [s.state for s in out.steps] == ["done", "done", "current", "todo"]
 
-    delivered = tracking_page(row_for("delivered"), BRAND)
+    delivered = tracking_page(row_for("delivered"), BRAND, WRITTEN_AT)
     assert (delivered.headline, delivered.tone) == ("Delivered", "good")
     assert [s.state for s in delivered.steps] == ["done"] * 4
     assert (delivered.eta_label, delivered.eta) == ("Delivered", "Sunday, November 22, 4:00 AM CST")
 
-    weather = tracking_page(row_for("weather_delay"), BRAND)
+    weather = tracking_page(row_for("weather_delay"), BRAND, WRITTEN_AT)
     assert (weather.headline, weather.tone) == ("Delayed by weather", "problem")
     assert [s.state for s in weather.steps] == ["done", "problem", "todo", "todo"]
     assert weather.eta == "Thursday, November 26"  # the carrier's new estimate
@@ -173,7 +173,7 @@ def test_each_state_reads_as_the_shopper_expects_in_their_zone() -> None:
     assert weather.problem.next_steps and not weather.problem.offers_resolution
     assert weather.last_scan_place == "Memphis, TN"
 
-    lost = tracking_page(row_for("lost"), BRAND)
+    lost = tracking_page(row_for("lost"), BRAND, WRITTEN_AT)
     assert lost.headline == "Lost in transit" and lost.eta is None
     assert lost.problem is not None and lost.problem.offers_resolution
     assert "can't locate your package" in lost.problem.what
@@ -183,10 +183,25 @@ def test_each_state_reads_as_the_shopper_expects_in_their_zone() -> None:
     ]
 
 
+def test_an_estimate_that_is_over_is_not_shown() -> None:
+    """Issue 18: a page viewed on December 7 does not promise November 24 (the row keeps it
+    for the analytics); "today" is the shopper's day (Chicago), not UTC's."""
+    row = row_for("in_transit")
+    assert row.estimated_delivery == datetime(2026, 11, 24).date()
+    chicago_24th_late = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # 23:00 on the 24th there
+    assert tracking_page(row, BRAND, chicago_24th_late).eta == "Tuesday, November 24"
+    for now in (datetime(2026, 11, 25, 7, 0, tzinfo=UTC), datetime(2026, 12, 7, tzinfo=UTC)):
+        view = tracking_page(row, BRAND, now)
+        assert (view.eta_label, view.eta) == (None, None), now
+        assert "November 24" not in _text(render_page(view, BRAND))
+
+
 def test_before_the_first_scan_the_page_says_the_order_is_being_prepared() -> None:
     shipment = shipment_for("in_transit")
     state = tracking.on_start(ShipmentState(), at(0))
-    view = tracking_page(project(state, shipment, ANY_TIME_POLICY, WRITTEN_AT, 1), BRAND)
+    view = tracking_page(
+        project(state, shipment, ANY_TIME_POLICY, WRITTEN_AT, 1), BRAND, WRITTEN_AT
+    )
     assert (view.headline, view.last_scan_at, view.eta, view.problem) == (
         "Order received", None, None, None
     )  # fmt: skip
@@ -202,13 +217,13 @@ def test_every_exception_kind_says_what_happened_and_what_happens_next() -> None
     row = row_for("weather_delay")
     for kind in ExceptionKind:
         document = row.document.model_copy(update={"exception": kind})
-        view = tracking_page(row.model_copy(update={"document": document}), plain)
+        view = tracking_page(row.model_copy(update={"document": document}), plain, WRITTEN_AT)
         assert view.problem is not None and view.tone == "problem", kind
         assert "{carrier}" not in view.headline + view.problem.what + "".join(
             view.problem.next_steps
         )
         assert not any("link below" in step for step in view.problem.next_steps), kind
-    assert tracking_page(row, plain).support == ()
+    assert tracking_page(row, plain, WRITTEN_AT).support == ()
 
 
 def test_without_a_support_contact_the_lost_page_gives_the_sender_address(tmp_path: Path) -> None:
@@ -216,13 +231,13 @@ def test_without_a_support_contact_the_lost_page_gives_the_sender_address(tmp_pa
     settings = Settings(data_dir=tmp_path, email_from="Acme Goods <shop@acme.test>")
     brand = page_brand(settings)
 
-    page = render_page(tracking_page(row_for("lost"), brand), brand)
+    page = render_page(tracking_page(row_for("lost"), brand, WRITTEN_AT), brand)
 
     assert 'href="mailto:shop@acme.test"' in page
     assert "Contact us" in _text(page)
     phone_only = page_brand(settings.model_copy(update={"support_phone": "+1 502 555 0100"}))
     assert "shop@acme.test" not in render_page(
-        tracking_page(row_for("lost"), phone_only), phone_only
+        tracking_page(row_for("lost"), phone_only, WRITTEN_AT), phone_only
     )
 
 
@@ -235,7 +250,7 @@ def test_with_no_contact_at_all_the_page_never_asks_the_shopper_to_contact_us(
         for resolution in (None, "https://acme.test/claims"):
             shown = replace(brand, resolution_url=resolution)
             document = row.document.model_copy(update={"exception": kind})
-            view = tracking_page(row.model_copy(update={"document": document}), shown)
+            view = tracking_page(row.model_copy(update={"document": document}), shown, WRITTEN_AT)
             text = _text(render_page(view, shown))
             assert "contact us" not in text.lower(), (kind, resolution, text)
             assert view.problem is not None and view.problem.next_steps, kind
@@ -253,12 +268,12 @@ def test_the_page_shows_the_first_name_only_and_escapes_everything() -> None:
         update={"document": document.model_copy(update={"timeline": timeline})}
     )
     brand = PageBrand(store_name='Acme "<b>"', support_url="javascript:alert(1)")
-    page = render_page(tracking_page(hostile, brand), brand)
+    page = render_page(tracking_page(hostile, brand, WRITTEN_AT), brand)
     assert "<script>" not in page and "<img src=x" not in page and "<b>" not in page
     assert "&lt;script&gt;" in page and "&lt;img src=x" in page
     assert "javascript:" not in page
 
-    page = render_page(tracking_page(row, BRAND), BRAND)
+    page = render_page(tracking_page(row, BRAND, WRITTEN_AT), BRAND)
     text = _text(page)
     assert "Hi Ada," in text and "Lovelace" not in page
     assert "ada@example.com" not in page and "5025550123" not in page and "Main St" not in page
@@ -380,7 +395,8 @@ async def test_a_message_link_opens_the_page_and_counts_as_that_messages_click(
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["cache-control"] == "no-store"
     text = _text(page.text)
-    assert "Hi Ada," in text and "On its way" in text and "Tuesday, November 24" in text
+    assert "Hi Ada," in text and "On its way" in text
+    assert "November 24" not in text  # the row's estimate is over by the time of this view
     assert plain.status_code == made_up.status_code == 200
 
     now = datetime.now(UTC)

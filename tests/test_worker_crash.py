@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -19,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from starters.shipments import register_shipment, signal_event
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, sent
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.models import CarrierStatus
 
 MILESTONES = [
@@ -62,9 +62,7 @@ async def test_sigkilled_worker_resumes_without_losing_or_repeating_messages(
     task_queue: str,
     tmp_path: Path,
 ) -> None:
-    shipment = make_shipment(
-        tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="300.00"
-    )
+    shipment = make_shipment(tracking_number=random_tracking_number("ups"), order_value="300.00")
     number = shipment.tracking_number
     events = [make_event(s, at(h), tracking_number=number) for h, s in enumerate(MILESTONES)]
     with worker_process(temporal_address, task_queue, tmp_path) as first:
@@ -117,7 +115,7 @@ async def test_two_workers_on_a_postgres_ledger_send_each_message_once_across_a_
     """The multi-worker deployment: two worker processes share the PostgreSQL ledger; one
     is killed mid-lifecycle; every message of three shipments still goes out exactly once."""
     shipments = [
-        make_shipment(tracking_number="1Z" + uuid.uuid4().hex[:16].upper(), order_value="300")
+        make_shipment(tracking_number=random_tracking_number("ups"), order_value="300")
         for _ in range(3)
     ]
     ledger = {"TRACKFLOW_LEDGER_URL": POSTGRES}

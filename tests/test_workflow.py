@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from starters.shipments import register_shipment, shipment_view, signal_event
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.contracts import NEXT_ACTION, STATUS
 from trackflow.models import CarrierStatus, ExceptionKind, Shipment, ShippingSpeed
 from trackflow.policy import ShipmentView
@@ -26,7 +26,7 @@ MILESTONES = [
 
 
 def _unique_shipment(**overrides: object) -> Shipment:
-    number = "1Z" + uuid.uuid4().hex[:16].upper()
+    number = random_tracking_number("ups")
     return make_shipment(tracking_number=number, **overrides)  # type: ignore[arg-type]
 
 

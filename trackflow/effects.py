@@ -47,6 +47,8 @@ class AlertKind(StrEnum):
     UNCERTAIN_SEND = "uncertain_send"
     """A customer message a crash left unknown: the provider cannot tell whether it got it."""
     RETURN_OPENED = "return_opened"
+    INVALID_TRACKING_NUMBER = "invalid_tracking_number"
+    """The number does not fit the carrier it was registered with (`NumberWarning`)."""
 
 
 class RaiseAlert(Model):

@@ -30,6 +30,7 @@ from trackflow.carrier_codes import carrier_code
 from trackflow.carriers import courier_tracking_url
 from trackflow.carriers.formats import COURIER_NAMES
 from trackflow.effects import SendNotification, Tone
+from trackflow.links import web_link
 from trackflow.models import Channel, ExceptionKind, Model, Shipment, ShippingSpeed, Trigger
 from trackflow.unsubscribe_token import unsubscribe_token
 
@@ -376,7 +377,7 @@ def tracking_link(shipment: Shipment) -> str | None:
     """The one link every message offers for following the parcel; this is where a shopper
     tracking page of the store's own would come first. Then the platform's link, then the
     carrier's public page for the number."""
-    return _web_link(shipment.tracking_url) or courier_tracking_url(
+    return web_link(shipment.tracking_url) or courier_tracking_url(
         shipment.carrier, shipment.tracking_number
     )
 

@@ -200,6 +200,25 @@ class CarrierReason(StrEnum):
     UNRECOGNISED = "unrecognised"  # no format validly fits: what was declared, if anything
 
 
+class NumberWarningCode(StrEnum):
+    """Why a tracking number looks wrong. Accepted all the same (carriers add formats), unless
+    `TRACKFLOW_REJECT_INVALID_NUMBERS` is set: see `trackflow.carriers.validity`."""
+
+    NOT_CARRIER_FORMAT = "not_carrier_format"
+    """A carrier was named, and the number fits none of its formats (nor, validly, another's)."""
+    CHECK_DIGIT = "check_digit"
+    """The number has a known format's shape but its check digit is wrong: a typo?"""
+    UNKNOWN_FORMAT = "unknown_format"
+    """No carrier was named and the number fits no format trackflow knows."""
+
+
+class NumberWarning(Model):
+    """Something wrong with a tracking number, found when the shipment was registered."""
+
+    code: NumberWarningCode
+    message: str
+
+
 class PinnedFacts(Model):
     """Facts looked up in tables and pytz when the shipment was registered or updated. They
     travel with the shipment into the workflow, so that a replay after a pytz upgrade or an
@@ -210,6 +229,9 @@ class PinnedFacts(Model):
     region: Code | None = Field(default=None, description="ISO 3166-2 code for send windows")
     carrier_reason: CarrierReason | None = Field(
         default=None, description="why the shipment's carrier is the one it is (None: older)"
+    )
+    warnings: list[NumberWarning] = Field(
+        default_factory=list, description="what looked wrong with the tracking number"
     )
 
 

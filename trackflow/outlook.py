@@ -52,6 +52,7 @@ def first_task(start: ShipmentWorkflowInput, policy: TrackingPolicy, now: dateti
     for item in start.inbox:
         if item.update is not None:
             state, shipment, _ = tracking.on_registration(state, shipment, item.update, now)
+            state = tracking.on_number_warnings(state, shipment, now).state
         elif item.event is not None:
             state = tracking.on_event(state, item.event, shipment, policy, now).state
     return FirstTask(state=state, shipment=shipment, policy=policy, now=now)

@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from trackflow.carriers import courier_tracking_url
+from trackflow.estimates import tellable_estimate
 from trackflow.messages import button_text_color, carrier_display_name, format_eta
 from trackflow.models import CarrierStatus, ExceptionKind
 from trackflow.shipment_state import Phase, ShipmentProjection
@@ -141,7 +142,8 @@ def expired(row: ShipmentProjection, days: int, now: datetime) -> bool:
 # --- the view model --------------------------------------------------------------------------
 
 
-def tracking_page(row: ShipmentProjection, brand: PageBrand) -> PageView:
+def tracking_page(row: ShipmentProjection, brand: PageBrand, now: datetime) -> PageView:
+    """The page as it reads at `now` (an estimate over by then is not shown)."""
     document = row.document
     zone = _zone(document.timezone)
     carrier = carrier_display_name(document.carrier)
@@ -158,7 +160,9 @@ def tracking_page(row: ShipmentProjection, brand: PageBrand) -> PageView:
     if document.status is Phase.DELIVERED and delivered is not None:
         eta_label, eta = "Delivered", _local_time(delivered.occurred_at, zone)
     elif document.status not in (Phase.LOST, *ENDED) and kind is not ExceptionKind.LOST:
-        estimate = document.estimated_delivery or row.estimated_delivery
+        estimate = tellable_estimate(
+            document.estimated_delivery or row.estimated_delivery, now, document.timezone
+        )
         if estimate is not None:
             eta_label = (
                 "Arriving" if document.status is Phase.OUT_FOR_DELIVERY else "Estimated delivery"

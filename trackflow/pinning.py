@@ -10,15 +10,19 @@ after a `pytz` upgrade or an edit of `trackflow.timezones` gives the same decisi
 from __future__ import annotations
 
 from trackflow.carriers.resolve import resolve_carrier
+from trackflow.carriers.validity import number_warnings
 from trackflow.models import CarrierReason, PinnedFacts, Shipment
 from trackflow.timezones import region_code, resolve_timezone
 from trackflow.tracking_policy import TrackingPolicy
 
 
 def pin(shipment: Shipment, policy: TrackingPolicy) -> Shipment:
-    """The shipment with its resolved carrier and its facts, looked up afresh."""
+    """The shipment with its resolved carrier and its facts, looked up afresh; the number's
+    warnings are about the carrier the store named."""
+    warnings = number_warnings(shipment.tracking_number, shipment.carrier)
     shipment, reason = resolve_carrier(shipment)
-    return shipment.model_copy(update={"pinned": _look_up(shipment, policy, reason)})
+    facts = _look_up(shipment, policy, reason).model_copy(update={"warnings": warnings})
+    return shipment.model_copy(update={"pinned": facts})
 
 
 def pinned_facts(shipment: Shipment, policy: TrackingPolicy) -> PinnedFacts:

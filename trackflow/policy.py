@@ -24,13 +24,16 @@ from trackflow.effects import (
     TagHelpdesk,
     Tone,
 )
+from trackflow.estimates import tellable_estimate
 from trackflow.event_time import implausible_time
+from trackflow.links import web_link
 from trackflow.models import (
     CarrierEvent,
     CarrierStatus,
     Channel,
     ExceptionKind,
     Milestone,
+    NumberWarning,
     ReturnRequest,
     Shipment,
     ShipmentUpdate,
@@ -200,7 +203,7 @@ def _on_event(
         state = _review_skipped_if_trouble(state, now)
     if trigger is None:
         return Decision(state=state)
-    sends = _sends(state, shipment, policy, trigger, episode_tag, event=event)
+    sends = _sends(state, shipment, policy, trigger, episode_tag, now, event=event)
     if trigger == Trigger.EXCEPTION and sends and state.open_exception is not None:
         kind = state.open_exception
         if why := _capped_because(state, kind, policy, now):
@@ -343,6 +346,24 @@ def on_registration(
     if shipment == current:
         return state, shipment, Outcome(outcome="already_registered", detail="same facts")
     return state, shipment, Outcome(outcome="updated")
+
+
+def number_warnings(shipment: Shipment) -> list[NumberWarning]:
+    """What looked wrong with the tracking number when the shipment was registered (pinned:
+    a later edit of the format table changes nothing for it)."""
+    return shipment.pinned.warnings if shipment.pinned else []
+
+
+def on_number_warnings(state: ShipmentState, shipment: Shipment, now: datetime) -> Decision:
+    """Ops hear once per shipment that its tracking number looks wrong: at the first
+    registration (or update) that says so. The alert's key makes it once in the ledger too."""
+    warnings = number_warnings(shipment)
+    key = f"{shipment_key(shipment)}:alert:{AlertKind.INVALID_TRACKING_NUMBER.value}"
+    if not warnings or any(n.kind == "alert" and n.key == key for n in state.notes):
+        return Decision(state=state)
+    detail = "; ".join(warning.message for warning in warnings)
+    kind = AlertKind.INVALID_TRACKING_NUMBER
+    return _raised(Decision(state=state), state, shipment, kind, key, detail, now)
 
 
 def _update_ignored_because(
@@ -594,10 +615,13 @@ def _sends(
     policy: TrackingPolicy,
     trigger: Trigger,
     episode_tag: str,
+    now: datetime,
     *,
     event: CarrierEvent | None = None,
 ) -> list[SendNotification]:
     is_exception = trigger == Trigger.EXCEPTION
+    told_at = max(now, event.occurred_at) if event else now
+    estimate = tellable_estimate(state.estimated_delivery, told_at, customer_zone(shipment, policy))
     return [
         SendNotification(
             idempotency_key=idempotency_key(shipment, trigger, episode_tag, channel),
@@ -607,7 +631,7 @@ def _sends(
             exception=state.open_exception if is_exception else None,
             episode=_episode_number(state, trigger),
             tone=tone_for(shipment, policy),
-            estimated_delivery=state.estimated_delivery,
+            estimated_delivery=estimate,
             event_description=event.description if event else None,
             event_location=event.location if event else None,
             hold_until=event.hold_until if event else None,
@@ -687,9 +711,19 @@ def _release_pending(
         elif (due := _next_send_time(pending.send.channel, shipment, policy, now)) != now:
             keep.append(pending.model_copy(update={"due_at": due}))
         else:
-            ready.append(pending.send.model_copy(update={"held_until": now}))
+            ready.append(_released(pending.send, shipment, policy, now))
     state = state.model_copy(update={"pending": keep}).with_notes(*notes)
     return _with_sends(decision.model_copy(update={"state": state}), ready, shipment, now)
+
+
+def _released(
+    send: SendNotification, shipment: Shipment, policy: TrackingPolicy, now: datetime
+) -> SendNotification:
+    """A held message as it goes out: an estimate that was still ahead when it was decided
+    may be over by the time the window opens."""
+    zone = customer_zone(shipment, policy)
+    estimate = tellable_estimate(send.estimated_delivery, now, zone)
+    return send.model_copy(update={"held_until": now, "estimated_delivery": estimate})
 
 
 def _drop_obsolete(state: ShipmentState, now: datetime) -> ShipmentState:
@@ -811,10 +845,9 @@ def _helpdesk_note(
 
 
 def carrier_page(shipment: Shipment) -> str | None:
-    link = shipment.tracking_url
-    if link and link.startswith(("https://", "http://")):
-        return link
-    return courier_tracking_url(shipment.carrier, shipment.tracking_number)
+    return web_link(shipment.tracking_url) or courier_tracking_url(
+        shipment.carrier, shipment.tracking_number
+    )
 
 
 def _delayed_list_change(
@@ -886,7 +919,7 @@ def _fire(
             state = state.model_copy(update={"pickup_gap_alerted": True})
             decision = _alert(decision, state, shipment, AlertKind.PICKUP_GAP, timer, now)
             if policy.pickup_gap_customer_message:
-                sends = _sends(decision.state, shipment, policy, Trigger.STALE, "pickup-gap")
+                sends = _sends(decision.state, shipment, policy, Trigger.STALE, "pickup-gap", now)
                 decision = _schedule(decision, sends, shipment, policy, now)
             return decision
         case TimerKind.STALE:
@@ -894,7 +927,7 @@ def _fire(
             state = state.model_copy(
                 update={"stale_episode": episode, "stale_notified_for": state.last_scan_at}
             )
-            sends = _sends(state, shipment, policy, Trigger.STALE, str(episode))
+            sends = _sends(state, shipment, policy, Trigger.STALE, str(episode), now)
             return _schedule(
                 decision.model_copy(update={"state": state}), sends, shipment, policy, now
             )
@@ -910,7 +943,7 @@ def _fire(
             )
             state = _drop_obsolete(state, now)  # before counting: a dropped one gives its slot
             decision = _alert(decision, state, shipment, AlertKind.LOST, timer, now)
-            sends = _sends(decision.state, shipment, policy, Trigger.LOST, str(episode))
+            sends = _sends(decision.state, shipment, policy, Trigger.LOST, str(episode), now)
             if sends:  # always goes out, and counts for the exception message cap
                 state = _count_exception_message(decision.state, sends[0], ExceptionKind.LOST, now)
                 decision = decision.model_copy(update={"state": state})
@@ -920,7 +953,7 @@ def _fire(
                 state = _review_skipped_if_trouble(state, now)
                 return decision.model_copy(update={"state": state})
             state = state.model_copy(update={"review": "sent"})
-            sends = _sends(state, shipment, policy, Trigger.REVIEW_REQUEST, "1")
+            sends = _sends(state, shipment, policy, Trigger.REVIEW_REQUEST, "1", now)
             return _schedule(
                 decision.model_copy(update={"state": state}), sends, shipment, policy, now
             )
@@ -952,13 +985,25 @@ def _alert(
     now: datetime,
 ) -> Decision:
     key = f"{shipment_key(shipment)}:alert:{kind.value}:{state.lost_episode}"
+    return _raised(decision, state, shipment, kind, key, timer.detail, now)
+
+
+def _raised(
+    decision: Decision,
+    state: ShipmentState,
+    shipment: Shipment,
+    kind: AlertKind,
+    key: str,
+    detail: str,
+    now: datetime,
+) -> Decision:
     alert = RaiseAlert(
         idempotency_key=key,
         alert=kind,
         tracking_number=shipment.tracking_number,
         order_id=shipment.order_id,
         summary=f"{shipment.carrier or 'carrier'} {shipment.tracking_number} "
-        f"(order {shipment.order_name or shipment.order_id}): {timer.detail}",
+        f"(order {shipment.order_name or shipment.order_id}): {detail}",
         raised_at=now,
         carrier=shipment.carrier,
         first_name=shipment.customer.first_name,
@@ -966,7 +1011,7 @@ def _alert(
         carrier_url=carrier_page(shipment),
         workflow_id=shipment.workflow_id,
     )
-    state = _noted(state, Note(kind="alert", key=key, detail=timer.detail, at=now))
+    state = _noted(state, Note(kind="alert", key=key, detail=detail, at=now))
     return decision.model_copy(update={"state": state, "alerts": [*decision.alerts, alert]})
 
 
@@ -1037,6 +1082,7 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         notes=state.notes,
         notes_omitted=state.notes_omitted,
         unrecognised_codes=state.unrecognised_codes,
+        warnings=number_warnings(shipment),
         next_action=next_action(state, shipment, policy),
         time_scale=policy.time_scale if policy.time_scale != 1 else None,
     )

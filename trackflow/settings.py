@@ -44,6 +44,9 @@ class Settings(BaseModel):
     default_poll_via: str | None = None
     poll_rate_per_second: float = Field(default=5.0, gt=0)
     time_scale: float = Field(default=1.0, gt=0)
+    # A tracking number that does not fit its carrier (trackflow.carriers.validity): accepted
+    # with warnings, or refused (422; Shopify: `refused`) when this is set.
+    reject_invalid_numbers: bool = False
     store_name: str = "Acme"
     support_email: str | None = None
     support_phone: str | None = None

@@ -17,7 +17,15 @@ from trackflow.effects import (
     SyncDelayedList,
     TagHelpdesk,
 )
-from trackflow.models import CarrierStatus, Channel, ExceptionKind, Model, ShippingSpeed, Trigger
+from trackflow.models import (
+    CarrierStatus,
+    Channel,
+    ExceptionKind,
+    Model,
+    NumberWarning,
+    ShippingSpeed,
+    Trigger,
+)
 
 
 class Phase(StrEnum):
@@ -329,6 +337,11 @@ class ShipmentDocument(Model):
     unrecognised_codes: list[str] = Field(
         default_factory=list, description="source codes with no mapping (kept as exceptions)"
     )
+    warnings: list[NumberWarning] = Field(
+        default_factory=list,
+        description="what looked wrong with the tracking number at registration (`code`: "
+        "not_carrier_format, check_digit or unknown_format; `message`): accepted all the same",
+    )
     next_action: NextAction
 
 
@@ -353,6 +366,7 @@ class ShipmentView(Model):
     notes: list[Note]
     notes_omitted: int = 0
     unrecognised_codes: list[str] = Field(default_factory=list)
+    warnings: list[NumberWarning] = Field(default_factory=list)
     next_action: NextAction
     time_scale: float | None = Field(
         default=None, description="this shipment's durations pass this many times faster (not 1)"
@@ -393,6 +407,7 @@ class ShipmentView(Model):
             ],
             notes_omitted=self.notes_omitted,
             unrecognised_codes=self.unrecognised_codes,
+            warnings=self.warnings,
             next_action=self.next_action,
         )
 

@@ -229,6 +229,7 @@ class ShipmentTrackingWorkflow:
             self._state, self._shipment, outcome = policy.on_registration(
                 self._state, self._shipment, item.update, now
             )
+            await self._apply(policy.on_number_warnings(self._state, self._shipment, now))
         elif item.cancel is not None:
             self._state = policy.on_cancel(self._state, item.cancel.reason)
         if item.ticket is not None:

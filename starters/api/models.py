@@ -13,7 +13,15 @@ import pytz
 from pydantic import BaseModel, Field, field_validator
 
 from trackflow.event_time import implausible_time
-from trackflow.models import CarrierEvent, Code, Customer, ReturnRequest, Shipment
+from trackflow.links import placeholder_because
+from trackflow.models import (
+    CarrierEvent,
+    Code,
+    Customer,
+    NumberWarning,
+    ReturnRequest,
+    Shipment,
+)
 from trackflow.tracking_policy import MAX_TIME_SCALE
 
 logger = logging.getLogger("trackflow.api")
@@ -41,6 +49,17 @@ class ShipmentIn(Shipment):
         description="this shipment's durations pass this many times faster (demos, dry runs); "
         "default: TRACKFLOW_TIME_SCALE, i.e. real time. Applies when the shipment is registered",
     )
+
+    @field_validator("tracking_url")
+    @classmethod
+    def _not_a_placeholder(cls, url: str | None) -> str | None:
+        """A template left in (`https://...`) would be every message's link: refused here;
+        from other sources (Shopify) such a link is ignored where links are made."""
+        if url is None or not url.strip():
+            return None
+        if why := placeholder_because(url):
+            raise ValueError(why)
+        return url
 
 
 class CarrierEventIn(CarrierEvent):
@@ -100,6 +119,21 @@ REGISTRATION_OUTCOMES = (
 )
 
 
+NUMBER_WARNINGS = (
+    "what looks wrong with the tracking number for the carrier given, accepted all the same "
+    "(also in `GET /v1/shipments/{n}` and one ops alert): `code` `not_carrier_format` (fits "
+    "none of the carrier's formats), `check_digit` (its shape, not its check digit: a typo?) "
+    "or `unknown_format` (no carrier given, fits no known format), and a `message`. With "
+    "TRACKFLOW_REJECT_INVALID_NUMBERS=true such a registration is a 422 instead"
+)
+
+
+def refusal(warnings: list[NumberWarning]) -> str:
+    """The 422's detail when TRACKFLOW_REJECT_INVALID_NUMBERS refuses a number."""
+    said = "; ".join(f"{warning.message} ({warning.code})" for warning in warnings)
+    return f"tracking_number: {said}; refused because TRACKFLOW_REJECT_INVALID_NUMBERS is set"
+
+
 class Registration(BaseModel):
     """`POST /v1/shipments`: what the shipment's workflow made of the registration."""
 
@@ -109,6 +143,10 @@ class Registration(BaseModel):
         description=REGISTRATION_OUTCOMES
     )
     detail: str | None = Field(default=None, description="why, where there is a why")
+    warnings: list[NumberWarning] = Field(
+        default_factory=list,
+        description=NUMBER_WARNINGS,
+    )
 
 
 class RegistrationAfterTracking(BaseModel):
@@ -141,6 +179,12 @@ REFUSED_ANOTHER_ORDER = {
     "description": "Another order is still being tracked on this tracking number (a number "
     "is followed for one live order at a time); nothing was changed. `detail` says which",
 }
+INVALID_NUMBER_REFUSED = {
+    "model": ErrorAnswer,
+    "description": "The body is invalid (`detail` names the field), or, with "
+    "TRACKFLOW_REJECT_INVALID_NUMBERS=true, the tracking number does not fit its carrier "
+    "(`detail`: `tracking_number: …`); nothing was registered",
+}
 NO_WORKER_ANSWERED = {
     "model": ErrorAnswer,
     "description": "Temporal is unreachable, or no trackflow worker answered within 20 s: "
@@ -157,10 +201,12 @@ class ShopifyShipmentResult(BaseModel):
     tracking_number: str
     workflow_id: str | None = None
     outcome: Literal["accepted", "updated", "already_registered", "ignored", "refused"] = Field(
-        description=REGISTRATION_OUTCOMES + "; `refused`: another order is live on the number"
+        description=REGISTRATION_OUTCOMES + "; `refused`: another order is live on the number, "
+        "or (TRACKFLOW_REJECT_INVALID_NUMBERS) the number does not fit its carrier"
     )
     detail: str | None = None
     cancelled: bool = Field(default=False, description="the fulfillment was cancelled")
+    warnings: list[NumberWarning] = Field(default_factory=list, description=NUMBER_WARNINGS)
 
 
 class ShopifyReturnResult(BaseModel):

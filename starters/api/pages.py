@@ -62,7 +62,7 @@ async def tracking_page_view(
         return HTMLResponse(not_found_page(), status_code=404, headers=HEADERS)
     await _record_visit(ledger, token, row, m, now)
     brand = page_brand(settings)
-    return HTMLResponse(render_page(tracking_page(row, brand), brand), headers=HEADERS)
+    return HTMLResponse(render_page(tracking_page(row, brand, now), brand), headers=HEADERS)
 
 
 async def _record_visit(

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from starters.api.dependencies import AppLedger, Authorized, Context, TemporalClient
 from starters.api.metrics import CountedRoute, event_outcome, registrations_outcome
 from starters.api.models import (
+    INVALID_NUMBER_REFUSED,
     NO_WORKER_ANSWERED,
     REFUSED_ANOTHER_ORDER,
     CarrierEventIn,
@@ -19,6 +20,7 @@ from starters.api.models import (
     ReturnRequestAnswer,
     ReturnRequestBody,
     ShipmentIn,
+    refusal,
 )
 from starters.api.registered import record_registration
 from starters.shipments import (
@@ -28,6 +30,7 @@ from starters.shipments import (
     shipment_view,
     signal_event,
 )
+from trackflow.carriers.validity import number_warnings
 from trackflow.projection import as_of
 from trackflow.shipment_state import ShipmentDocument
 
@@ -38,15 +41,24 @@ router = APIRouter(route_class=CountedRoute, dependencies=[Authorized])
     "/v1/shipments",
     status_code=202,
     response_model=Registration | RegistrationAfterTracking,
-    responses={409: REFUSED_ANOTHER_ORDER, 503: NO_WORKER_ANSWERED},
+    responses={
+        409: REFUSED_ANOTHER_ORDER,
+        422: INVALID_NUMBER_REFUSED,
+        503: NO_WORKER_ANSWERED,
+    },
 )
 async def create_shipment(
     body: ShipmentIn, client: TemporalClient, context: Context, ledger: AppLedger
 ) -> Registration | RegistrationAfterTracking:
     """Register a shipment (tracking number + order), or update its facts. Answered once its
     workflow has taken it in, with the outcome. A number whose earlier order's tracking
-    ended starts a new lifecycle for a new order; the same order is not started again."""
+    ended starts a new lifecycle for a new order; the same order is not started again. A
+    number that does not fit its carrier is accepted with `warnings` (refused with
+    TRACKFLOW_REJECT_INVALID_NUMBERS)."""
     shipment = context.with_defaults(body)
+    warnings = number_warnings(shipment.tracking_number, shipment.carrier)
+    if warnings and context.settings.reject_invalid_numbers:
+        raise HTTPException(422, refusal(warnings))
     try:
         registered = await register_shipment(
             client,
@@ -69,6 +81,7 @@ async def create_shipment(
             "tracking_number": shipment.tracking_number,
             "outcome": registered.outcome,
             "detail": registered.detail,
+            "warnings": warnings,
         }
     )
 

@@ -21,6 +21,7 @@ from starters.api.models import (
     ShopifyReturnResult,
     ShopifyShipmentResult,
     plausible,
+    refusal,
 )
 from starters.api.registered import record_registration
 from starters.api.verified import Signature, verified_body
@@ -33,6 +34,7 @@ from starters.shipments import (
     request_return,
     running_shipments_of_order,
 )
+from trackflow.carriers.validity import number_warnings
 from trackflow.models import ReturnRequest, Shipment
 from trackflow.sources.shopify import (
     RETURN_TOPICS,
@@ -137,6 +139,11 @@ async def _apply_fulfillment(
 ) -> ShopifyShipmentResult:
     number = shipment.tracking_number
     shipment = context.with_defaults(shipment)
+    warnings = number_warnings(number, shipment.carrier)
+    if warnings and context.settings.reject_invalid_numbers:  # not a 4xx: Shopify would retry
+        return ShopifyShipmentResult(
+            tracking_number=number, outcome="refused", detail=refusal(warnings), warnings=warnings
+        )
     events = [e for e in plausible(fulfillment.events)[0] if e.tracking_number == number]
     try:
         registered = await register_shipment(
@@ -163,5 +170,6 @@ async def _apply_fulfillment(
             "outcome": registered.outcome,
             "detail": registered.detail,
             "cancelled": fulfillment.cancelled,
+            "warnings": warnings,
         }
     )

@@ -37,6 +37,7 @@ from starters.shipments import (
 from tests.doubles.shipengine_api import create_shipengine_double
 from tests.factories import ANY_TIME_POLICY, make_address, make_event, make_shipment
 from tests.harness import eventually, free_port, outbox, running_worker, sent, zone_at_local_hour
+from trackflow.carriers.samples import random_tracking_number
 from trackflow.contracts import QUERY_STATE
 from trackflow.digest import DIGEST_WORKFLOW_NAME, DigestReceipt, DigestRequest
 from trackflow.models import Address, CarrierEvent, CarrierStatus, ReturnRequest, Shipment
@@ -57,11 +58,12 @@ SHIPENGINE_KEY = "SE-record"
 
 
 def shipment(number: str | None = None, **fields: Any) -> Shipment:
-    return make_shipment(tracking_number=number or "1Z" + uuid.uuid4().hex[:16].upper(), **fields)
+    """A valid number: one that does not fit its carrier adds an ops alert (its own shape)."""
+    return make_shipment(tracking_number=number or random_tracking_number("ups"), **fields)
 
 
 def usps_number() -> str:
-    return "9400" + str(uuid.uuid4().int)[:18]
+    return random_tracking_number("usps")
 
 
 def event(stage: Stage, parcel: Shipment, status: CarrierStatus, minutes: int) -> CarrierEvent:
