@@ -478,3 +478,18 @@ async def test_the_worker_links_every_message_to_the_page_its_row_is_served_at(
     finally:
         await ledger.close()
     assert clicks and set(clicks) == {sms.idempotency_key}
+
+
+def test_a_carrier_outside_the_table_is_named_as_the_platform_wrote_it() -> None:
+    """Carriers are codes (`postnl`); the page names the courier by its label (`PostNL`)."""
+    shipment = make_shipment(
+        tracking_number="3SABCD1234567", carrier="PostNL", timezone=ZONE, order_value="300"
+    )
+    state = tracking.on_start(ShipmentState(), at(0))
+    event = make_event(CarrierStatus.IN_TRANSIT, at(2), tracking_number=shipment.tracking_number)
+    state = tracking.on_event(state, event, shipment, ANY_TIME_POLICY, at(2)).state
+    row = project(state, shipment, ANY_TIME_POLICY, WRITTEN_AT, 1)
+    assert (row.document.carrier, row.document.carrier_label) == ("postnl", "PostNL")
+    view = tracking_page(row, BRAND, WRITTEN_AT)
+    assert view.carrier == "PostNL"
+    assert "PostNL" in view.summary and "Postnl" not in _text(render_page(view, BRAND))

@@ -146,7 +146,7 @@ def tracking_page(row: ShipmentProjection, brand: PageBrand, now: datetime) -> P
     """The page as it reads at `now` (an estimate over by then is not shown)."""
     document = row.document
     zone = _zone(document.timezone)
-    carrier = carrier_display_name(document.carrier)
+    carrier = carrier_display_name(document.carrier, document.carrier_label)
     timeline = sorted(document.timeline, key=lambda e: e.occurred_at)
     kind = _problem_kind(row)
     steps = _steps(row, zone, problem=kind is not None)

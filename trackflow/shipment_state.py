@@ -315,6 +315,9 @@ class ShipmentDocument(Model):
         "ends (lifecycle complete)`"
     )
     carrier: str | None
+    carrier_label: str | None = Field(
+        default=None, description="the carrier as the platform wrote it, e.g. `PostNL`"
+    )
     declared_carrier: str | None = Field(
         default=None, description="the carrier the platform named, when the number is another's"
     )
@@ -355,6 +358,7 @@ class ShipmentView(Model):
     status: Phase
     exception: ExceptionKind | None = None
     carrier: str | None
+    carrier_label: str | None = None
     declared_carrier: str | None = None
     timezone: str
     estimated_delivery: date | None = None
@@ -382,6 +386,7 @@ class ShipmentView(Model):
             exception=self.exception,
             summary=self._summary(),
             carrier=self.carrier,
+            carrier_label=self.carrier_label,
             declared_carrier=self.declared_carrier,
             timezone=self.timezone,
             time_scale=self.time_scale,
