@@ -186,6 +186,13 @@ class ReadOnlyLedgerError(RuntimeError):
     """A write on a ledger opened read-only."""
 
 
+class LedgerUnavailable(RuntimeError):
+    """The ledger's database cannot be reached or used right now: a refused, timed-out or
+    dropped connection, a server shutting down, starting or out of resources, a SQLite file
+    that cannot be opened, locked past the busy timeout, read-only or on a full disk. A retry
+    later can succeed, unlike an error in the SQL (which is raised as it is)."""
+
+
 class LedgerRecord(BaseModel):
     """One message (or alert, or helpdesk ticket) that went out."""
 
@@ -512,6 +519,10 @@ class Ledger(Protocol):
         visits older than it (the retention setting)."""
         ...
 
+    async def ping(self) -> None:
+        """Reach the database (raises `LedgerUnavailable` when it cannot)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -581,6 +592,9 @@ class _SqlLedger(ABC):
 
     @abstractmethod
     def _from_db_time(self, value: Any) -> datetime: ...
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
 
     def _db_time(self, value: datetime | None) -> object:
         return None if value is None else self._to_db_time(value)
@@ -1553,6 +1567,28 @@ def _create_sqlite_schema(conn: sqlite3.Connection, table: str) -> None:
         raise
 
 
+# SQLite's primary result codes that say the file cannot be used now, not that the SQL is
+# wrong (https://www.sqlite.org/rescode.html). A corrupt file is not one: no retry mends it.
+_SQLITE_UNAVAILABLE = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+
+
+def _sqlite_unavailable(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _SQLITE_UNAVAILABLE
+
+
 class SqliteLedger(_SqlLedger):
     """One sqlite3 connection, used from worker threads one call at a time."""
 
@@ -1584,6 +1620,14 @@ class SqliteLedger(_SqlLedger):
         return conn
 
     def _run(self, sql: str, args: tuple[object, ...]) -> builtins.list[dict[str, Any]]:
+        try:
+            return self._run_connected(sql, args)
+        except (OSError, sqlite3.Error) as error:
+            if isinstance(error, OSError) or _sqlite_unavailable(error):
+                raise LedgerUnavailable(f"SQLite ledger {self.path}: {error}") from error
+            raise
+
+    def _run_connected(self, sql: str, args: tuple[object, ...]) -> builtins.list[dict[str, Any]]:
         with self._lock:
             if self._conn is None:
                 if self.read_only and not self.path.exists():
@@ -1624,6 +1668,16 @@ class SqliteLedger(_SqlLedger):
 
     async def close(self) -> None:
         await asyncio.to_thread(self._close)
+
+
+# Connection refused, timed out or lost (OSError, class 08), the server shutting down or
+# starting up or a statement cancelled (class 57), out of connections, memory or disk (53).
+_POSTGRES_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
 
 
 class PostgresLedger(_SqlLedger):
@@ -1715,15 +1769,17 @@ class PostgresLedger(_SqlLedger):
                 await conn.execute(statement)
 
     async def _fetch(self, sql: str, *args: object) -> builtins.list[dict[str, Any]]:
-        pool = await self._get_pool()
         numbers = itertools.count(1)
         numbered = re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
         try:
+            pool = await self._get_pool()
             return [dict(row) for row in await pool.fetch(numbered, *args)]
         except asyncpg.UndefinedTableError:
             if self.read_only:
                 return []
             raise
+        except _POSTGRES_UNAVAILABLE as error:
+            raise LedgerUnavailable(f"PostgreSQL ledger: {error!r}") from error
 
     async def _column_names(self) -> frozenset[str]:
         rows = await self._fetch(

@@ -297,13 +297,11 @@ def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_api(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from starters.api import create_app
+    from starters.api.serving import serve
     from workers.runtime import connect
 
-    app = create_app(settings, lambda: connect(settings))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    serve(create_app(settings, lambda: connect(settings)), settings, host=args.host, port=args.port)
     return 0
 
 

@@ -286,10 +286,12 @@ async def test_missing_or_wrong_bearer_token_is_401(api: httpx.AsyncClient) -> N
     assert (await api.post("/v1/shipments", json=body, headers=wrong)).status_code == 401
 
 
-async def test_healthz_is_200_when_temporal_is_reachable(api: httpx.AsyncClient) -> None:
+async def test_healthz_is_200_when_temporal_and_the_ledger_are_reachable(
+    api: httpx.AsyncClient,
+) -> None:
     response = await api.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "temporal": "ok", "ledger": "ok"}
 
 
 async def test_temporal_unavailable_is_503_so_the_sender_retries(
@@ -304,6 +306,7 @@ async def test_temporal_unavailable_is_503_so_the_sender_retries(
     assert "Temporal" in shipment.json()["detail"]
     assert webhook.status_code == 503
     assert health.status_code == 503
+    assert health.json() == {"status": "unavailable", "temporal": "unavailable", "ledger": "ok"}
 
 
 async def test_cancelled_fulfillment_ends_the_shipment_workflow(

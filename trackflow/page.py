@@ -559,6 +559,19 @@ def not_found_page() -> str:
     )
 
 
+def unavailable_page() -> str:
+    """What the shopper sees while the page's data cannot be read (503, `Retry-After`)."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="robots" content="noindex"><title>Try again shortly</title></head>'
+        '<body style="font-family:system-ui,sans-serif;margin:2rem;color:#18181b">'
+        "<h1>Try again shortly</h1>"
+        "<p>This page cannot be shown right now. Please try again in a few minutes.</p>"
+        "</body></html>"
+    )
+
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

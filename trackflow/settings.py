@@ -31,6 +31,12 @@ class Settings(BaseModel):
     ledger_url: str | None = None
     policy_file: Path | None = None
     api_token: str | None = None
+    # The API against slow or stalled clients (starters.api.serving): a request's headers
+    # must arrive within the first from its first byte, its body within the second from its
+    # headers; at most `api_max_concurrency` connections and requests at once (then 503).
+    api_header_timeout_s: float = Field(default=10.0, gt=0)
+    api_body_timeout_s: float = Field(default=30.0, gt=0)
+    api_max_concurrency: int = Field(default=1000, ge=1)
     # `id:base64key,...`: the first encrypts payloads, all decrypt (trackflow.encryption).
     encryption_keys: str | None = Field(default=None, repr=False)
     shopify_webhook_secret: str | None = None

@@ -4,7 +4,9 @@ carrier APIs' webhooks), each answering 2xx only once what it received is durabl
 
 from __future__ import annotations
 
+import asyncio
 import html
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -18,6 +20,7 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from activities.ledger import Ledger, LedgerUnavailable
 from starters.api import (
     insights,
     metrics,
@@ -29,8 +32,14 @@ from starters.api import (
     webhooks_providers,
     webhooks_shopify,
 )
-from starters.api.dependencies import ApiContext, ClientFactory, Context, TemporalGateway
-from starters.api.errors import install_error_handlers
+from starters.api.dependencies import (
+    ApiContext,
+    AppLedger,
+    ClientFactory,
+    Context,
+    TemporalGateway,
+)
+from starters.api.errors import RETRY_AFTER_S, install_error_handlers
 from starters.api.json_body import BodySizeLimit, StrictJsonRoute
 from trackflow.settings import Settings
 from trackflow.tracking_policy import TrackingPolicy
@@ -39,6 +48,8 @@ from workers.policy_file import load_policy
 # Swagger UI and ReDoc served from the fastapi-offline package: /docs works offline.
 DOCS_ASSETS = str(files("fastapi_offline") / "static")
 DOCS_ASSETS_URL = "/docs-assets"
+LEDGER_CHECK_S = 3.0
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -114,10 +125,30 @@ async def index(request: Request, context: Context) -> Response:
 
 
 @service.get("/healthz")
-async def healthz(context: Context) -> JSONResponse:
-    if await context.gateway.healthy():
-        return JSONResponse({"status": "ok"})
-    return JSONResponse({"status": "temporal unreachable"}, status_code=503)
+async def healthz(context: Context, ledger: AppLedger) -> JSONResponse:
+    """Ready to serve: 200 once Temporal and the ledger's database both answer, else 503
+    naming which does not (the API's own process is up either way)."""
+    temporal, ledger_ok = await asyncio.gather(context.gateway.healthy(), _reachable(ledger))
+    checks = {
+        "temporal": "ok" if temporal else "unavailable",
+        "ledger": "ok" if ledger_ok else "unavailable",
+    }
+    if temporal and ledger_ok:
+        return JSONResponse({"status": "ok"} | checks)
+    headers = {"Retry-After": RETRY_AFTER_S}
+    return JSONResponse({"status": "unavailable"} | checks, status_code=503, headers=headers)
+
+
+async def _reachable(ledger: Ledger) -> bool:
+    """Whether the ledger answers within LEDGER_CHECK_S (a database that drops packets
+    would otherwise hold the check for the driver's whole connect timeout)."""
+    try:
+        async with asyncio.timeout(LEDGER_CHECK_S):
+            await ledger.ping()
+    except (LedgerUnavailable, TimeoutError) as error:
+        log.warning("health check: %s", str(error) or "the ledger did not answer in time")
+        return False
+    return True
 
 
 def _add_docs(app: FastAPI) -> None:

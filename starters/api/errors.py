@@ -3,21 +3,30 @@ cannot fix, 503 only for what it can."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.ledger import LedgerUnavailable
+from starters.api import pages
 from starters.api.dependencies import TemporalUnavailable
 from starters.shipments import AnotherOrder, NoWorkerAnswered, ShipmentNotFound
 from trackflow.models import InvalidTrackingNumber
+from trackflow.page import unavailable_page
+
+log = logging.getLogger(__name__)
 
 MAX_DETAIL_CHARS = 300
 MAX_ERRORS = 20
 RETRY_AFTER_S = "10"
+LEDGER_UNAVAILABLE = "the ledger database is unavailable; try again shortly"
+# The shopper's pages (tracking page, unsubscribe link): HTML whatever the client accepts.
+_PAGE_PREFIXES = ("/t/", "/u/")
 
 _PERMANENT = {
     RPCStatusCode.INVALID_ARGUMENT,
@@ -76,6 +85,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _temporal_down(_: Request, error: TemporalUnavailable) -> JSONResponse:
         headers = {"Retry-After": RETRY_AFTER_S}
         return JSONResponse({"detail": str(error)}, status_code=503, headers=headers)
+
+    @app.exception_handler(LedgerUnavailable)
+    async def _ledger_down(request: Request, error: LedgerUnavailable) -> Response:
+        log.warning("%s %s: %s", request.method, request.url.path, error)
+        headers = {"Retry-After": RETRY_AFTER_S}
+        if request.url.path.startswith(_PAGE_PREFIXES):
+            return HTMLResponse(unavailable_page(), 503, headers=pages.HEADERS | headers)
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(
+                unavailable_page(), 503, headers={"Cache-Control": "no-store"} | headers
+            )
+        return JSONResponse({"detail": LEDGER_UNAVAILABLE}, status_code=503, headers=headers)
 
     @app.exception_handler(InvalidTrackingNumber)
     async def _bad_number(_: Request, error: InvalidTrackingNumber) -> JSONResponse:
