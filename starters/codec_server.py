@@ -26,9 +26,9 @@ from typing import Any
 
 from google.protobuf import json_format
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -146,7 +146,7 @@ def create_codec_app(
                 # A UI on a public address (Temporal Cloud's) calling a codec server on
                 # this machine: Chrome asks first.
                 allow_private_network=True,
-            )
+            ),
         ],
     )
 

@@ -202,8 +202,7 @@ async def test_with_a_token_any_host_header_is_admitted() -> None:
         decoded = await http.post(
             "/decode",
             json={},
-            headers=HEADERS
-            | {"Host": "codec.example.com", "Authorization": f"Bearer {TOKEN}"},
+            headers=HEADERS | {"Host": "codec.example.com", "Authorization": f"Bearer {TOKEN}"},
         )
     assert decoded.status_code == 200, decoded.text
 
