@@ -9,7 +9,10 @@ JSON, metadata values and data in base64. Bad input is a 4xx with a reason, neve
 Browsers: only the configured UI origins may call it (CORS; the preflight is answered
 without authentication, as browsers send it without credentials). With a bearer token
 (TRACKFLOW_CODEC_TOKEN) every other request needs `Authorization: Bearer <token>`. Without
-one it only listens on a loopback address: whoever reaches it can decrypt.
+one it only listens on a loopback address, whoever reaches it can decrypt, and it answers only
+requests addressed to it by a loopback name and its port (the Host header): a web page whose
+DNS name the attacker re-points at 127.0.0.1 (DNS rebinding) is same-origin with its own
+requests, so CORS would not stop it, but it sends its own name as the Host.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from typing import Any
 
 from google.protobuf import json_format
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
@@ -56,11 +61,57 @@ class _BadRequest(Exception):
         self.detail = detail
 
 
+def loopback_hosts(port: int, bind_host: str = "127.0.0.1") -> frozenset[str]:
+    """The Host headers of requests addressed to this server on loopback: a loopback name, or
+    the address it is bound to, with its port (a browser leaves out only port 80)."""
+    names = {"127.0.0.1", "localhost", "[::1]", _host_literal(bind_host)}
+    hosts = {f"{name}:{port}" for name in names}
+    return frozenset(hosts | names if port == 80 else hosts)
+
+
+def _host_literal(host: str) -> str:
+    """`host` as a Host header writes it: an IPv6 address in brackets, lower case."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.lower()
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
+
+
+class _HostOnly:
+    """Answers only requests whose Host header is one of `loopback_hosts` (any case), CORS
+    preflights included: 421 Misdirected Request otherwise, with a reason that does not echo it."""
+
+    def __init__(self, app: ASGIApp, port: int, bind_host: str) -> None:
+        self.app = app
+        self.hosts = loopback_hosts(port, bind_host)
+        shown = sorted(host for host in self.hosts if host.endswith(f":{port}"))
+        self.detail = (
+            "the Host header does not name this server: without a token "
+            f"({TOKEN_ENV}) it answers only {', '.join(shown)}"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "").lower()
+            if host not in self.hosts:
+                await _problem(421, self.detail)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_codec_app(
-    codec: PayloadCodec, *, origins: Sequence[str], token: str | None = None
+    codec: PayloadCodec,
+    *,
+    origins: Sequence[str],
+    port: int,
+    token: str | None = None,
+    bind_host: str = "127.0.0.1",
 ) -> Starlette:
     """The codec server as an ASGI app. `origins`: the Web UI origins browsers may call it
-    from; `token`: the bearer token every request but a CORS preflight must carry."""
+    from; `port` and `bind_host`: where it listens; `token`: the bearer token every request
+    but a CORS preflight must carry. Without a token, only requests addressed to a loopback
+    name with `port` are answered (see the module's docstring)."""
     expected = token.encode() if token else None
 
     async def convert(request: Request) -> Response:
@@ -81,9 +132,12 @@ def create_codec_app(
             return _problem(400, str(error))
         return JSONResponse({"payloads": [json_format.MessageToDict(p) for p in converted]})
 
+    # Outermost: a request addressed to another name is refused before CORS answers it.
+    host_check = [] if expected else [Middleware(_HostOnly, port=port, bind_host=bind_host)]
     return Starlette(
         routes=[Route("/{path:path}", convert, methods=["POST"])],
         middleware=[
+            *host_check,
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(origins),
@@ -92,7 +146,7 @@ def create_codec_app(
                 # A UI on a public address (Temporal Cloud's) calling a codec server on
                 # this machine: Chrome asks first.
                 allow_private_network=True,
-            )
+            ),
         ],
     )
 
@@ -198,7 +252,9 @@ def run_codec_server(
             file=sys.stderr,
         )
         return 2
-    app = create_codec_app(codec, origins=origins or ui_origins(), token=token)
+    app = create_codec_app(
+        codec, origins=origins or ui_origins(), port=port, token=token, bind_host=host
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0
 

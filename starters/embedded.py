@@ -5,6 +5,11 @@ The supervisor's children die with it, even when it is SIGKILLed: on Linux throu
 parent-death signal, everywhere through a watchdog pipe the Python children read (see
 `starters.cli`). It holds an flock on `up.pids` in the data dir, which lists its children,
 so the next `up` can stop any that outlived it before taking the ports again.
+
+Once the stack is up, a child that exits is started again after a delay that doubles with
+each exit (`RestartPolicy`), and `up` says so; a child that keeps exiting stops the stack
+(exit status 1). Before that, any child's exit stops the start: it is a configuration
+problem, said at once.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +55,38 @@ DEFAULT_TEMPORAL_PORT = 7233
 STOP_TIMEOUT_S = 15.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 Providers = Literal["outbox", "simulated"]
+SUPERVISE_EVERY_S = 0.2
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """A child that exits is started again `first_delay_s` later, twice as long for each
+    further exit within `window_s` (at most `max_delay_s`); its `limit`-th exit within
+    `window_s` stops the stack."""
+
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    limit: int = 5
+    window_s: float = 60.0
+
+    def delay_s(self, recent_exits: int) -> float:
+        return min(self.first_delay_s * 2.0 ** (recent_exits - 1), self.max_delay_s)
+
+
+class ChildKeepsExiting(RuntimeError):
+    """A child exited `RestartPolicy.limit` times within its window."""
+
+
+@dataclass
+class _Child:
+    name: str  # as `up` names it in what it prints: "the worker"
+    command: list[str]
+    options: dict[str, Any]  # Popen's
+    log: Path | None  # its stdout and stderr, appended; None: `up`'s own
+    process: subprocess.Popen[bytes]
+    exits: deque[float] = field(default_factory=deque)  # monotonic times, within the window
+    restarts: int = 0
+    restart_at: float | None = None  # exited, to be started again then
 
 
 class EmbeddedStack:
@@ -60,6 +100,7 @@ class EmbeddedStack:
         demo: bool,
         simulator_port: int = 8765,
         providers: Providers = "outbox",
+        restarts: RestartPolicy = RestartPolicy(),
     ) -> None:
         self.settings = settings.model_copy(
             update={"temporal_address": f"127.0.0.1:{temporal_port}"}
@@ -79,7 +120,8 @@ class EmbeddedStack:
         self.providers_port = free_port() if simulated or self.doubled else None
         self.metrics_port = free_port()  # the dev server would pick one and tell no one
         self.codec_port = free_port()
-        self._children: list[tuple[subprocess.Popen[bytes], list[str]]] = []
+        self.restarts = restarts
+        self._children: list[_Child] = []
         self._pid_file = -1
 
     def run(self) -> int:
@@ -116,6 +158,7 @@ class EmbeddedStack:
         env = self._child_env(data_dir)
         env[SUPERVISOR_FD_ENV] = str(watched)
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        status = 0
         try:
             self._start_temporal(data_dir)
             self._start_codec_server(env)
@@ -128,37 +171,51 @@ class EmbeddedStack:
             if self.providers_port is not None:
                 self._start_provider_doubles(env, data_dir, self.providers_port)
             klaviyo_channels = _klaviyo_channels(env)
-            self._spawn([sys.executable, "-m", "starters.cli", "worker"], env)
+            self._spawn([sys.executable, "-m", "starters.cli", "worker"], env, name="the worker")
             self._spawn(
-                [sys.executable, "-m", "starters.cli", "api", "--port", str(self.api_port)], env
+                [sys.executable, "-m", "starters.cli", "api", "--port", str(self.api_port)],
+                env,
+                name="the API",
             )
             self._wait_for_port(self.api_port, "the trackflow API")
             self._wait_for_port(self.codec_port, "the codec server")
             self._print_banner(resumed)
-            if self.demo:
-                from starters.demo import play_demo
-
-                play_demo(
-                    api_url=f"http://127.0.0.1:{self.api_port}",
-                    api_token=env["TRACKFLOW_API_TOKEN"],
-                    shopify_secret=env["TRACKFLOW_SHOPIFY_WEBHOOK_SECRET"],
-                    simulator_url=env["TRACKFLOW_EASYPOST_BASE_URL"],
-                    ledger_url=self.settings.resolved_ledger_url,
-                    data_dir=data_dir,
-                    providers_url=self.providers_url,
-                    ops_url=self.ops_url,
-                    doubled=self.doubled,
-                    klaviyo_channels=klaviyo_channels,
-                )
-            self._supervise()
+            demo = self._play_demo(env, data_dir, klaviyo_channels) if self.demo else None
+            self._supervise(demo)
         except KeyboardInterrupt:
             print("\ntrackflow up: stopping…", flush=True)
+        except ChildKeepsExiting as error:
+            print(f"trackflow up: {error}; stopping everything", file=sys.stderr, flush=True)
+            status = 1
         finally:
             self._stop_children()
             os.close(watched)
             os.close(watchdog)
             os.ftruncate(self._pid_file, 0)
-        return 0
+        return status
+
+    def _play_demo(
+        self, env: dict[str, str], data_dir: Path, klaviyo_channels: tuple[str, ...]
+    ) -> _Demo:
+        """In the background, so that the children are looked after while it plays."""
+        from starters.demo import play_demo
+
+        demo = _Demo(
+            lambda: play_demo(
+                api_url=f"http://127.0.0.1:{self.api_port}",
+                api_token=env["TRACKFLOW_API_TOKEN"],
+                shopify_secret=env["TRACKFLOW_SHOPIFY_WEBHOOK_SECRET"],
+                simulator_url=env["TRACKFLOW_EASYPOST_BASE_URL"],
+                ledger_url=self.settings.resolved_ledger_url,
+                data_dir=data_dir,
+                providers_url=self.providers_url,
+                ops_url=self.ops_url,
+                doubled=self.doubled,
+                klaviyo_channels=klaviyo_channels,
+            )
+        )
+        demo.start()
+        return demo
 
     def _child_env(self, data_dir: Path) -> dict[str, str]:
         env = dict(os.environ)
@@ -205,8 +262,7 @@ class EmbeddedStack:
         for key in ALL_KEYS:
             kind = key.indexed_value_type.name.title()  # KEYWORD -> Keyword, DATETIME -> Datetime
             command += ["--search-attribute", f"{key.name}={kind}"]
-        with (data_dir / "temporal.log").open("ab") as log:
-            self._start(command, stdout=log, stderr=log)
+        self._start("the Temporal dev server", command, log=data_dir / "temporal.log")
 
     @property
     def codec_url(self) -> str:
@@ -221,7 +277,7 @@ class EmbeddedStack:
         command += ["--host", "127.0.0.1", "--port", str(self.codec_port)]
         for origin in ui_origins(self.ui_port):
             command += ["--ui-origin", origin]
-        self._spawn(command, env)
+        self._spawn(command, env, name="the codec server")
 
     def _start_carrier_simulator(self, env: dict[str, str]) -> None:
         """The demo's EasyPost: polled by the worker, and sending signed webhooks to the API."""
@@ -238,8 +294,8 @@ class EmbeddedStack:
         command += ["--port", str(port), "--time-scale", str(DEMO_TIME_SCALE)]
         command += ["--webhook-url", f"http://127.0.0.1:{self.api_port}/webhooks/easypost"]
         # The secret stays in the environment: a command line is readable by every local user.
-        with (self.settings.data_dir.resolve() / "simulator.log").open("ab") as log:
-            self._spawn(command, env, stdout=log, stderr=log)
+        log = self.settings.data_dir.resolve() / "simulator.log"
+        self._spawn(command, env, name="the carrier simulator", log=log)
         self._wait_for_port(port, "the carrier simulator")
 
     @property
@@ -269,8 +325,8 @@ class EmbeddedStack:
         (then SMS stay where they were meant to go)."""
         env.update(self._doubles_env(env, data_dir, f"http://127.0.0.1:{port}"))
         # Keys and the auth token stay in the environment, never on the command line.
-        with (data_dir / "providers.log").open("ab") as log:
-            self._spawn(providers_command(data_dir, port), env, stdout=log, stderr=log)
+        command = providers_command(data_dir, port)
+        self._spawn(command, env, name="the provider doubles", log=data_dir / "providers.log")
         self._wait_for_port(port, "the provider doubles")
 
     def _doubles_env(self, env: dict[str, str], data_dir: Path, url: str) -> dict[str, str]:
@@ -287,22 +343,23 @@ class EmbeddedStack:
                 updates["TRACKFLOW_SMS_DELIVERY_MODE"] = "klaviyo"
         return updates
 
-    def _spawn(self, command: list[str], env: dict[str, str], **streams: Any) -> None:
+    def _spawn(
+        self, command: list[str], env: dict[str, str], *, name: str, log: Path | None = None
+    ) -> None:
         """A Python child: it also watches the supervisor's pipe (see `starters.cli`)."""
-        self._start(command, env=env, pass_fds=(int(env[SUPERVISOR_FD_ENV]),), **streams)
+        pass_fds = (int(env[SUPERVISOR_FD_ENV]),)
+        self._start(name, command, log=log, env=dict(env), pass_fds=pass_fds)
 
-    def _start(self, command: list[str], **options: Any) -> None:
-        # Own session: a Ctrl-C in the terminal reaches only the supervisor, which then
-        # stops the children in order.
-        child = subprocess.Popen(
-            command, start_new_session=True, preexec_fn=_die_with_parent(), **options
-        )
-        self._children.append((child, command))
+    def _start(self, name: str, command: list[str], *, log: Path | None, **options: Any) -> None:
+        """`command`, as `name`, with `options` for Popen; started again the same way if it
+        exits once the stack is up (`env`: a copy, as it is now)."""
+        child = _Child(name, command, options, log, _launch(command, log, options))
+        self._children.append(child)
         self._write_pid_file()
 
     def _write_pid_file(self) -> None:
         """Rewritten in place under the lock: only the next holder of the lock reads it."""
-        children = [{"pid": child.pid, "argv": argv} for child, argv in self._children]
+        children = [{"pid": c.process.pid, "argv": c.command} for c in self._children]
         content = json.dumps({"supervisor": os.getpid(), "children": children}).encode()
         os.ftruncate(self._pid_file, 0)
         os.pwrite(self._pid_file, content, 0)
@@ -316,26 +373,63 @@ class EmbeddedStack:
             time.sleep(0.2)
 
     def _check_children(self) -> None:
-        for child, argv in self._children:
-            if child.poll() is not None:
-                raise RuntimeError(f"{' '.join(argv[:3])} exited ({child.returncode})")
+        """While the stack starts: a child that exits stops it."""
+        for child in self._children:
+            if (code := child.process.poll()) is not None:
+                raise RuntimeError(f"{child.name} exited with {_exit_status(code)}")
 
-    def _supervise(self) -> None:
+    def _supervise(self, demo: _Demo | None = None) -> None:
+        """Until Ctrl-C (KeyboardInterrupt) or a child keeps exiting (ChildKeepsExiting);
+        a failure of the `demo` is raised here."""
         while True:
-            self._check_children()
-            time.sleep(0.5)
+            now = time.monotonic()
+            for child in self._children:
+                self._tend(child, now)
+            if demo is not None:
+                demo.raise_failure()
+            time.sleep(SUPERVISE_EVERY_S)
+
+    def _tend(self, child: _Child, now: float) -> None:
+        """Notice that `child` exited and schedule its restart, or restart it when due."""
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.process = _launch(child.command, child.log, child.options)
+                child.restart_at = None
+                self._write_pid_file()  # a later `up` stops it if this one is SIGKILLed
+                _warn(f"{child.name} started again (pid {child.process.pid})")
+            return
+        code = child.process.poll()
+        if code is None:
+            return
+        policy = self.restarts
+        child.exits.append(now)
+        while now - child.exits[0] > policy.window_s:
+            child.exits.popleft()
+        if len(child.exits) >= policy.limit:
+            raise ChildKeepsExiting(
+                f"{child.name} exited {len(child.exits)} times within {policy.window_s:g} s "
+                f"(the last with {_exit_status(code)})"
+            )
+        delay = policy.delay_s(len(child.exits))
+        child.restarts += 1
+        child.restart_at = now + delay
+        _warn(
+            f"{child.name} exited with {_exit_status(code)}; restarting it in {delay:g} s "
+            f"(restart {child.restarts})"
+        )
 
     def _stop_children(self) -> None:
         """Last started first, each after the one before has exited: the API, then the
         worker while Temporal still answers (without it, its shutdown waits for retries)."""
-        for child, _ in reversed(self._children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+        for child in reversed(self._children):
+            process = child.process
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
             try:
-                child.wait(timeout=STOP_TIMEOUT_S)
+                process.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+                process.kill()
+                process.wait()
 
     def _running_shipments(self) -> int | None:
         """In-flight shipments in the data dir (resumed by the worker), or None if unknown."""
@@ -434,6 +528,53 @@ class EmbeddedStack:
             "Ctrl-C stops everything; running it again resumes in-flight shipments.",
         ]
         print("\n".join(lines) + "\n", flush=True)
+
+
+class _Demo(threading.Thread):
+    """`play` in a thread of its own (a daemon: Ctrl-C does not wait for it); what it raised
+    is kept for `raise_failure`."""
+
+    def __init__(self, play: Callable[[], None]) -> None:
+        super().__init__(name="demo", daemon=True)
+        self._play = play
+        self._failure: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self._play()
+        except Exception as failure:  # raised again in the supervisor
+            self._failure = failure
+
+    def raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+
+def _launch(
+    command: list[str], log: Path | None, options: dict[str, Any]
+) -> subprocess.Popen[bytes]:
+    """Own session: a Ctrl-C in the terminal reaches only the supervisor, which then stops
+    the children in order."""
+    with contextlib.ExitStack() as streams:
+        if log is not None:
+            output = streams.enter_context(log.open("ab"))
+            options = options | {"stdout": output, "stderr": output}
+        return subprocess.Popen(
+            command, start_new_session=True, preexec_fn=_die_with_parent(), **options
+        )
+
+
+def _exit_status(code: int) -> str:
+    """`code -9 (SIGKILL)` for a signal, `code 3` otherwise."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"code {code} ({signal.Signals(-code).name})"
+    return f"code {code}"
+
+
+def _warn(text: str) -> None:
+    print(f"trackflow up: {text}", file=sys.stderr, flush=True)
 
 
 def _klaviyo_channels(env: dict[str, str]) -> tuple[str, ...]:

@@ -49,15 +49,21 @@ def _payloads(body: dict[str, Any]) -> list[Payload]:
     return [json_format.ParseDict(p, Payload()) for p in body["payloads"]]
 
 
+PORT = 8081
+
+
 @asynccontextmanager
 async def codec_http(
     keys: str = NEW, token: str | None = None, origins: list[str] | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_codec_app(
-        EncryptionCodec(parse_keys(keys)), origins=origins or ui_origins(), token=token
+        EncryptionCodec(parse_keys(keys)),
+        origins=origins or ui_origins(),
+        token=token,
+        port=PORT,
     )
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8081") as http:
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://127.0.0.1:{PORT}") as http:
         yield http
 
 
@@ -144,6 +150,61 @@ async def test_the_127_0_0_1_twin_of_the_ui_origin_and_a_configured_one_are_admi
     assert twin.headers["access-control-allow-origin"] == "http://127.0.0.1:8233"
     assert configured.headers["access-control-allow-origin"] == "https://ui.example.com"
     assert default.status_code == 400
+
+
+REBOUND = (
+    f"rebind.attacker.example:{PORT}",  # a DNS name re-pointed at 127.0.0.1
+    "rebind.attacker.example",
+    f"127.0.0.1:{PORT + 1}",  # not the port it listens on
+    "127.0.0.1",
+    f"localhost.attacker.example:{PORT}",
+    f"127.0.0.1:{PORT}.attacker.example",
+    f"0.0.0.0:{PORT}",
+    "",
+)
+
+
+@pytest.mark.parametrize("host", REBOUND)
+async def test_without_a_token_a_foreign_host_header_is_refused(host: str) -> None:
+    """DNS rebinding: a page whose name now resolves to 127.0.0.1 is same-origin with its
+    own requests, so CORS does not stop it; only the Host header it sends gives it away."""
+    written = await EncryptionCodec(parse_keys(NEW)).encode([_payload("ada@example.com")])
+    preflight = {"Origin": f"http://{host}", "Access-Control-Request-Method": "POST"}
+    async with codec_http() as http:
+        decoded = await http.post(
+            "/decode", json=codec_request(written), headers=HEADERS | {"Host": host}
+        )
+        asked = await http.options("/decode", headers=preflight | {"Host": host})
+    for refused in (decoded, asked):
+        assert refused.status_code == 421, refused.text
+        assert "Host" in refused.json()["detail"]
+        assert "ada@" not in refused.text
+        assert "access-control-allow-origin" not in refused.headers
+
+
+@pytest.mark.parametrize(
+    "host", [f"127.0.0.1:{PORT}", f"localhost:{PORT}", f"[::1]:{PORT}", f"LocalHost:{PORT}"]
+)
+async def test_without_a_token_the_loopback_names_with_its_port_are_admitted(host: str) -> None:
+    async with codec_http() as http:
+        decoded = await http.post("/decode", json={}, headers=HEADERS | {"Host": host})
+        asked = await http.options(
+            "/decode",
+            headers={"Host": host, "Origin": UI, "Access-Control-Request-Method": "POST"},
+        )
+    assert decoded.status_code == 200, decoded.text
+    assert asked.status_code == 200, asked.text
+
+
+async def test_with_a_token_any_host_header_is_admitted() -> None:
+    """The token is what guards it then (behind a proxy, under any name)."""
+    async with codec_http(token=TOKEN) as http:
+        decoded = await http.post(
+            "/decode",
+            json={},
+            headers=HEADERS | {"Host": "codec.example.com", "Authorization": f"Bearer {TOKEN}"},
+        )
+    assert decoded.status_code == 200, decoded.text
 
 
 @pytest.mark.parametrize(
@@ -362,3 +423,22 @@ def test_it_takes_the_data_dirs_keys_like_the_worker(tmp_path: Path) -> None:
     assert sealed.status_code == 200, sealed.text
     assert [p.metadata["encryption-key-id"] for p in _payloads(sealed.json())] == [b"old"]
     assert preflight.headers["access-control-allow-origin"] == "http://127.0.0.1:9999"
+
+
+def test_the_running_server_admits_only_loopback_names_with_its_own_port(
+    tmp_path: Path,
+) -> None:
+    env = clean_env() | {"TRACKFLOW_ENCRYPTION_KEYS": NEW, "TRACKFLOW_DATA_DIR": str(tmp_path)}
+    with codec_server(env) as url:
+        port = int(url.rpartition(":")[2])
+        by_name = httpx.post(
+            f"{url}/decode", json={}, headers=HEADERS | {"Host": f"localhost:{port}"}
+        )
+        rebound = httpx.post(
+            f"{url}/decode", json={}, headers=HEADERS | {"Host": f"rebind.example:{port}"}
+        )
+        other_port = httpx.post(
+            f"{url}/decode", json={}, headers=HEADERS | {"Host": f"127.0.0.1:{port + 1}"}
+        )
+    assert by_name.status_code == 200, by_name.text
+    assert (rebound.status_code, other_port.status_code) == (421, 421)

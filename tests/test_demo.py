@@ -583,3 +583,71 @@ def test_trackflow_outbox_after_the_demo_lists_its_messages_not_the_seeded_histo
     out = capsys.readouterr().out
     assert "margaret@example.com" in out
     assert "DEMOHIST" not in out, out
+
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def _readme_bodies() -> list[Any]:
+    """The JSON bodies of the README's curl examples (`curl … -d '{…}'`)."""
+    bodies = re.findall(r"-d '(\{.*?\})'", README.read_text(), re.DOTALL)
+    return [json.loads(body) for body in bodies]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _demo_identities(run: str) -> set[str]:
+    """Who and what the demo's orders are: customers' names (and first names), emails,
+    phones, and the tracking numbers, in lower case."""
+    found: set[str] = set()
+    for order in demo._orders(run):
+        customer = order.shipment["customer"]
+        found |= {customer["name"], customer["name"].split()[0], customer["email"]}
+        found |= {customer["phone"] or "", order.shipment["tracking_number"]}
+    shopify = demo._shopify_split_fulfillment(run)
+    name = shopify["destination"]["name"]
+    found |= {name, name.split()[0], shopify["email"], *shopify["tracking_numbers"]}
+    return {value.lower() for value in found} - {""}
+
+
+def test_the_readme_examples_use_a_customer_the_demo_does_not_have() -> None:
+    """Following the README while the demo plays must not touch the demo's customers: the
+    README's shipment of the demo's Ada, delayed, put ada@example.com on the Klaviyo delayed
+    list after the demo's Ada was delivered, and the demo waited 30 s for her to leave it."""
+    bodies = _readme_bodies()
+    customers = [body["customer"] for body in bodies if "customer" in body]
+    assert customers, "no curl example with a customer in the README"
+    demo_has = _demo_identities("r1")
+    shared = set()
+    for text in (s.strip().lower() for body in bodies for s in _strings(body)):
+        words = text.split()
+        first = words[0] if words else ""
+        shared |= {text, first, text.partition("@")[0]} & demo_has
+    assert not shared, f"the README's curl examples use the demo's {sorted(shared)}"
+
+
+async def test_the_readme_customer_on_the_delayed_list_is_not_waited_for() -> None:
+    """The README's example, followed while the demo plays, delays its shipment: its customer
+    joins the Klaviyo delayed list and stays there (the parcel is not delivered). The demo
+    must not take her for one of its delivered customers and wait 30 s for her to leave."""
+    [readme_email] = [b["customer"]["email"] for b in _readme_bodies() if "customer" in b]
+    doubles = OpsDoubles()
+    orders = demo._orders("R001")
+    writers = [o.shipment["customer"]["email"] for o in orders if o.writes_in]
+    [lost] = [o.shipment["tracking_number"] for o in orders if o.gets_lost and o.writes_in]
+    async with _ops_app(doubles) as http:
+        ops = demo.Ops(http, "http://ops", ALL_OPS, klaviyo_channels=("sms",))
+        await ops.open_tickets(orders)
+        _as_the_worker_would(doubles, writers, lost)
+        doubles.klaviyo.profiles["readme"] = {"email": readme_email}
+        doubles.klaviyo.lists[DELAYED_LIST_ID].append("readme")
+        assert ops.missing(await ops.received()) == []

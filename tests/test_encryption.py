@@ -262,9 +262,9 @@ async def test_failure_messages_are_encrypted_and_decode_through_the_codec(
     assert sealed.metadata["encryption-key-id"] == b"new"
 
     # The codec server decodes them, as the Web UI asks it to.
-    app = create_codec_app(EncryptionCodec(parse_keys(keys)), origins=ui_origins())
+    app = create_codec_app(EncryptionCodec(parse_keys(keys)), origins=ui_origins(), port=8081)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://codec") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8081") as http:
         answer = await http.post(
             "/decode",
             json=codec_request([sealed]),

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from starters.embedded import EmbeddedStack, _local_secret
+from starters.embedded import ChildKeepsExiting, EmbeddedStack, RestartPolicy, _local_secret
 from tests.harness import (
     clean_env,
     eventually,
@@ -76,16 +76,20 @@ def _wait_until_dead(pids: set[int], what: str, deadline_s: float = 12.0) -> Non
 
 @contextmanager
 def supervisor(
-    data_dir: Path, ports: dict[str, int], log: Path, previous: frozenset[int] = frozenset()
+    data_dir: Path,
+    ports: dict[str, int],
+    log: Path,
+    previous: frozenset[int] = frozenset(),
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[str], httpx.Client]]:
     """`trackflow up` in its own process group, as a shell runs it, healthy within the
     restart deadline. The `previous` stack's processes must be gone first, so that it is
-    the new API that answers."""
+    the new API that answers. `env`: settings added to a clean environment."""
     started = time.monotonic()
     with log.open("w") as output:
         process = subprocess.Popen(
             up_command(data_dir, ports),
-            env=clean_env(),
+            env=clean_env() | (env or {}),
             stdout=output,
             stderr=subprocess.STDOUT,
             text=True,
@@ -165,6 +169,112 @@ def test_up_starts_again_after_its_group_or_itself_is_sigkilled(tmp_path: Path) 
         for pid in started:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _child_pid(data_dir: Path, command: str) -> int | None:
+    """The pid `up.pids` lists for `trackflow <command>`."""
+    try:
+        children = json.loads((data_dir / "up.pids").read_text() or "{}").get("children", [])
+    except ValueError:  # read while `up` rewrites it
+        return None
+    pids = [c["pid"] for c in children if c["argv"][3:4] == [command]]
+    return pids[0] if pids else None
+
+
+def _restarted(data_dir: Path, command: str, old: int, process: subprocess.Popen[str]) -> int:
+    """The pid of the `trackflow <command>` that replaced `old`, once it runs."""
+    deadline = time.monotonic() + RESTART_DEADLINE_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "trackflow up exited"
+        pid = _child_pid(data_dir, command)
+        if pid is not None and pid != old and _alive(pid):
+            return pid
+        time.sleep(0.1)
+    raise AssertionError(f"no new {command} within {RESTART_DEADLINE_S}s")
+
+
+def test_up_restarts_a_killed_worker_and_the_stack_keeps_working(tmp_path: Path) -> None:
+    """A long-running `up` outlives its worker's death: the worker comes back, listed in
+    up.pids (so a later `up` after a kill -9 of this one stops it), and does the work."""
+    data_dir, ports, log = tmp_path / "data", up_ports(), tmp_path / "up.log"
+    shipment = {
+        "order_id": "5003",
+        "tracking_number": TRACKING_NUMBER,
+        "carrier": "ups",
+        "customer": {"name": "Mae", "email": "mae@example.com", "timezone": zone_at_local_hour(12)},
+        "order_value": 20,
+    }
+    event = {"tracking_number": TRACKING_NUMBER, "occurred_at": "2026-11-20T14:03:00Z"}
+    with supervisor(data_dir, ports, log) as (process, http):
+        killed = _child_pid(data_dir, "worker")
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        worker = _restarted(data_dir, "worker", killed, process)
+
+        assert http.get("/healthz").status_code == 200
+        assert http.post("/v1/shipments", json=shipment).status_code == 202
+        assert http.post("/v1/events", json=event | {"status": "in_transit"}).status_code == 202
+        assert _notified(http, 1) == ["in_transit"]  # the new worker at work
+        assert worker in _descendants(process.pid)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    _wait_until_dead({worker}, "the restarted worker after Ctrl-C")
+    output = log.read_text()
+    restarting = "the worker exited with code -9 (SIGKILL); restarting it in 1 s (restart 1)"
+    assert restarting in output, output
+
+
+def test_a_worker_that_keeps_exiting_stops_up_with_status_1_and_says_why(tmp_path: Path) -> None:
+    """Its policy file broken while it runs: each new worker exits at start."""
+    data_dir, ports, log = tmp_path / "data", up_ports(), tmp_path / "up.log"
+    policy = tmp_path / "policy.json"
+    policy.write_text("{}")
+    env = {"TRACKFLOW_POLICY_FILE": str(policy)}
+    with supervisor(data_dir, ports, log, env=env) as (process, _):
+        children = _descendants(process.pid)
+        policy.write_text("not a policy")
+        worker = _child_pid(data_dir, "worker")
+        assert worker is not None
+        os.kill(worker, signal.SIGKILL)
+        assert process.wait(timeout=90) == 1
+    _wait_until_dead(children, "the children of an `up` that gave up")
+    output = log.read_text()
+    for restart, delay in ((1, 1), (2, 2), (3, 4), (4, 8)):
+        assert f"restarting it in {delay} s (restart {restart})" in output, output
+    assert "(restart 5)" not in output
+    stopped = "the worker exited 5 times within 60 s (the last with code 1); stopping everything"
+    assert f"trackflow up: {stopped}" in output, output
+    assert "stopping…" not in output  # that is Ctrl-C's
+
+
+def test_the_restart_delay_doubles_and_the_limit_stops_the_supervision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = RestartPolicy(first_delay_s=0.05, max_delay_s=0.1, limit=4, window_s=60)
+    stack = EmbeddedStack(
+        Settings(data_dir=tmp_path),
+        api_port=1,
+        temporal_port=2,
+        ui_port=3,
+        demo=False,
+        restarts=policy,
+    )
+    stack._pid_file = os.open(tmp_path / "up.pids", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        stack._start("the worker", [sys.executable, "-c", "raise SystemExit(3)"], log=None)
+        with pytest.raises(ChildKeepsExiting) as stopped:
+            stack._supervise()
+        listed = json.loads((tmp_path / "up.pids").read_text())["children"]
+    finally:
+        os.close(stack._pid_file)
+    assert str(stopped.value) == "the worker exited 4 times within 60 s (the last with code 3)"
+    said = capsys.readouterr().err.splitlines()
+    assert [line for line in said if "restarting" in line] == [
+        "trackflow up: the worker exited with code 3; restarting it in 0.05 s (restart 1)",
+        "trackflow up: the worker exited with code 3; restarting it in 0.1 s (restart 2)",
+        "trackflow up: the worker exited with code 3; restarting it in 0.1 s (restart 3)",
+    ]
+    assert [child["pid"] for child in listed] == [stack._children[0].process.pid]
 
 
 @contextmanager
