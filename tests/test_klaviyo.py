@@ -31,7 +31,7 @@ from activities.klaviyo import (
 )
 from activities.ledger import Ledger, MessageState, open_ledger
 from activities.notify import NotificationActivities, message_facts, outgoing
-from starters.shipments import register_shipment
+from starters.shipments import register_shipment, signal_event
 from starters.simulators.klaviyo import DELAYED_LIST_ID, KlaviyoDouble, create_klaviyo_app
 from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
@@ -524,3 +524,49 @@ async def test_without_a_key_and_a_list_it_is_a_recorded_no_op(
     assert record is not None and record.kind == KLAVIYO_KIND
     assert (double.profiles, double.members(DELAYED_LIST_ID)["profiles"]) == ({}, [])
     assert double.revisions == set()  # Klaviyo was not called at all
+
+
+async def test_a_delay_that_ends_while_its_add_is_throttled_leaves_the_customer_off_the_list(
+    temporal_env: WorkflowEnvironment,
+    client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    klaviyo: tuple[KlaviyoDouble, str],
+) -> None:
+    """The list changes of one shipment reach Klaviyo in the order they were decided: the
+    delay's add, throttled and retried after Retry-After, comes before the remove decided
+    meanwhile (both ran at once before, and the customer stayed on the list for ever)."""
+    double, url = klaviyo
+    number = random_tracking_number("ups")
+    shipment = make_shipment(tracking_number=number, order_value="300.00")
+    double.script.append({"status": 429, "retry_after": 3, "path": "/relationships/profiles"})
+    config = {
+        "klaviyo_api_key": KEY,
+        "klaviyo_base_url": url,
+        "klaviyo_delayed_list_id": DELAYED_LIST_ID,
+    }
+    async with running_worker(client, task_queue, tmp_path, **config):
+        with temporal_env.with_time_skipping_disabled():
+            await register_shipment(client, shipment, ANY_TIME_POLICY, task_queue=task_queue)
+            delay = make_event(
+                CarrierStatus.EXCEPTION,
+                at(1),
+                tracking_number=number,
+                exception=ExceptionKind.WEATHER_DELAY,
+            )
+            await signal_event(client, delay)
+
+            async def throttled() -> int:
+                return len(double.script)
+
+            await eventually(throttled, lambda left: left == 0, what="the add answered 429")
+            moving = make_event(CarrierStatus.IN_TRANSIT, at(2), tracking_number=number)
+            await signal_event(client, moving)
+            records = await eventually(
+                lambda: outbox(tmp_path, number),
+                lambda found: len([r for r in found if r.kind == KLAVIYO_KIND]) == 2,
+                what="the add and the remove recorded",
+            )
+    changes = sorted((r for r in records if r.kind == KLAVIYO_KIND), key=lambda r: r.sent_at)
+    assert [r.trigger for r in changes] == ["delayed_list_add", "delayed_list_remove"]
+    assert double.members(DELAYED_LIST_ID)["profiles"] == []

@@ -56,6 +56,10 @@ READ_MODEL_PATCH = "read-model"
 # registration; NextActionAt moves only by a minute or more; the task that ends the run upserts
 # nothing; the closing row is not written when the last row already foresaw it (as_of).
 LEAN_PATCH = "lean-actions"
+# The shape that makes a delayed-list change wait for the shipment's earlier one still under
+# way (before: each ran at once, so a remove could overtake a throttled add and leave the
+# customer on the list). Asked only when an earlier change is still under way.
+LIST_ORDER_PATCH = "delayed-list-in-order"
 
 
 async def send(

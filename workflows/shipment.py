@@ -52,6 +52,7 @@ class ShipmentTrackingWorkflow:
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._integrations: set[asyncio.Task[None]] = set()
+        self._list_change: asyncio.Task[None] | None = None  # the latest delayed-list change
         self._broken: BaseException | None = None
         self._written: ShipmentProjection | None = None
         self._row_due: datetime | None = None  # a scan-only row owed, written then
@@ -320,12 +321,25 @@ class ShipmentTrackingWorkflow:
             self._background(tag.idempotency_key, effects.integrate("tag_helpdesk", tag, summary))
         for change in decision.segments:
             summary = "delayed list " + ("add" if change.member else "remove")
-            self._background(
-                change.idempotency_key, effects.integrate("sync_delayed_list", change, summary)
+            earlier = self._list_change
+            if earlier is not None and (
+                earlier.done() or not workflow.patched(effects.LIST_ORDER_PATCH)
+            ):
+                earlier = None
+            self._list_change = self._background(
+                change.idempotency_key,
+                effects.integrate("sync_delayed_list", change, summary),
+                after=earlier,
             )
 
-    def _background(self, key: str, call: Awaitable[str | None]) -> None:
+    def _background(
+        self, key: str, call: Awaitable[str | None], *, after: asyncio.Task[None] | None = None
+    ) -> asyncio.Task[None]:
+        """Run `call` as a background task, once `after` (when given) has settled."""
+
         async def settle() -> None:
+            if after is not None:
+                await workflow.wait_condition(after.done)
             if gave_up := await call:
                 self._state = policy.on_integration_gave_up(
                     self._state, key, gave_up, workflow.now()
@@ -334,6 +348,7 @@ class ShipmentTrackingWorkflow:
         task = asyncio.create_task(settle())
         self._integrations.add(task)
         task.add_done_callback(self._settled)
+        return task
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         self._integrations.discard(task)
