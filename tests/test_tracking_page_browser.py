@@ -20,7 +20,7 @@ from activities.ledger import open_ledger
 from starters.api import create_app
 from tests.browser import offline_chromium, serving_app
 from tests.factories import ANY_TIME_POLICY
-from tests.test_tracking_page import STATES, row_for
+from tests.test_tracking_page import STATES, WRITTEN_AT, row_for
 from trackflow.page_token import page_key, page_token
 from trackflow.settings import Settings
 
@@ -86,7 +86,7 @@ def _settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def page_url(tmp_path: Path, pages: dict[str, str]) -> Iterator[str]:
     """The API on a free port (Temporal unreachable: the page does not need it)."""
-    app = create_app(_settings(tmp_path), _no_temporal, ANY_TIME_POLICY)
+    app = create_app(_settings(tmp_path), _no_temporal, ANY_TIME_POLICY, clock=lambda: WRITTEN_AT)
     with serving_app(app) as url:
         yield url
 

@@ -1062,7 +1062,9 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         status=state.phase,
         exception=state.open_exception if state.phase == Phase.EXCEPTION else None,
         carrier=shipment.carrier,
-        carrier_label=shipment.carrier_label,
+        carrier_label=shipment.carrier_label
+        if shipment.carrier_label != shipment.carrier
+        else None,
         declared_carrier=shipment.declared_carrier,
         timezone=zone,
         estimated_delivery=state.estimated_delivery,

@@ -316,7 +316,8 @@ class ShipmentDocument(Model):
     )
     carrier: str | None
     carrier_label: str | None = Field(
-        default=None, description="the carrier as the platform wrote it, e.g. `PostNL`"
+        default=None,
+        description="the carrier as the platform wrote it (`PostNL`), when not its code",
     )
     declared_carrier: str | None = Field(
         default=None, description="the carrier the platform named, when the number is another's"

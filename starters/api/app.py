@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from importlib.resources import files
 
 from fastapi import APIRouter, FastAPI, Request
@@ -68,8 +69,10 @@ def create_app(
     settings: Settings,
     connect: ClientFactory,
     policy: TrackingPolicy | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
-    """`policy`: what new shipments are tracked with (default: `load_policy(settings)`)."""
+    """`policy`: what new shipments are tracked with (default: `load_policy(settings)`);
+    `clock`: what time it is for the pages (default: the system clock)."""
     app = FastAPI(
         lifespan=_closing_the_ledger,
         title="trackflow",
@@ -86,6 +89,7 @@ def create_app(
         settings=settings,
         policy=policy or load_policy(settings),
         gateway=TemporalGateway(connect),
+        **({"clock": clock} if clock else {}),
     )
     install_error_handlers(app)
     app.include_router(service)

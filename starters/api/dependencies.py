@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -60,6 +61,8 @@ class ApiContext:
     settings: Settings
     policy: TrackingPolicy  # what new shipments are tracked with
     gateway: TemporalGateway
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """What time it is for the pages (the tests' browser pages are of a fixed day)."""
 
     def with_defaults(self, shipment: Shipment) -> Shipment:
         poll_via = self.settings.default_poll_via

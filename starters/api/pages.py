@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
@@ -55,7 +55,7 @@ async def tracking_page_view(
     token: str, context: Context, ledger: AppLedger, m: str | None = None
 ) -> HTMLResponse:
     settings = context.settings
-    now = datetime.now(UTC)
+    now = context.clock()
     row = await ledger.projection_by_page(token) if _TOKEN.match(token) else None
     row = as_of(row, now) if row is not None else None
     if row is None or page_expired(row, settings.tracking_page_days, now):
