@@ -1,4 +1,4 @@
-"""The policy's timers, quiet hours and returns, driven with a fake clock (trackflow/policy.py).
+"""The policy's timers, quiet hours and returns, driven with a fake clock (trackflow/policy/).
 
 `Sim` moves time forward like the workflow does: it wakes at every `next_action` due time on
 the way (`on_tick`), then handles the input. Times are fixed instants in November 2026, when
