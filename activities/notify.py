@@ -39,10 +39,11 @@ from activities.exactly_once import (
 from activities.ledger import Ledger, LedgerRecord
 from activities.read_model import ReadModel
 from trackflow.api_health import MESSAGE_PROVIDERS
+from trackflow.brand import Brand
 from trackflow.consent import may_send
 from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport
 from trackflow.effects import AlertKind, RaiseAlert, SendNotification
-from trackflow.messages import Brand, MessageContext, RenderedMessage, render
+from trackflow.messages import MessageContext, RenderedMessage, render
 from trackflow.models import Channel
 from trackflow.page import page_link
 from trackflow.page_token import page_token

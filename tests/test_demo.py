@@ -28,9 +28,10 @@ from starters.simulators.klaviyo import DELAYED_LIST_ID
 from starters.simulators.providers.app import create_providers_app
 from starters.simulators.providers.ops import OpsDoubles
 from tests.harness import eventually
+from trackflow.brand import Brand
 from trackflow.carriers import detect_best
 from trackflow.effects import SendNotification
-from trackflow.messages import Brand, render
+from trackflow.messages import render
 from trackflow.models import CarrierEvent, Channel, ExceptionKind, Shipment, Trigger
 from trackflow.pinning import pin
 from trackflow.policy import customer_zone, on_event, on_start, view

@@ -115,12 +115,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field
 
 from trackflow.models import Model, Trigger
 from trackflow.shipment_state import ShipmentProjection
+from trackflow.zones import zone_or_utc
 
 MAX_PERIOD_DAYS = 731
 OPT_OUT_REASONS = frozenset({"sms_stop", "unsubscribed"})
@@ -599,13 +599,6 @@ def wismo(
 # --- carriers --------------------------------------------------------------------------------
 
 
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def transit_days(row: ShipmentProjection) -> float | None:
     start = row.first_scan_at or row.registered_at
     if row.delivered_at is None or start is None or start > row.delivered_at:
@@ -640,7 +633,7 @@ def carrier_figures(
             if row.estimated_delivery is None or row.delivered_at is None:
                 no_estimate += 1
                 continue
-            local = row.delivered_at.astimezone(_zone(row.document.timezone)).date()
+            local = row.delivered_at.astimezone(zone_or_utc(row.document.timezone)).date()
             if local <= row.estimated_delivery:
                 on_time += 1
             else:

@@ -39,11 +39,10 @@ from activities.slack import alert_transport_for, slack_poster_for
 from activities.tickets import TicketActivities
 from trackflow import policy_table
 from trackflow.contracts import POLL_PROVIDERS, integrations_queue, poll_queue
-from trackflow.messages import DEFAULT_BRAND_COLOR, Brand
 from trackflow.page_token import page_key
 from trackflow.settings import Settings
-from trackflow.timezones import preload_zone_data
 from trackflow.tracking_policy import TrackingPolicy
+from trackflow.zones import preload_zone_data
 from workers.integration_health import IntegrationHealth
 from workers.policy_file import load_policy
 from workers.runtime import connect, ensure_search_attributes, secure_data_dir
@@ -139,7 +138,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         alerts=alert_transport,
         provider_timeout=timedelta(seconds=settings.provider_timeout_s),
         health=health,
-        brand=message_brand(settings),
+        brand=settings.brand(),
     )
     alerts = AlertActivities(ledger, alert_transport)
     helpdesk = HelpdeskActivities(ledger, helpdesk_for(settings, ledger))
@@ -222,24 +221,6 @@ class MainWorkerTuning(TypedDict, total=False):
     max_concurrent_workflow_tasks: int
     max_concurrent_activities: int
     max_concurrent_local_activities: int
-
-
-def message_brand(settings: Settings) -> Brand:
-    """How the store presents itself in the messages the worker sends."""
-    return Brand(
-        store_name=settings.store_name,
-        support_email=settings.contact_email,
-        support_phone=settings.support_phone,
-        support_url=settings.support_url,
-        resolution_url=settings.resolution_url,
-        review_url=settings.review_url,
-        logo_url=settings.brand_logo_url,
-        primary_color=settings.brand_color or DEFAULT_BRAND_COLOR,
-        postal_address=settings.brand_postal_address,
-        public_url=settings.public_url,
-        unsubscribe_secret=settings.unsubscribe_secret,
-        unsubscribe_email=settings.unsubscribe_email,
-    )
 
 
 def main_worker_tuning(settings: Settings) -> MainWorkerTuning:
