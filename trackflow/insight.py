@@ -118,6 +118,7 @@ from typing import Literal, Protocol
 
 from pydantic import Field
 
+from trackflow.contact_address import comparable_address
 from trackflow.models import Model, Trigger
 from trackflow.shipment_state import ShipmentProjection
 from trackflow.zones import zone_or_utc
@@ -371,11 +372,6 @@ def per_100(count: int, of: int) -> float | None:
     return None if of == 0 else 100 * count / of
 
 
-def normalise_address(channel: str, address: str) -> str:
-    address = address.strip()
-    return address.lower() if channel == "email" else re.sub(r"[\s\-().]", "", address)
-
-
 def monday(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
@@ -435,11 +431,11 @@ def message_figures(
     sent_to: dict[tuple[str, str], list[MessageRow]] = defaultdict(list)
     for row in messages:
         if _live_sent(row) and row.to and row.sent_at is not None:
-            sent_to[(str(row.channel), normalise_address(str(row.channel), row.to))].append(row)
+            sent_to[(str(row.channel), comparable_address(str(row.channel), row.to))].append(row)
     for opt_out in opt_outs:
         if opt_out.reason not in OPT_OUT_REASONS or not window.holds(opt_out.at):
             continue
-        address = normalise_address(opt_out.channel, opt_out.address)
+        address = comparable_address(opt_out.channel, opt_out.address)
         before = [
             r
             for r in sent_to.get((opt_out.channel, address), [])

@@ -33,7 +33,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from trackflow.email_address import OptionalEmailAddress
+from trackflow.email_address import OptionalEmailAddress, comparable_email
 from trackflow.encryption import parse_keys
 from trackflow.intent import Intent, Language
 from trackflow.models import ExceptionKind, Model, Trigger
@@ -101,12 +101,8 @@ def index_keys(settings: Settings) -> list[bytes]:
     return [_derived(secret) for secret in secrets]
 
 
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
-
-
 def customer_digest(email: str, key: bytes) -> str:
-    return hmac.new(key, normalise_email(email).encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, comparable_email(email).encode(), hashlib.sha256).hexdigest()
 
 
 def customer_digests(email: str, keys: list[bytes]) -> list[str]:
