@@ -58,6 +58,7 @@ from starters.render import format_outbox_line
 from starters.report import load_summary, write_report
 from starters.simulators.providers.local import SIMULATED_FROM
 from starters.simulators.providers.ops import OPS_NAMES, SLACK_CHANNEL, ops_listings
+from trackflow.brand import Brand
 from trackflow.carriers.samples import random_tracking_number
 from trackflow.insight import period
 from trackflow.settings import Settings
@@ -851,7 +852,7 @@ async def _write_report(
         await ledger.close()
     print(flush=True)
     if folder is not None:
-        page, sheet = write_report(summary, folder / REPORT_NAME, store_name)
+        page, sheet = write_report(summary, folder / REPORT_NAME, Brand(store_name=store_name))
         _paragraph(
             f"The merchant's report ({summary.period.start} to {summary.period.end}: the "
             f"simulated weeks, then this demo): {_shown(page)} (CSV: {_shown(sheet)})"
