@@ -16,7 +16,7 @@ VENV ?= .venv
 ARGS ?= --demo
 PYTEST_ARGS ?=
 SCENARIOS ?=
-MYPY_TARGETS ?= trackflow workflows activities starters workers tests bench
+MYPY_TARGETS ?= trackflow workflows activities starters workers devstack tests bench
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -59,6 +59,9 @@ $(STAMP): pyproject.toml $(BIN)/python
 	@echo "installing trackflow and its dependencies into $(VENV)…"
 	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip install -q -e '.[dev]' > $(VENV)/install.log 2>&1 || { \
 	  cat $(VENV)/install.log >&2; echo "error: installing into $(VENV) failed (log above)" >&2; exit 1; }
+	@# The development stack (devstack/: demo, carrier simulator, doubles) is not in the
+	@# package; this venv imports it from the checkout.
+	@echo "$(CURDIR)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/trackflow-checkout.pth"
 	@touch $@
 	@echo "installed. The CLI is $(BIN)/trackflow (or run 'source $(BIN)/activate' to have 'trackflow' on PATH)."
 

@@ -20,13 +20,14 @@ import pytest
 import pytz
 
 from activities.ledger import LedgerRecord, open_ledger
-from starters import demo
+from devstack import demo
+from devstack.demo_history import seed_history
+from devstack.doubles.klaviyo import DELAYED_LIST_ID
+from devstack.doubles.providers.app import create_providers_app
+from devstack.doubles.providers.ops import OpsDoubles
 from starters.cli import _parser
-from starters.demo_history import seed_history
 from starters.render import format_outbox_line
-from starters.simulators.klaviyo import DELAYED_LIST_ID
-from starters.simulators.providers.app import create_providers_app
-from starters.simulators.providers.ops import OpsDoubles
+from starters.report import load_summary, write_report
 from tests.harness import eventually
 from trackflow.carriers import detect_best
 from trackflow.effects import SendNotification
@@ -39,6 +40,8 @@ from trackflow.shipment_state import ShipmentState
 from trackflow.sources.shopify import parse_fulfillment
 from trackflow.tracking_policy import TrackingPolicy
 
+# As `trackflow up` gives them to the demo.
+VIEWS = demo.ProductViews(format_outbox_line, load_summary, write_report)
 CARRIER_SITES = {"ups": "ups.com", "usps": "usps.com", "fedex": "fedex.com", "dhl": "dhl.com"}
 EVERY_SEND = [(t, None) for t in Trigger if t != Trigger.EXCEPTION] + [
     (Trigger.EXCEPTION, k) for k in ExceptionKind
@@ -245,7 +248,7 @@ async def test_the_outbox_lines_of_the_demo_fit_the_terminal(
     writer = open_ledger(url)
     await writer.list()  # creates the schema before the printer opens it read-only
     stop, lost = asyncio.Event(), asyncio.Event()
-    printer = asyncio.create_task(demo._print_outbox(url, stop, lost, seen=set()))
+    printer = asyncio.create_task(demo._print_outbox(url, stop, lost, seen=set(), views=VIEWS))
     try:
         subject = "Update on your order #A1B2-1004: weather is slowing down your package"
         await writer.record_once(_record("3318810025", "email", subject, "Hi\n..."))
@@ -380,6 +383,7 @@ async def _run_demo(data_dir: Path, api: FakeApi) -> None:
         "shopify-secret",
         str(data_dir / "ledger.sqlite3"),
         "http://simulator",
+        VIEWS,
         data_dir,
         transport=httpx.MockTransport(api.handle),
         store_name="Acme Goods",
@@ -566,7 +570,7 @@ def test_trackflow_outbox_after_the_demo_lists_its_messages_not_the_seeded_histo
 ) -> None:
     """The demo ends with "Try `trackflow outbox`": the simulated weeks (hundreds of DEMOHIST
     rows) must not bury what the demo sent. Fails until starters/cli.py `_run_outbox` leaves
-    out `starters.demo_history.is_history` rows unless `--tracking-number` names one. Sync:
+    out `devstack.demo_history.is_history` rows unless `--tracking-number` names one. Sync:
     the CLI runs its own event loop."""
 
     async def history_and_a_demo_message() -> None:

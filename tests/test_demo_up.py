@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from activities.ledger import open_ledger
-from starters.demo_history import is_history
+from devstack.demo_history import is_history
+from devstack.doubles.klaviyo import DELAYED_LIST_ID
 from starters.embedded import free_port
-from starters.simulators.klaviyo import DELAYED_LIST_ID
 from tests.harness import clean_env, up_command, up_ports
 
 DONE = "demo: done"
