@@ -589,12 +589,13 @@ def test_trackflow_outbox_after_the_demo_lists_its_messages_not_the_seeded_histo
     assert "DEMOHIST" not in out, out
 
 
-README = Path(__file__).parent.parent / "README.md"
+# The HTTP examples a newcomer follows (they were the README's).
+GETTING_STARTED = Path(__file__).parent.parent / "docs" / "getting-started.md"
 
 
 def _readme_bodies() -> list[Any]:
-    """The JSON bodies of the README's curl examples (`curl … -d '{…}'`)."""
-    bodies = re.findall(r"-d '(\{.*?\})'", README.read_text(), re.DOTALL)
+    """The JSON bodies of the docs' curl examples (`curl … -d '{…}'`)."""
+    bodies = re.findall(r"-d '(\{.*?\})'", GETTING_STARTED.read_text(), re.DOTALL)
     return [json.loads(body) for body in bodies]
 
 
@@ -624,23 +625,23 @@ def _demo_identities(run: str) -> set[str]:
 
 
 def test_the_readme_examples_use_a_customer_the_demo_does_not_have() -> None:
-    """Following the README while the demo plays must not touch the demo's customers: the
-    README's shipment of the demo's Ada, delayed, put ada@example.com on the Klaviyo delayed
+    """Following the docs while the demo plays must not touch the demo's customers: the
+    docs' shipment of the demo's Ada, delayed, put ada@example.com on the Klaviyo delayed
     list after the demo's Ada was delivered, and the demo waited 30 s for her to leave it."""
     bodies = _readme_bodies()
     customers = [body["customer"] for body in bodies if "customer" in body]
-    assert customers, "no curl example with a customer in the README"
+    assert customers, "no curl example with a customer in docs/getting-started.md"
     demo_has = _demo_identities("r1")
     shared = set()
     for text in (s.strip().lower() for body in bodies for s in _strings(body)):
         words = text.split()
         first = words[0] if words else ""
         shared |= {text, first, text.partition("@")[0]} & demo_has
-    assert not shared, f"the README's curl examples use the demo's {sorted(shared)}"
+    assert not shared, f"the docs' curl examples use the demo's {sorted(shared)}"
 
 
 async def test_the_readme_customer_on_the_delayed_list_is_not_waited_for() -> None:
-    """The README's example, followed while the demo plays, delays its shipment: its customer
+    """The docs' example, followed while the demo plays, delays its shipment: its customer
     joins the Klaviyo delayed list and stays there (the parcel is not delivered). The demo
     must not take her for one of its delivered customers and wait 30 s for her to leave."""
     [readme_email] = [b["customer"]["email"] for b in _readme_bodies() if "customer" in b]
