@@ -5,7 +5,8 @@
 # the project into it whenever pyproject.toml changes.
 #
 #   make up      run the local stack (trackflow up $(ARGS); ARGS defaults to --demo)
-#   make test    ruff check, ruff format --check, mypy, pytest — stops at the first failure
+#   make test    ruff check, ruff format --check, mypy, mkdocs build --strict, pytest — stops at the first failure
+#   make docs    serve the documentation (docs/, mkdocs.yml) at http://127.0.0.1:8001
 #   make lint    ruff check + ruff format --check
 #   make fmt     ruff format + ruff check --fix
 #   make clean   remove .trackflow/ and tool caches (keeps $(VENV))
@@ -16,18 +17,19 @@ VENV ?= .venv
 ARGS ?= --demo
 PYTEST_ARGS ?=
 SCENARIOS ?=
-MYPY_TARGETS ?= trackflow workflows activities starters workers tests bench
+MYPY_TARGETS ?= trackflow workflows activities starters workers devstack tests bench docs/hooks
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv up test lint fmt typecheck bench bench-e2e bench-in-flight record-histories clean
+.PHONY: help venv up test docs lint fmt typecheck bench bench-e2e bench-in-flight record-histories clean
 
 help:
 	@echo "make up         run trackflow locally (ARGS='$(ARGS)')"
-	@echo "make test       lint, format check, mypy, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
+	@echo "make test       lint, format check, mypy, the docs (mkdocs --strict), then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
+	@echo "make docs       serve the documentation at http://127.0.0.1:8001 (mkdocs serve)"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make fmt        ruff format + ruff check --fix"
 	@echo "make typecheck  mypy $(MYPY_TARGETS)"
@@ -59,6 +61,9 @@ $(STAMP): pyproject.toml $(BIN)/python
 	@echo "installing trackflow and its dependencies into $(VENV)…"
 	@PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip install -q -e '.[dev]' > $(VENV)/install.log 2>&1 || { \
 	  cat $(VENV)/install.log >&2; echo "error: installing into $(VENV) failed (log above)" >&2; exit 1; }
+	@# The development stack (devstack/: demo, carrier simulator, doubles) is not in the
+	@# package; this venv imports it from the checkout.
+	@echo "$(CURDIR)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/trackflow-checkout.pth"
 	@touch $@
 	@echo "installed. The CLI is $(BIN)/trackflow (or run 'source $(BIN)/activate' to have 'trackflow' on PATH)."
 
@@ -87,7 +92,11 @@ test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_TARGETS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8001
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -120,5 +129,5 @@ record-histories: $(STAMP)
 	$(BIN)/python -m tests.histories.record $(SCENARIOS)
 
 clean:
-	rm -rf .trackflow .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov
+	rm -rf .trackflow site .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

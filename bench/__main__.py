@@ -23,7 +23,7 @@ from decimal import Decimal
 import httpx
 
 from activities.polling import EasyPostTrackers
-from starters.simulator import create_simulator_app
+from devstack.carrier_simulator import create_simulator_app
 from trackflow.brand import Brand
 from trackflow.carriers import detect
 from trackflow.effects import SendNotification

@@ -14,6 +14,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from starters.devstack_gate import DevstackMissing, devstack_installed, require_devstack
 from trackflow.settings import SUPERVISOR_FD_ENV, Settings
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = args.run(args, settings)
     except BrokenPipeError:  # e.g. `trackflow outbox --json | head`
         code = 0
+    except DevstackMissing as error:
+        print(f"trackflow: {error}", file=sys.stderr)
+        code = 2
     _exit(code)
 
 
@@ -71,7 +75,9 @@ def _exit(code: int) -> None:
 
 
 def _simulator_epilog() -> str:
-    from starters.simulator.scenarios import SCENARIOS
+    if not devstack_installed():
+        return "(the carrier simulator comes with a checkout of the repository: devstack/)"
+    from devstack.carrier_simulator.scenarios import SCENARIOS
 
     scenarios = "\n".join(f"  {name}\n      {s.description}" for name, s in SCENARIOS.items())
     return (
@@ -356,8 +362,9 @@ def _run_outbox(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await ledger.close()
         records = [r for r in records if _in_mode(r.transport, args.mode)]
-        if args.tracking_number is None:  # the demo's simulated weeks feed the report only
-            from starters.demo_history import is_history
+        # The demo's simulated weeks feed the report only.
+        if args.tracking_number is None and devstack_installed():
+            from devstack.demo_history import is_history
 
             records = [r for r in records if not is_history(r.tracking_number)]
         if args.csv:
@@ -505,7 +512,8 @@ def _run_carrier_detect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_simulate_carrier(args: argparse.Namespace, settings: Settings) -> int:
-    from starters.simulator import run_simulator
+    require_devstack("simulate carrier")
+    from devstack.carrier_simulator import run_simulator
 
     run_simulator(
         args.host,
@@ -518,7 +526,8 @@ def _run_simulate_carrier(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_simulate_providers(args: argparse.Namespace, settings: Settings) -> int:
-    from starters.simulators.providers import run_providers
+    require_devstack("simulate providers")
+    from devstack.doubles.providers import run_providers
 
     public = settings.public_url.rstrip("/") if settings.public_url else None
     run_providers(

@@ -10,6 +10,9 @@ Once the stack is up, a child that exits is started again after a delay that dou
 each exit (`RestartPolicy`), and `up` says so; a child that keeps exiting stops the stack
 (exit status 1). Before that, any child's exit stops the start: it is a configuration
 problem, said at once.
+
+With `--demo` or `--providers simulated` it also runs parts of the development stack
+(`devstack/`: the carrier simulator, the doubles, the demo), imported only then.
 """
 
 from __future__ import annotations
@@ -35,14 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from starters.codec_server import TOKEN_ENV, ui_origins
-from starters.demo import DEMO_TIME_SCALE
-from starters.simulators.providers.local import providers_command, simulated_provider_env
-from starters.simulators.providers.ops import (
-    OPS_NAMES,
-    doubled_integrations,
-    ops_listings,
-    simulated_ops_env,
-)
+from starters.devstack_gate import require_devstack
 from starters.web_ui import QUERIES, list_url
 from trackflow.contracts import ALL_KEYS, WORKFLOW_NAME
 from trackflow.encryption import generate_key_entry
@@ -111,9 +107,14 @@ class EmbeddedStack:
         self.demo = demo
         self.simulator_port = simulator_port
         self.providers = providers
-        # The Slack, Gorgias, Zendesk and Klaviyo doubles stand in for the integrations the
-        # environment does not configure, with the demo or the provider doubles.
-        self.doubled = doubled_integrations(os.environ) if demo or providers == "simulated" else ()
+        self.doubled: tuple[str, ...] = ()
+        if demo or providers == "simulated":
+            require_devstack("up --demo" if demo else "up --providers simulated")
+            from devstack.doubles.providers.ops import doubled_integrations
+
+            # The Slack, Gorgias, Zendesk and Klaviyo doubles stand in for the integrations
+            # the environment does not configure, with the demo or the provider doubles.
+            self.doubled = doubled_integrations(os.environ)
         # The doubles' server, on a port of its own: SendGrid and Twilio's (`--providers
         # simulated`, else idle there) with the ops integrations' under path prefixes.
         simulated = providers == "simulated"
@@ -198,10 +199,14 @@ class EmbeddedStack:
         self, env: dict[str, str], data_dir: Path, klaviyo_channels: tuple[str, ...]
     ) -> _Demo:
         """In the background, so that the children are looked after while it plays."""
-        from starters.demo import play_demo
+        from devstack.demo import ProductViews, play_demo
+        from starters.render import format_outbox_line
+        from starters.report import load_summary, write_report
 
+        views = ProductViews(format_outbox_line, load_summary, write_report)
         demo = _Demo(
             lambda: play_demo(
+                views=views,
                 api_url=f"http://127.0.0.1:{self.api_port}",
                 api_token=env["TRACKFLOW_API_TOKEN"],
                 shopify_secret=env["TRACKFLOW_SHOPIFY_WEBHOOK_SECRET"],
@@ -281,6 +286,8 @@ class EmbeddedStack:
 
     def _start_carrier_simulator(self, env: dict[str, str]) -> None:
         """The demo's EasyPost: polled by the worker, and sending signed webhooks to the API."""
+        from devstack.demo import DEMO_TIME_SCALE
+
         port = self.simulator_port
         env.update(
             TRACKFLOW_EASYPOST_API_KEY="EZTK-demo",
@@ -323,6 +330,8 @@ class EmbeddedStack:
         The demo with the outbox turns SMS into Klaviyo events (the doubled Klaviyo's), so it
         shows some, unless the environment chose a delivery mode for SMS or configured Twilio
         (then SMS stay where they were meant to go)."""
+        from devstack.doubles.providers.local import providers_command
+
         env.update(self._doubles_env(env, data_dir, f"http://127.0.0.1:{port}"))
         # Keys and the auth token stay in the environment, never on the command line.
         command = providers_command(data_dir, port)
@@ -332,6 +341,9 @@ class EmbeddedStack:
     def _doubles_env(self, env: dict[str, str], data_dir: Path, url: str) -> dict[str, str]:
         """The settings that point the children at the doubles at `url` (see above); `env`
         is what they would get without them, which keeps what the user configured."""
+        from devstack.doubles.providers.local import simulated_provider_env
+        from devstack.doubles.providers.ops import simulated_ops_env
+
         updates: dict[str, str] = {}
         if self.providers == "simulated":
             api = f"http://127.0.0.1:{self.api_port}"
@@ -458,6 +470,8 @@ class EmbeddedStack:
         starts them empty)."""
         if not self.ops_url:
             return []
+        from devstack.doubles.providers.ops import ops_listings
+
         listings = ops_listings(self.ops_url)
         lines = ["", "What the ops doubles received (kept in memory until Ctrl-C):"]
         for name, what in (
@@ -478,6 +492,8 @@ class EmbeddedStack:
         token_file = _shown_path(self.settings.data_dir / "api_token")
         scale = f"{self.settings.time_scale:g}x"
         if self.demo:
+            from devstack.demo import DEMO_TIME_SCALE
+
             scale += f" (the demo's own shipments: {DEMO_TIME_SCALE:g}x)"
         lines = [
             "",
@@ -501,6 +517,8 @@ class EmbeddedStack:
         if self.providers_url:
             lines.append(f"  providers  {self.providers_url}  (SendGrid and Twilio doubles)")
         if self.ops_url:
+            from devstack.doubles.providers.ops import OPS_NAMES
+
             names = ", ".join(OPS_NAMES[name] for name in self.doubled)
             lines.append(f"  ops        {self.ops_url}  ({names} doubles)")
         lines += [

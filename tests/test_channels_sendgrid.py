@@ -22,10 +22,10 @@ from activities.channels.base import (
 from activities.channels.sendgrid import SendGridTransport
 from activities.exactly_once import Delivery, send_once
 from activities.ledger import LedgerRecord, open_ledger
+from devstack.doubles.providers import ProviderDoubles, Rule, create_providers_app
+from devstack.doubles.providers.server import serving
 from starters.embedded import free_port
 from starters.shipments import register_shipment, signal_event
-from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
-from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker
 from trackflow.carriers.samples import random_tracking_number

@@ -21,9 +21,9 @@ from activities.channels.base import OutgoingMessage, PermanentFailure, Provider
 from activities.channels.twilio import LocalPacing, PostgresPacing, TwilioTransport
 from activities.exactly_once import Delivery, send_once
 from activities.ledger import LedgerRecord, open_ledger
+from devstack.doubles.providers import ProviderDoubles, Rule, create_providers_app
+from devstack.doubles.providers.server import serving
 from starters.embedded import free_port
-from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
-from starters.simulators.providers.server import serving
 from trackflow.models import Channel
 
 ACCOUNT = "AC" + "2" * 32

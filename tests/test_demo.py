@@ -20,13 +20,14 @@ import pytest
 import pytz
 
 from activities.ledger import LedgerRecord, open_ledger
-from starters import demo
+from devstack import demo
+from devstack.demo_history import seed_history
+from devstack.doubles.klaviyo import DELAYED_LIST_ID
+from devstack.doubles.providers.app import create_providers_app
+from devstack.doubles.providers.ops import OpsDoubles
 from starters.cli import _parser
-from starters.demo_history import seed_history
 from starters.render import format_outbox_line
-from starters.simulators.klaviyo import DELAYED_LIST_ID
-from starters.simulators.providers.app import create_providers_app
-from starters.simulators.providers.ops import OpsDoubles
+from starters.report import load_summary, write_report
 from tests.harness import eventually
 from trackflow.brand import Brand
 from trackflow.carriers import detect_best
@@ -40,6 +41,8 @@ from trackflow.shipment_state import ShipmentState
 from trackflow.sources.shopify import parse_fulfillment
 from trackflow.tracking_policy import TrackingPolicy
 
+# As `trackflow up` gives them to the demo.
+VIEWS = demo.ProductViews(format_outbox_line, load_summary, write_report)
 CARRIER_SITES = {"ups": "ups.com", "usps": "usps.com", "fedex": "fedex.com", "dhl": "dhl.com"}
 EVERY_SEND = [(t, None) for t in Trigger if t != Trigger.EXCEPTION] + [
     (Trigger.EXCEPTION, k) for k in ExceptionKind
@@ -246,7 +249,7 @@ async def test_the_outbox_lines_of_the_demo_fit_the_terminal(
     writer = open_ledger(url)
     await writer.list()  # creates the schema before the printer opens it read-only
     stop, lost = asyncio.Event(), asyncio.Event()
-    printer = asyncio.create_task(demo._print_outbox(url, stop, lost, seen=set()))
+    printer = asyncio.create_task(demo._print_outbox(url, stop, lost, seen=set(), views=VIEWS))
     try:
         subject = "Update on your order #A1B2-1004: weather is slowing down your package"
         await writer.record_once(_record("3318810025", "email", subject, "Hi\n..."))
@@ -381,6 +384,7 @@ async def _run_demo(data_dir: Path, api: FakeApi) -> None:
         "shopify-secret",
         str(data_dir / "ledger.sqlite3"),
         "http://simulator",
+        VIEWS,
         data_dir,
         transport=httpx.MockTransport(api.handle),
         store_name="Acme Goods",
@@ -567,7 +571,7 @@ def test_trackflow_outbox_after_the_demo_lists_its_messages_not_the_seeded_histo
 ) -> None:
     """The demo ends with "Try `trackflow outbox`": the simulated weeks (hundreds of DEMOHIST
     rows) must not bury what the demo sent. Fails until starters/cli.py `_run_outbox` leaves
-    out `starters.demo_history.is_history` rows unless `--tracking-number` names one. Sync:
+    out `devstack.demo_history.is_history` rows unless `--tracking-number` names one. Sync:
     the CLI runs its own event loop."""
 
     async def history_and_a_demo_message() -> None:
@@ -586,12 +590,13 @@ def test_trackflow_outbox_after_the_demo_lists_its_messages_not_the_seeded_histo
     assert "DEMOHIST" not in out, out
 
 
-README = Path(__file__).parent.parent / "README.md"
+# The HTTP examples a newcomer follows (they were the README's).
+GETTING_STARTED = Path(__file__).parent.parent / "docs" / "getting-started.md"
 
 
 def _readme_bodies() -> list[Any]:
-    """The JSON bodies of the README's curl examples (`curl … -d '{…}'`)."""
-    bodies = re.findall(r"-d '(\{.*?\})'", README.read_text(), re.DOTALL)
+    """The JSON bodies of the docs' curl examples (`curl … -d '{…}'`)."""
+    bodies = re.findall(r"-d '(\{.*?\})'", GETTING_STARTED.read_text(), re.DOTALL)
     return [json.loads(body) for body in bodies]
 
 
@@ -621,23 +626,23 @@ def _demo_identities(run: str) -> set[str]:
 
 
 def test_the_readme_examples_use_a_customer_the_demo_does_not_have() -> None:
-    """Following the README while the demo plays must not touch the demo's customers: the
-    README's shipment of the demo's Ada, delayed, put ada@example.com on the Klaviyo delayed
+    """Following the docs while the demo plays must not touch the demo's customers: the
+    docs' shipment of the demo's Ada, delayed, put ada@example.com on the Klaviyo delayed
     list after the demo's Ada was delivered, and the demo waited 30 s for her to leave it."""
     bodies = _readme_bodies()
     customers = [body["customer"] for body in bodies if "customer" in body]
-    assert customers, "no curl example with a customer in the README"
+    assert customers, "no curl example with a customer in docs/getting-started.md"
     demo_has = _demo_identities("r1")
     shared = set()
     for text in (s.strip().lower() for body in bodies for s in _strings(body)):
         words = text.split()
         first = words[0] if words else ""
         shared |= {text, first, text.partition("@")[0]} & demo_has
-    assert not shared, f"the README's curl examples use the demo's {sorted(shared)}"
+    assert not shared, f"the docs' curl examples use the demo's {sorted(shared)}"
 
 
 async def test_the_readme_customer_on_the_delayed_list_is_not_waited_for() -> None:
-    """The README's example, followed while the demo plays, delays its shipment: its customer
+    """The docs' example, followed while the demo plays, delays its shipment: its customer
     joins the Klaviyo delayed list and stays there (the parcel is not delivered). The demo
     must not take her for one of its delivered customers and wait 30 s for her to leave."""
     [readme_email] = [b["customer"]["email"] for b in _readme_bodies() if "customer" in b]

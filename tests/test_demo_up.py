@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from activities.ledger import open_ledger
-from starters.demo_history import is_history
+from devstack.demo_history import is_history
+from devstack.doubles.klaviyo import DELAYED_LIST_ID
 from starters.embedded import free_port
-from starters.simulators.klaviyo import DELAYED_LIST_ID
 from tests.harness import clean_env, up_command, up_ports
 
 DONE = "demo: done"
@@ -40,8 +40,8 @@ def _wait_for(log: Path, text: str, process: subprocess.Popen[str]) -> str:
 
 
 def _readme_requests() -> list[tuple[str, dict[str, Any]]]:
-    """The README's curl examples for the API (`localhost:8000/v1/… -d '{…}'`): path, body."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    """The docs' curl examples for the API (`localhost:8000/v1/… -d '{…}'`): path, body."""
+    readme = (Path(__file__).parent.parent / "docs" / "getting-started.md").read_text()
     found = re.findall(r"localhost:8000(/v1/\S+)\s+-d '(\{.*?\})'", readme, re.DOTALL)
     return [(path, json.loads(body)) for path, body in found]
 
@@ -92,8 +92,8 @@ async def test_the_demo_shows_a_slack_alert_tagged_tickets_and_klaviyo_in_the_do
         )
     try:
         _wait_for(log, "trackflow is up", process)
-        # A user trying the README's examples meanwhile gets what it says, and the demo no
-        # false "Not there" (the README's customer was once the demo's Ada).
+        # A user trying the docs' examples meanwhile gets what it says, and the demo no
+        # false "Not there" (the docs' customer was once the demo's Ada).
         readme_email = _follow_the_readme(ports["api"], data_dir)
         output = _wait_for(log, DONE, process)
         ops = _ops_url(output)
@@ -140,7 +140,7 @@ async def test_the_demo_shows_a_slack_alert_tagged_tickets_and_klaviyo_in_the_do
     metrics = {event["metric"] for event in events}
     assert {"Trackflow In Transit", "Trackflow Delayed"} <= metrics, metrics
     assert all(set(event["profile"]) >= {"phone_number"} for event in events)
-    # The README's customer, delayed too, may be there as well.
+    # The docs' customer, delayed too, may be there as well.
     assert [e for e in delayed["emails"] if e != readme_email] == ["rosalind@example.com"]
     assert f"[Klaviyo] {len(events)} events" in shown
     assert re.search(rf"[12] members? of the delayed list {DELAYED_LIST_ID}", shown), shown

@@ -27,9 +27,9 @@ from temporalio.worker import Worker
 from activities.digest import DigestActivities, ensure_digest_schedule, stale_margin
 from activities.ledger import Ledger, open_ledger
 from activities.slack import SLACK, SlackPoster
+from devstack.doubles.providers.server import serving
+from devstack.doubles.slack import SlackDouble, blocks_problem, create_slack_app
 from starters.shipments import register_shipment, signal_event
-from starters.simulators.providers.server import serving
-from starters.simulators.slack import SlackDouble, blocks_problem, create_slack_app
 from tests.factories import at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, zone_at_local_hour
 from trackflow.carriers.samples import random_tracking_number

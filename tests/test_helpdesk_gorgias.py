@@ -25,8 +25,8 @@ from activities.helpdesk import (
 )
 from activities.helpdesks import GorgiasHelpdesk
 from activities.ledger import Ledger, open_ledger
-from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
-from starters.simulators.providers.server import serving
+from devstack.doubles.gorgias import GorgiasDouble, create_gorgias_app
+from devstack.doubles.providers.server import serving
 from tests.harness import free_port
 from trackflow.effects import AUTO_DELAY_NOTIFIED, LOST_PACKAGE_TAG, TagHelpdesk
 

@@ -33,9 +33,9 @@ from activities.helpdesks import (
     helpdesk_for,
 )
 from activities.ledger import Ledger, open_ledger
-from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
-from starters.simulators.providers.server import serving
-from starters.simulators.zendesk import ZendeskDouble, create_zendesk_app
+from devstack.doubles.gorgias import GorgiasDouble, create_gorgias_app
+from devstack.doubles.providers.server import serving
+from devstack.doubles.zendesk import ZendeskDouble, create_zendesk_app
 from tests.harness import free_port
 from trackflow.effects import AUTO_DELAY_NOTIFIED, LOST_PACKAGE_TAG, TagHelpdesk
 from trackflow.settings import Settings

@@ -43,11 +43,11 @@ from activities.slack import (
     carries_key,
     context,
 )
+from devstack.doubles.providers.app import create_providers_app
+from devstack.doubles.providers.ops import OpsDoubles, simulated_ops_env
+from devstack.doubles.providers.server import serving
+from devstack.doubles.slack import SlackDouble, create_slack_app
 from starters.shipments import register_shipment, signal_event
-from starters.simulators.providers.app import create_providers_app
-from starters.simulators.providers.ops import OpsDoubles, simulated_ops_env
-from starters.simulators.providers.server import serving
-from starters.simulators.slack import SlackDouble, create_slack_app
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, free_port, outbox, sent
 from tests.test_worker_crash import worker_process

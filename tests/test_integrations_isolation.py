@@ -23,10 +23,10 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.ledger import LedgerRecord, open_ledger
+from devstack.doubles.providers.app import create_providers_app
+from devstack.doubles.providers.ops import OpsDoubles, simulated_ops_env
+from devstack.doubles.providers.server import serving
 from starters.shipments import register_shipment, shipment_view, signal_event
-from starters.simulators.providers.app import create_providers_app
-from starters.simulators.providers.ops import OpsDoubles, simulated_ops_env
-from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, free_port, outbox, running_worker, sent
 from trackflow import policy as tracking

@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 from temporalio.client import Client
 
+from devstack.carrier_simulator import create_simulator_app
 from starters.api import create_app
-from starters.simulator import create_simulator_app
 from tests.doubles.shipengine_api import create_shipengine_double
 from tests.harness import (
     eventually,

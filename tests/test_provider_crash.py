@@ -27,10 +27,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.ledger import MessageState, open_ledger
+from devstack.doubles.providers import ProviderDoubles, Rule, create_providers_app
+from devstack.doubles.providers.server import serving
 from starters.embedded import free_port
 from starters.shipments import register_shipment, signal_event
-from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
-from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually
 from tests.test_worker_crash import worker_process

@@ -33,11 +33,11 @@ from activities.channels.sendgrid import SendGridTransport
 from activities.channels.twilio import TwilioTransport
 from activities.exactly_once import send_once
 from activities.ledger import LedgerRecord, open_ledger
+from devstack.doubles.providers import ProviderDoubles, create_providers_app
+from devstack.doubles.providers.local import providers_command, simulated_provider_env
+from devstack.doubles.providers.server import serving
 from starters.api import create_app
 from starters.embedded import free_port
-from starters.simulators.providers import ProviderDoubles, create_providers_app
-from starters.simulators.providers.local import providers_command, simulated_provider_env
-from starters.simulators.providers.server import serving
 from tests.harness import clean_env, eventually
 from trackflow.models import Channel
 from trackflow.settings import Settings

@@ -35,10 +35,10 @@ from twilio.rest import Client as TwilioClient
 
 from activities.ledger import Ledger, LedgerRecord, open_ledger
 from activities.notify import NotificationActivities
+from devstack.doubles.providers import ProviderDoubles, create_providers_app
+from devstack.doubles.providers.server import serving
 from starters.api import create_app
 from starters.embedded import free_port
-from starters.simulators.providers import ProviderDoubles, create_providers_app
-from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import drop_ledger_tables, eventually
 from trackflow.brand import Brand

@@ -4,7 +4,7 @@ tests/histories/ keeps one recorded history per workflow shape that ships (writt
 `make record-histories`, see tests/histories/record.py) with its command-sequence fingerprint,
 and the policies the fixtures name (policies.jsonl). Every history must replay on the current
 workflow code; every scenario is run again here and must issue exactly the recorded commands.
-See README (Replay guard) for what to do when either fails.
+See docs/testing.md (Replay guard) for what to do when either fails.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ async def test_recorded_history_replays_on_the_current_code(path: Path) -> None:
         f"tests/histories/{path.name} no longer replays on the current workflow code: "
         f"{result.replay_failure!r}. Runs recorded like it may be in flight: keep their old "
         "commands behind workflow.patched(...), then re-record with `make record-histories`; "
-        "see README (Replay guard)."
+        "see docs/testing.md (Replay guard)."
     )
 
 
@@ -117,7 +117,7 @@ def test_a_reordered_command_fails_with_what_to_do() -> None:
     assert message.startswith(
         "the command sequence of ShipmentTrackingWorkflow changed (shipment_lost_revival): "
         "if this is intended and old histories must still replay, guard the change with "
-        "workflow.patched(...) and re-record with `make record-histories`; see README"
+        "workflow.patched(...) and re-record with `make record-histories`; see docs/testing.md"
     )
     moved = f"+{tag}\n activity raise_alert\n-{tag}"
     assert moved in message

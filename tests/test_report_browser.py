@@ -1,9 +1,9 @@
 """The merchant's report in a real browser (issue 12): Debian's chromium, headless and offline
 but for this machine, loads `GET /v1/metrics/report` (bearer token sent by the browser) from the
-API serving a ledger seeded with a few simulated weeks (`starters.demo_history`, as `up --demo`
+API serving a ledger seeded with a few simulated weeks (`devstack.demo_history`, as `up --demo`
 does), at a phone's and a desktop's width; checks what a merchant sees (the headline, the
 sections, the charts drawn) and that the page never scrolls sideways, and saves a screenshot of
-each (CI keeps `$TRACKFLOW_SCREENSHOTS_DIR`, default `.artifacts/screenshots/`; the README's
+each (CI keeps `$TRACKFLOW_SCREENSHOTS_DIR`, default `.artifacts/screenshots/`; the docs'
 docs/report.png is a copy of the desktop one)."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from selenium.webdriver.common.by import By
 from temporalio.client import Client
 
 from activities.ledger import open_ledger
+from devstack.demo_history import seed_history
 from starters.api import create_app
-from starters.demo_history import seed_history
 from starters.report import load_summary
 from tests.browser import offline_chromium, serving_app
 from tests.factories import ANY_TIME_POLICY
@@ -118,7 +118,7 @@ def test_the_report_reads_right_on_a_desktop_and_a_phone(
 
 
 def _column_top_screenshot(browser: WebDriver, path: Path) -> None:
-    """The README's: the page's column, from the title to the end of the weekly table."""
+    """The docs': the page's column, from the title to the end of the weekly table."""
     column = browser.execute_script("return document.body.getBoundingClientRect().toJSON()")
     end = browser.find_elements(By.TAG_NAME, "h2")[1].location["y"] - 8
     clip = {"x": column["x"], "y": 0, "width": column["width"], "height": end, "scale": 1}

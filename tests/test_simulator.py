@@ -1,4 +1,4 @@
-"""The carrier simulator (starters.simulator): EasyPost wire format, scenarios, webhooks.
+"""The carrier simulator (devstack.carrier_simulator): EasyPost wire format, scenarios, webhooks.
 
 In-process only: the API through httpx.ASGITransport, a fake clock instead of sleeping, and
 webhooks delivered to a recording FastAPI receiver through an injected httpx client.
@@ -18,7 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from starters.simulator import SCENARIOS, Simulator, create_simulator_app
+from devstack.carrier_simulator import SCENARIOS, Simulator, create_simulator_app
 from trackflow.models import CarrierStatus, ExceptionKind
 from trackflow.sources.easypost import normalize, parse_webhook
 from trackflow.sources.signatures import verify_easypost

@@ -23,8 +23,8 @@ from activities.slack import (
     alert_blocks,
     alert_text,
 )
-from starters.simulators.providers.server import serving
-from starters.simulators.slack import SlackDouble, blocks_problem, create_slack_app
+from devstack.doubles.providers.server import serving
+from devstack.doubles.slack import SlackDouble, blocks_problem, create_slack_app
 from trackflow.effects import AlertKind, RaiseAlert
 
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)

@@ -14,9 +14,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.slack import SLACK
+from devstack.doubles.providers.server import serving
+from devstack.doubles.slack import SlackDouble, blocks_problem, create_slack_app
 from starters.shipments import register_shipment, signal_event
-from starters.simulators.providers.server import serving
-from starters.simulators.slack import SlackDouble, blocks_problem, create_slack_app
 from tests.factories import at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent, zone_at_local_hour
 from trackflow.carriers.samples import random_tracking_number

@@ -7,9 +7,9 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.doubles.providers import ProviderDoubles, Rule, create_providers_app
+from devstack.doubles.providers.server import serving
 from starters.shipments import register_shipment, shipment_view
-from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
-from starters.simulators.providers.server import serving
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker
 from trackflow.carriers.samples import random_tracking_number

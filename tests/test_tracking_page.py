@@ -20,7 +20,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.ledger import open_ledger
 from activities.notify import NotificationActivities, with_page_link
 from activities.read_model import ReadModel
-from starters import demo
+from devstack import demo
 from starters.api import create_app
 from tests.api_support import api_client, api_settings, event_body, shipment_body, tracking_number
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment

@@ -1,7 +1,7 @@
 """The shopper's tracking page in a real browser (issue 12): Debian's chromium, headless and
 offline but for this machine, loads `/t/<token>` for shipments in several states at a phone's
 and a desktop's width, checks what a shopper sees, and saves a screenshot of each (CI keeps
-`$TRACKFLOW_SCREENSHOTS_DIR`, default `.artifacts/screenshots/`, as artifacts; the README's
+`$TRACKFLOW_SCREENSHOTS_DIR`, default `.artifacts/screenshots/`, as artifacts; the docs'
 are copies in docs/)."""
 
 from __future__ import annotations

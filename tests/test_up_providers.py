@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from activities.ledger import MessageState, open_ledger
-from starters import demo
-from starters.demo import _feedback_lines, _wrapped
+from devstack import demo
+from devstack.demo import _feedback_lines, _wrapped
+from devstack.doubles.providers.local import SIMULATED_FROM
 from starters.embedded import _runs
-from starters.simulators.providers.local import SIMULATED_FROM
 from tests.harness import (
     clean_env,
     eventually,

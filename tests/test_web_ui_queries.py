@@ -1,4 +1,4 @@
-"""The Web UI queries `up` prints and the README lists are valid for the real server."""
+"""The Web UI queries `up` prints and docs/operations.md lists are valid for the real server."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from temporalio.client import Client
 
 from starters.web_ui import QUERIES, list_url
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+OPERATIONS = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))
-async def test_query_runs_on_the_dev_server_and_is_in_the_readme(client: Client, name: str) -> None:
+async def test_query_runs_on_the_dev_server_and_is_in_the_docs(client: Client, name: str) -> None:
     count = await client.count_workflows(QUERIES[name])
     assert count.count >= 0
-    assert QUERIES[name] in README
+    assert QUERIES[name] in OPERATIONS
 
 
 def test_list_url_encodes_the_query() -> None:

@@ -1,5 +1,6 @@
 """Size limits on everything that comes in, so no input can outgrow Temporal's limits
-(2 KB per search attribute, 2 MB per payload) or a shipment's state. The README lists them."""
+(2 KB per search attribute, 2 MB per payload) or a shipment's state. docs/getting-started.md
+lists them (Limits and error answers)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ headers is closed (there is no request to answer yet), one late with its body ge
 first when no answer has started. A body the app has not read yet (uvicorn stops reading
 after 64 KiB) does not count against the client.
 
-Behind a reverse proxy, the proxy's own limits come first (README, "Production").
+Behind a reverse proxy, the proxy's own limits come first (docs/operations.md, "Production").
 """
 
 from __future__ import annotations

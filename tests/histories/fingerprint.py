@@ -140,5 +140,6 @@ def check(shape: str, expected: Fingerprint, history: WorkflowHistory) -> None:
     raise CommandSequenceChanged(
         f"the command sequence of {expected.workflow} changed ({shape}): if this is intended "
         "and old histories must still replay, guard the change with workflow.patched(...) and "
-        "re-record with `make record-histories`; see README (Replay guard).\n" + "\n".join(diff)
+        "re-record with `make record-histories`; see docs/testing.md (Replay guard).\n"
+        + "\n".join(diff)
     )

@@ -25,10 +25,14 @@ end, the demo lists what the doubles received (they work in the background, on t
 queue: it waits for them a while, and says what never came).
 
 The merchant's report: before its orders, the demo seeds simulated weeks of history into the
-ledger database once per data dir (`starters.demo_history`: shadow-mode weeks, then live ones;
+ledger database once per data dir (`devstack.demo_history`: shadow-mode weeks, then live ones;
 its rows are left out of the demo's outbox listings), and at the end writes the report of the
 last 8 weeks and this one (`<data dir>/report.html` and `report.csv`, as `trackflow report`)
 and prints its headline and the `curl` line that fetches it from the API.
+
+Those listings and the report look as the product's CLI shows them: `trackflow up` hands the
+demo its functions (`ProductViews`), since the dev stack does not import the product's
+entry points that start it.
 """
 
 from __future__ import annotations
@@ -44,23 +48,22 @@ import re
 import secrets
 import shutil
 import textwrap
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 import pytz
 
-from activities.ledger import LedgerRecord, MessageState, open_ledger
-from starters.demo_history import is_history, seed_history
-from starters.render import format_outbox_line
-from starters.report import load_summary, write_report
-from starters.simulators.providers.local import SIMULATED_FROM
-from starters.simulators.providers.ops import OPS_NAMES, SLACK_CHANNEL, ops_listings
+from activities.ledger import Ledger, LedgerRecord, MessageState, open_ledger
+from devstack.demo_history import is_history, seed_history
+from devstack.doubles.providers.local import SIMULATED_FROM
+from devstack.doubles.providers.ops import OPS_NAMES, SLACK_CHANNEL, ops_listings
 from trackflow.brand import Brand
 from trackflow.carriers.samples import random_tracking_number
-from trackflow.insight import period
+from trackflow.insight import Period, Summary, period
 from trackflow.settings import Settings
 
 DEMO_TIME_SCALE = 10_000.0
@@ -839,20 +842,42 @@ async def _seed_history(ledger_url: str, store_name: str) -> None:
         )
 
 
+class OutboxLine(Protocol):
+    def __call__(self, record: LedgerRecord, width: int | None = None, indent: str = "") -> str: ...
+
+
+@dataclass(frozen=True)
+class ProductViews:
+    """How the product shows what the demo prints: `trackflow outbox`'s line
+    (`starters.render.format_outbox_line`) and `trackflow report`'s summary and files
+    (`starters.report.load_summary`, `write_report`)."""
+
+    outbox_line: OutboxLine
+    load_summary: Callable[[Ledger, str, Period, datetime], Awaitable[Summary]]
+    write_report: Callable[[Summary, Path, Brand], tuple[Path, Path]]
+
+
 async def _write_report(
-    ledger_url: str, folder: Path | None, store_name: str, api_url: str, data_dir: Path | None
+    ledger_url: str,
+    folder: Path | None,
+    store_name: str,
+    api_url: str,
+    data_dir: Path | None,
+    views: ProductViews,
 ) -> None:
     """The report of the last 8 weeks and this one, as `trackflow report` writes it, into the
     data dir; its headline, and how to fetch it from the API."""
     now = datetime.now(UTC)
     ledger = open_ledger(ledger_url, read_only=True)
     try:
-        summary = await load_summary(ledger, store_name, period(None, None, now.date()), now)
+        summary = await views.load_summary(ledger, store_name, period(None, None, now.date()), now)
     finally:
         await ledger.close()
     print(flush=True)
     if folder is not None:
-        page, sheet = write_report(summary, folder / REPORT_NAME, Brand(store_name=store_name))
+        page, sheet = views.write_report(
+            summary, folder / REPORT_NAME, Brand(store_name=store_name)
+        )
         _paragraph(
             f"The merchant's report ({summary.period.start} to {summary.period.end}: the "
             f"simulated weeks, then this demo): {_shown(page)} (CSV: {_shown(sheet)})"
@@ -875,8 +900,8 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _print_record(record: LedgerRecord) -> None:
-    print(format_outbox_line(record, width=_width(), indent="    "), flush=True)
+def _print_record(record: LedgerRecord, views: ProductViews) -> None:
+    print(views.outbox_line(record, width=_width(), indent="    "), flush=True)
 
 
 async def _print_outbox(
@@ -884,6 +909,7 @@ async def _print_outbox(
     stop: asyncio.Event,
     lost: asyncio.Event,
     seen: set[str],
+    views: ProductViews,
     feedback: dict[str, set[str]] | None = None,
 ) -> None:
     """Print every record not in `seen` as it appears, until `stop`; with `feedback` (the
@@ -892,7 +918,7 @@ async def _print_outbox(
         for record in await _outbox(ledger_url):
             if record.idempotency_key not in seen:
                 seen.add(record.idempotency_key)
-                _print_record(record)
+                _print_record(record, views)
                 # Once: every such line is one.
                 klaviyo = record.transport == "klaviyo" and record.kind in (None, "message")
                 if klaviyo and KLAVIYO_SAID not in seen:
@@ -936,7 +962,11 @@ def _played_before(folder: Path | None) -> dict[str, Any] | None:
 
 
 async def _show_earlier_demo(
-    ledger_url: str, folder: Path, note: dict[str, Any], ops_url: str | None = None
+    ledger_url: str,
+    folder: Path,
+    note: dict[str, Any],
+    views: ProductViews,
+    ops_url: str | None = None,
 ) -> None:
     when = f" (run {note.get('run', '?')}, {note.get('played_at', '?')})" if note else ""
     _paragraph(
@@ -945,7 +975,7 @@ async def _show_earlier_demo(
     )
     records = await _outbox(ledger_url)
     for record in records:
-        _print_record(record)
+        _print_record(record, views)
     if not records:
         print("    (nothing sent yet)")
     print()
@@ -967,6 +997,7 @@ async def _demo(
     shopify_secret: str,
     ledger_url: str,
     simulator_url: str,
+    views: ProductViews,
     data_dir: Path | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     providers_url: str | None = None,
@@ -980,8 +1011,8 @@ async def _demo(
     earlier = _played_before(folder)
     await _seed_history(ledger_url, store)
     if earlier is not None and folder is not None:
-        await _show_earlier_demo(ledger_url, folder, earlier, ops_url)
-        await _write_report(ledger_url, folder, store, api_url, data_dir)
+        await _show_earlier_demo(ledger_url, folder, earlier, views, ops_url)
+        await _write_report(ledger_url, folder, store, api_url, data_dir, views)
         return
     _paragraph("demo: sample orders go through the real API; the outbox shows what goes out")
     if providers_url:
@@ -1009,7 +1040,7 @@ async def _demo(
         if providers_url
         else None
     )
-    printer = asyncio.create_task(_print_outbox(ledger_url, stop, lost, seen, feedback))
+    printer = asyncio.create_task(_print_outbox(ledger_url, stop, lost, seen, views, feedback))
     headers = {"Authorization": f"Bearer {api_token}"}
     async with (
         httpx.AsyncClient(
@@ -1064,7 +1095,7 @@ async def _demo(
             f"{stopped.shipment['tracking_number']}`; what the doubles received: "
             f"{providers_url}/_double/sendgrid/messages and /_double/twilio/messages."
         )
-    await _write_report(ledger_url, folder, store, api_url, data_dir)
+    await _write_report(ledger_url, folder, store, api_url, data_dir, views)
     _paragraph(
         "demo: done. Try `.venv/bin/trackflow outbox`, `.venv/bin/trackflow shipment show "
         f"{number}`, or filter by TrackflowStatus / TrackflowNextAction in the Web UI. "
@@ -1079,6 +1110,7 @@ def play_demo(
     shopify_secret: str,
     ledger_url: str,
     simulator_url: str,
+    views: ProductViews,
     data_dir: Path | None = None,
     providers_url: str | None = None,
     ops_url: str | None = None,
@@ -1093,6 +1125,7 @@ def play_demo(
             shopify_secret,
             ledger_url,
             simulator_url,
+            views,
             data_dir,
             providers_url=providers_url,
             ops_url=ops_url,

@@ -31,8 +31,8 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from starters.simulator.engine import OUTAGE_MODES, ApiError, Simulator
-from starters.simulator.scenarios import DEFAULT_SCENARIO, SCENARIOS
+from devstack.carrier_simulator.engine import OUTAGE_MODES, ApiError, Simulator
+from devstack.carrier_simulator.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
 log = logging.getLogger("trackflow.simulator")
 

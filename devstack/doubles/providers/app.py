@@ -59,8 +59,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from twilio.request_validator import RequestValidator
 
-from starters.simulators.providers.ops import OpsDoubles, simulated_ops_env
-from starters.simulators.providers.state import (
+from devstack.doubles.providers.ops import OpsDoubles, simulated_ops_env
+from devstack.doubles.providers.state import (
     ACTIONS,
     E164,
     EMAIL,
@@ -643,7 +643,7 @@ def run_providers(
     """Serve both doubles (blocks until interrupted)."""
     import uvicorn
 
-    from starters.simulators.providers.local import signing_key
+    from devstack.doubles.providers.local import signing_key
 
     doubles = ProviderDoubles(
         sendgrid_api_key=sendgrid_api_key,

@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from starters.simulator import webhooks
-from starters.simulator.scenarios import DEFAULT_SCENARIO, HOUR, SCENARIOS, Scenario, Step
+from devstack.carrier_simulator import webhooks
+from devstack.carrier_simulator.scenarios import DEFAULT_SCENARIO, HOUR, SCENARIOS, Scenario, Step
 
 log = logging.getLogger("trackflow.simulator")
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
-from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
-from starters.simulators.klaviyo import DELAYED_LIST_ID, KlaviyoDouble, create_klaviyo_app
-from starters.simulators.slack import SlackDouble, create_slack_app
-from starters.simulators.zendesk import ZendeskDouble, create_zendesk_app
+from devstack.doubles.gorgias import GorgiasDouble, create_gorgias_app
+from devstack.doubles.klaviyo import DELAYED_LIST_ID, KlaviyoDouble, create_klaviyo_app
+from devstack.doubles.slack import SlackDouble, create_slack_app
+from devstack.doubles.zendesk import ZendeskDouble, create_zendesk_app
 
 SLACK_CHANNEL = "#ops"
 SIMULATED_SLACK_TOKEN = "xoxb-simulated"
