@@ -199,7 +199,7 @@ def _on_event(
         }
     ).with_timeline_entry(entry, MILESTONE_STATUSES)
     state = _drop_obsolete(state, now)
-    if changes.get("delivered_seen_at") and state.review_skip_at_delivery:
+    if changes.get("delivered_seen_at"):
         state = _review_skipped_if_trouble(state, now)
     if trigger is None:
         return Decision(state=state)

@@ -144,11 +144,6 @@ class ShipmentState(Model):
     delivered_seen_at: datetime | None = None
     review: Literal["sent", "skipped"] | None = None
     trouble: list[str] = Field(default_factory=list, description="why no review request")
-    review_skip_at_delivery: bool = Field(
-        default=False,
-        description="a delivery after trouble skips the review request right then, with no "
-        "timer (lifecycles started since the workflow's LEAN_PATCH)",
-    )
     return_request_ids: list[str] = Field(default_factory=list)
     unrecognised_codes: list[str] = Field(
         default_factory=list, description="source codes we had no mapping for (kept, counted)"

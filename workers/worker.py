@@ -167,13 +167,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        # raise_alert and tag_helpdesk also here, for runs recorded before INTEGRATIONS_PATCH
-        activities=[
-            notifications.send_notifications,
-            read_model.project_shipment,
-            alerts.raise_alert,
-            helpdesk.tag_helpdesk,
-        ],
+        activities=[notifications.send_notifications, read_model.project_shipment],
         workflow_runner=sandbox_runner(),
         **main_worker_tuning(settings),
     )

@@ -15,7 +15,7 @@ from trackflow.contracts import (
     integrations_queue,
     poll_queue,
 )
-from trackflow.effects import PollCarrier, RaiseAlert, SendNotification, TagHelpdesk
+from trackflow.effects import PollCarrier, SendNotification
 from trackflow.messages import MessageContext
 from trackflow.models import Model, ShippingSpeed
 from trackflow.shipment_state import ShipmentProjection
@@ -28,15 +28,6 @@ SEND_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=["UndeliverableMessage", "LedgerKeyCollision"],
 )
-# Internal alerts and helpdesk tags are worth less than the customer's message: give up
-# after a day rather than hold the shipment's history open with retries forever.
-INTERNAL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=15),
-    non_retryable_error_types=["LedgerKeyCollision"],
-)
-INTERNAL_GIVE_UP_AFTER = timedelta(days=1)
 CALL_TIMEOUT = timedelta(seconds=20)
 # Slack, helpdesks and Klaviyo: on their own task queue, in the background, retried with
 # backoff through an outage of hours; the customer's messages never wait for them.
@@ -47,19 +38,6 @@ INTEGRATION_RETRY = RetryPolicy(
     non_retryable_error_types=["LedgerKeyCollision"],
 )
 INTEGRATION_GIVE_UP_AFTER = timedelta(days=2)
-# The workflow shape that runs them so (before: alerts and tags on the main queue, awaited).
-INTEGRATIONS_PATCH = "integrations-in-background"
-# The shape that keeps the read model current: the send activity writes the row with the
-# messages; a change that sends nothing writes it with one `project_shipment` local activity.
-READ_MODEL_PATCH = "read-model"
-# The shape with fewer billable actions: the start carries the search attributes and the first
-# registration; NextActionAt moves only by a minute or more; the task that ends the run upserts
-# nothing; the closing row is not written when the last row already foresaw it (as_of).
-LEAN_PATCH = "lean-actions"
-# The shape that makes a delayed-list change wait for the shipment's earlier one still under
-# way (before: each ran at once, so a remove could overtake a throttled add and leave the
-# customer on the list). Asked only when an earlier change is still under way.
-LIST_ORDER_PATCH = "delayed-list-in-order"
 
 
 async def send(
@@ -111,30 +89,6 @@ async def integrate(activity: str, argument: Model, summary: str) -> str | None:
     except ActivityError as error:
         return f"{activity} gave up: {error.cause or error}"
     return None
-
-
-async def raise_alert(alert: RaiseAlert) -> None:
-    """Before integrations moved to their own queue (histories that ran this way replay it)."""
-    await workflow.execute_activity(
-        "raise_alert",
-        alert,
-        start_to_close_timeout=CALL_TIMEOUT,
-        schedule_to_close_timeout=INTERNAL_GIVE_UP_AFTER,
-        retry_policy=INTERNAL_RETRY,
-        summary=f"alert {alert.alert.value}",
-    )
-
-
-async def tag_helpdesk(tag: TagHelpdesk) -> None:
-    """Before integrations moved to their own queue (histories that ran this way replay it)."""
-    await workflow.execute_activity(
-        "tag_helpdesk",
-        tag,
-        start_to_close_timeout=CALL_TIMEOUT,
-        schedule_to_close_timeout=INTERNAL_GIVE_UP_AFTER,
-        retry_policy=INTERNAL_RETRY,
-        summary=f"helpdesk tag {tag.tag}",
-    )
 
 
 async def poll(request: PollCarrier, policy: TrackingPolicy, speed: ShippingSpeed) -> PollResult:
