@@ -38,6 +38,8 @@ from activities.exactly_once import (
 )
 from activities.ledger import Ledger, LedgerRecord
 from activities.read_model import ReadModel
+from trackflow import activity_catalogue as catalogue
+from trackflow.activity_catalogue import implements
 from trackflow.api_health import MESSAGE_PROVIDERS
 from trackflow.consent import may_send
 from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport
@@ -168,7 +170,7 @@ class ProviderHealth(Protocol):
     async def report(self, provider: str, ok: bool, detail: str | None = None) -> None: ...
 
 
-class NotificationActivities:
+class NotificationActivities(catalogue.NotificationActivities):
     def __init__(
         self,
         ledger: Ledger,
@@ -195,7 +197,7 @@ class NotificationActivities:
         self._margin = max(LEASE_MARGIN, (provider_timeout or timedelta(0)) + timedelta(seconds=5))
         self._health = health
 
-    @activity.defn(name="send_notifications")
+    @implements(catalogue.NotificationActivities.send_notifications)
     async def send_notifications(self, batch: SendBatch) -> SendReport:
         """Every channel of one decision; each exactly once by its own key, so a retry after
         one channel got through sends only the others. A channel that must wait (a claim

@@ -10,6 +10,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 from trackflow import api_health, policy_table
+from trackflow.activity_catalogue import AlertActivities
 from trackflow.api_health import ApiHealth
 from trackflow.contracts import (
     API_HEALTH_WORKFLOW_NAME,
@@ -71,7 +72,8 @@ class CarrierApiHealthWorkflow:
         self._health = decision.health
         # In the background, on the integrations queue: a Slack outage never holds the
         # count. An alert about Slack itself goes to the ledger and the worker's log.
-        activity = "record_alert" if self._health.provider == "slack" else "raise_alert"
+        about_slack = self._health.provider == "slack"
+        activity = AlertActivities.record_alert if about_slack else AlertActivities.raise_alert
         for alert in decision.alerts:
             call = effects.integrate(activity, alert, f"alert {alert.alert.value}")
             task = asyncio.create_task(self._settle(call))

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from trackflow.activity_catalogue import (
+    NotificationActivities,
+    PollingActivities,
+    ReadModelActivities,
+    activity_name,
+)
 from trackflow.contracts import (
     PollResult,
     SendBatch,
@@ -17,9 +25,11 @@ from trackflow.contracts import (
 )
 from trackflow.effects import PollCarrier, SendNotification
 from trackflow.messages import MessageContext
-from trackflow.models import Model, ShippingSpeed
+from trackflow.models import ShippingSpeed
 from trackflow.shipment_state import ShipmentProjection
 from trackflow.tracking_policy import TrackingPolicy
+
+A = TypeVar("A")
 
 # Customer messages: retry a flaky provider for a long time, never a message it refused.
 SEND_RETRY = RetryPolicy(
@@ -51,10 +61,9 @@ async def send(
     exactly once across retries, replays and workers, as it does for any activity."""
     first = sends[0]
     channels = "+".join(send.channel.value for send in sends)
-    report: SendReport = await workflow.execute_local_activity(
-        "send_notifications",
+    report: SendReport = await workflow.execute_local_activity_method(
+        NotificationActivities.send_notifications,
         SendBatch(about=about, sends=sends, projection=projection),
-        result_type=SendReport,
         start_to_close_timeout=CALL_TIMEOUT,
         retry_policy=SEND_RETRY,
         summary=f"{first.trigger.value} {channels}",
@@ -64,8 +73,8 @@ async def send(
 
 async def project(projection: ShipmentProjection) -> None:
     """Write the shipment's read-model row (a change that sends no message)."""
-    await workflow.execute_local_activity(
-        "project_shipment",
+    await workflow.execute_local_activity_method(
+        ReadModelActivities.project_shipment,
         projection,
         start_to_close_timeout=CALL_TIMEOUT,
         retry_policy=SEND_RETRY,
@@ -73,11 +82,13 @@ async def project(projection: ShipmentProjection) -> None:
     )
 
 
-async def integrate(activity: str, argument: Model, summary: str) -> str | None:
-    """Carry out one integration effect (an activity on the integrations queue); None once
-    done, else why it gave up (the caller notes it: nothing retries it after that)."""
+async def integrate(
+    activity: Callable[[Any, A], Awaitable[object]], argument: A, summary: str
+) -> str | None:
+    """Carry out one integration effect (an activity of `INTEGRATIONS_QUEUE`, by reference);
+    None once done, else why it gave up (the caller notes it: nothing retries it after that)."""
     try:
-        await workflow.execute_activity(
+        await workflow.execute_activity_method(
             activity,
             argument,
             task_queue=integrations_queue(workflow.info().task_queue),
@@ -87,7 +98,7 @@ async def integrate(activity: str, argument: Model, summary: str) -> str | None:
             summary=summary,
         )
     except ActivityError as error:
-        return f"{activity} gave up: {error.cause or error}"
+        return f"{activity_name(activity)} gave up: {error.cause or error}"
     return None
 
 
@@ -95,10 +106,9 @@ async def poll(request: PollCarrier, policy: TrackingPolicy, speed: ShippingSpee
     """Fetch the tracker's events; an API still failing when the next poll is due gives up
     this round (the API's health workflow has counted every failure)."""
     try:
-        result: PollResult = await workflow.execute_activity(
-            "poll_carrier",
+        result: PollResult = await workflow.execute_activity_method(
+            PollingActivities.poll_carrier,
             request,
-            result_type=PollResult,
             task_queue=poll_queue(workflow.info().task_queue, request.provider),
             start_to_close_timeout=CALL_TIMEOUT,
             schedule_to_close_timeout=policy.timings(speed).poll_every_min,

@@ -13,6 +13,11 @@ from temporalio.workflow import ParentClosePolicy
 
 from trackflow import policy, policy_table
 from trackflow import projection as read_model
+from trackflow.activity_catalogue import (
+    AlertActivities,
+    DelayedListActivities,
+    HelpdeskActivities,
+)
 from trackflow.contracts import (
     ANOTHER_ORDER,
     QUERY_STATE,
@@ -303,11 +308,12 @@ class ShipmentTrackingWorkflow:
         for alert in decision.alerts:
             self._background(
                 alert.idempotency_key,
-                effects.integrate("raise_alert", alert, f"alert {alert.alert.value}"),
+                effects.integrate(AlertActivities.raise_alert, alert, f"alert {alert.alert.value}"),
             )
         for tag in decision.tags:
             summary = "helpdesk " + "+".join(tag.all_tags)
-            self._background(tag.idempotency_key, effects.integrate("tag_helpdesk", tag, summary))
+            tagging = effects.integrate(HelpdeskActivities.tag_helpdesk, tag, summary)
+            self._background(tag.idempotency_key, tagging)
         for change in decision.segments:
             summary = "delayed list " + ("add" if change.member else "remove")
             earlier = self._list_change
@@ -315,7 +321,7 @@ class ShipmentTrackingWorkflow:
                 earlier = None
             self._list_change = self._background(
                 change.idempotency_key,
-                effects.integrate("sync_delayed_list", change, summary),
+                effects.integrate(DelayedListActivities.sync_delayed_list, change, summary),
                 after=earlier,
             )
 
