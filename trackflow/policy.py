@@ -26,6 +26,7 @@ from trackflow.effects import (
 )
 from trackflow.estimates import tellable_estimate
 from trackflow.event_time import implausible_time
+from trackflow.idempotency import IdempotencyKey
 from trackflow.links import web_link
 from trackflow.models import (
     CarrierEvent,
@@ -40,6 +41,7 @@ from trackflow.models import (
     Trigger,
 )
 from trackflow.pinning import pinned_facts
+from trackflow.send_outcome import SendOutcome, SendStatus
 from trackflow.send_windows import format_local, next_send_time, window_for
 from trackflow.shipment_state import (
     MAX_EXCEPTION_MESSAGES,
@@ -135,7 +137,7 @@ def shipment_key(shipment: Shipment) -> str:
 
 
 def idempotency_key(shipment: Shipment, trigger: Trigger, episode: str, channel: Channel) -> str:
-    return f"{shipment_key(shipment)}:{trigger}:{episode}:{channel}"
+    return str(IdempotencyKey.message(shipment_key(shipment), trigger, episode, channel))
 
 
 def customer_zone(shipment: Shipment, policy: TrackingPolicy) -> str:
@@ -380,7 +382,10 @@ def _update_ignored_because(
 
 
 def record_sent(
-    state: ShipmentState, send: SendNotification, sent_at: datetime, outcome: str | None = None
+    state: ShipmentState,
+    send: SendNotification,
+    sent_at: datetime,
+    outcome: SendOutcome | None = None,
 ) -> ShipmentState:
     if any(n.idempotency_key == send.idempotency_key for n in state.notifications):
         return state
@@ -399,18 +404,18 @@ def record_sent(
 def on_send_outcome(
     state: ShipmentState,
     send: SendNotification,
-    outcome: str,
+    outcome: SendOutcome,
     shipment: Shipment,
     policy: TrackingPolicy,
 ) -> Decision:
     """What a message's outcome asks for next: an email its provider refused for good
-    (`<provider>:failed:<code>`) becomes a text, if the policy says so and the customer has a
+    (`SendStatus.FAILED`) becomes a text, if the policy says so and the customer has a
     consenting phone that this message's episode has not texted yet."""
-    failed = ":failed:" in outcome
+    failed = outcome.status is SendStatus.FAILED
     if not (failed and send.channel == Channel.EMAIL and policy.sms_fallback_on_email_failure):
         return Decision(state=state)
     customer = shipment.customer
-    key = f"{_episode_key(send)}:{Channel.SMS}"
+    key = str(IdempotencyKey.parse(send.idempotency_key).episode.child(Channel.SMS))
     decided = {n.idempotency_key for n in state.notifications}
     decided |= {p.send.idempotency_key for p in state.pending}
     if not (customer.phone and customer.sms_consent) or key in decided:
@@ -531,10 +536,11 @@ def _counted_messages(state: ShipmentState) -> list[ExceptionMessage]:
     messages = state.exception_messages
     if not messages:
         return messages
-    prefix = messages[-1].episode_key + ":"
+    episode = IdempotencyKey.parse(messages[-1].episode_key)
     keys = [n.idempotency_key for n in state.notifications]
     keys += [p.send.idempotency_key for p in state.pending]
-    return messages if any(k.startswith(prefix) for k in keys) else messages[:-1]
+    reached = any(IdempotencyKey.parse(k).is_under(episode) for k in keys)
+    return messages if reached else messages[:-1]
 
 
 def _capped_because(
@@ -888,7 +894,7 @@ def _leave_delayed_list(decision: Decision, shipment: Shipment) -> Decision:
 
 
 def _episode_key(send: SendNotification) -> str:
-    return send.idempotency_key.rsplit(":", 1)[0]
+    return str(IdempotencyKey.parse(send.idempotency_key).episode)
 
 
 def _review_skipped_if_trouble(state: ShipmentState, now: datetime) -> ShipmentState:
@@ -1023,11 +1029,16 @@ def on_integration_gave_up(
     return _noted(state, Note(kind="integration", key=key, detail=why[:300], at=now))
 
 
+def _plainly_sent(outcome: SendOutcome) -> bool:
+    """Went out through the local outbox: nothing worth adding to the line."""
+    return outcome.status is SendStatus.SENT and outcome.provider == "outbox"
+
+
 def already_sent(state: ShipmentState) -> list[str]:
     """What the customer was told so far, one line per message, for an alert."""
     return [
         f"{n.trigger.value.replace('_', ' ')} {n.channel.value} {n.sent_at:%Y-%m-%d %H:%M} UTC"
-        + (f" ({n.outcome})" if n.outcome and n.outcome not in ("outbox", "sent") else "")
+        + (f" ({n.outcome.display})" if n.outcome and not _plainly_sent(n.outcome) else "")
         for n in state.notifications[-10:]
     ]
 
@@ -1072,13 +1083,7 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         timeline=state.timeline,
         timeline_omitted=state.timeline_omitted,
         notifications=[
-            NotificationView(
-                trigger=n.trigger,
-                channel=n.channel,
-                exception=n.exception,
-                sent_at=n.sent_at,
-                outcome=n.outcome,
-            )
+            NotificationView.of(n.trigger, n.channel, n.exception, n.sent_at, n.outcome)
             for n in state.notifications
         ],
         waiting=[_held(pending, shipment, policy, zone) for pending in state.pending],

@@ -94,6 +94,7 @@ BOUNDARY_MODULES = (
     # Every activity's declaration (pure): workflows call activities by reference to it, and
     # its inputs and outputs (trackflow.digest, trackflow.tickets) come along from the host.
     "trackflow.activity_catalogue",
+    "trackflow.send_outcome",  # rides on the send activity's receipts
 )
 
 

@@ -259,17 +259,19 @@ class ShipmentTrackingWorkflow:
         report = await effects.send(MessageContext.of(self._shipment), decision.sends, row)
         by_key = {send.idempotency_key: send for send in decision.sends}
         self._written = row.with_sent(  # what the send activity wrote
-            [(by_key[r.idempotency_key], r.sent_at, r.transport) for r in report.receipts]
+            [(by_key[r.idempotency_key], r.sent_at, r.send_outcome) for r in report.receipts]
         )
         for receipt in report.receipts:
             sent = by_key[receipt.idempotency_key]
-            self._state = policy.record_sent(self._state, sent, receipt.sent_at, receipt.transport)
+            self._state = policy.record_sent(
+                self._state, sent, receipt.sent_at, receipt.send_outcome
+            )
         for receipt in report.receipts:
             await self._apply(
                 policy.on_send_outcome(
                     self._state,
                     by_key[receipt.idempotency_key],
-                    receipt.transport,
+                    receipt.send_outcome,
                     self._shipment,
                     self._policy,
                 )
