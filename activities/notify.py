@@ -10,8 +10,9 @@ is consulted (`trackflow.consent.may_send`).
 
 The activity's name, input and output never change (recorded histories replay against
 them): a message refused for good, suppressed, or left uncertain by a crash still gets a
-`DeliveryReceipt`, whose `transport` then says so (``twilio:failed:21610``,
-``suppressed:sms_stop``, ``sendgrid:uncertain``), and is not tried again.
+`DeliveryReceipt`, whose `outcome` then says so (a `SendOutcome`, displayed as
+``twilio:failed:21610``, ``suppressed:sms_stop``, ``sendgrid:uncertain``), and is not tried
+again.
 """
 
 from __future__ import annotations
@@ -32,21 +33,24 @@ from activities.channels.outbox import OutboxTransport
 from activities.exactly_once import (
     PROVIDER_UNAVAILABLE,
     Delivery,
-    Outcome,
     perform_once,
     send_once,
 )
 from activities.ledger import Ledger, LedgerRecord
 from activities.read_model import ReadModel
+from trackflow import activity_catalogue as catalogue
+from trackflow.activity_catalogue import implements
 from trackflow.api_health import MESSAGE_PROVIDERS
 from trackflow.brand import Brand
 from trackflow.consent import may_send
 from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport
 from trackflow.effects import AlertKind, RaiseAlert, SendNotification
+from trackflow.idempotency import IdempotencyKey
 from trackflow.messages import MessageContext, RenderedMessage, render
 from trackflow.models import Channel
 from trackflow.page import page_link
 from trackflow.page_token import page_token
+from trackflow.send_outcome import SendOutcome
 from trackflow.shipment_state import ShipmentProjection
 from trackflow.unsubscribe_token import unsubscribe_subject
 
@@ -130,19 +134,16 @@ def ledger_template(
 
 
 def receipt_for(delivery: Delivery) -> DeliveryReceipt:
-    """The workflow's receipt; `transport` names the outcome when the message did not go."""
-    transport = delivery.transport
-    if delivery.outcome is Outcome.FAILED:
-        transport = f"{delivery.transport}:failed:{delivery.error_code}"
-    elif delivery.outcome is Outcome.SUPPRESSED:
-        transport = f"suppressed:{delivery.error_code}"
-    elif delivery.outcome is Outcome.UNCERTAIN:
-        transport = f"{delivery.transport}:uncertain"
+    """The workflow's receipt: how the message went (`SendOutcome`), and its display line."""
+    # Not the provider's detail: it may quote the address, and the receipt goes into the
+    # workflow's history (the ledger row keeps it).
+    outcome = SendOutcome.of(delivery.outcome, delivery.transport, delivery.error_code)
     return DeliveryReceipt(
         idempotency_key=delivery.idempotency_key,
-        transport=transport,
+        transport=outcome.display,
         sent_at=delivery.at,
         already_sent=delivery.already,
+        outcome=outcome,
     )
 
 
@@ -169,7 +170,7 @@ class ProviderHealth(Protocol):
     async def report(self, provider: str, ok: bool, detail: str | None = None) -> None: ...
 
 
-class NotificationActivities:
+class NotificationActivities(catalogue.NotificationActivities):
     def __init__(
         self,
         ledger: Ledger,
@@ -196,7 +197,7 @@ class NotificationActivities:
         self._margin = max(LEASE_MARGIN, (provider_timeout or timedelta(0)) + timedelta(seconds=5))
         self._health = health
 
-    @activity.defn(name="send_notifications")
+    @implements(catalogue.NotificationActivities.send_notifications)
     async def send_notifications(self, batch: SendBatch) -> SendReport:
         """Every channel of one decision; each exactly once by its own key, so a retry after
         one channel got through sends only the others. A channel that must wait (a claim
@@ -215,7 +216,8 @@ class NotificationActivities:
                     await self._report(provider, ok=False, detail=error.message)
                 retry = _later(retry, error)
                 continue
-            if receipt.transport == provider:  # the provider took it (not suppressed, failed)
+            outcome = receipt.send_outcome
+            if outcome.went_out and outcome.provider == provider:  # the provider took it
                 await self._report(provider, ok=True)
             receipts.append(receipt)
         if batch.projection is not None:
@@ -232,7 +234,7 @@ class NotificationActivities:
     ) -> None:
         """The decision's read-model row with what went out (as the workflow records it)."""
         by_key = {send.idempotency_key: send for send in sends}
-        sent = [(by_key[r.idempotency_key], r.sent_at, r.transport) for r in receipts]
+        sent = [(by_key[r.idempotency_key], r.sent_at, r.send_outcome) for r in receipts]
         await self._read_model.save(projection.with_sent(sent))
 
     async def _report(self, provider: str, *, ok: bool, detail: str | None = None) -> None:
@@ -274,7 +276,7 @@ class NotificationActivities:
     ) -> None:
         """One internal alert per uncertain message (keyed: never twice)."""
         alert = RaiseAlert(
-            idempotency_key=f"{message.idempotency_key}:uncertain",
+            idempotency_key=str(IdempotencyKey.parse(message.idempotency_key).child("uncertain")),
             alert=AlertKind.UNCERTAIN_SEND,
             tracking_number=about.tracking_number,
             order_id=about.order_id,

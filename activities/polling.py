@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
-from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
+from trackflow import activity_catalogue as catalogue
 from trackflow import policy_table
+from trackflow.activity_catalogue import implements
 from trackflow.contracts import (
     API_HEALTH_WORKFLOW_NAME,
     SIGNAL_API_OUTCOME,
@@ -156,12 +157,12 @@ class HealthReporter:
         )
 
 
-class PollingActivities:
+class PollingActivities(catalogue.PollingActivities):
     def __init__(self, apis: dict[str, TrackerApi], health: HealthReporter) -> None:
         self._apis = apis
         self._health = health
 
-    @activity.defn(name="poll_carrier")
+    @implements(catalogue.PollingActivities.poll_carrier)
     async def poll_carrier(self, poll: PollCarrier) -> PollResult:
         api = self._apis.get(poll.provider)
         if api is None:

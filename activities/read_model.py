@@ -3,14 +3,14 @@ stored with its tracking-page token (trackflow.page_token)."""
 
 from __future__ import annotations
 
-from temporalio import activity
-
 from activities.ledger import Ledger
+from trackflow import activity_catalogue as catalogue
+from trackflow.activity_catalogue import implements
 from trackflow.page_token import page_token
 from trackflow.shipment_state import ShipmentProjection
 
 
-class ReadModel:
+class ReadModel(catalogue.ReadModelActivities):
     def __init__(self, ledger: Ledger, page_key: bytes | None = None) -> None:
         self._ledger = ledger
         self.page_key = page_key  # the rows' tracking-page tokens (and messages' links)
@@ -29,6 +29,6 @@ class ReadModel:
         """Store the row unless a newer version is there (a late retry of an older write)."""
         await self._ledger.save_projection(projection, self.token(projection))
 
-    @activity.defn(name="project_shipment")
+    @implements(catalogue.ReadModelActivities.project_shipment)
     async def project_shipment(self, projection: ShipmentProjection) -> None:
         await self.save(projection)

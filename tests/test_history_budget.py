@@ -160,7 +160,7 @@ async def test_happy_path_history_stays_within_45_events_and_24_kb(
     assert size <= MAX_BYTES, report
     assert actions <= MAX_ACTIONS, report
     # The start carried the search attributes the first task arrived at: no upsert before the
-    # first scan (TemporalChangeVersion, written by workflow.patched, is not billed).
+    # first scan.
     first_signal = next(e.event_id for e in recorded if e.event_type == SIGNALED)
     assert not [
         e

@@ -27,6 +27,7 @@ from trackflow.projection import (
     project,
     write_due,
 )
+from trackflow.send_outcome import SendOutcome
 from trackflow.shipment_state import Phase, ShipmentProjection, ShipmentState
 
 NOW = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
@@ -127,8 +128,8 @@ def test_with_sent_adds_each_message_once_as_the_workflow_records_it() -> None:
         channel=Channel.EMAIL,
         to="ada@example.com",
     )
-    once = row.with_sent([(send, NOW, "outbox")])
-    twice = once.with_sent([(send, NOW, "outbox")])
+    once = row.with_sent([(send, NOW, SendOutcome.of("sent", "outbox"))])
+    twice = once.with_sent([(send, NOW, SendOutcome.of("sent", "outbox"))])
     assert [(n.trigger, n.channel, n.outcome) for n in twice.document.notifications] == [
         (Trigger.IN_TRANSIT, Channel.EMAIL, "outbox")
     ]

@@ -12,6 +12,7 @@ from trackflow.effects import SendNotification
 from trackflow.messages import MessageContext
 from trackflow.models import CarrierEvent, Model, ReturnRequest, Shipment, ShipmentUpdate
 from trackflow.policy_table import PolicyRef
+from trackflow.send_outcome import SendOutcome, SendStatus
 from trackflow.shipment_state import ShipmentProjection, ShipmentState
 
 TASK_QUEUE = "trackflow"
@@ -131,9 +132,29 @@ class SendBatch(Model):
 
 class DeliveryReceipt(Model):
     idempotency_key: str
-    transport: str
+    transport: str = Field(description="for people: `SendOutcome.display`")
     sent_at: datetime
     already_sent: bool = False
+    outcome: SendOutcome | None = Field(
+        default=None, description="how it went (absent in receipts recorded before it)"
+    )
+
+    @property
+    def send_outcome(self) -> SendOutcome:
+        return self.outcome or _recorded_before_outcome(self.transport)
+
+
+def _recorded_before_outcome(display: str) -> SendOutcome:
+    """A receipt recorded before it carried its `SendOutcome` (its history replays the same
+    decisions): what its display string said. Nothing else reads a display string."""
+    provider, _, rest = display.partition(":")
+    if provider == "suppressed":
+        return SendOutcome(status=SendStatus.SUPPRESSED, provider="", code=rest)
+    if rest.startswith("failed:"):
+        return SendOutcome(status=SendStatus.FAILED, provider=provider, code=rest[7:])
+    if rest == "uncertain":
+        return SendOutcome(status=SendStatus.UNCERTAIN, provider=provider)
+    return SendOutcome.of(SendStatus.SENT, display)
 
 
 class SendReport(Model):

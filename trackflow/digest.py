@@ -29,7 +29,6 @@ from trackflow.zones import zone
 
 DIGEST_WORKFLOW_NAME = "DailyDigestWorkflow"
 DIGEST_SCHEDULE_ID = "trackflow-daily-digest"
-POST_DIGEST = "post_digest"
 DIGEST_TRIGGER = "digest"
 SHIPMENT_WORKFLOW_TYPE = "ShipmentTrackingWorkflow"
 MAX_LISTED_PER_PROBLEM = 25

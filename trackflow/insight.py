@@ -120,6 +120,7 @@ from pydantic import Field
 
 from trackflow.contact_address import comparable_address
 from trackflow.models import Model, Trigger
+from trackflow.send_outcome import SendStatus, ledger_status
 from trackflow.shipment_state import ShipmentProjection
 from trackflow.zones import zone_or_utc
 
@@ -387,8 +388,12 @@ def _row_time(row: MessageRow) -> datetime | None:
     return row.sent_at or row.claimed_at
 
 
+def _status(row: MessageRow) -> SendStatus | None:
+    return ledger_status(row.status, row.transport)
+
+
 def _live_sent(row: MessageRow) -> bool:
-    return row.status == "sent" and row.transport != "shadow"
+    return _status(row) is SendStatus.SENT
 
 
 def _messages(rows: Iterable[MessageRow]) -> list[MessageRow]:
@@ -410,16 +415,16 @@ def message_figures(
             continue
         c = counts[(str(row.trigger), str(row.channel))]
         c["decided"] += 1
-        status = row.status
-        if status == "sent" and row.transport == "shadow":
+        status = _status(row)
+        if status is SendStatus.SHADOW:
             c["shadow"] += 1
-        elif status == "suppressed" or (row.transport or "").startswith("suppressed:"):
+        elif status is SendStatus.SUPPRESSED:
             c["suppressed"] += 1
-        elif status == "failed":
+        elif status is SendStatus.FAILED:
             c["failed"] += 1
-        elif status == "uncertain":
+        elif status is SendStatus.UNCERTAIN:
             c["uncertain"] += 1
-        elif status == "sent":
+        elif status is SendStatus.SENT:
             c["sent"] += 1
             delivery = row.delivery_status
             c["delivered"] += row.delivered_at is not None or delivery == "delivered"
@@ -488,13 +493,13 @@ def shadow_weeks(rows: Sequence[MessageRow]) -> list[date]:
     """The leading run of weeks whose sent message rows are all shadow-mode rows."""
     by_week: dict[date, list[MessageRow]] = defaultdict(list)
     for row in _messages(rows):
-        if row.status == "sent" and row.sent_at is not None:
+        if _status(row) in (SendStatus.SENT, SendStatus.SHADOW) and row.sent_at is not None:
             by_week[week_of(row.sent_at)].append(row)
     if not by_week:
         return []
     weeks: list[date] = []
     week = min(by_week)
-    while week in by_week and all(r.transport == "shadow" for r in by_week[week]):
+    while week in by_week and all(_status(r) is SendStatus.SHADOW for r in by_week[week]):
         weeks.append(week)
         week += timedelta(days=7)
     return weeks

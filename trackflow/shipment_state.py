@@ -17,6 +17,7 @@ from trackflow.effects import (
     SyncDelayedList,
     TagHelpdesk,
 )
+from trackflow.idempotency import IdempotencyKey
 from trackflow.models import (
     CarrierStatus,
     Channel,
@@ -26,6 +27,7 @@ from trackflow.models import (
     ShippingSpeed,
     Trigger,
 )
+from trackflow.send_outcome import SendOutcome
 
 
 class Phase(StrEnum):
@@ -61,7 +63,7 @@ class SentNotification(Model):
     channel: Channel
     exception: ExceptionKind | None = None
     sent_at: datetime
-    outcome: str | None = None
+    outcome: SendOutcome | None = None
 
 
 class PendingSend(Model):
@@ -144,11 +146,6 @@ class ShipmentState(Model):
     delivered_seen_at: datetime | None = None
     review: Literal["sent", "skipped"] | None = None
     trouble: list[str] = Field(default_factory=list, description="why no review request")
-    review_skip_at_delivery: bool = Field(
-        default=False,
-        description="a delivery after trouble skips the review request right then, with no "
-        "timer (lifecycles started since the workflow's LEAN_PATCH)",
-    )
     return_request_ids: list[str] = Field(default_factory=list)
     unrecognised_codes: list[str] = Field(
         default_factory=list, description="source codes we had no mapping for (kept, counted)"
@@ -258,10 +255,35 @@ class NotificationView(Model):
     sent_at: datetime
     outcome: str | None = Field(
         default=None,
-        description="how it went: its transport (outbox, shadow, sendgrid, twilio), or why it "
-        "did not go: suppressed:<reason> (the customer's consent), <provider>:failed:<code>, "
-        "<provider>:uncertain",
+        description="how it went, for people (`send_outcome.display`): its transport (outbox, "
+        "shadow, sendgrid, twilio), or why it did not go: suppressed:<reason> (the customer's "
+        "consent), <provider>:failed:<code>, <provider>:uncertain",
     )
+    send_outcome: SendOutcome | None = Field(default=None, description="how it went")
+
+    @classmethod
+    def of(
+        cls,
+        trigger: Trigger,
+        channel: Channel,
+        exception: ExceptionKind | None,
+        sent_at: datetime,
+        outcome: SendOutcome | None,
+    ) -> NotificationView:
+        return cls(
+            trigger=trigger,
+            channel=channel,
+            exception=exception,
+            sent_at=sent_at,
+            outcome=outcome.display if outcome else None,
+            send_outcome=outcome,
+        )
+
+    @property
+    def went_out(self) -> bool:
+        """Handed to its channel (or still being handed): not suppressed, refused, uncertain,
+        or recorded in shadow mode only."""
+        return self.send_outcome is None or self.send_outcome.went_out
 
 
 class HeldMessage(PendingSend):
@@ -431,8 +453,9 @@ class ShipmentView(Model):
 
     def _about(self, key: str) -> str:
         """A note's key without the shipment key (number/order) every effect key starts with."""
-        prefix, colon, rest = key.partition(":")
-        return rest if colon and prefix.startswith(f"{self.tracking_number}/") else key
+        parsed = IdempotencyKey.parse(key)
+        mine = parsed.parts and parsed.shipment.startswith(f"{self.tracking_number}/")
+        return parsed.effect if mine else key
 
 
 class ShipmentProjection(Model):
@@ -470,18 +493,14 @@ class ShipmentProjection(Model):
         """What a write must carry: everything but the version and the write's time."""
         return self.model_dump(mode="json", exclude={"version", "updated_at"})
 
-    def with_sent(self, sent: list[tuple[SendNotification, datetime, str]]) -> ShipmentProjection:
+    def with_sent(
+        self, sent: list[tuple[SendNotification, datetime, SendOutcome]]
+    ) -> ShipmentProjection:
         """The row once the send activity has sent (send, sent at, outcome) each message, as
         the workflow's state records them (`policy.record_sent`)."""
         known = {(n.trigger, n.channel, n.sent_at) for n in self.document.notifications}
         added = [
-            NotificationView(
-                trigger=send.trigger,
-                channel=send.channel,
-                exception=send.exception,
-                sent_at=at,
-                outcome=outcome,
-            )
+            NotificationView.of(send.trigger, send.channel, send.exception, at, outcome)
             for send, at, outcome in sent
             if (send.trigger, send.channel, at) not in known
         ]

@@ -127,15 +127,7 @@ exception's kind; a returned parcel's, about return_to_sender."""
 def went_out(notification: NotificationView) -> bool:
     """Handed to its channel (or still being handed): not suppressed, refused, uncertain, or
     recorded in shadow mode only."""
-    outcome = notification.outcome
-    if outcome is None:
-        return True
-    return not (
-        outcome == "shadow"
-        or outcome.startswith("suppressed")
-        or ":failed" in outcome
-        or outcome.endswith(":uncertain")
-    )
+    return notification.went_out
 
 
 def is_about_current_status(view: ShipmentView, notification: NotificationView) -> bool:

@@ -6,10 +6,10 @@ import asyncio
 import compileall
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import httpx
 from temporalio.client import Client
@@ -37,7 +37,15 @@ from activities.read_model import ReadModel
 from activities.retention import purge_daily
 from activities.slack import alert_transport_for, slack_poster_for
 from activities.tickets import TicketActivities
+from trackflow import activity_catalogue as catalogue
 from trackflow import policy_table
+from trackflow.activity_catalogue import (
+    INTEGRATIONS_QUEUE,
+    MAIN_QUEUE,
+    POLL_QUEUE,
+    activity_name,
+    bind,
+)
 from trackflow.contracts import POLL_PROVIDERS, integrations_queue, poll_queue
 from trackflow.page_token import page_key
 from trackflow.settings import Settings
@@ -82,6 +90,10 @@ BOUNDARY_MODULES = (
     "trackflow.api_health",
     "trackflow.messages",  # MessageContext rides in the send activity's input
     "trackflow.policy_table",  # the worker's table, read by workflows: one copy, the host's
+    # Every activity's declaration (pure): workflows call activities by reference to it, and
+    # its inputs and outputs (trackflow.digest, trackflow.tickets) come along from the host.
+    "trackflow.activity_catalogue",
+    "trackflow.send_outcome",  # rides on the send activity's receipts
 )
 
 
@@ -166,27 +178,14 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        # raise_alert and tag_helpdesk also here, for runs recorded before INTEGRATIONS_PATCH
-        activities=[
-            notifications.send_notifications,
-            read_model.project_shipment,
-            alerts.raise_alert,
-            helpdesk.tag_helpdesk,
-        ],
+        activities=bind(MAIN_QUEUE, notifications, read_model),
         workflow_runner=sandbox_runner(),
         **main_worker_tuning(settings),
     )
     integrations = Worker(
         client,
         task_queue=integrations_queue(settings.task_queue),
-        activities=[
-            alerts.raise_alert,
-            alerts.record_alert,
-            helpdesk.tag_helpdesk,
-            klaviyo.sync_delayed_list,
-            digest.post_digest,
-            tickets.triage_ticket,
-        ],
+        activities=bind(INTEGRATIONS_QUEUE, alerts, helpdesk, klaviyo, digest, tickets),
         interceptors=[IntegrationHealth(health, integration_providers(settings))],
         max_concurrent_activities=settings.integration_concurrency,
     )
@@ -194,7 +193,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         Worker(
             client,
             task_queue=poll_queue(settings.task_queue, provider),
-            activities=[polling.poll_carrier],
+            activities=bind(POLL_QUEUE, polling),
             max_task_queue_activities_per_second=settings.poll_rate_per_second,
         )
         for provider in POLL_PROVIDERS
@@ -238,16 +237,18 @@ def main_worker_tuning(settings: Settings) -> MainWorkerTuning:
 
 def integration_providers(settings: Settings) -> dict[str, str]:
     """Which integration each activity calls, for those configured (their health counted)."""
-    providers: dict[str, str] = {}
+    providers: dict[Callable[..., Any], str] = {}
     if settings.slack_webhook_url or settings.slack_bot_token:
-        providers["raise_alert"] = providers["post_digest"] = "slack"
+        providers[catalogue.AlertActivities.raise_alert] = "slack"
+        providers[catalogue.DigestActivities.post_digest] = "slack"
     helpdesk = "gorgias" if settings.gorgias_configured else None
     helpdesk = helpdesk or ("zendesk" if settings.zendesk_configured else None)
     if helpdesk is not None:
-        providers["tag_helpdesk"] = providers["triage_ticket"] = helpdesk
+        providers[catalogue.HelpdeskActivities.tag_helpdesk] = helpdesk
+        providers[catalogue.TicketActivities.triage_ticket] = helpdesk
     if settings.klaviyo_api_key and settings.klaviyo_delayed_list_id:
-        providers["sync_delayed_list"] = "klaviyo"
-    return providers
+        providers[catalogue.DelayedListActivities.sync_delayed_list] = "klaviyo"
+    return {activity_name(activity): provider for activity, provider in providers.items()}
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -21,7 +21,7 @@ from trackflow.contracts import (
 from trackflow.models import Shipment
 from trackflow.shipment_state import NextAction
 
-NEXT_ACTION_AT_SLACK = timedelta(minutes=1)  # once the workflow upserts with it (LEAN_PATCH)
+NEXT_ACTION_AT_SLACK = timedelta(minutes=1)
 
 
 def changed_search_attributes(
@@ -29,7 +29,7 @@ def changed_search_attributes(
     shipment: Shipment,
     status: str,
     action: NextAction,
-    slack: timedelta = timedelta(0),
+    slack: timedelta = NEXT_ACTION_AT_SLACK,
 ) -> list[SearchAttributeUpdate[str] | SearchAttributeUpdate[datetime]]:
     """Only the values that differ from `current` (each upsert is a history event and a
     billable action); NextActionAt only when it moves by `slack` or more (a filter for

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from activities.channels.base import OutgoingMessage, ProviderReceipt
+from trackflow.send_outcome import SHADOW_PROVIDER
 
 OUTBOX = "outbox"
 
@@ -26,7 +27,7 @@ class OutboxTransport:
         return None
 
 
-SHADOW = "shadow"
+SHADOW = SHADOW_PROVIDER
 
 
 class ShadowTransport(OutboxTransport):

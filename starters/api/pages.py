@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse
 from activities.ledger import Ledger
 from starters.api.dependencies import AppLedger, Context
 from starters.api.page_headers import shopper_page_headers
+from trackflow.idempotency import IdempotencyKey
 from trackflow.page import expired as page_expired
 from trackflow.page import message_ref, not_found_page, render_page, tracking_page
 from trackflow.projection import as_of
@@ -63,9 +64,9 @@ async def _record_visit(
 
 
 async def _message_key(ledger: Ledger, row: ShipmentProjection, ref: str) -> str | None:
-    prefix = f"{row.shipment_key}:"
     for state in await ledger.states(row.tracking_number):
         key = state.idempotency_key
-        if state.kind == "message" and key.startswith(prefix) and message_ref(key) == ref:
+        mine = IdempotencyKey.parse(key).shipment == row.shipment_key
+        if state.kind == "message" and mine and message_ref(key) == ref:
             return key
     return None

@@ -7,6 +7,7 @@ from enum import IntEnum
 
 from trackflow.durations import human_duration
 from trackflow.effects import SendNotification
+from trackflow.idempotency import IdempotencyKey
 from trackflow.models import ExceptionKind
 from trackflow.policy.keys import episode_key
 from trackflow.shipment_state import (
@@ -47,10 +48,11 @@ def _counted_messages(state: ShipmentState) -> list[ExceptionMessage]:
     messages = state.exception_messages
     if not messages:
         return messages
-    prefix = messages[-1].episode_key + ":"
+    episode = IdempotencyKey.parse(messages[-1].episode_key)
     keys = [n.idempotency_key for n in state.notifications]
     keys += [p.send.idempotency_key for p in state.pending]
-    return messages if any(k.startswith(prefix) for k in keys) else messages[:-1]
+    reached = any(IdempotencyKey.parse(k).is_under(episode) for k in keys)
+    return messages if reached else messages[:-1]
 
 
 def capped_because(

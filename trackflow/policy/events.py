@@ -78,7 +78,7 @@ def _on_event(
         }
     ).with_timeline_entry(entry, MILESTONE_STATUSES)
     state = drop_obsolete(state, now)
-    if changes.get("delivered_seen_at") and state.review_skip_at_delivery:
+    if changes.get("delivered_seen_at"):
         state = review_skipped_if_trouble(state, now)
     if trigger is None:
         return Decision(state=state)

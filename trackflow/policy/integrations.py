@@ -17,6 +17,7 @@ from trackflow.models import Shipment, Trigger
 from trackflow.policy.audience import carrier_page
 from trackflow.policy.keys import episode_key, shipment_key
 from trackflow.policy.stages import DELAY_TRIGGERS
+from trackflow.send_outcome import SendOutcome, SendStatus
 from trackflow.shipment_state import Decision, Note, Phase, ShipmentState
 from trackflow.timers import Timer
 
@@ -180,10 +181,15 @@ def on_integration_gave_up(
     return state.with_notes(Note(kind="integration", key=key, detail=why[:300], at=now))
 
 
+def _plainly_sent(outcome: SendOutcome) -> bool:
+    """Went out through the local outbox: nothing worth adding to the line."""
+    return outcome.status is SendStatus.SENT and outcome.provider == "outbox"
+
+
 def already_sent(state: ShipmentState) -> list[str]:
     """What the customer was told so far, one line per message, for an alert."""
     return [
         f"{n.trigger.value.replace('_', ' ')} {n.channel.value} {n.sent_at:%Y-%m-%d %H:%M} UTC"
-        + (f" ({n.outcome})" if n.outcome and n.outcome not in ("outbox", "sent") else "")
+        + (f" ({n.outcome.display})" if n.outcome and not _plainly_sent(n.outcome) else "")
         for n in state.notifications[-10:]
     ]

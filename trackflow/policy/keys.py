@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trackflow.effects import SendNotification
+from trackflow.idempotency import IdempotencyKey
 from trackflow.models import Channel, Shipment, Trigger
 
 
@@ -14,11 +15,11 @@ def shipment_key(shipment: Shipment) -> str:
 
 
 def idempotency_key(shipment: Shipment, trigger: Trigger, episode: str, channel: Channel) -> str:
-    return f"{shipment_key(shipment)}:{trigger}:{episode}:{channel}"
+    return str(IdempotencyKey.message(shipment_key(shipment), trigger, episode, channel))
 
 
 def episode_key(send: SendNotification) -> str:
-    return send.idempotency_key.rsplit(":", 1)[0]
+    return str(IdempotencyKey.parse(send.idempotency_key).episode)
 
 
 def safe_id(text: str) -> str:

@@ -57,13 +57,7 @@ def view(state: ShipmentState, shipment: Shipment, policy: TrackingPolicy) -> Sh
         timeline=state.timeline,
         timeline_omitted=state.timeline_omitted,
         notifications=[
-            NotificationView(
-                trigger=n.trigger,
-                channel=n.channel,
-                exception=n.exception,
-                sent_at=n.sent_at,
-                outcome=n.outcome,
-            )
+            NotificationView.of(n.trigger, n.channel, n.exception, n.sent_at, n.outcome)
             for n in state.notifications
         ],
         waiting=[_held(pending, shipment, policy, zone) for pending in state.pending],

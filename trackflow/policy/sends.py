@@ -6,9 +6,11 @@ from datetime import datetime
 
 from trackflow.effects import SendNotification
 from trackflow.estimates import tellable_estimate
+from trackflow.idempotency import IdempotencyKey
 from trackflow.models import CarrierEvent, Channel, Shipment, Trigger
 from trackflow.policy.audience import channels_for, customer_zone, tone_for
-from trackflow.policy.keys import episode_key, idempotency_key
+from trackflow.policy.keys import idempotency_key
+from trackflow.send_outcome import SendOutcome, SendStatus
 from trackflow.shipment_state import MAX_NOTIFICATIONS, Decision, SentNotification, ShipmentState
 from trackflow.tracking_policy import TrackingPolicy
 
@@ -54,7 +56,10 @@ def _episode_number(state: ShipmentState, trigger: Trigger) -> int:
 
 
 def record_sent(
-    state: ShipmentState, send: SendNotification, sent_at: datetime, outcome: str | None = None
+    state: ShipmentState,
+    send: SendNotification,
+    sent_at: datetime,
+    outcome: SendOutcome | None = None,
 ) -> ShipmentState:
     if any(n.idempotency_key == send.idempotency_key for n in state.notifications):
         return state
@@ -73,18 +78,18 @@ def record_sent(
 def on_send_outcome(
     state: ShipmentState,
     send: SendNotification,
-    outcome: str,
+    outcome: SendOutcome,
     shipment: Shipment,
     policy: TrackingPolicy,
 ) -> Decision:
     """What a message's outcome asks for next: an email its provider refused for good
-    (`<provider>:failed:<code>`) becomes a text, if the policy says so and the customer has a
+    (`SendStatus.FAILED`) becomes a text, if the policy says so and the customer has a
     consenting phone that this message's episode has not texted yet."""
-    failed = ":failed:" in outcome
+    failed = outcome.status is SendStatus.FAILED
     if not (failed and send.channel == Channel.EMAIL and policy.sms_fallback_on_email_failure):
         return Decision(state=state)
     customer = shipment.customer
-    key = f"{episode_key(send)}:{Channel.SMS}"
+    key = str(IdempotencyKey.parse(send.idempotency_key).episode.child(Channel.SMS))
     decided = {n.idempotency_key for n in state.notifications}
     decided |= {p.send.idempotency_key for p in state.pending}
     if not (customer.phone and customer.sms_consent) or key in decided:
