@@ -176,9 +176,7 @@ def _pytz_country_zone(monkeypatch: pytest.MonkeyPatch, country: str, zone: str)
 # Appended to a fresh import: the country's zone read again from (patched) pytz.
 _COUNTRY_ZONE_FROM_PYTZ = """
 _COUNTRY_MAIN_ZONE.pop({country!r}, None)
-_COUNTRY_ZONE = {{
-    code: zones[0] for code, zones in pytz.country_timezones.items() if zones
-}} | _COUNTRY_MAIN_ZONE
+_COUNTRY_ZONE = zones.country_first_zones() | _COUNTRY_MAIN_ZONE
 """
 
 
