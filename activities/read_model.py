@@ -21,8 +21,8 @@ class ReadModel(catalogue.ReadModelActivities):
         return page_token(self.page_key, projection.shipment_key)
 
     async def save_first(self, projection: ShipmentProjection) -> None:
-        """The row the API foresaw at registration (`trackflow.outlook`), only where the
-        workflow has written none yet."""
+        """The registration's row (`trackflow.projection.registered`), only where no row is:
+        it never replaces one the workflow wrote, and the workflow's first write replaces it."""
         await self._ledger.save_projection(projection, self.token(projection), only_if_absent=True)
 
     async def save(self, projection: ShipmentProjection) -> None:

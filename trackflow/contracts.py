@@ -13,7 +13,7 @@ from trackflow.messages import MessageContext
 from trackflow.models import CarrierEvent, Model, ReturnRequest, Shipment, ShipmentUpdate
 from trackflow.policy_table import PolicyRef
 from trackflow.send_outcome import SendOutcome, SendStatus
-from trackflow.shipment_state import ShipmentProjection, ShipmentState
+from trackflow.shipment_state import AWAIT_WORKER, Phase, ShipmentProjection, ShipmentState
 
 TASK_QUEUE = "trackflow"
 MAX_EVENTS_PER_SIGNAL = 100
@@ -72,10 +72,15 @@ ALL_KEYS: tuple[SearchAttributeKey[str] | SearchAttributeKey[datetime], ...] = (
 
 
 def initial_search_attributes(shipment: Shipment) -> list[SearchAttributePair[str]]:
+    """What the start sets: the registration's facts and, until the first workflow task
+    upserts what it decided, status pending and next action `AWAIT_WORKER` (the edge runs no
+    policy; `trackflow.projection.registered` is the same row for the read model)."""
     return [
         SearchAttributePair(ORDER_ID, shipment.order_id),
         SearchAttributePair(TRACKING_NUMBER, shipment.tracking_number),
         SearchAttributePair(CARRIER, shipment.carrier or "unknown"),
+        SearchAttributePair(STATUS, Phase.PENDING.value),
+        SearchAttributePair(NEXT_ACTION, AWAIT_WORKER),
     ]
 
 

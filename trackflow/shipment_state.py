@@ -233,12 +233,18 @@ class Decision(Model):
     polls: list[PollCarrier] = Field(default_factory=list)
 
 
+AWAIT_WORKER = "await_worker"
+"""The next action of a shipment registered but not yet taken in by its workflow (what the
+registration's row and the workflow start say: nothing is decided at the edge)."""
+
+
 class NextAction(Model):
     """What the shipment waits for next."""
 
     kind: str = Field(
         description="send_when_window_opens, pickup_gap_alert, stale_check_in, declare_lost, "
-        "poll_carrier_api, review_request, complete, or await_carrier_event (no timer)"
+        "poll_carrier_api, review_request, complete, await_carrier_event (no timer), or "
+        "await_worker (registered; its workflow has not taken it in yet)"
     )
     due_at: datetime | None = Field(default=None, description="when, in UTC")
     due_local: str | None = Field(default=None, description="when, in the customer's zone")

@@ -32,8 +32,8 @@ def changed_search_attributes(
     slack: timedelta = NEXT_ACTION_AT_SLACK,
 ) -> list[SearchAttributeUpdate[str] | SearchAttributeUpdate[datetime]]:
     """Only the values that differ from `current` (each upsert is a history event and a
-    billable action); NextActionAt only when it moves by `slack` or more (a filter for
-    people: the start sets it as the edge foresaw it, a moment before the workflow's clock)."""
+    billable action: the first task's, from the start's pending / `AWAIT_WORKER`, is one);
+    NextActionAt only when it moves by `slack` or more (a filter for people)."""
     wanted: list[tuple[SearchAttributeKey[str], str]] = [
         (ORDER_ID, shipment.order_id),
         (TRACKING_NUMBER, shipment.tracking_number),
