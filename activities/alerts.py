@@ -15,9 +15,8 @@ from temporalio import activity
 
 from activities.exactly_once import Once, perform_once
 from activities.ledger import Ledger, LedgerRecord
-from trackflow import activity_catalogue as catalogue
-from trackflow.activity_catalogue import implements
-from trackflow.effects import AlertKind, IntegrationReceipt, RaiseAlert
+from trackflow.effects import AlertKind, RaiseAlert
+from trackflow.models import Model
 
 ALERT_KIND = "alert"
 ALERT_CHANNEL = "alert"
@@ -34,6 +33,13 @@ _TITLES = {
     AlertKind.RETURN_OPENED: "Return requested",
     AlertKind.INVALID_TRACKING_NUMBER: "Tracking number looks wrong",
 }
+
+
+class AlertReceipt(Model):
+    idempotency_key: str
+    transport: str
+    recorded_at: datetime
+    already_recorded: bool = False
 
 
 class Alerts(Protocol):
@@ -78,13 +84,13 @@ class LedgerAlerts:
         return record
 
 
-class AlertActivities(catalogue.AlertActivities):
+class AlertActivities:
     def __init__(self, ledger: Ledger, alerts: Alerts) -> None:
         self._ledger = ledger
         self._alerts = alerts
 
-    @implements(catalogue.AlertActivities.raise_alert)
-    async def raise_alert(self, alert: RaiseAlert) -> IntegrationReceipt:
+    @activity.defn(name="raise_alert")
+    async def raise_alert(self, alert: RaiseAlert) -> AlertReceipt:
         done = await perform_once(
             self._ledger,
             alert.idempotency_key,
@@ -93,8 +99,8 @@ class AlertActivities(catalogue.AlertActivities):
         )
         return _receipt(done)
 
-    @implements(catalogue.AlertActivities.record_alert)
-    async def record_alert(self, alert: RaiseAlert) -> IntegrationReceipt:
+    @activity.defn(name="record_alert")
+    async def record_alert(self, alert: RaiseAlert) -> AlertReceipt:
         """The ledger and the worker's log only: for alerts about the alert channel itself."""
         done = await perform_once(
             self._ledger,
@@ -107,8 +113,8 @@ class AlertActivities(catalogue.AlertActivities):
         return _receipt(done)
 
 
-def _receipt(done: Once) -> IntegrationReceipt:
-    return IntegrationReceipt(
+def _receipt(done: Once) -> AlertReceipt:
+    return AlertReceipt(
         idempotency_key=done.record.idempotency_key,
         transport=done.record.transport,
         recorded_at=done.record.sent_at,

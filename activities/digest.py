@@ -41,14 +41,13 @@ from activities.alerts import ALERT_CHANNEL, ALERT_KIND
 from activities.exactly_once import perform_once
 from activities.ledger import Ledger, LedgerRecord
 from activities.slack import SLACK, SLACK_REFUSED, SlackPoster, context, key_line
-from trackflow import activity_catalogue as catalogue
-from trackflow.activity_catalogue import implements
 from trackflow.contracts import CARRIER, NEXT_ACTION, NEXT_ACTION_AT, ORDER_ID, STATUS
 from trackflow.contracts import TRACKING_NUMBER as TRACKING_NUMBER_KEY
 from trackflow.digest import (
     DIGEST_SCHEDULE_ID,
     DIGEST_TRIGGER,
     DIGEST_WORKFLOW_NAME,
+    POST_DIGEST,
     DigestJob,
     DigestReceipt,
     DigestRequest,
@@ -81,7 +80,7 @@ def stale_margin(policy: TrackingPolicy) -> tuple[timedelta, timedelta]:
     return lost_after, max(margin, timedelta(0))
 
 
-class DigestActivities(catalogue.DigestActivities):
+class DigestActivities:
     def __init__(
         self,
         client: Client,
@@ -103,7 +102,7 @@ class DigestActivities(catalogue.DigestActivities):
         self._namespace = namespace
         self._clock = clock
 
-    @implements(catalogue.DigestActivities.post_digest)
+    @activity.defn(name=POST_DIGEST)
     async def post_digest(self, job: DigestJob) -> DigestReceipt:
         key = digest_key(job.fired_at, job.timezone)
         listed = 0

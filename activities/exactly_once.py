@@ -31,6 +31,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -44,7 +45,6 @@ from activities.channels.base import (
     Transport,
 )
 from activities.ledger import Claim, ClaimState, Ledger, LedgerRecord, MessageState
-from trackflow.send_outcome import SendStatus
 
 MESSAGE_KIND = "message"
 MESSAGE_CLAIMED = "MessageClaimed"
@@ -97,12 +97,19 @@ def _collision(key: str, kind: str, found_kind: str | None, found_key: str) -> A
 # --- customer messages ---------------------------------------------------------------------
 
 
+class Outcome(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"  # the provider refused it for good (error_code says why)
+    UNCERTAIN = "uncertain"  # nobody can tell whether it went: not sent again, ops alerted
+    SUPPRESSED = "suppressed"  # consent ruled it out (error_code: the suppression's reason)
+
+
 @dataclass(frozen=True)
 class Delivery:
     """How one message ended up, and whether an earlier attempt had settled it already."""
 
     idempotency_key: str
-    outcome: SendStatus  # never SHADOW here: shadow mode is a transport (SendOutcome.of)
+    outcome: Outcome
     transport: str
     provider_message_id: str | None
     at: datetime
@@ -159,9 +166,7 @@ async def send_once(
             if not await ledger.mark_suppressed(key, reason, owner=owner):
                 return await _lost_lease(ledger, message)
             _info("not sending %s: %s", key, reason)
-            return Delivery(
-                key, SendStatus.SUPPRESSED, transport.name, None, clock(), False, reason
-            )
+            return Delivery(key, Outcome.SUPPRESSED, transport.name, None, clock(), False, reason)
     try:
         receipt = await transport.send(message)
     except PermanentFailure as refused:
@@ -170,7 +175,7 @@ async def send_once(
             return await _lost_lease(ledger, message)
         _info("%s refused %s for good: %s", transport.name, key, refused)
         return Delivery(
-            key, SendStatus.FAILED, transport.name, None, at, False, refused.code, refused.detail
+            key, Outcome.FAILED, transport.name, None, at, False, refused.code, refused.detail
         )
     except ProviderUnavailable as unavailable:
         await ledger.release(key, owner, sent_nothing=not unavailable.may_have_sent)
@@ -208,7 +213,7 @@ async def _reconcile(
         _log.warning("%s is uncertain: %s", key, why)
         if on_uncertain is not None:
             await on_uncertain(message, why)
-        return Delivery(key, SendStatus.UNCERTAIN, transport.name, None, clock(), False, None, why)
+        return Delivery(key, Outcome.UNCERTAIN, transport.name, None, clock(), False, None, why)
     except ProviderUnavailable as unavailable:
         await ledger.release(key, owner, sent_nothing=False)
         raise provider_unavailable(transport.name, unavailable) from unavailable
@@ -244,7 +249,7 @@ async def _record(
         return await _lost_lease(ledger, message)
     return Delivery(
         message.idempotency_key,
-        SendStatus.SENT,
+        Outcome.SENT,
         record.transport,
         record.provider_message_id,
         record.sent_at,
@@ -284,7 +289,7 @@ def _from_row(row: MessageState, message: OutgoingMessage, *, already: bool) -> 
     at = row.sent_at or row.claimed_at or datetime.now(UTC)
     return Delivery(
         message.idempotency_key,
-        SendStatus(row.status),
+        Outcome(row.status),
         row.transport or "unknown",
         row.provider_message_id,
         at,

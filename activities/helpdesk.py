@@ -24,13 +24,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.exactly_once import Once, perform_once
 from activities.ledger import Ledger, LedgerRecord
-from trackflow import activity_catalogue as catalogue
-from trackflow.activity_catalogue import implements
-from trackflow.effects import IntegrationReceipt, TagHelpdesk
+from trackflow.effects import TagHelpdesk
+from trackflow.models import Model
 
 HELPDESK_KIND = "helpdesk"
 HELPDESK_CHANNEL = "helpdesk"
@@ -44,6 +44,13 @@ NO_CUSTOMER = "no customer with this email"
 NO_OPEN_TICKET = "no open ticket"
 
 _log = logging.getLogger("trackflow.helpdesk")
+
+
+class HelpdeskReceipt(Model):
+    idempotency_key: str
+    transport: str
+    recorded_at: datetime
+    already_recorded: bool = False
 
 
 class Helpdesk(Protocol):
@@ -269,13 +276,13 @@ def note_html(note: str) -> str:
     return "".join(f"<p>{line}</p>" if line else "<br>" for line in escaped.splitlines())
 
 
-class HelpdeskActivities(catalogue.HelpdeskActivities):
+class HelpdeskActivities:
     def __init__(self, ledger: Ledger, helpdesk: Helpdesk) -> None:
         self._ledger = ledger
         self._helpdesk = helpdesk
 
-    @implements(catalogue.HelpdeskActivities.tag_helpdesk)
-    async def tag_helpdesk(self, tag: TagHelpdesk) -> IntegrationReceipt:
+    @activity.defn(name="tag_helpdesk")
+    async def tag_helpdesk(self, tag: TagHelpdesk) -> HelpdeskReceipt:
         done = await perform_once(
             self._ledger,
             tag.idempotency_key,
@@ -285,8 +292,8 @@ class HelpdeskActivities(catalogue.HelpdeskActivities):
         return _receipt(done)
 
 
-def _receipt(done: Once) -> IntegrationReceipt:
-    return IntegrationReceipt(
+def _receipt(done: Once) -> HelpdeskReceipt:
+    return HelpdeskReceipt(
         idempotency_key=done.record.idempotency_key,
         transport=done.record.transport,
         recorded_at=done.record.sent_at,

@@ -47,13 +47,13 @@ from openapi_client.models.event_create_query_v2 import EventCreateQueryV2
 from openapi_client.models.list_members_add_query import ListMembersAddQuery
 from openapi_client.models.list_members_delete_query import ListMembersDeleteQuery
 from openapi_client.models.profile_create_query import ProfileCreateQuery
+from pydantic import BaseModel, ConfigDict
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.exactly_once import perform_once
 from activities.ledger import Ledger, LedgerRecord
-from trackflow import activity_catalogue as catalogue
-from trackflow.activity_catalogue import implements
-from trackflow.effects import IntegrationReceipt, SyncDelayedList
+from trackflow.effects import SyncDelayedList
 from trackflow.settings import Settings
 
 # The API revision every request names (klaviyo-api 25.0.0's default, KlaviyoAPI._REVISION).
@@ -246,7 +246,16 @@ def client_for(settings: Settings) -> KlaviyoClient | None:
     )
 
 
-class KlaviyoActivities(catalogue.DelayedListActivities):
+class ListSyncReceipt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    idempotency_key: str
+    transport: str  # "klaviyo" | "klaviyo-refused" | "none" (not configured)
+    recorded_at: datetime
+    already_recorded: bool = False
+
+
+class KlaviyoActivities:
     """The ``sync_delayed_list`` activity (see the module)."""
 
     def __init__(
@@ -260,12 +269,12 @@ class KlaviyoActivities(catalogue.DelayedListActivities):
     def from_settings(cls, settings: Settings, ledger: Ledger) -> KlaviyoActivities:
         return cls(ledger, client_for(settings), settings.klaviyo_delayed_list_id)
 
-    @implements(catalogue.DelayedListActivities.sync_delayed_list)
-    async def sync_delayed_list(self, sync: SyncDelayedList) -> IntegrationReceipt:
+    @activity.defn(name="sync_delayed_list")
+    async def sync_delayed_list(self, sync: SyncDelayedList) -> ListSyncReceipt:
         done = await perform_once(
             self._ledger, sync.idempotency_key, KLAVIYO_KIND, lambda: self._sync(sync)
         )
-        return IntegrationReceipt(
+        return ListSyncReceipt(
             idempotency_key=done.record.idempotency_key,
             transport=done.record.transport,
             recorded_at=done.record.sent_at,

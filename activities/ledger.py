@@ -52,7 +52,6 @@ from typing import Any, Literal, Protocol
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trackflow.contact_address import comparable_address
 from trackflow.limits import MAX_VISITS_PER_PAGE
 from trackflow.shipment_state import ShipmentProjection
 
@@ -527,6 +526,12 @@ class Ledger(Protocol):
     async def close(self) -> None: ...
 
 
+def normalize_address(channel: str, address: str) -> str:
+    """One spelling per address: emails compare case-insensitively, numbers without blanks."""
+    address = address.strip()
+    return address.lower() if channel == "email" else re.sub(r"[\s\-().]", "", address)
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -963,7 +968,7 @@ class _SqlLedger(ABC):
         self, merchant: str, channel: str, address: str, reason: str, at: datetime | None = None
     ) -> bool:
         self._writing()
-        key = (merchant, channel, comparable_address(channel, address), reason)
+        key = (merchant, channel, normalize_address(channel, address), reason)
         event_at = self._to_db_time(at or _utc_now())
         inserted = await self._fetch(
             f"INSERT INTO {self.table}_suppressions "
@@ -1000,7 +1005,7 @@ class _SqlLedger(ABC):
             f"WHERE merchant = ? AND channel = ? AND address = ?{only}{newer} RETURNING reason",
             merchant,
             channel,
-            comparable_address(channel, address),
+            normalize_address(channel, address),
             *((reason,) if reason is not None else ()),
             *((self._to_db_time(at),) if at is not None else ()),
         )
@@ -1028,7 +1033,7 @@ class _SqlLedger(ABC):
             "WHERE merchant = ? AND channel = ? AND address = ?",
             merchant,
             channel,
-            comparable_address(channel, address),
+            normalize_address(channel, address),
         )
         reasons = [str(row["reason"]) for row in rows]
         if not reasons:

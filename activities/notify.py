@@ -10,9 +10,8 @@ is consulted (`trackflow.consent.may_send`).
 
 The activity's name, input and output never change (recorded histories replay against
 them): a message refused for good, suppressed, or left uncertain by a crash still gets a
-`DeliveryReceipt`, whose `outcome` then says so (a `SendOutcome`, displayed as
-``twilio:failed:21610``, ``suppressed:sms_stop``, ``sendgrid:uncertain``), and is not tried
-again.
+`DeliveryReceipt`, whose `transport` then says so (``twilio:failed:21610``,
+``suppressed:sms_stop``, ``sendgrid:uncertain``), and is not tried again.
 """
 
 from __future__ import annotations
@@ -33,24 +32,20 @@ from activities.channels.outbox import OutboxTransport
 from activities.exactly_once import (
     PROVIDER_UNAVAILABLE,
     Delivery,
+    Outcome,
     perform_once,
     send_once,
 )
 from activities.ledger import Ledger, LedgerRecord
 from activities.read_model import ReadModel
-from trackflow import activity_catalogue as catalogue
-from trackflow.activity_catalogue import implements
 from trackflow.api_health import MESSAGE_PROVIDERS
-from trackflow.brand import Brand
 from trackflow.consent import may_send
 from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport
 from trackflow.effects import AlertKind, RaiseAlert, SendNotification
-from trackflow.idempotency import IdempotencyKey
-from trackflow.messages import MessageContext, RenderedMessage, render
+from trackflow.messages import Brand, MessageContext, RenderedMessage, render
 from trackflow.models import Channel
 from trackflow.page import page_link
 from trackflow.page_token import page_token
-from trackflow.send_outcome import SendOutcome
 from trackflow.shipment_state import ShipmentProjection
 from trackflow.unsubscribe_token import unsubscribe_subject
 
@@ -134,16 +129,19 @@ def ledger_template(
 
 
 def receipt_for(delivery: Delivery) -> DeliveryReceipt:
-    """The workflow's receipt: how the message went (`SendOutcome`), and its display line."""
-    # Not the provider's detail: it may quote the address, and the receipt goes into the
-    # workflow's history (the ledger row keeps it).
-    outcome = SendOutcome.of(delivery.outcome, delivery.transport, delivery.error_code)
+    """The workflow's receipt; `transport` names the outcome when the message did not go."""
+    transport = delivery.transport
+    if delivery.outcome is Outcome.FAILED:
+        transport = f"{delivery.transport}:failed:{delivery.error_code}"
+    elif delivery.outcome is Outcome.SUPPRESSED:
+        transport = f"suppressed:{delivery.error_code}"
+    elif delivery.outcome is Outcome.UNCERTAIN:
+        transport = f"{delivery.transport}:uncertain"
     return DeliveryReceipt(
         idempotency_key=delivery.idempotency_key,
-        transport=outcome.display,
+        transport=transport,
         sent_at=delivery.at,
         already_sent=delivery.already,
-        outcome=outcome,
     )
 
 
@@ -170,7 +168,7 @@ class ProviderHealth(Protocol):
     async def report(self, provider: str, ok: bool, detail: str | None = None) -> None: ...
 
 
-class NotificationActivities(catalogue.NotificationActivities):
+class NotificationActivities:
     def __init__(
         self,
         ledger: Ledger,
@@ -197,7 +195,7 @@ class NotificationActivities(catalogue.NotificationActivities):
         self._margin = max(LEASE_MARGIN, (provider_timeout or timedelta(0)) + timedelta(seconds=5))
         self._health = health
 
-    @implements(catalogue.NotificationActivities.send_notifications)
+    @activity.defn(name="send_notifications")
     async def send_notifications(self, batch: SendBatch) -> SendReport:
         """Every channel of one decision; each exactly once by its own key, so a retry after
         one channel got through sends only the others. A channel that must wait (a claim
@@ -216,8 +214,7 @@ class NotificationActivities(catalogue.NotificationActivities):
                     await self._report(provider, ok=False, detail=error.message)
                 retry = _later(retry, error)
                 continue
-            outcome = receipt.send_outcome
-            if outcome.went_out and outcome.provider == provider:  # the provider took it
+            if receipt.transport == provider:  # the provider took it (not suppressed, failed)
                 await self._report(provider, ok=True)
             receipts.append(receipt)
         if batch.projection is not None:
@@ -234,7 +231,7 @@ class NotificationActivities(catalogue.NotificationActivities):
     ) -> None:
         """The decision's read-model row with what went out (as the workflow records it)."""
         by_key = {send.idempotency_key: send for send in sends}
-        sent = [(by_key[r.idempotency_key], r.sent_at, r.send_outcome) for r in receipts]
+        sent = [(by_key[r.idempotency_key], r.sent_at, r.transport) for r in receipts]
         await self._read_model.save(projection.with_sent(sent))
 
     async def _report(self, provider: str, *, ok: bool, detail: str | None = None) -> None:
@@ -276,7 +273,7 @@ class NotificationActivities(catalogue.NotificationActivities):
     ) -> None:
         """One internal alert per uncertain message (keyed: never twice)."""
         alert = RaiseAlert(
-            idempotency_key=str(IdempotencyKey.parse(message.idempotency_key).child("uncertain")),
+            idempotency_key=f"{message.idempotency_key}:uncertain",
             alert=AlertKind.UNCERTAIN_SEND,
             tracking_number=about.tracking_number,
             order_id=about.order_id,

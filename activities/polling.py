@@ -12,13 +12,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from trackflow import activity_catalogue as catalogue
 from trackflow import policy_table
-from trackflow.activity_catalogue import implements
 from trackflow.contracts import (
     API_HEALTH_WORKFLOW_NAME,
     SIGNAL_API_OUTCOME,
@@ -157,12 +156,12 @@ class HealthReporter:
         )
 
 
-class PollingActivities(catalogue.PollingActivities):
+class PollingActivities:
     def __init__(self, apis: dict[str, TrackerApi], health: HealthReporter) -> None:
         self._apis = apis
         self._health = health
 
-    @implements(catalogue.PollingActivities.poll_carrier)
+    @activity.defn(name="poll_carrier")
     async def poll_carrier(self, poll: PollCarrier) -> PollResult:
         api = self._apis.get(poll.provider)
         if api is None:

@@ -33,8 +33,6 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.exactly_once import perform_once
 from activities.ledger import CustomerShipment, Ledger, LedgerRecord, TicketRecord
-from trackflow import activity_catalogue as catalogue
-from trackflow.activity_catalogue import implements
 from trackflow.carriers import courier_tracking_url
 from trackflow.contracts import QUERY_STATE
 from trackflow.intent import Intent, classify
@@ -53,6 +51,7 @@ from trackflow.tickets import (
     ticket_tags,
 )
 
+TRIAGE_TICKET = "triage_ticket"
 NOTE_KIND = "helpdesk"
 NOTE_MARKER_PREFIX = "trackflow:"  # activities.helpdesk MARKER_PREFIX: one note per marker
 
@@ -116,7 +115,7 @@ async def index_shipment(
     )
 
 
-class TicketActivities(catalogue.TicketActivities):
+class TicketActivities:
     def __init__(
         self, ledger: Ledger, client: Client, settings: Settings, annotators: AnnotatorFor
     ) -> None:
@@ -142,7 +141,7 @@ class TicketActivities(catalogue.TicketActivities):
             raise
         return view
 
-    @implements(catalogue.TicketActivities.triage_ticket)
+    @activity.defn(name=TRIAGE_TICKET)
     async def triage_ticket(self, ticket: InboundTicket) -> TicketTriage:
         intent = classify(ticket.subject, ticket.body)
         created_at = ticket.created_at or ticket.received_at

@@ -24,10 +24,9 @@ import httpx
 
 from activities.polling import EasyPostTrackers
 from devstack.carrier_simulator import create_simulator_app
-from trackflow.brand import Brand
 from trackflow.carriers import detect
 from trackflow.effects import SendNotification
-from trackflow.messages import render
+from trackflow.messages import Brand, render
 from trackflow.models import CarrierEvent, CarrierStatus, Channel, Customer, Shipment, Trigger
 from trackflow.policy import on_event, on_start, on_tick
 from trackflow.shipment_state import ShipmentState

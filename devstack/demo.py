@@ -61,7 +61,6 @@ from activities.ledger import Ledger, LedgerRecord, MessageState, open_ledger
 from devstack.demo_history import is_history, seed_history
 from devstack.doubles.providers.local import SIMULATED_FROM
 from devstack.doubles.providers.ops import OPS_NAMES, SLACK_CHANNEL, ops_listings
-from trackflow.brand import Brand
 from trackflow.carriers.samples import random_tracking_number
 from trackflow.insight import Period, Summary, period
 from trackflow.settings import Settings
@@ -854,7 +853,7 @@ class ProductViews:
 
     outbox_line: OutboxLine
     load_summary: Callable[[Ledger, str, Period, datetime], Awaitable[Summary]]
-    write_report: Callable[[Summary, Path, Brand], tuple[Path, Path]]
+    write_report: Callable[[Summary, Path, str], tuple[Path, Path]]
 
 
 async def _write_report(
@@ -875,9 +874,7 @@ async def _write_report(
         await ledger.close()
     print(flush=True)
     if folder is not None:
-        page, sheet = views.write_report(
-            summary, folder / REPORT_NAME, Brand(store_name=store_name)
-        )
+        page, sheet = views.write_report(summary, folder / REPORT_NAME, store_name)
         _paragraph(
             f"The merchant's report ({summary.period.start} to {summary.period.end}: the "
             f"simulated weeks, then this demo): {_shown(page)} (CSV: {_shown(sheet)})"

@@ -419,7 +419,7 @@ def _run_report(args: argparse.Namespace, settings: Settings) -> int:
             summary = await load_summary(ledger, settings.store_name, window, now)
         finally:
             await ledger.close()
-        html_path, csv_path = write_report(summary, Path(args.out), settings.brand())
+        html_path, csv_path = write_report(summary, Path(args.out), settings.store_name)
         print(summary.wismo.headline)
         print(f"wrote {html_path} and {csv_path}")
         return 0

@@ -22,18 +22,15 @@ An empty value is a figure that does not exist (a rate over nothing). Rates are 
 
 from __future__ import annotations
 
+import html
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-
 from activities.ledger import Ledger
 from trackflow import csv_cells
-from trackflow.brand import Brand
 from trackflow.insight import MessageRow, OptOut, Period, Summary, summarise
 from trackflow.projection import as_of
 
@@ -144,26 +141,11 @@ def render_csv(summary: Summary) -> str:
     return out.getvalue()
 
 
-# --- HTML (starters/templates/report/) -----------------------------------------------------
+# --- HTML ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Shape:
-    """One SVG element of a chart: `rect`, `line` or `text`, with its attributes, its text
-    and its tooltip (`<title>`); the template writes it, escaped."""
-
-    tag: str
-    attrs: dict[str, object]
-    text: str = ""
-    title: str = ""
-
-
-@dataclass(frozen=True)
-class Chart:
-    width: int
-    height: int
-    label: str
-    shapes: list[Shape]
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
 
 
 def _num(value: float | None, digits: int = 1, suffix: str = "") -> str:
@@ -180,25 +162,20 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _svg(width: int, height: int, label: str, body: Sequence[str]) -> str:
+    return (
+        f'<svg viewBox="0 0 {width} {height}" '
+        f'width="100%" role="img" aria-label="{_e(label)}">' + "".join(body) + "</svg>"
+    )
+
+
 def _nice_step(raw: float) -> float:
     """The smallest of 1, 2, 2.5 or 5 times a power of ten that is at least `raw`."""
     power: float = 10.0 ** math.floor(math.log10(raw))
     return next(float(m * power) for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
 
 
-def _text(x: float, y: float, text: object, size: int, fill: str, anchor: str = "") -> Shape:
-    attrs: dict[str, object] = {"x": f"{x:.1f}", "y": f"{y:.1f}", "font-size": size}
-    if anchor:
-        attrs["text-anchor"] = anchor
-    return Shape("text", attrs | {"fill": fill}, text=str(text))
-
-
-def _rect(x: float, y: float, w: float, h: float, fill: str, title: str) -> Shape:
-    attrs: dict[str, object] = {"x": f"{x:.1f}", "y": f"{y:.1f}", "width": f"{w:.1f}"}
-    return Shape("rect", attrs | {"height": f"{h:.1f}", "fill": fill}, title=title)
-
-
-def wismo_chart(summary: Summary) -> Chart:
+def wismo_chart(summary: Summary) -> str:
     """Stacked bars per week (notified / not notified / unknown, per 100 shipments), the
     baseline as a dashed line; shadow-mode weeks drawn grey."""
     weeks = summary.wismo.weeks
@@ -208,13 +185,15 @@ def wismo_chart(summary: Summary) -> Chart:
     step = _nice_step(max([w.per_100 or 0 for w in weeks] + [base or 0, 1.0]) * 1.1 / 4)
     peak = step * 4
     slot = (width - left - 10) / max(len(weeks), 1)
-    body: list[Shape] = []
+    body: list[str] = []
     for i in range(5):
         value = peak * i / 4
         y = top + plot_h - plot_h * i / 4
-        line = {"x1": left, "x2": width - 10, "y1": f"{y:.1f}", "y2": f"{y:.1f}"}
-        body.append(Shape("line", line | {"stroke": PALETTE["grid"]}))
-        body.append(_text(left - 6, y + 4, f"{value:g}", 11, PALETTE["muted"], "end"))
+        body.append(
+            f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{PALETTE["grid"]}"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
+            f'text-anchor="end" fill="{PALETTE["muted"]}">{value:g}</text>'
+        )
     for i, week in enumerate(weeks):
         x = left + slot * i + slot * 0.15
         bar_w = slot * 0.7
@@ -228,45 +207,57 @@ def wismo_chart(summary: Summary) -> Chart:
             h = plot_h * (share or 0) / peak
             colour = PALETTE["shadow"] if week.shadow else PALETTE[name]
             y -= h
-            title = f"{week.week_start} {name.replace('_', ' ')}: {_num(share)} per 100"
-            body.append(_rect(x, y, bar_w, h, colour, title))
+            body.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                f'fill="{colour}"><title>{_e(week.week_start)} {name.replace("_", " ")}: '
+                f"{_num(share)} per 100</title></rect>"
+            )
         label = week.week_start.strftime("%d %b")
-        body.append(_text(x + bar_w / 2, height - bottom + 16, label, 11, PALETTE["ink"], "middle"))
+        body.append(
+            f'<text x="{x + bar_w / 2:.1f}" y="{height - bottom + 16}" font-size="11" '
+            f'text-anchor="middle" fill="{PALETTE["ink"]}">{_e(label)}</text>'
+        )
         if week.per_100 is not None:
             body.append(
-                _text(x + bar_w / 2, y - 4, f"{week.per_100:.1f}", 10, PALETTE["ink"], "middle")
+                f'<text x="{x + bar_w / 2:.1f}" y="{y - 4:.1f}" font-size="10" '
+                f'text-anchor="middle" fill="{PALETTE["ink"]}">{week.per_100:.1f}</text>'
             )
     if base is not None:
         y = top + plot_h - plot_h * base / peak
-        line = {"x1": left, "x2": width - 10, "y1": f"{y:.1f}", "y2": f"{y:.1f}"}
-        dashed = {"stroke": PALETTE["baseline"], "stroke-width": 2, "stroke-dasharray": "6 4"}
-        body.append(Shape("line", line | dashed))
         body.append(
-            _text(width - 12, y - 5, f"baseline {base:.1f}", 11, PALETTE["baseline"], "end")
+            f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{PALETTE["baseline"]}" stroke-width="2" stroke-dasharray="6 4"/>'
+            f'<text x="{width - 12}" y="{y - 5:.1f}" font-size="11" text-anchor="end" '
+            f'fill="{PALETTE["baseline"]}">baseline {base:.1f}</text>'
         )
-    return Chart(width, height, "WISMO tickets per 100 shipments by week", body)
+    return _svg(width, height, "WISMO tickets per 100 shipments by week", body)
 
 
-def histogram_chart(labels: Sequence[str], counts: Sequence[int], title: str) -> Chart:
+def histogram_chart(labels: Sequence[str], counts: Sequence[int], title: str) -> str:
     width, height, bottom, top = 340, 150, 28, 14
     plot_h = height - bottom - top
     peak = max([*counts, 1])
     slot = (width - 10) / max(len(counts), 1)
-    body: list[Shape] = []
+    body: list[str] = []
     for i, (label, count) in enumerate(zip(labels, counts, strict=True)):
         h = plot_h * count / peak
         x = 5 + slot * i + slot * 0.1
         y = top + plot_h - h
-        body.append(_rect(x, y, slot * 0.8, h, PALETTE["bar"], f"{label}: {count}"))
         body.append(
-            _text(x + slot * 0.4, height - bottom + 14, label, 10, PALETTE["ink"], "middle")
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" height="{h:.1f}" '
+            f'fill="{PALETTE["bar"]}"><title>{_e(label)}: {count}</title></rect>'
+            f'<text x="{x + slot * 0.4:.1f}" y="{height - bottom + 14}" font-size="10" '
+            f'text-anchor="middle" fill="{PALETTE["ink"]}">{_e(label)}</text>'
         )
         if count:
-            body.append(_text(x + slot * 0.4, y - 3, count, 10, PALETTE["ink"], "middle"))
-    return Chart(width, height, title, body)
+            body.append(
+                f'<text x="{x + slot * 0.4:.1f}" y="{y - 3:.1f}" font-size="10" '
+                f'text-anchor="middle" fill="{PALETTE["ink"]}">{count}</text>'
+            )
+    return _svg(width, height, title, body)
 
 
-def funnel_chart(summary: Summary) -> Chart:
+def funnel_chart(summary: Summary) -> str:
     """Horizontal bars per trigger x channel: sent, delivered, opened, clicked."""
     rows = [m for m in summary.messages if m.sent]
     stages = [("sent", "#52606d"), ("delivered", "#2f855a"), ("opened", "#3e7bfa")]
@@ -274,53 +265,77 @@ def funnel_chart(summary: Summary) -> Chart:
     bar_h, gap, left, width = 9, 14, 170, 720
     height = max(len(rows), 1) * (len(stages) * bar_h + gap) + 10
     peak = max([m.sent for m in rows] + [1])
-    body: list[Shape] = []
+    body: list[str] = []
     y = 6.0
     for m in rows:
-        label = f"{m.trigger.replace('_', ' ')} · {m.channel}"
-        body.append(_text(left - 8, y + bar_h * 2 + 4, label, 11, PALETTE["ink"], "end"))
+        body.append(
+            f'<text x="{left - 8}" y="{y + bar_h * 2 + 4:.1f}" font-size="11" text-anchor="end" '
+            f'fill="{PALETTE["ink"]}">{_e(m.trigger.replace("_", " "))} · {_e(m.channel)}</text>'
+        )
         for stage, colour in stages:
             value = int(getattr(m, stage))
             w = (width - left - 60) * value / peak
-            body.append(_rect(left, y, w, bar_h - 1, colour, f"{stage}: {value}"))
-            body.append(_text(left + w + 4, y + bar_h - 1, f"{stage} {value}", 9, PALETTE["muted"]))
+            body.append(
+                f'<rect x="{left}" y="{y:.1f}" width="{w:.1f}" height="{bar_h - 1}" '
+                f'fill="{colour}"><title>{stage}: {value}</title></rect>'
+                f'<text x="{left + w + 4:.1f}" y="{y + bar_h - 1:.1f}" font-size="9" '
+                f'fill="{PALETTE["muted"]}">{stage} {value}</text>'
+            )
             y += bar_h
         y += gap
-    return Chart(width, int(height), "messages sent, delivered, opened and clicked", body)
+    return _svg(width, int(height), "messages sent, delivered, opened and clicked", body)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    # Scrolls sideways on its own on a narrow screen (the page itself never does).
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _share(count: int, of: int) -> str:
     return "-" if of == 0 else f"{100 * count / of:.0f}%"
 
 
-LEGEND = (
-    ("notified", "already notified"),
-    ("not_notified", "not notified"),
-    ("unknown", "no shipment found"),
-    ("shadow", "shadow-mode week"),
-)
-WEEK_COLUMNS = (
-    "week", "shipments", "WISMO tickets", "per 100", "already notified", "not notified",
-    "unknown",
-)  # fmt: skip
-MESSAGE_COLUMNS = (
-    "trigger", "channel", "decided", "sent", "delivered", "opened", "clicked", "click rate",
-    "bounced", "failed", "suppressed", "STOP / unsubscribe", "shadow",
-)  # fmt: skip
-CARRIER_COLUMNS = (
-    "carrier", "service", "shipments", "delivered", "transit p50", "transit p90", "exceptions",
-    "lost", "on time", "late", "on time rate",
-)  # fmt: skip
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2933;
+margin:0 auto;max-width:960px;padding:24px;line-height:1.45}
+h1{font-size:1.5rem;margin:0 0 4px}h2{font-size:1.15rem;margin:32px 0 8px}
+.muted{color:#7b8794}.headline{font-size:1.35rem;font-weight:600;padding:16px;
+border-radius:8px;background:#f0f4f8;margin:16px 0}
+.scroll{overflow-x:auto;margin:8px 0}
+table{border-collapse:collapse;width:100%;font-size:.85rem}
+th,td{border-bottom:1px solid #e4e7eb;padding:4px 6px;text-align:right}
+th:first-child,td:first-child{text-align:left;white-space:nowrap}th{background:#f5f7fa}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:16px}
+.legend span{display:inline-block;margin-right:14px;font-size:.8rem}
+.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
+"""
 
 
-def render_html(summary: Summary, brand: Brand) -> str:
+def render_html(summary: Summary, store_name: str) -> str:
     wismo = summary.wismo
     base = wismo.baseline
+    p = summary.period
     base_words = {
         "imported": f"imported by the merchant ({len(base.weeks)} weeks)",
         "shadow": f"the first {len(base.weeks)} week(s) run in shadow mode",
         "none": "none yet",
     }[base.source]
+    legend = "".join(
+        f'<span><i style="background:{PALETTE[k]}"></i>{_e(text)}</span>'
+        for k, text in (
+            ("notified", "already notified"),
+            ("not_notified", "not notified"),
+            ("unknown", "no shipment found"),
+            ("shadow", "shadow-mode week"),
+        )
+    )
     message_rows = [
         (
             m.trigger.replace("_", " "),
@@ -367,57 +382,110 @@ def render_html(summary: Summary, brand: Brand) -> str:
         )
         for c in summary.carriers
     ]
-    histograms = [
-        (
-            c,
-            histogram_chart(
-                [b.label for b in c.histogram],
-                [b.count for b in c.histogram],
-                f"transit time, {c.carrier} {c.service}",
-            ),
+    histograms = "".join(
+        f"<div><strong>{_e(c.carrier)} · {_e(c.service)}</strong> "
+        f'<span class="muted">({len(c.transit_days)} delivered with a transit time)</span>'
+        + histogram_chart(
+            [b.label for b in c.histogram],
+            [b.count for b in c.histogram],
+            f"transit time, {c.carrier} {c.service}",
         )
+        + "</div>"
         for c in summary.carriers
-    ]
-    lat = summary.latency
-    return _env.get_template("report.html").render(
-        summary=summary,
-        store_name=brand.store_name,
-        period=summary.period,
-        wismo=wismo,
-        base=base,
-        base_words=base_words,
-        legend=[(PALETTE[key], text) for key, text in LEGEND],
-        wismo_chart=wismo_chart(summary),
-        week_columns=WEEK_COLUMNS,
-        week_rows=week_rows,
-        funnel_chart=funnel_chart(summary),
-        message_columns=MESSAGE_COLUMNS,
-        message_rows=message_rows,
-        latency=lat,
-        p50=_duration(lat.p50_seconds),
-        p95=_duration(lat.p95_seconds),
-        held_share=_num(None if lat.held_share is None else 100 * lat.held_share, 0, "%"),
-        carrier_columns=CARRIER_COLUMNS,
-        carrier_rows=carrier_rows,
-        histograms=histograms,
     )
+    lat = summary.latency
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(store_name)} — trackflow report {p.start} to {p.end}</title>
+<style>{STYLE}</style></head><body>
+<h1>{_e(store_name)}: what proactive tracking did</h1>
+<div class="muted">{p.start} to {p.end} (UTC days) · generated
+{summary.generated_at:%Y-%m-%d %H:%M} UTC by trackflow</div>
+<div class="headline" id="headline">{_e(wismo.headline)}</div>
+<p>Baseline: {_e(base_words)}{
+        f", {base.tickets} WISMO tickets for {base.shipments} shipments" if base.shipments else ""
+    }. Now: {wismo.now_tickets} WISMO tickets for {wismo.now_shipments} shipments
+(shadow-mode weeks left out).</p>
+
+<h2>WISMO tickets per 100 shipments, by week</h2>
+<div class="legend">{legend}</div>
+{wismo_chart(summary)}
+{
+        _table(
+            [
+                "week",
+                "shipments",
+                "WISMO tickets",
+                "per 100",
+                "already notified",
+                "not notified",
+                "unknown",
+            ],
+            week_rows,
+        )
+    }
+
+<h2>Messages, by trigger and channel</h2>
+{funnel_chart(summary)}
+{
+        _table(
+            [
+                "trigger",
+                "channel",
+                "decided",
+                "sent",
+                "delivered",
+                "opened",
+                "clicked",
+                "click rate",
+                "bounced",
+                "failed",
+                "suppressed",
+                "STOP / unsubscribe",
+                "shadow",
+            ],
+            message_rows,
+        )
+    }
+<p class="muted">Opt-outs no message explains: {summary.opt_outs_unattributed}.</p>
+
+<h2>Carrier event → message sent</h2>
+<p>{lat.messages} messages: median {_duration(lat.p50_seconds)}, 95th percentile
+{_duration(lat.p95_seconds)}; {lat.held} held by quiet hours
+({_num(None if lat.held_share is None else 100 * lat.held_share, 0, "%")}).</p>
+
+<h2>Carriers</h2>
+{
+        _table(
+            [
+                "carrier",
+                "service",
+                "shipments",
+                "delivered",
+                "transit p50",
+                "transit p90",
+                "exceptions",
+                "lost",
+                "on time",
+                "late",
+                "on time rate",
+            ],
+            carrier_rows,
+        )
+    }
+<div class="grid">{histograms}</div>
+<p class="muted">Figures and their exact rules: trackflow.insight. CSV alongside this file.</p>
+</body></html>
+"""
 
 
-_env = Environment(
-    loader=PackageLoader("starters", "templates/report"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def write_report(summary: Summary, out: Path, brand: Brand) -> tuple[Path, Path]:
+def write_report(summary: Summary, out: Path, store_name: str) -> tuple[Path, Path]:
     """`out` (HTML) and the CSV next to it (same name, `.csv`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     csv_path = out.with_suffix(".csv")
     if csv_path == out:
         csv_path = out.with_suffix(".figures.csv")
-    out.write_text(render_html(summary, brand), encoding="utf-8")
+    out.write_text(render_html(summary, store_name), encoding="utf-8")
     csv_path.write_text(render_csv(summary), encoding="utf-8")
     return out, csv_path

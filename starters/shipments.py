@@ -29,7 +29,6 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from trackflow import policy_table
-from trackflow import projection as read_model
 from trackflow.contracts import (
     ANOTHER_ORDER,
     MAX_EVENTS_PER_SIGNAL,
@@ -59,6 +58,7 @@ from trackflow.models import (
     ShipmentUpdate,
     workflow_id_for,
 )
+from trackflow.outlook import first_task
 from trackflow.pinning import pin
 from trackflow.policy import ShipmentView
 from trackflow.policy_table import PolicyRef
@@ -86,7 +86,7 @@ class Registered:
     handle: WorkflowHandle[object, ShipmentView]
     outcome: str
     detail: str | None = None
-    first_row: ShipmentProjection | None = None  # accepted: the row until the workflow's
+    first_row: ShipmentProjection | None = None  # accepted: the read-model row to begin with
 
 
 ANSWER_WITHIN = timedelta(seconds=20)
@@ -158,8 +158,7 @@ async def _start(
     task_queue: str,
     events_not_before: datetime | None = None,
 ) -> tuple[WorkflowHandle[object, ShipmentView], ShipmentProjection]:
-    """Start a lifecycle, and its read-model row until its workflow writes one (the
-    registration's facts, nothing decided: the policy runs in the workflow only); raises
+    """Start a lifecycle, and the read-model row its first task will write; raises
     WorkflowAlreadyStartedError when one runs or, unless this is the next order of a recycled
     number (`events_not_before`), one ran."""
     reuse = (
@@ -170,6 +169,7 @@ async def _start(
     start = ShipmentWorkflowInput(
         shipment=shipment, policy=policy_ref, inbox=inbox, events_not_before=events_not_before
     )
+    foreseen = first_task(start, policy_table.resolve(policy_ref), datetime.now(UTC))
     handle = await client.start_workflow(
         WORKFLOW_NAME,
         start,
@@ -178,12 +178,13 @@ async def _start(
         result_type=ShipmentView,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=reuse,
-        search_attributes=TypedSearchAttributes(initial_search_attributes(shipment)),
+        search_attributes=TypedSearchAttributes(
+            [*initial_search_attributes(shipment), *foreseen.search_attributes()]
+        ),
         static_summary=f"Order {shipment.order_name or shipment.order_id} · "
         f"{shipment.carrier or 'carrier?'} {shipment.tracking_number}",
     )
-    time_scale = policy_table.resolve(policy_ref).time_scale  # a setting, not a decision
-    return handle, read_model.registered(shipment, datetime.now(UTC), time_scale)
+    return handle, foreseen.row()
 
 
 async def _update_registration(client: Client, update: ShipmentUpdate) -> Registered:

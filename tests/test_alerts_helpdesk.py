@@ -11,16 +11,10 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.alerts import AlertActivities, Alerts, LedgerAlerts
-from activities.helpdesk import Helpdesk, HelpdeskActivities, LedgerHelpdesk
+from activities.alerts import AlertActivities, AlertReceipt, Alerts, LedgerAlerts
+from activities.helpdesk import Helpdesk, HelpdeskActivities, HelpdeskReceipt, LedgerHelpdesk
 from activities.ledger import Ledger, LedgerRecord, open_ledger
-from trackflow.effects import (
-    LOST_PACKAGE_TAG,
-    AlertKind,
-    IntegrationReceipt,
-    RaiseAlert,
-    TagHelpdesk,
-)
+from trackflow.effects import LOST_PACKAGE_TAG, AlertKind, RaiseAlert, TagHelpdesk
 
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 
@@ -93,7 +87,7 @@ async def test_alert_is_recorded_in_the_ledger(ledger: Ledger) -> None:
 
     receipt = await ActivityEnvironment().run(activities.raise_alert, alert)
 
-    assert isinstance(receipt, IntegrationReceipt)
+    assert isinstance(receipt, AlertReceipt)
     assert receipt.idempotency_key == alert.idempotency_key
     assert receipt.transport == "ledger"
     assert receipt.already_recorded is False
@@ -162,7 +156,7 @@ async def test_helpdesk_tag_is_recorded_for_the_email(ledger: Ledger) -> None:
 
     receipt = await ActivityEnvironment().run(activities.tag_helpdesk, tag)
 
-    assert isinstance(receipt, IntegrationReceipt)
+    assert isinstance(receipt, HelpdeskReceipt)
     assert receipt.idempotency_key == tag.idempotency_key
     assert receipt.transport == "ledger"
     assert receipt.already_recorded is False

@@ -155,16 +155,6 @@ async def _view(api: httpx.AsyncClient, number: str) -> dict[str, Any]:
     return result
 
 
-async def _first_row(api: httpx.AsyncClient, number: str) -> dict[str, Any]:
-    """The shipment as the workflow's first row has it: the registration's placeholder row
-    foresees nothing (no policy runs at the edge)."""
-    return await eventually(
-        lambda: _view(api, number),
-        lambda view: view["next_action"]["due_at"] is not None,
-        what=f"the workflow's first row of {number}",
-    )
-
-
 async def test_split_fulfillment_starts_one_workflow_per_tracking_number(
     api: httpx.AsyncClient, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
@@ -549,7 +539,7 @@ async def test_time_scale_belongs_to_the_shipment_that_asks_for_it(
         for number, extra in ((fast, {"time_scale": 10_000}), (real, {})):
             response = await api.post("/v1/shipments", json=shipment_body(number, **extra))
             assert response.status_code == 202, response.text
-        fast_view, real_view = await _first_row(api, fast), await _first_row(api, real)
+        fast_view, real_view = await _view(api, fast), await _view(api, real)
     assert fast_view["time_scale"] == 10_000
     assert timedelta(0) < _due_in(fast_view) < timedelta(minutes=2)
     assert real_view["time_scale"] is None  # shown only when it is not 1
@@ -584,7 +574,7 @@ async def test_the_time_scale_setting_is_the_default_and_a_request_may_ask_for_r
         for number, extra in ((scaled, {}), (real, {"time_scale": 1})):
             response = await http.post("/v1/shipments", json=shipment_body(number, **extra))
             assert response.status_code == 202, response.text
-        scaled_view, real_view = await _first_row(http, scaled), await _first_row(http, real)
+        scaled_view, real_view = await _view(http, scaled), await _view(http, real)
     assert scaled_view["time_scale"] == 10_000
     assert _due_in(scaled_view) < timedelta(minutes=2)
     assert real_view["time_scale"] is None
@@ -601,7 +591,7 @@ async def test_shopify_fulfillment_may_ask_for_a_time_scale(
         assert response.status_code == 200, response.text
         response = await _post_shopify(api, _fulfillment(real), webhook_id="wh-2")
         assert response.status_code == 200, response.text
-        fast_view, real_view = await _first_row(api, fast), await _first_row(api, real)
+        fast_view, real_view = await _view(api, fast), await _view(api, real)
     assert fast_view["time_scale"] == 10_000
     assert _due_in(fast_view) < timedelta(minutes=2)
     assert real_view["time_scale"] is None

@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
-from trackflow.brand import Brand
 from trackflow.carriers.resolve import with_detected_carrier
-from trackflow.messages import render
+from trackflow.messages import Brand, render
 from trackflow.models import CarrierStatus, Shipment
 from trackflow.pinning import pin
 from trackflow.policy import on_event, view

@@ -29,10 +29,9 @@ from starters.cli import _parser
 from starters.render import format_outbox_line
 from starters.report import load_summary, write_report
 from tests.harness import eventually
-from trackflow.brand import Brand
 from trackflow.carriers import detect_best
 from trackflow.effects import SendNotification
-from trackflow.messages import render
+from trackflow.messages import Brand, render
 from trackflow.models import CarrierEvent, Channel, ExceptionKind, Shipment, Trigger
 from trackflow.pinning import pin
 from trackflow.policy import customer_zone, on_event, on_start, view

@@ -15,9 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from tests.test_messages import EVERY_SEND, UPS_URL, make_send, make_shipment
-from trackflow.brand import Brand, button_text_color
 from trackflow.messages import (
+    Brand,
     RenderedMessage,
+    button_text_color,
     is_gsm7,
     render,
     unsubscribe_headers,

@@ -10,10 +10,9 @@ import pytest
 
 from tests.factories import ANY_TIME_POLICY, make_event, make_shipment
 from trackflow import policy as tracking
-from trackflow.brand import Brand
 from trackflow.estimates import tellable_estimate
 from trackflow.links import placeholder_because, web_link
-from trackflow.messages import MessageContext, render
+from trackflow.messages import Brand, MessageContext, render
 from trackflow.models import CarrierStatus, ExceptionKind, Shipment
 from trackflow.policy import ShipmentState
 from trackflow.projection import project

@@ -29,14 +29,12 @@ from activities.exactly_once import (
     MESSAGE_CLAIMED,
     PROVIDER_UNAVAILABLE,
     Delivery,
+    Outcome,
     send_once,
 )
 from activities.ledger import Ledger, LedgerRecord, PostgresLedger, SqliteLedger, open_ledger
 from tests.harness import drop_ledger_tables
 from trackflow.models import Channel
-from trackflow.send_outcome import SendStatus
-
-SENT = SendStatus.SENT
 
 POSTGRES_DSN = os.environ.get(
     "TRACKFLOW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -147,16 +145,8 @@ async def test_a_fresh_message_is_sent_once_and_recorded_with_the_provider_id(
     first = await run(ledger, provider)
     again = await run(ledger, provider)
 
-    assert (first.outcome, first.provider_message_id, first.already) == (
-        SendStatus.SENT,
-        "SM1",
-        False,
-    )
-    assert (again.outcome, again.provider_message_id, again.already) == (
-        SendStatus.SENT,
-        "SM1",
-        True,
-    )
+    assert (first.outcome, first.provider_message_id, first.already) == (Outcome.SENT, "SM1", False)
+    assert (again.outcome, again.provider_message_id, again.already) == (Outcome.SENT, "SM1", True)
     assert provider.sent == [MESSAGE] and provider.lookups == []
     stored = await ledger.get(KEY)
     assert stored is not None
@@ -193,11 +183,7 @@ async def test_reconciliation_found_records_the_provider_copy_and_does_not_resen
 
     done = await run(ledger, provider)
 
-    assert (done.outcome, done.provider_message_id, done.already) == (
-        SendStatus.SENT,
-        "SM-kept",
-        True,
-    )
+    assert (done.outcome, done.provider_message_id, done.already) == (Outcome.SENT, "SM-kept", True)
     assert provider.sent == []
     assert provider.lookups == [(KEY, LONG_AGO)]  # since the crashed attempt's claim
     stored = await ledger.get(KEY)
@@ -214,7 +200,7 @@ async def test_reconciliation_never_got_it_sends_it_once(ledger: Ledger) -> None
     done = await run(ledger, provider)
     again = await run(ledger, provider)
 
-    assert (done.outcome, done.already, again.already) == (SENT, False, True)
+    assert (done.outcome, done.already, again.already) == (Outcome.SENT, False, True)
     assert provider.lookups == [(KEY, LONG_AGO)]
     assert provider.sent == [MESSAGE]
 
@@ -229,8 +215,8 @@ async def test_reconciliation_cannot_tell_marks_uncertain_alerts_and_does_not_se
     done = await run(ledger, provider, alerts)
     again = await run(ledger, provider, alerts)
 
-    assert (done.outcome, done.already) == (SendStatus.UNCERTAIN, False)
-    assert (again.outcome, again.already) == (SendStatus.UNCERTAIN, True)
+    assert (done.outcome, done.already) == (Outcome.UNCERTAIN, False)
+    assert (again.outcome, again.already) == (Outcome.UNCERTAIN, True)
     assert provider.sent == [] and len(provider.lookups) == 1
     state = await ledger.state(KEY)
     assert state is not None and state.status == "uncertain"
@@ -249,7 +235,7 @@ async def test_feedback_that_named_the_message_settles_it_without_asking_the_pro
 
     done = await run(ledger, provider)
 
-    assert (done.outcome, done.provider_message_id) == (SENT, "SM-cb")
+    assert (done.outcome, done.provider_message_id) == (Outcome.SENT, "SM-cb")
     assert provider.sent == [] and provider.lookups == []
 
 
@@ -263,11 +249,11 @@ async def test_a_permanent_refusal_is_recorded_with_its_code_and_not_tried_again
     again = await run(ledger, provider)
 
     assert (done.outcome, done.error_code, done.detail) == (
-        SendStatus.FAILED,
+        Outcome.FAILED,
         "21610",
         "unsubscribed recipient",
     )
-    assert (again.outcome, again.error_code, again.already) == (SendStatus.FAILED, "21610", True)
+    assert (again.outcome, again.error_code, again.already) == (Outcome.FAILED, "21610", True)
     assert provider.sent == []
     state = await ledger.state(KEY)
     assert state is not None and (state.status, state.error_code) == ("failed", "21610")
@@ -287,7 +273,7 @@ async def test_a_provider_that_answered_busy_is_retried_after_retry_after_and_se
 
     provider.send_error = None
     done = await run(ledger, provider)
-    assert done.outcome is SendStatus.SENT
+    assert done.outcome is Outcome.SENT
     assert provider.lookups == []  # it surely had nothing: no reconciliation
     assert provider.sent == [MESSAGE]
 
@@ -306,7 +292,7 @@ async def test_a_provider_call_that_may_have_gone_through_is_reconciled_at_once(
         transport="fake", provider_message_id="SM-late", accepted_at=datetime.now(UTC)
     )
     done = await run(ledger, provider)  # no wait for a lease: it was given back
-    assert (done.outcome, done.provider_message_id) == (SENT, "SM-late")
+    assert (done.outcome, done.provider_message_id) == (Outcome.SENT, "SM-late")
     assert len(provider.lookups) == 1 and provider.sent == []
 
 
@@ -318,7 +304,7 @@ async def test_a_suppressed_address_is_recorded_and_not_sent(ledger: Ledger) -> 
 
     done = await run(ledger, provider, consent=consent)
 
-    assert (done.outcome, done.error_code) == (SendStatus.SUPPRESSED, "sms_stop")
+    assert (done.outcome, done.error_code) == (Outcome.SUPPRESSED, "sms_stop")
     assert provider.sent == []
     state = await ledger.state(KEY)
     assert state is not None and state.status == "suppressed"
@@ -358,6 +344,6 @@ async def test_two_workers_racing_one_message_send_it_once(ledger: Ledger, tmp_p
     waited = [r for r in results if isinstance(r, ApplicationError)]
     assert len(provider.sent) == 1
     assert len(sent) + len(waited) == 10 and len(sent) >= 1
-    assert all(d.outcome is SendStatus.SENT and d.provider_message_id == "SM1" for d in sent)
+    assert all(d.outcome is Outcome.SENT and d.provider_message_id == "SM1" for d in sent)
     assert sum(not d.already for d in sent) == 1
     assert all(e.type == MESSAGE_CLAIMED for e in waited)

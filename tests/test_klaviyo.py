@@ -37,11 +37,10 @@ from starters.shipments import register_shipment, signal_event
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker
 from tests.test_worker_crash import worker_process
-from trackflow.brand import Brand
 from trackflow.carriers.samples import random_tracking_number
 from trackflow.contracts import SendBatch
 from trackflow.effects import SendNotification, SyncDelayedList
-from trackflow.messages import MessageContext, render
+from trackflow.messages import Brand, MessageContext, render
 from trackflow.models import CarrierStatus, Channel, ExceptionKind, Trigger
 from trackflow.settings import Settings
 

@@ -12,11 +12,10 @@ import jinja2
 import pytest
 
 from trackflow import messages
-from trackflow.brand import Brand
 from trackflow.carriers.formats import COURIER_NAMES
 from trackflow.carriers.samples import random_tracking_number
 from trackflow.effects import SendNotification, Tone
-from trackflow.messages import RenderedMessage, carrier_display_name, is_gsm7, render
+from trackflow.messages import Brand, RenderedMessage, carrier_display_name, is_gsm7, render
 from trackflow.models import (
     Channel,
     Customer,
@@ -27,6 +26,7 @@ from trackflow.models import (
     Trigger,
 )
 from trackflow.settings import Settings
+from workers.worker import message_brand
 
 UPS_URL = "https://www.ups.com/track?tracknum=1Z999AA10123456784"
 # A carrier outside the detection table and a number of no known format: no link to offer.
@@ -874,7 +874,7 @@ _BARE_CONTACT = re.compile(r"contact us(?! at )|with us or call", re.IGNORECASE)
 def test_without_a_support_contact_messages_give_the_sender_address(
     trigger: Trigger, kind: ExceptionKind | None, channel: Channel
 ) -> None:
-    brand = Settings(email_from=SENDER).brand()
+    brand = message_brand(Settings(email_from=SENDER))
 
     text = render(make_shipment(), make_send(trigger, channel, kind), brand)
 
@@ -886,14 +886,14 @@ def test_without_a_support_contact_messages_give_the_sender_address(
 
 
 def test_a_support_contact_the_merchant_set_is_not_joined_by_the_sender_address() -> None:
-    brand = Settings(email_from=SENDER, support_phone="+1 502 555 0100").brand()
+    brand = message_brand(Settings(email_from=SENDER, support_phone="+1 502 555 0100"))
 
     for channel in (Channel.EMAIL, Channel.SMS):
         text = render(make_shipment(), make_send(Trigger.LOST, channel), brand)
         assert "502 555 0100" in text.body and "shop@acme.test" not in text.body
     # The mailto: unsubscribe goes where shoppers are told to write (SendGrid verified that
     # the sender's mailbox receives mail).
-    assert Settings(email_from=SENDER).brand().unsubscribe_mailbox == "shop@acme.test"
+    assert message_brand(Settings(email_from=SENDER)).unsubscribe_mailbox == "shop@acme.test"
 
 
 @pytest.mark.parametrize(("trigger", "kind"), EVERY_SEND)
@@ -902,7 +902,7 @@ def test_with_no_contact_at_all_no_message_asks_the_shopper_to_contact_us_withou
 ) -> None:
     """No support contact and no sender: an SMS never says "contact us"; an email offers its
     reply wherever it does."""
-    brand = Settings().brand()
+    brand = message_brand(Settings())
     for resolution in (None, CLAIMS_URL):
         shown = brand.model_copy(update={"resolution_url": resolution})
         sms = render(make_shipment(), make_send(trigger, Channel.SMS, kind), shown)

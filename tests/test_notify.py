@@ -25,10 +25,9 @@ from activities.exactly_once import MESSAGE_CLAIMED, PROVIDER_UNAVAILABLE
 from activities.ledger import Ledger, MessageState, open_ledger
 from activities.notify import LEASE_MARGIN, NotificationActivities
 from tests.factories import make_shipment
-from trackflow.brand import Brand
 from trackflow.contracts import SendBatch, SendReport
 from trackflow.effects import AlertKind, SendNotification
-from trackflow.messages import MessageContext
+from trackflow.messages import Brand, MessageContext
 from trackflow.models import Channel, Trigger
 from trackflow.settings import Settings
 

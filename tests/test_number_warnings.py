@@ -9,13 +9,15 @@ import pytest
 from starters.render import format_shipment
 from tests.factories import ANY_TIME_POLICY, at, make_shipment
 from trackflow import policy as tracking
+from trackflow import policy_table
 from trackflow.carriers.samples import SHAPES, random_tracking_number
 from trackflow.carriers.validity import number_warnings
+from trackflow.contracts import InboxItem, ShipmentWorkflowInput
 from trackflow.effects import AlertKind
 from trackflow.models import NumberWarningCode, ShipmentUpdate
+from trackflow.outlook import first_task
 from trackflow.pinning import pin
 from trackflow.policy import ShipmentState
-from trackflow.projection import project, registered
 
 VALID_UPS = "1Z999AA10123456784"
 WRONG_CHECK_DIGIT = "1Z999AA10123456785"
@@ -91,19 +93,12 @@ def test_a_valid_number_raises_nothing_and_shows_no_warning() -> None:
     )
 
 
-def test_the_registrations_row_has_the_warnings_and_the_workflows_first_row_the_alert_note() -> (
-    None
-):
+def test_the_first_row_foreseen_at_the_edge_has_the_warnings_and_the_alert_note() -> None:
     shipment = pin(make_shipment(tracking_number="HELLOWORLD", carrier="UPS"), ANY_TIME_POLICY)
-    placeholder = registered(shipment, at(0))
-    assert [w.code for w in placeholder.document.warnings] == [NumberWarningCode.NOT_CARRIER_FORMAT]
-    assert placeholder.document.notes == []  # the alert is the workflow's to decide
-
-    state = tracking.on_start(ShipmentState(), at(0))
-    state, current, _ = tracking.on_registration(
-        state, shipment, ShipmentUpdate(shipment=shipment), at(0)
+    ref = policy_table.ref(ANY_TIME_POLICY, None)
+    start = ShipmentWorkflowInput(
+        shipment=shipment, policy=ref, inbox=[InboxItem(update=ShipmentUpdate(shipment=shipment))]
     )
-    state = tracking.on_number_warnings(state, current, at(0)).state
-    row = project(state, current, ANY_TIME_POLICY, at(0), version=1)
-    assert row.document.warnings == placeholder.document.warnings
+    row = first_task(start, ANY_TIME_POLICY, at(0)).row()
+    assert [w.code for w in row.document.warnings] == [NumberWarningCode.NOT_CARRIER_FORMAT]
     assert [n.kind for n in row.document.notes] == ["alert"]

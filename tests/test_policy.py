@@ -1,4 +1,4 @@
-"""Example-based tests of the pure tracking policy (trackflow/policy/), with a fake clock."""
+"""Example-based tests of the pure tracking policy (trackflow/policy.py), with a fake clock."""
 
 from __future__ import annotations
 

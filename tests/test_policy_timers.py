@@ -1,4 +1,4 @@
-"""The policy's timers, quiet hours and returns, driven with a fake clock (trackflow/policy/).
+"""The policy's timers, quiet hours and returns, driven with a fake clock (trackflow/policy.py).
 
 `Sim` moves time forward like the workflow does: it wakes at every `next_action` due time on
 the way (`on_tick`), then handles the input. Times are fixed instants in November 2026, when
@@ -317,9 +317,7 @@ def test_review_is_skipped_after_trouble(trouble: str, why: str) -> None:
     assert sim.state.review == "skipped"
     [note] = sim.notes("review")
     assert note.detail == f"skipped: {why}"
-    # Trouble known at delivery skips the review then; a refund after it, when the hold ends.
-    held = trouble == "refund"
-    assert note.at == delivered_at + (timedelta(hours=24) if held else timedelta(0))
+    assert note.at == delivered_at + timedelta(hours=24)
     assert sim.state.closed_reason == "lifecycle complete"
 
 
@@ -327,12 +325,13 @@ def test_review_is_skipped_after_trouble(trouble: str, why: str) -> None:
     ("trouble", "why"),
     [("exception", "weather_delay"), ("return before delivery", "return requested")],
 )
-def test_the_review_is_skipped_at_delivery_after_trouble_with_no_timer(
+def test_lean_lifecycles_skip_the_review_at_delivery_after_trouble_with_no_timer(
     trouble: str, why: str
 ) -> None:
-    """The trouble is known at delivery, so the review is skipped then and no hold timer is
-    armed for it (one timer, row and upsert fewer)."""
+    """Since the workflow's LEAN_PATCH: the trouble is known at delivery, so the review is
+    skipped then and no hold timer is armed for it (one timer, row and upsert fewer)."""
     sim = Sim()
+    sim.state = sim.state.model_copy(update={"review_skip_at_delivery": True})
     in_transit(sim)
     if trouble == "exception":
         sim.exception(X.WEATHER_DELAY, ny(20, 13))

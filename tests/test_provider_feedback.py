@@ -41,11 +41,10 @@ from starters.api import create_app
 from starters.embedded import free_port
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import drop_ledger_tables, eventually
-from trackflow.brand import Brand
 from trackflow.consent import may_send
 from trackflow.contracts import SendBatch, SendReport
 from trackflow.effects import SendNotification
-from trackflow.messages import MessageContext
+from trackflow.messages import Brand, MessageContext
 from trackflow.models import Channel, Trigger
 from trackflow.settings import Settings
 from trackflow.sources.normalized import SourcePayloadError

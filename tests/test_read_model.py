@@ -13,25 +13,21 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities.ledger import open_ledger
-from activities.read_model import ReadModel
 from tests.api_support import api_client, api_settings, event_body, shipment_body, tracking_number
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, running_worker
 from trackflow import policy as tracking
 from trackflow.effects import SendNotification
 from trackflow.models import CarrierStatus, Channel, ExceptionKind, Trigger
-from trackflow.pinning import pin
 from trackflow.projection import (
     SCAN_WRITE_INTERVAL,
     Change,
     as_of,
     change,
     project,
-    registered,
     write_due,
 )
-from trackflow.send_outcome import SendOutcome
-from trackflow.shipment_state import AWAIT_WORKER, Phase, ShipmentProjection, ShipmentState
+from trackflow.shipment_state import Phase, ShipmentProjection, ShipmentState
 
 NOW = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 IN_TRANSIT: tuple[CarrierStatus, float, dict[str, Any]] = (CarrierStatus.IN_TRANSIT, 20, {})
@@ -131,67 +127,12 @@ def test_with_sent_adds_each_message_once_as_the_workflow_records_it() -> None:
         channel=Channel.EMAIL,
         to="ada@example.com",
     )
-    once = row.with_sent([(send, NOW, SendOutcome.of("sent", "outbox"))])
-    twice = once.with_sent([(send, NOW, SendOutcome.of("sent", "outbox"))])
+    once = row.with_sent([(send, NOW, "outbox")])
+    twice = once.with_sent([(send, NOW, "outbox")])
     assert [(n.trigger, n.channel, n.outcome) for n in twice.document.notifications] == [
         (Trigger.IN_TRANSIT, Channel.EMAIL, "outbox")
     ]
     assert row.document.notifications == []  # unchanged: a copy
-
-
-def test_the_registration_row_holds_the_registrations_facts_and_decides_nothing() -> None:
-    """What the API writes before any worker ran the shipment: no policy runs at the edge,
-    so nothing the workflow would decide is in it (no timeline, note or deadline)."""
-    shipment = pin(
-        make_shipment(tracking_number="HELLOWORLD", carrier="UPS", timezone="Europe/Paris"),
-        ANY_TIME_POLICY,
-    )
-    assert shipment.pinned is not None
-    row = registered(shipment, NOW, time_scale=60)
-    document = row.document
-    assert (row.version, row.updated_at, row.registered_at) == (1, NOW, NOW)
-    assert row.shipment_key == tracking.shipment_key(shipment) == "HELLOWORLD/1001"
-    assert (row.order_name, row.first_name, row.open_problem) == ("#1001", "Ada", False)
-    assert (document.tracking_number, document.order_id, document.workflow_id) == (
-        "HELLOWORLD",
-        "1001",
-        "shipment-HELLOWORLD",
-    )
-    assert (document.status, document.summary, document.carrier) == (
-        Phase.PENDING,
-        "pending",
-        "ups",
-    )
-    assert (document.timezone, document.time_scale) == ("Europe/Paris", 60)
-    assert document.warnings == shipment.pinned.warnings != []
-    assert document.next_action.kind == AWAIT_WORKER and document.next_action.due_at is None
-    assert (document.timeline, document.notes, document.notifications, document.waiting) == (
-        [],
-        [],
-        [],
-        [],
-    )
-    assert "ada@example.com" not in row.model_dump_json()
-
-
-async def test_the_registration_row_never_replaces_a_workflow_row_and_is_replaced_by_one(
-    tmp_path: Path,
-) -> None:
-    shipment = pin(make_shipment(tracking_number="1ZREADMODEL0000001"), ANY_TIME_POLICY)
-    late = pin(make_shipment(tracking_number="1ZREADMODEL0000002"), ANY_TIME_POLICY)
-    ledger = open_ledger(str(tmp_path / "ledger.sqlite3"))
-    read_model = ReadModel(ledger, page_key=b"k" * 32)
-    try:
-        await read_model.save_first(registered(shipment, NOW))
-        first = project(_state_after(IN_TRANSIT), shipment, ANY_TIME_POLICY, NOW, 1)
-        await read_model.save(first)  # the workflow's first row: the same version replaces it
-        workflows = project(_state_after(IN_TRANSIT), late, ANY_TIME_POLICY, NOW, 1)
-        await read_model.save(workflows)
-        await read_model.save_first(registered(late, NOW + timedelta(seconds=1)))  # too late
-        rows = [await ledger.projection(s.tracking_number) for s in (shipment, late)]
-    finally:
-        await ledger.close()
-    assert rows == [first, workflows]
 
 
 async def test_get_reads_the_read_model_and_needs_no_worker(

@@ -2,9 +2,9 @@
 
 Only the modules whose types cross the workflow boundary are shared with the host; the policy
 is imported afresh inside the sandbox, where `datetime.now()` (like `time.time()` or `random`)
-fails the workflow task. A test cannot edit the policy (trackflow/policy/), so `careless_policy`
-hands every fresh import of its entry point (the sandbox's) a copy in which each public function
-it hands on first reads the clock; the host keeps the module it imported at startup.
+fails the workflow task. A test cannot edit trackflow/policy.py, so `careless_policy` hands
+every fresh import of it (the sandbox's) a copy in which each public function first reads the
+clock; the host keeps the module it imported at startup.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _reads_the_clock(function):
 for _name, _value in list(globals().items()):
     if (
         isinstance(_value, _types.FunctionType)
-        and _value.__module__.startswith(__name__)
+        and _value.__module__ == __name__
         and not _name.startswith("_")
     ):
         globals()[_name] = _reads_the_clock(_value)
@@ -83,12 +83,7 @@ class _CarelessPolicyFinder(importlib.abc.MetaPathFinder):
         found = importlib.machinery.PathFinder.find_spec(fullname, path)
         assert found is not None and found.origin is not None
         loader = _CarelessLoader(fullname, found.origin)
-        return importlib.util.spec_from_file_location(
-            fullname,
-            found.origin,
-            loader=loader,
-            submodule_search_locations=found.submodule_search_locations,
-        )
+        return importlib.util.spec_from_file_location(fullname, found.origin, loader=loader)
 
 
 @pytest.fixture

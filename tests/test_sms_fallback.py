@@ -16,10 +16,8 @@ from trackflow.carriers.samples import random_tracking_number
 from trackflow.effects import SendNotification
 from trackflow.models import CarrierStatus, Channel, Trigger
 from trackflow.policy import on_send_outcome, record_sent
-from trackflow.send_outcome import SendOutcome
 from trackflow.shipment_state import ShipmentState
 
-REFUSED = SendOutcome.of("failed", "sendgrid", "400")
 FALLBACK = ANY_TIME_POLICY.model_copy(update={"sms_fallback_on_email_failure": True})
 KEY = "1Z999AA10123456784/1001:in_transit:1"
 EMAIL = SendNotification(
@@ -32,8 +30,8 @@ EMAIL = SendNotification(
 
 def test_a_bounced_email_goes_out_as_a_text_to_a_consenting_phone() -> None:
     shipment = make_shipment(order_value="20")  # below the SMS threshold: email only
-    state = record_sent(ShipmentState(), EMAIL, at(0), REFUSED)
-    [text] = on_send_outcome(state, EMAIL, REFUSED, shipment, FALLBACK).sends
+    state = record_sent(ShipmentState(), EMAIL, at(0), "sendgrid:failed:400")
+    [text] = on_send_outcome(state, EMAIL, "sendgrid:failed:400", shipment, FALLBACK).sends
     assert (text.idempotency_key, text.channel, text.to, text.trigger) == (
         f"{KEY}:sms",
         Channel.SMS,
@@ -44,29 +42,25 @@ def test_a_bounced_email_goes_out_as_a_text_to_a_consenting_phone() -> None:
 
 def test_no_text_without_the_policy_consent_or_when_one_went_already() -> None:
     shipment = make_shipment()
-    failed = REFUSED
+    failed = "sendgrid:failed:400"
     assert on_send_outcome(ShipmentState(), EMAIL, failed, shipment, ANY_TIME_POLICY).sends == []
     no_consent = make_shipment(sms_consent=False)
     assert on_send_outcome(ShipmentState(), EMAIL, failed, no_consent, FALLBACK).sends == []
     texted = SendNotification(
         idempotency_key=f"{KEY}:sms", trigger=Trigger.IN_TRANSIT, channel=Channel.SMS, to="+1"
     )
-    state = record_sent(ShipmentState(), texted, at(0), SendOutcome.of("sent", "twilio"))
+    state = record_sent(ShipmentState(), texted, at(0), "twilio")
     assert on_send_outcome(state, EMAIL, failed, shipment, FALLBACK).sends == []
 
 
 def test_only_a_permanent_failure_of_an_email_falls_back() -> None:
     shipment = make_shipment()
-    for outcome in (
-        SendOutcome.of("sent", "sendgrid"),
-        SendOutcome.of("sent", "outbox"),
-        SendOutcome.of("suppressed", "sendgrid", "unsubscribed"),
-        SendOutcome.of("uncertain", "sendgrid"),
-    ):
+    for outcome in ("sendgrid", "outbox", "suppressed:unsubscribed", "sendgrid:uncertain"):
         assert on_send_outcome(ShipmentState(), EMAIL, outcome, shipment, FALLBACK).sends == []
     sms = EMAIL.model_copy(update={"channel": Channel.SMS, "idempotency_key": f"{KEY}:sms"})
-    twilio_refused = SendOutcome.of("failed", "twilio", "21211")
-    assert on_send_outcome(ShipmentState(), sms, twilio_refused, shipment, FALLBACK).sends == []
+    assert (
+        on_send_outcome(ShipmentState(), sms, "twilio:failed:21211", shipment, FALLBACK).sends == []
+    )
 
 
 async def test_a_workflows_refused_email_is_texted_instead_end_to_end(

@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,18 @@ from activities.notify import NotificationActivities, with_page_link
 from activities.read_model import ReadModel
 from devstack import demo
 from starters.api import create_app
+from starters.api.pages import page_brand
 from tests.api_support import api_client, api_settings, event_body, shipment_body, tracking_number
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent
 from trackflow import policy as tracking
-from trackflow.brand import Brand
 from trackflow.contracts import SendBatch
 from trackflow.effects import SendNotification
-from trackflow.messages import MessageContext
+from trackflow.messages import Brand, MessageContext
 from trackflow.models import CarrierStatus, Channel, ExceptionKind, Shipment, Trigger
 from trackflow.page import (
     PROBLEMS,
+    PageBrand,
     expired,
     message_ref,
     page_link,
@@ -94,9 +96,9 @@ def row_for(name: str, written_at: datetime = WRITTEN_AT) -> ShipmentProjection:
     return project(state, shipment, ANY_TIME_POLICY, written_at, 1)
 
 
-BRAND = Brand(
+BRAND = PageBrand(
     store_name="Acme Goods",
-    primary_color="#7c3aed",
+    color="#7c3aed",
     support_email="help@acme.test",
     support_phone="+1 502 555 0100",
     return_url="https://acme.test/returns",
@@ -211,7 +213,7 @@ def test_every_exception_kind_says_what_happened_and_what_happens_next() -> None
     for kind in ExceptionKind:
         headline, what, next_steps = PROBLEMS[kind]
         assert headline and what and next_steps, kind
-    plain = Brand(store_name="Acme")  # no replacement-or-refund page
+    plain = PageBrand(store_name="Acme")  # no replacement-or-refund page
     row = row_for("weather_delay")
     for kind in ExceptionKind:
         document = row.document.model_copy(update={"exception": kind})
@@ -227,13 +229,13 @@ def test_every_exception_kind_says_what_happened_and_what_happens_next() -> None
 def test_without_a_support_contact_the_lost_page_gives_the_sender_address(tmp_path: Path) -> None:
     """Issue 18, item 6: the page said "Contact us" and showed no contact."""
     settings = Settings(data_dir=tmp_path, email_from="Acme Goods <shop@acme.test>")
-    brand = settings.brand()
+    brand = page_brand(settings)
 
     page = render_page(tracking_page(row_for("lost"), brand, WRITTEN_AT), brand)
 
     assert 'href="mailto:shop@acme.test"' in page
     assert "Contact us" in _text(page)
-    phone_only = settings.model_copy(update={"support_phone": "+1 502 555 0100"}).brand()
+    phone_only = page_brand(settings.model_copy(update={"support_phone": "+1 502 555 0100"}))
     assert "shop@acme.test" not in render_page(
         tracking_page(row_for("lost"), phone_only, WRITTEN_AT), phone_only
     )
@@ -242,11 +244,11 @@ def test_without_a_support_contact_the_lost_page_gives_the_sender_address(tmp_pa
 def test_with_no_contact_at_all_the_page_never_asks_the_shopper_to_contact_us(
     tmp_path: Path,
 ) -> None:
-    brand = Settings(data_dir=tmp_path).brand()
+    brand = page_brand(Settings(data_dir=tmp_path))
     row = row_for("weather_delay")
     for kind in ExceptionKind:
         for resolution in (None, "https://acme.test/claims"):
-            shown = brand.model_copy(update={"resolution_url": resolution})
+            shown = replace(brand, resolution_url=resolution)
             document = row.document.model_copy(update={"exception": kind})
             view = tracking_page(row.model_copy(update={"document": document}), shown, WRITTEN_AT)
             text = _text(render_page(view, shown))
@@ -265,7 +267,7 @@ def test_the_page_shows_the_first_name_only_and_escapes_everything() -> None:
     hostile = hostile.model_copy(
         update={"document": document.model_copy(update={"timeline": timeline})}
     )
-    brand = Brand(store_name='Acme "<b>"', support_url="javascript:alert(1)")
+    brand = PageBrand(store_name='Acme "<b>"', support_url="javascript:alert(1)")
     page = render_page(tracking_page(hostile, brand, WRITTEN_AT), brand)
     assert "<script>" not in page and "<img src=x" not in page and "<b>" not in page
     assert "&lt;script&gt;" in page and "&lt;img src=x" in page

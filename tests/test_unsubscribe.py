@@ -18,9 +18,8 @@ from activities.notify import outgoing
 from starters.api import create_app
 from tests.api_support import api_client, api_settings
 from tests.factories import ANY_TIME_POLICY, make_shipment
-from trackflow.brand import Brand
 from trackflow.effects import SendNotification
-from trackflow.messages import MessageContext, render, unsubscribe_url
+from trackflow.messages import Brand, MessageContext, render, unsubscribe_url
 from trackflow.models import Channel, Trigger
 from trackflow.settings import Settings
 from workers.runtime import connect

@@ -12,8 +12,7 @@ from trackflow.effects import SendNotification
 from trackflow.messages import MessageContext
 from trackflow.models import CarrierEvent, Model, ReturnRequest, Shipment, ShipmentUpdate
 from trackflow.policy_table import PolicyRef
-from trackflow.send_outcome import SendOutcome, SendStatus
-from trackflow.shipment_state import AWAIT_WORKER, Phase, ShipmentProjection, ShipmentState
+from trackflow.shipment_state import ShipmentProjection, ShipmentState
 
 TASK_QUEUE = "trackflow"
 MAX_EVENTS_PER_SIGNAL = 100
@@ -72,15 +71,10 @@ ALL_KEYS: tuple[SearchAttributeKey[str] | SearchAttributeKey[datetime], ...] = (
 
 
 def initial_search_attributes(shipment: Shipment) -> list[SearchAttributePair[str]]:
-    """What the start sets: the registration's facts and, until the first workflow task
-    upserts what it decided, status pending and next action `AWAIT_WORKER` (the edge runs no
-    policy; `trackflow.projection.registered` is the same row for the read model)."""
     return [
         SearchAttributePair(ORDER_ID, shipment.order_id),
         SearchAttributePair(TRACKING_NUMBER, shipment.tracking_number),
         SearchAttributePair(CARRIER, shipment.carrier or "unknown"),
-        SearchAttributePair(STATUS, Phase.PENDING.value),
-        SearchAttributePair(NEXT_ACTION, AWAIT_WORKER),
     ]
 
 
@@ -137,29 +131,9 @@ class SendBatch(Model):
 
 class DeliveryReceipt(Model):
     idempotency_key: str
-    transport: str = Field(description="for people: `SendOutcome.display`")
+    transport: str
     sent_at: datetime
     already_sent: bool = False
-    outcome: SendOutcome | None = Field(
-        default=None, description="how it went (absent in receipts recorded before it)"
-    )
-
-    @property
-    def send_outcome(self) -> SendOutcome:
-        return self.outcome or _recorded_before_outcome(self.transport)
-
-
-def _recorded_before_outcome(display: str) -> SendOutcome:
-    """A receipt recorded before it carried its `SendOutcome` (its history replays the same
-    decisions): what its display string said. Nothing else reads a display string."""
-    provider, _, rest = display.partition(":")
-    if provider == "suppressed":
-        return SendOutcome(status=SendStatus.SUPPRESSED, provider="", code=rest)
-    if rest.startswith("failed:"):
-        return SendOutcome(status=SendStatus.FAILED, provider=provider, code=rest[7:])
-    if rest == "uncertain":
-        return SendOutcome(status=SendStatus.UNCERTAIN, provider=provider)
-    return SendOutcome.of(SendStatus.SENT, display)
 
 
 class SendReport(Model):

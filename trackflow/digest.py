@@ -21,14 +21,15 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
 from trackflow.models import Model
-from trackflow.zones import zone
 
 DIGEST_WORKFLOW_NAME = "DailyDigestWorkflow"
 DIGEST_SCHEDULE_ID = "trackflow-daily-digest"
+POST_DIGEST = "post_digest"
 DIGEST_TRIGGER = "digest"
 SHIPMENT_WORKFLOW_TYPE = "ShipmentTrackingWorkflow"
 MAX_LISTED_PER_PROBLEM = 25
@@ -155,7 +156,7 @@ def open_problems(
 
 
 def local_date(fired_at: datetime, timezone: str) -> date:
-    return fired_at.astimezone(zone(timezone)).date()
+    return fired_at.astimezone(ZoneInfo(timezone)).date()
 
 
 def digest_key(fired_at: datetime, timezone: str) -> str:

@@ -101,15 +101,6 @@ class SyncDelayedList(Model):
     order_id: str
 
 
-class IntegrationReceipt(Model):
-    """What an integration activity (alert, helpdesk tag, delayed list) recorded."""
-
-    idempotency_key: str
-    transport: str  # e.g. "slack", "gorgias", "klaviyo-refused", "none" (not configured)
-    recorded_at: datetime
-    already_recorded: bool = False
-
-
 AUTO_DELAY_NOTIFIED = "auto_delay_notified"
 RETURN_REQUESTED_TAG = "return_requested"
 LOST_PACKAGE_TAG = "lost_package"

@@ -53,23 +53,6 @@ def canonical_email(value: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
-def canonical_email_or_none(value: str | None) -> str | None:
-    """``value`` as its canonical address; None when absent or not one plain address (an
-    address we could not send to is no address)."""
-    if value is None:
-        return None
-    try:
-        return canonical_email(value)
-    except ValueError:
-        return None
-
-
-def comparable_email(value: str) -> str:
-    """The spelling two addresses are compared by (the suppression list, the customer index,
-    an opt-out matched with the messages sent): blanks around ignored, all lower case."""
-    return value.strip().lower()
-
-
 def _optional(value: str | None) -> str | None:
     if value is None or not value.strip():
         return None

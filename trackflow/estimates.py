@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import pytz
+
 from trackflow.send_windows import local_time
-from trackflow.zones import UnknownZone
 
 
 def tellable_estimate(estimate: date | None, at: datetime, zone: str) -> date | None:
@@ -22,6 +23,6 @@ def tellable_estimate(estimate: date | None, at: datetime, zone: str) -> date | 
         return None
     try:
         today = local_time(at, zone).date()
-    except UnknownZone:
+    except pytz.UnknownTimeZoneError:
         today = local_time(at, "UTC").date()
     return estimate if estimate >= today else None

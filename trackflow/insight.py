@@ -115,14 +115,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field
 
-from trackflow.contact_address import comparable_address
 from trackflow.models import Model, Trigger
-from trackflow.send_outcome import SendStatus, ledger_status
 from trackflow.shipment_state import ShipmentProjection
-from trackflow.zones import zone_or_utc
 
 MAX_PERIOD_DAYS = 731
 OPT_OUT_REASONS = frozenset({"sms_stop", "unsubscribed"})
@@ -373,6 +371,11 @@ def per_100(count: int, of: int) -> float | None:
     return None if of == 0 else 100 * count / of
 
 
+def normalise_address(channel: str, address: str) -> str:
+    address = address.strip()
+    return address.lower() if channel == "email" else re.sub(r"[\s\-().]", "", address)
+
+
 def monday(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
@@ -388,12 +391,8 @@ def _row_time(row: MessageRow) -> datetime | None:
     return row.sent_at or row.claimed_at
 
 
-def _status(row: MessageRow) -> SendStatus | None:
-    return ledger_status(row.status, row.transport)
-
-
 def _live_sent(row: MessageRow) -> bool:
-    return _status(row) is SendStatus.SENT
+    return row.status == "sent" and row.transport != "shadow"
 
 
 def _messages(rows: Iterable[MessageRow]) -> list[MessageRow]:
@@ -415,16 +414,16 @@ def message_figures(
             continue
         c = counts[(str(row.trigger), str(row.channel))]
         c["decided"] += 1
-        status = _status(row)
-        if status is SendStatus.SHADOW:
+        status = row.status
+        if status == "sent" and row.transport == "shadow":
             c["shadow"] += 1
-        elif status is SendStatus.SUPPRESSED:
+        elif status == "suppressed" or (row.transport or "").startswith("suppressed:"):
             c["suppressed"] += 1
-        elif status is SendStatus.FAILED:
+        elif status == "failed":
             c["failed"] += 1
-        elif status is SendStatus.UNCERTAIN:
+        elif status == "uncertain":
             c["uncertain"] += 1
-        elif status is SendStatus.SENT:
+        elif status == "sent":
             c["sent"] += 1
             delivery = row.delivery_status
             c["delivered"] += row.delivered_at is not None or delivery == "delivered"
@@ -436,11 +435,11 @@ def message_figures(
     sent_to: dict[tuple[str, str], list[MessageRow]] = defaultdict(list)
     for row in messages:
         if _live_sent(row) and row.to and row.sent_at is not None:
-            sent_to[(str(row.channel), comparable_address(str(row.channel), row.to))].append(row)
+            sent_to[(str(row.channel), normalise_address(str(row.channel), row.to))].append(row)
     for opt_out in opt_outs:
         if opt_out.reason not in OPT_OUT_REASONS or not window.holds(opt_out.at):
             continue
-        address = comparable_address(opt_out.channel, opt_out.address)
+        address = normalise_address(opt_out.channel, opt_out.address)
         before = [
             r
             for r in sent_to.get((opt_out.channel, address), [])
@@ -493,13 +492,13 @@ def shadow_weeks(rows: Sequence[MessageRow]) -> list[date]:
     """The leading run of weeks whose sent message rows are all shadow-mode rows."""
     by_week: dict[date, list[MessageRow]] = defaultdict(list)
     for row in _messages(rows):
-        if _status(row) in (SendStatus.SENT, SendStatus.SHADOW) and row.sent_at is not None:
+        if row.status == "sent" and row.sent_at is not None:
             by_week[week_of(row.sent_at)].append(row)
     if not by_week:
         return []
     weeks: list[date] = []
     week = min(by_week)
-    while week in by_week and all(_status(r) is SendStatus.SHADOW for r in by_week[week]):
+    while week in by_week and all(r.transport == "shadow" for r in by_week[week]):
         weeks.append(week)
         week += timedelta(days=7)
     return weeks
@@ -600,6 +599,13 @@ def wismo(
 # --- carriers --------------------------------------------------------------------------------
 
 
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
 def transit_days(row: ShipmentProjection) -> float | None:
     start = row.first_scan_at or row.registered_at
     if row.delivered_at is None or start is None or start > row.delivered_at:
@@ -634,7 +640,7 @@ def carrier_figures(
             if row.estimated_delivery is None or row.delivered_at is None:
                 no_estimate += 1
                 continue
-            local = row.delivered_at.astimezone(zone_or_utc(row.document.timezone)).date()
+            local = row.delivered_at.astimezone(_zone(row.document.timezone)).date()
             if local <= row.estimated_delivery:
                 on_time += 1
             else:

@@ -24,8 +24,8 @@ from urllib.parse import quote
 
 import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
+from pydantic import Field, field_validator
 
-from trackflow.brand import Brand, button_text_color
 from trackflow.carrier_codes import carrier_code
 from trackflow.carriers import courier_tracking_url
 from trackflow.carriers.formats import COURIER_NAMES
@@ -101,9 +101,51 @@ _env = Environment(
 _env.filters["capfirst"] = lambda text: text[:1].upper() + text[1:]
 
 
+DEFAULT_BRAND_COLOR = "#18181b"
+_HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_DARK_TEXT = "#18181b"
+_LIGHT_TEXT = "#ffffff"
 UNSUBSCRIBE_PATH = "/u/"
 """Where the API serves unsubscribe links: `<public URL>/u/<token>` (GET shows a confirmation,
 POST `List-Unsubscribe=One-Click` unsubscribes at once, per RFC 8058)."""
+
+
+class Brand(Model):
+    """How the store presents itself in messages (configured by `TRACKFLOW_*` settings)."""
+
+    store_name: str = "Our store"
+    support_email: str | None = None
+    support_url: str | None = None
+    support_phone: str | None = None
+    resolution_url: str | None = None
+    """Where a customer picks a replacement or a refund for a lost or damaged package."""
+    review_url: str | None = None
+    """Where a customer leaves a review after delivery."""
+    logo_url: str | None = None
+    """The email header's logo (https only; else the store name is the header)."""
+    primary_color: str = DEFAULT_BRAND_COLOR
+    """`#rrggbb`: the buttons and the header rule. The button text is white or near-black,
+    whichever reads better on it."""
+    postal_address: str | None = None
+    """The store's postal address for the email footer (lines separated by newlines)."""
+    public_url: str | None = None
+    """Where trackflow's API is reachable from the internet (unsubscribe links)."""
+    unsubscribe_secret: str | None = Field(default=None, repr=False)
+    """Signs unsubscribe links; without it (or without `public_url`) emails offer only the
+    mailto unsubscribe."""
+    unsubscribe_email: str | None = None
+    """The mailbox of the `mailto:` unsubscribe (default: `support_email`)."""
+
+    @field_validator("primary_color")
+    @classmethod
+    def _hex_color(cls, value: str) -> str:
+        if not _HEX_COLOR.match(value):
+            raise ValueError(f"a brand colour is #rrggbb, not {value!r}")
+        return value.lower()
+
+    @property
+    def unsubscribe_mailbox(self) -> str | None:
+        return self.unsubscribe_email or self.support_email
 
 
 class RenderedMessage(Model):
@@ -221,15 +263,36 @@ def _mailbox(address: str | None) -> str | None:
     return address if address and _MAILBOX.match(address) else None
 
 
+# --- brand -----------------------------------------------------------------------------------
+
+
+def button_text_color(background: str) -> str:
+    """White or near-black, whichever contrasts more with `background` (WCAG luminance)."""
+    background_l = _luminance(background)
+    on_dark = (_luminance(_LIGHT_TEXT) + 0.05) / (background_l + 0.05)
+    on_light = (background_l + 0.05) / (_luminance(_DARK_TEXT) + 0.05)
+    return _LIGHT_TEXT if on_dark >= on_light else _DARK_TEXT
+
+
+def _luminance(color: str) -> float:
+    def channel(hex_pair: str) -> float:
+        c = int(hex_pair, 16) / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(color[i : i + 2]) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
 def _email_context(brand: Brand, key: str) -> dict[str, Any]:
     """What only emails show: the brand's look, the footer and the unsubscribe link."""
     url = unsubscribe_url(brand, key)
     mailto = unsubscribe_mailto(brand, key)
+    logo = brand.logo_url if brand.logo_url and brand.logo_url.startswith("https://") else None
     address = (brand.postal_address or "").replace("\\n", "\n")
     return {
         "brand_color": brand.primary_color,
         "button_text_color": button_text_color(brand.primary_color),
-        "logo_url": brand.https_logo_url,
+        "logo_url": logo,
         "postal_lines": [line.strip() for line in address.splitlines() if line.strip()],
         "unsubscribe_url": url,
         "unsubscribe_mailbox": brand.unsubscribe_mailbox if mailto else None,

@@ -5,9 +5,8 @@ view model: a headline, the four milestones (label created, in transit, out for 
 delivered) with their local times, the estimated delivery, the last scan (time in the shopper's
 zone, place), and, when delayed or lost, what happened and what happens next in plain words,
 the carrier's link, the store's support contact and return link. `render_page` makes it a
-self-contained, mobile-first HTML page (the Jinja2 template `templates/page/tracking.html`:
-inline CSS, nothing fetched but the store's https logo); every text is escaped. Of the
-customer it shows the first name only.
+self-contained, mobile-first HTML page (inline CSS, nothing fetched but the store's https
+logo); every text is escaped. Of the customer it shows the first name only.
 
 Every message links to the page (`page_link`): `<public URL>/t/<token>?m=<ref>`, where `ref`
 (`message_ref`) is a short digest of the message's idempotency key; a view with `m` counts as
@@ -18,24 +17,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-
-from trackflow.brand import Brand, button_text_color
 from trackflow.carriers import courier_tracking_url
 from trackflow.estimates import tellable_estimate
-from trackflow.messages import carrier_display_name, format_eta
+from trackflow.messages import button_text_color, carrier_display_name, format_eta
 from trackflow.models import CarrierStatus, ExceptionKind
 from trackflow.shipment_state import Phase, ShipmentProjection
-from trackflow.zones import zone_name, zone_or_utc
 
 PAGE_PATH = "/t/"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 MESSAGE_REF_BYTES = 6  # 8 URL-safe characters
+DEFAULT_COLOR = "#18181b"
 ENDED = (Phase.DELIVERED, Phase.RETURNED, Phase.CANCELLED)
-START_A_RETURN = "Start a return"
 
 MILESTONES: tuple[tuple[CarrierStatus, str], ...] = (
     (CarrierStatus.LABEL_CREATED, "Label created"),
@@ -49,6 +47,20 @@ _REACHED_BY_PHASE = {
     Phase.OUT_FOR_DELIVERY: 2,
     Phase.DELIVERED: 3,
 }
+
+
+@dataclass(frozen=True)
+class PageBrand:
+    """How the store presents itself on the page (from the settings)."""
+
+    store_name: str = "Our store"
+    color: str = DEFAULT_COLOR
+    logo_url: str | None = None
+    support_email: str | None = None
+    support_phone: str | None = None
+    support_url: str | None = None
+    return_url: str | None = None
+    resolution_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,14 +107,6 @@ class PageView:
     links: tuple[Link, ...] = field(default_factory=tuple)
     zone_note: str | None = None
 
-    @property
-    def buttons(self) -> tuple[Link, ...]:
-        return tuple(link for link in self.links if link.text != START_A_RETURN)
-
-    @property
-    def return_link(self) -> Link | None:
-        return next((link for link in self.links if link.text == START_A_RETURN), None)
-
 
 # --- links and lifetime ----------------------------------------------------------------------
 
@@ -138,10 +142,10 @@ def expired(row: ShipmentProjection, days: int, now: datetime) -> bool:
 # --- the view model --------------------------------------------------------------------------
 
 
-def tracking_page(row: ShipmentProjection, brand: Brand, now: datetime) -> PageView:
+def tracking_page(row: ShipmentProjection, brand: PageBrand, now: datetime) -> PageView:
     """The page as it reads at `now` (an estimate over by then is not shown)."""
     document = row.document
-    zone = zone_or_utc(document.timezone)
+    zone = _zone(document.timezone)
     carrier = carrier_display_name(document.carrier, document.carrier_label)
     timeline = sorted(document.timeline, key=lambda e: e.occurred_at)
     kind = _problem_kind(row)
@@ -203,7 +207,7 @@ def _problem_kind(row: ShipmentProjection) -> ExceptionKind | None:
     return None
 
 
-def _steps(row: ShipmentProjection, zone: tzinfo, *, problem: bool) -> tuple[Step, ...]:
+def _steps(row: ShipmentProjection, zone: ZoneInfo, *, problem: bool) -> tuple[Step, ...]:
     firsts: dict[CarrierStatus, datetime] = {}
     for entry in sorted(row.document.timeline, key=lambda e: e.occurred_at):
         firsts.setdefault(entry.status, entry.occurred_at)
@@ -374,7 +378,7 @@ DELAYS = (
 )
 
 
-def _problem(kind: ExceptionKind, carrier: str, brand: Brand) -> Problem:
+def _problem(kind: ExceptionKind, carrier: str, brand: PageBrand) -> Problem:
     _headline_text, what, next_steps = PROBLEMS.get(kind, PROBLEMS[ExceptionKind.UNKNOWN])
     if not _support(brand):
         next_steps = tuple(_WITHOUT_CONTACT.get(step, step) for step in next_steps)
@@ -390,7 +394,7 @@ def _problem(kind: ExceptionKind, carrier: str, brand: Brand) -> Problem:
     )
 
 
-def _support(brand: Brand) -> tuple[Link, ...]:
+def _support(brand: PageBrand) -> tuple[Link, ...]:
     links = []
     if brand.support_email and "@" in brand.support_email and " " not in brand.support_email:
         links.append(Link(brand.support_email, f"mailto:{brand.support_email}"))
@@ -402,23 +406,30 @@ def _support(brand: Brand) -> tuple[Link, ...]:
     return tuple(links)
 
 
-def _links(brand: Brand, problem: Problem | None) -> tuple[Link, ...]:
+def _links(brand: PageBrand, problem: Problem | None) -> tuple[Link, ...]:
     links = []
     if problem is not None and problem.offers_resolution and brand.resolution_url:
         links.append(Link("Choose a replacement or a refund", brand.resolution_url))
     if brand.return_url and _web(brand.return_url):
-        links.append(Link(START_A_RETURN, brand.return_url))
+        links.append(Link("Start a return", brand.return_url))
     return tuple(links)
 
 
 # --- time ------------------------------------------------------------------------------------
 
 
-def _zone_name(zone: tzinfo) -> str:
-    return zone_name(zone).replace("_", " ")
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
-def _local_time(at: datetime, zone: tzinfo) -> str:
+def _zone_name(zone: ZoneInfo) -> str:
+    return str(zone.key).replace("_", " ")
+
+
+def _local_time(at: datetime, zone: ZoneInfo) -> str:
     """`Tuesday, November 24, 3:05 PM EST` in the shopper's zone."""
     local = at.astimezone(zone)
     hour = local.hour % 12 or 12
@@ -429,7 +440,7 @@ def _local_time(at: datetime, zone: tzinfo) -> str:
     )
 
 
-def _short_time(at: datetime, zone: tzinfo) -> str:
+def _short_time(at: datetime, zone: ZoneInfo) -> str:
     """`Nov 24, 3:05 PM` in the shopper's zone (the progress steps)."""
     local = at.astimezone(zone)
     hour = local.hour % 12 or 12
@@ -442,34 +453,196 @@ def _eta(day: date, status: Phase) -> str:
     return f"Today, {text}" if status is Phase.OUT_FOR_DELIVERY else text
 
 
-# --- HTML (trackflow/templates/page/) ---------------------------------------------------------
+# --- HTML ------------------------------------------------------------------------------------
 
 
-def render_page(view: PageView, brand: Brand) -> str:
-    return _env.get_template("tracking.html").render(
-        view=view,
-        brand=brand,
-        color=brand.primary_color,
-        on_color=button_text_color(brand.primary_color),
+def render_page(view: PageView, brand: PageBrand) -> str:
+    color = brand.color if _hex(brand.color) else DEFAULT_COLOR
+    on_color = button_text_color(color)
+    logo = (
+        f'<img src="{_e(brand.logo_url)}" alt="{_e(brand.store_name)}" class="logo">'
+        if brand.logo_url and brand.logo_url.startswith("https://")
+        else f'<span class="store">{_e(brand.store_name)}</span>'
+    )
+    parts = [
+        f'<p class="greeting">{_e(view.greeting)}</p>',
+        f'<h1 class="headline tone-{_e(view.tone)}" id="status">{_e(view.headline)}</h1>',
+        f'<p class="summary">{_e(view.summary)}</p>' if view.summary else "",
+        f'<p class="meta">{_e(view.order)} · {_e(view.carrier)} '
+        f'<span class="number">{_e(view.tracking_number)}</span></p>',
+    ]
+    if view.eta:
+        parts.append(
+            f'<section class="card eta" id="eta"><p class="label">{_e(view.eta_label or "")}</p>'
+            f'<p class="value">{_e(view.eta)}</p></section>'
+        )
+    parts.append(_progress(view.steps))
+    if view.problem is not None:
+        items = "".join(f"<li>{_e(step)}</li>" for step in view.problem.next_steps)
+        parts.append(
+            '<section class="card problem" id="problem"><h2>What happened</h2>'
+            f"<p>{_e(view.problem.what)}</p><h2>What happens next</h2><ul>{items}</ul></section>"
+        )
+    if view.last_scan_at:
+        lines = [f'<p class="value">{_e(view.last_scan_at)}</p>']
+        if view.last_scan_place:
+            lines.append(f'<p class="place">{_e(view.last_scan_place)}</p>')
+        if view.last_scan_detail:
+            lines.append(f'<p class="detail">{_e(view.last_scan_detail)}</p>')
+        note = f'<p class="note">{_e(view.zone_note)}</p>' if view.zone_note else ""
+        parts.append(
+            '<section class="card scan" id="last-scan"><p class="label">Latest update</p>'
+            f"{''.join(lines)}{note}</section>"
+        )
+    buttons = [
+        f'<a class="button" href="{_e(link.href)}" rel="noopener noreferrer">{_e(link.text)}</a>'
+        for link in view.links
+        if link.text != "Start a return"
+    ]
+    if view.carrier_link:
+        buttons.append(
+            f'<a class="button secondary" id="carrier-link" href="{_e(view.carrier_link.href)}" '
+            f'rel="noopener noreferrer">{_e(view.carrier_link.text)}</a>'
+        )
+    if buttons:
+        parts.append(f'<div class="actions">{"".join(buttons)}</div>')
+    parts.append(_help(view))
+    return _PAGE.format(
+        title=_e(view.title),
+        color=color,
+        on_color=on_color,
+        header=logo,
+        main="".join(parts),
+        store=_e(brand.store_name),
     )
 
 
+def _progress(steps: Sequence[Step]) -> str:
+    items = []
+    for step in steps:
+        when = f'<span class="when">{_e(step.at)}</span>' if step.at else ""
+        current = ' aria-current="step"' if step.state in ("current", "problem") else ""
+        items.append(
+            f'<li class="step is-{step.state}"{current}><span class="dot"></span>'
+            f'<span class="text"><span class="name">{_e(step.label)}</span>{when}</span></li>'
+        )
+    return (
+        f'<ol class="progress" id="progress" aria-label="Delivery progress">{"".join(items)}</ol>'
+    )
+
+
+def _help(view: PageView) -> str:
+    contact = " · ".join(f'<a href="{_e(link.href)}">{_e(link.text)}</a>' for link in view.support)
+    returns = next((link for link in view.links if link.text == "Start a return"), None)
+    lines = []
+    if contact:
+        lines.append(f"<p>Questions about your order? Contact us: {contact}</p>")
+    if returns:
+        lines.append(
+            f'<p>Need to send something back? <a href="{_e(returns.href)}" id="return-link">'
+            f"{_e(returns.text)}</a></p>"
+        )
+    if not lines:
+        return ""
+    return f'<section class="help" id="help"><h2>Need help?</h2>{"".join(lines)}</section>'
+
+
 def not_found_page() -> str:
-    return _env.get_template("not_found.html").render()
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="robots" content="noindex"><title>Not found</title></head>'
+        '<body style="font-family:system-ui,sans-serif;margin:2rem;color:#18181b">'
+        "<h1>Tracking page not found</h1>"
+        "<p>This link is not valid, or the tracking page is no longer available.</p>"
+        "</body></html>"
+    )
 
 
 def unavailable_page() -> str:
     """What the shopper sees while the page's data cannot be read (503, `Retry-After`)."""
-    return _env.get_template("unavailable.html").render()
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="robots" content="noindex"><title>Try again shortly</title></head>'
+        '<body style="font-family:system-ui,sans-serif;margin:2rem;color:#18181b">'
+        "<h1>Try again shortly</h1>"
+        "<p>This page cannot be shown right now. Please try again in a few minutes.</p>"
+        "</body></html>"
+    )
 
 
-_env = Environment(
-    loader=PackageLoader("trackflow", "templates/page"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><meta name="referrer" content="no-referrer">
+<title>{title}</title>
+<style>
+*{{box-sizing:border-box}}
+body{{margin:0;background:#f4f4f5;color:#18181b;font:16px/1.5 system-ui,-apple-system,
+"Segoe UI",Roboto,Helvetica,Arial,sans-serif}}
+header{{background:{color};color:{on_color};padding:14px 20px}}
+header .store{{font-weight:700;font-size:1.15rem}}
+header .logo{{max-height:36px;max-width:180px;display:block}}
+main{{max-width:640px;margin:0 auto;padding:20px 16px 32px}}
+.greeting{{margin:0;color:#52525b}}
+h1{{font-size:1.75rem;line-height:1.2;margin:4px 0 8px}}
+h1.tone-good{{color:#15803d}}h1.tone-problem{{color:#b45309}}
+.summary{{margin:0 0 8px}}
+.meta{{margin:0 0 16px;color:#52525b;font-size:.9rem;overflow-wrap:anywhere}}
+.card{{background:#fff;border-radius:12px;padding:14px 16px;margin:0 0 14px;
+box-shadow:0 1px 2px rgba(0,0,0,.08)}}
+.card p{{margin:0}}
+.label{{color:#52525b;font-size:.85rem;text-transform:uppercase;letter-spacing:.04em}}
+.value{{font-weight:700;font-size:1.15rem}}
+.eta{{border-left:6px solid {color}}}
+.place{{font-weight:600}}.detail,.note{{color:#52525b;font-size:.9rem}}
+.problem{{border-left:6px solid #d97706;background:#fffbeb}}
+.problem h2{{font-size:1rem;margin:0 0 4px}}.problem p{{margin:0 0 12px}}
+.problem ul{{margin:0;padding-left:20px}}
+.progress{{list-style:none;margin:0 0 14px;padding:14px 16px;background:#fff;
+border-radius:12px;box-shadow:0 1px 2px rgba(0,0,0,.08)}}
+.step{{display:flex;gap:12px;align-items:flex-start;padding:6px 0;position:relative}}
+.step .dot{{flex:none;width:18px;height:18px;border-radius:50%;margin-top:3px;
+border:3px solid #d4d4d8;background:#fff}}
+.step.is-done .dot{{background:{color};border-color:{color}}}
+.step.is-current .dot{{border-color:{color};box-shadow:0 0 0 4px rgba(0,0,0,.06)}}
+.step.is-problem .dot{{border-color:#d97706;background:#fbbf24}}
+.step.is-todo .name{{color:#71717a}}
+.step .text{{display:flex;flex-direction:column}}
+.step .name{{font-weight:600}}.step .when{{color:#52525b;font-size:.85rem}}
+.actions{{display:flex;flex-direction:column;gap:10px;margin:0 0 18px}}
+.button{{display:block;text-align:center;padding:12px 16px;border-radius:10px;
+background:{color};color:{on_color};font-weight:700;text-decoration:none}}
+.button.secondary{{background:#fff;color:#18181b;border:2px solid {color}}}
+.help{{font-size:.95rem;color:#3f3f46}}.help h2{{font-size:1rem;margin:0 0 4px}}
+.help p{{margin:0 0 6px}}.help a{{color:inherit;font-weight:600;white-space:nowrap}}
+footer{{text-align:center;color:#71717a;font-size:.8rem;padding:0 16px 24px}}
+@media (min-width:768px){{
+main{{padding-top:32px}}h1{{font-size:2.1rem}}
+.progress{{display:flex;justify-content:space-between;gap:8px}}
+.step{{flex:1;flex-direction:column;align-items:center;text-align:center}}
+.step .text{{align-items:center}}
+.actions{{flex-direction:row}}.actions .button{{flex:1}}
+}}
+</style></head>
+<body><header>{header}</header>
+<main>{main}</main>
+<footer>{store}</footer>
+</body></html>
+"""
+
+
+def _e(text: str | None) -> str:
+    return html.escape(text or "", quote=True)
+
+
+def _hex(color: str) -> bool:
+    return (
+        len(color) == 7
+        and color[0] == "#"
+        and all(c in "0123456789abcdefABCDEF" for c in color[1:])
+    )
 
 
 def _web(url: str | None) -> bool:

@@ -10,10 +10,6 @@ A row whose next action is the end of tracking at a known time says how it ends:
 
 `version` grows with every write of one lifecycle (it rides in the workflow's state across
 continue-as-new), so a late retry of an older write never replaces a newer row.
-
-Before that, the API writes a new lifecycle's `registered` row, so that a read right after the
-registration needs no worker: the registration's facts, nothing decided (no policy runs at the
-edge), written only where no row is; the workflow's first write replaces it.
 """
 
 from __future__ import annotations
@@ -23,14 +19,7 @@ from enum import StrEnum
 
 from trackflow import policy as tracking
 from trackflow.models import CarrierStatus, Shipment
-from trackflow.shipment_state import (
-    AWAIT_WORKER,
-    NextAction,
-    Phase,
-    ShipmentDocument,
-    ShipmentProjection,
-    ShipmentState,
-)
+from trackflow.shipment_state import NextAction, Phase, ShipmentProjection, ShipmentState
 from trackflow.tracking_policy import TrackingPolicy
 
 PROBLEMS = (Phase.EXCEPTION, Phase.LOST)
@@ -64,51 +53,6 @@ def project(
         exception_episodes=state.exception_episode,
         lost=state.lost_episode > 0,
         open_problem=state.phase in PROBLEMS,
-    )
-
-
-def registered(
-    shipment: Shipment, now: datetime, time_scale: float | None = None
-) -> ShipmentProjection:
-    """A pinned shipment's row before its workflow has run: the facts its registration carries
-    (number, order, carrier, zone, number warnings), status pending, next action
-    `AWAIT_WORKER`; version 1, which the workflow's first write replaces."""
-    if shipment.pinned is None:
-        raise ValueError("a shipment is registered pinned (trackflow.pinning.pin)")
-    zone = shipment.pinned.timezone
-    document = ShipmentDocument(
-        tracking_number=shipment.tracking_number,
-        order_id=shipment.order_id,
-        workflow_id=shipment.workflow_id,
-        status=Phase.PENDING,
-        summary=Phase.PENDING.value,
-        carrier=shipment.carrier,
-        carrier_label=shipment.carrier_label
-        if shipment.carrier_label != shipment.carrier
-        else None,
-        declared_carrier=shipment.declared_carrier,
-        timezone=zone,
-        time_scale=time_scale if time_scale != 1 else None,
-        timeline=[],
-        notifications=[],
-        waiting=[],
-        notes=[],
-        warnings=shipment.pinned.warnings,
-        next_action=NextAction(
-            kind=AWAIT_WORKER,
-            timezone=zone,
-            detail="registered; its workflow has not taken it in yet",
-        ),
-    )
-    return ShipmentProjection(
-        version=1,
-        updated_at=now,
-        document=document,
-        shipment_key=tracking.shipment_key(shipment),
-        order_name=shipment.order_name,
-        first_name=shipment.customer.first_name,
-        shipping_speed=shipment.shipping_speed,
-        registered_at=now,
     )
 
 

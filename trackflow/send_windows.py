@@ -13,11 +13,12 @@ allow 8:00-20:00 rather than the federal 8:00-21:00; see docs reference 08_quiet
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from types import MappingProxyType
 
-from trackflow import zones
+import pytz
+
 from trackflow.models import Channel
 from trackflow.tracking_policy import SendWindow, TrackingPolicy
 
@@ -91,13 +92,13 @@ def _since_midnight(wall: time) -> timedelta:
 def local_time(now: datetime, zone: str) -> datetime:
     """`now` as an aware datetime on the wall clock of `zone`."""
     _check_aware(now)
-    return now.astimezone(zones.zone(zone))
+    return now.astimezone(pytz.timezone(zone))
 
 
 def format_local(dt: datetime, zone: str) -> str:
     """E.g. "2026-11-21 08:00 EST (America/New_York)"."""
     local = local_time(dt, zone)
-    return f"{local:%Y-%m-%d %H:%M %Z} ({zones.zone_name(zones.zone(zone))})"
+    return f"{local:%Y-%m-%d %H:%M %Z} ({pytz.timezone(zone).zone})"
 
 
 def is_inside(now: datetime, zone: str, window: SendWindow) -> bool:
@@ -127,11 +128,12 @@ def next_send_time(now: datetime, zone: str, window: SendWindow) -> datetime:
     AmbiguousTimeError would miss the third case and handle the first only to a search precision.
     """
     _check_window(window)
-    tz = zones.zone(zone)
+    tz = pytz.timezone(zone)
     if _inside(local_time(now, zone).time(), window):
         return now
     start = _since_midnight(window.start)
-    transitions = zones.utc_transitions(tz)
+    # Naive UTC instants at which the zone's offset changes; none for fixed-offset zones.
+    transitions: Sequence[datetime] = getattr(tz, "_utc_transition_times", ())
     instant = now.astimezone(UTC)
     while True:
         wall = instant.astimezone(tz).time()

@@ -9,7 +9,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trackflow.brand import DEFAULT_BRAND_COLOR, Brand
 from trackflow.contracts import TASK_QUEUE
 from trackflow.models import Channel
 
@@ -61,7 +60,7 @@ class Settings(BaseModel):
     temporal_ui_url: str | None = None
     resolution_url: str | None = None
     review_url: str | None = None
-    # The store's brand in emails, on the tracking page and the report (`brand()`).
+    # Brand of the customer emails (trackflow.messages.Brand).
     brand_logo_url: str | None = None  # https; the email header (else the store name)
     brand_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")  # #rrggbb
     brand_postal_address: str | None = None  # the email footer; lines split by newline or `\n`
@@ -159,24 +158,6 @@ class Settings(BaseModel):
         if self.support_email or self.support_phone or self.support_url:
             return self.support_email
         return self.sender_address
-
-    def brand(self) -> Brand:
-        """How the store presents itself: in the messages, on the tracking page, in the report."""
-        return Brand(
-            store_name=self.store_name,
-            support_email=self.contact_email,
-            support_phone=self.support_phone,
-            support_url=self.support_url,
-            resolution_url=self.resolution_url,
-            review_url=self.review_url,
-            return_url=self.return_url,
-            logo_url=self.brand_logo_url,
-            primary_color=self.brand_color or DEFAULT_BRAND_COLOR,
-            postal_address=self.brand_postal_address,
-            public_url=self.public_url,
-            unsubscribe_secret=self.unsubscribe_secret,
-            unsubscribe_email=self.unsubscribe_email,
-        )
 
     @property
     def support_contact_warning(self) -> str | None:

@@ -17,7 +17,6 @@ from trackflow.effects import (
     SyncDelayedList,
     TagHelpdesk,
 )
-from trackflow.idempotency import IdempotencyKey
 from trackflow.models import (
     CarrierStatus,
     Channel,
@@ -27,7 +26,6 @@ from trackflow.models import (
     ShippingSpeed,
     Trigger,
 )
-from trackflow.send_outcome import SendOutcome
 
 
 class Phase(StrEnum):
@@ -63,7 +61,7 @@ class SentNotification(Model):
     channel: Channel
     exception: ExceptionKind | None = None
     sent_at: datetime
-    outcome: SendOutcome | None = None
+    outcome: str | None = None
 
 
 class PendingSend(Model):
@@ -146,6 +144,11 @@ class ShipmentState(Model):
     delivered_seen_at: datetime | None = None
     review: Literal["sent", "skipped"] | None = None
     trouble: list[str] = Field(default_factory=list, description="why no review request")
+    review_skip_at_delivery: bool = Field(
+        default=False,
+        description="a delivery after trouble skips the review request right then, with no "
+        "timer (lifecycles started since the workflow's LEAN_PATCH)",
+    )
     return_request_ids: list[str] = Field(default_factory=list)
     unrecognised_codes: list[str] = Field(
         default_factory=list, description="source codes we had no mapping for (kept, counted)"
@@ -233,18 +236,12 @@ class Decision(Model):
     polls: list[PollCarrier] = Field(default_factory=list)
 
 
-AWAIT_WORKER = "await_worker"
-"""The next action of a shipment registered but not yet taken in by its workflow (what the
-registration's row and the workflow start say: nothing is decided at the edge)."""
-
-
 class NextAction(Model):
     """What the shipment waits for next."""
 
     kind: str = Field(
         description="send_when_window_opens, pickup_gap_alert, stale_check_in, declare_lost, "
-        "poll_carrier_api, review_request, complete, await_carrier_event (no timer), or "
-        "await_worker (registered; its workflow has not taken it in yet)"
+        "poll_carrier_api, review_request, complete, or await_carrier_event (no timer)"
     )
     due_at: datetime | None = Field(default=None, description="when, in UTC")
     due_local: str | None = Field(default=None, description="when, in the customer's zone")
@@ -261,35 +258,10 @@ class NotificationView(Model):
     sent_at: datetime
     outcome: str | None = Field(
         default=None,
-        description="how it went, for people (`send_outcome.display`): its transport (outbox, "
-        "shadow, sendgrid, twilio), or why it did not go: suppressed:<reason> (the customer's "
-        "consent), <provider>:failed:<code>, <provider>:uncertain",
+        description="how it went: its transport (outbox, shadow, sendgrid, twilio), or why it "
+        "did not go: suppressed:<reason> (the customer's consent), <provider>:failed:<code>, "
+        "<provider>:uncertain",
     )
-    send_outcome: SendOutcome | None = Field(default=None, description="how it went")
-
-    @classmethod
-    def of(
-        cls,
-        trigger: Trigger,
-        channel: Channel,
-        exception: ExceptionKind | None,
-        sent_at: datetime,
-        outcome: SendOutcome | None,
-    ) -> NotificationView:
-        return cls(
-            trigger=trigger,
-            channel=channel,
-            exception=exception,
-            sent_at=sent_at,
-            outcome=outcome.display if outcome else None,
-            send_outcome=outcome,
-        )
-
-    @property
-    def went_out(self) -> bool:
-        """Handed to its channel (or still being handed): not suppressed, refused, uncertain,
-        or recorded in shadow mode only."""
-        return self.send_outcome is None or self.send_outcome.went_out
 
 
 class HeldMessage(PendingSend):
@@ -459,9 +431,8 @@ class ShipmentView(Model):
 
     def _about(self, key: str) -> str:
         """A note's key without the shipment key (number/order) every effect key starts with."""
-        parsed = IdempotencyKey.parse(key)
-        mine = parsed.parts and parsed.shipment.startswith(f"{self.tracking_number}/")
-        return parsed.effect if mine else key
+        prefix, colon, rest = key.partition(":")
+        return rest if colon and prefix.startswith(f"{self.tracking_number}/") else key
 
 
 class ShipmentProjection(Model):
@@ -499,14 +470,18 @@ class ShipmentProjection(Model):
         """What a write must carry: everything but the version and the write's time."""
         return self.model_dump(mode="json", exclude={"version", "updated_at"})
 
-    def with_sent(
-        self, sent: list[tuple[SendNotification, datetime, SendOutcome]]
-    ) -> ShipmentProjection:
+    def with_sent(self, sent: list[tuple[SendNotification, datetime, str]]) -> ShipmentProjection:
         """The row once the send activity has sent (send, sent at, outcome) each message, as
         the workflow's state records them (`policy.record_sent`)."""
         known = {(n.trigger, n.channel, n.sent_at) for n in self.document.notifications}
         added = [
-            NotificationView.of(send.trigger, send.channel, send.exception, at, outcome)
+            NotificationView(
+                trigger=send.trigger,
+                channel=send.channel,
+                exception=send.exception,
+                sent_at=at,
+                outcome=outcome,
+            )
             for send, at, outcome in sent
             if (send.trigger, send.channel, at) not in known
         ]

@@ -33,7 +33,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from trackflow.email_address import OptionalEmailAddress, comparable_email
+from trackflow.email_address import OptionalEmailAddress
 from trackflow.encryption import parse_keys
 from trackflow.intent import Intent, Language
 from trackflow.models import ExceptionKind, Model, Trigger
@@ -101,8 +101,12 @@ def index_keys(settings: Settings) -> list[bytes]:
     return [_derived(secret) for secret in secrets]
 
 
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
 def customer_digest(email: str, key: bytes) -> str:
-    return hmac.new(key, comparable_email(email).encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, normalise_email(email).encode(), hashlib.sha256).hexdigest()
 
 
 def customer_digests(email: str, keys: list[bytes]) -> list[str]:
@@ -127,7 +131,15 @@ exception's kind; a returned parcel's, about return_to_sender."""
 def went_out(notification: NotificationView) -> bool:
     """Handed to its channel (or still being handed): not suppressed, refused, uncertain, or
     recorded in shadow mode only."""
-    return notification.went_out
+    outcome = notification.outcome
+    if outcome is None:
+        return True
+    return not (
+        outcome == "shadow"
+        or outcome.startswith("suppressed")
+        or ":failed" in outcome
+        or outcome.endswith(":uncertain")
+    )
 
 
 def is_about_current_status(view: ShipmentView, notification: NotificationView) -> bool:

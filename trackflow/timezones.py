@@ -1,7 +1,7 @@
 """Which time zone a customer lives in, for quiet hours and for showing times.
 
 Pure and deterministic (no clock, no I/O of ours), safe inside the workflow sandbox. All zone data
-comes from **pytz**, through `trackflow.zones` (never `zoneinfo`: it fails in the sandbox).
+comes from **pytz** (never `zoneinfo`: ZoneInfo objects fail in the sandbox).
 
 Resolution order, first hit wins (`ResolvedZone.source` says which one):
 
@@ -34,7 +34,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from trackflow import zones
+import pytz
+
 from trackflow.models import Address, Model, Shipment
 
 ZoneSource = Literal["customer", "address_region", "address_country", "store_default"]
@@ -160,6 +161,16 @@ _COUNTRY_MAIN_ZONE: dict[str, str] = {
 }
 
 
+def _valid_zone(name: str | None) -> str | None:
+    """The canonical pytz spelling of `name`, or None if pytz does not know it."""
+    if not name or not name.strip():
+        return None
+    try:
+        return str(pytz.timezone(name.strip()).zone)
+    except pytz.UnknownTimeZoneError:
+        return None
+
+
 def _country(address: Address) -> str | None:
     code = (address.country_code or "").strip().upper()
     return code or None
@@ -193,7 +204,9 @@ def region_code(shipment: Shipment) -> str | None:
 
 # Read once when the module is imported (on the host), never lazily: pytz loads its country
 # table from disk on first use, and the workflow sandbox forbids that read.
-_COUNTRY_ZONE: dict[str, str] = zones.country_first_zones() | _COUNTRY_MAIN_ZONE
+_COUNTRY_ZONE: dict[str, str] = {
+    country: zones[0] for country, zones in pytz.country_timezones.items() if zones
+} | _COUNTRY_MAIN_ZONE
 
 
 def _country_zone(country: str) -> str | None:
@@ -204,12 +217,12 @@ def resolve_timezone(shipment: Shipment, default: str) -> ResolvedZone:
     """The customer's zone (see the module docstring for the order and its limits).
 
     `default` (the store's zone) must be a zone pytz knows: it is returned canonicalised.
-    Raises `trackflow.zones.UnknownZone` otherwise, even when it is not needed, so that a bad
+    Raises `pytz.UnknownTimeZoneError` otherwise, even when it is not needed, so that a bad
     store setting fails loudly rather than only for some customers.
     """
-    store_zone = zones.zone_name(zones.zone(default.strip()))
+    store_zone = str(pytz.timezone(default.strip()).zone)
     customer = shipment.customer
-    if zone := zones.canonical_zone(customer.timezone):
+    if zone := _valid_zone(customer.timezone):
         return ResolvedZone(name=zone, source="customer")
     address = customer.address
     country = _country(address) if address else None
@@ -220,3 +233,10 @@ def resolve_timezone(shipment: Shipment, default: str) -> ResolvedZone:
         if zone := _country_zone(country):
             return ResolvedZone(name=zone, source="address_country")
     return ResolvedZone(name=store_zone, source="store_default")
+
+
+def preload_zone_data() -> None:
+    """Load every zone into pytz's cache. Temporal's workflow sandbox forbids the file reads
+    pytz makes lazily, so the host process calls this once before running workflows."""
+    for name in pytz.all_timezones:
+        pytz.timezone(name)

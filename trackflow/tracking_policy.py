@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import time, timedelta
 from decimal import Decimal
 
+import pytz
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trackflow.models import ShippingSpeed
-from trackflow.zones import is_zone
 
 
 class SpeedTimings(BaseModel):
@@ -109,7 +109,7 @@ class TrackingPolicy(BaseModel):
     @field_validator("default_timezone")
     @classmethod
     def _known_zone(cls, name: str) -> str:
-        if not is_zone(name):
+        if name not in pytz.all_timezones_set:
             raise ValueError(f"unknown IANA time zone {name!r}")
         return name
 

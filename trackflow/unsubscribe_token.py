@@ -26,8 +26,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from trackflow.idempotency import IdempotencyKey
-
 _LABEL = b"trackflow unsubscribe token v2"
 _BLOCK = 16
 _PAD_MARK = b"\x80"  # ISO/IEC 7816-4 padding: the mark, then zeros
@@ -43,7 +41,7 @@ def unsubscribe_subject(key: str) -> str:
     part before the first `:` names the shipment, and so the customer it was sent to (the
     ledger's rows under that prefix hold the recipient). The same link therefore works from
     every email of that shipment, and names nothing about which message carried it."""
-    return IdempotencyKey.parse(key).shipment
+    return key.split(":", 1)[0]
 
 
 def unsubscribe_token(secret: str, key: str) -> str:

@@ -6,10 +6,10 @@ import asyncio
 import compileall
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import httpx
 from temporalio.client import Client
@@ -37,20 +37,13 @@ from activities.read_model import ReadModel
 from activities.retention import purge_daily
 from activities.slack import alert_transport_for, slack_poster_for
 from activities.tickets import TicketActivities
-from trackflow import activity_catalogue as catalogue
 from trackflow import policy_table
-from trackflow.activity_catalogue import (
-    INTEGRATIONS_QUEUE,
-    MAIN_QUEUE,
-    POLL_QUEUE,
-    activity_name,
-    bind,
-)
 from trackflow.contracts import POLL_PROVIDERS, integrations_queue, poll_queue
+from trackflow.messages import DEFAULT_BRAND_COLOR, Brand
 from trackflow.page_token import page_key
 from trackflow.settings import Settings
+from trackflow.timezones import preload_zone_data
 from trackflow.tracking_policy import TrackingPolicy
-from trackflow.zones import preload_zone_data
 from workers.integration_health import IntegrationHealth
 from workers.policy_file import load_policy
 from workers.runtime import connect, ensure_search_attributes, secure_data_dir
@@ -90,10 +83,6 @@ BOUNDARY_MODULES = (
     "trackflow.api_health",
     "trackflow.messages",  # MessageContext rides in the send activity's input
     "trackflow.policy_table",  # the worker's table, read by workflows: one copy, the host's
-    # Every activity's declaration (pure): workflows call activities by reference to it, and
-    # its inputs and outputs (trackflow.digest, trackflow.tickets) come along from the host.
-    "trackflow.activity_catalogue",
-    "trackflow.send_outcome",  # rides on the send activity's receipts
 )
 
 
@@ -150,7 +139,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         alerts=alert_transport,
         provider_timeout=timedelta(seconds=settings.provider_timeout_s),
         health=health,
-        brand=settings.brand(),
+        brand=message_brand(settings),
     )
     alerts = AlertActivities(ledger, alert_transport)
     helpdesk = HelpdeskActivities(ledger, helpdesk_for(settings, ledger))
@@ -178,14 +167,27 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=bind(MAIN_QUEUE, notifications, read_model),
+        # raise_alert and tag_helpdesk also here, for runs recorded before INTEGRATIONS_PATCH
+        activities=[
+            notifications.send_notifications,
+            read_model.project_shipment,
+            alerts.raise_alert,
+            helpdesk.tag_helpdesk,
+        ],
         workflow_runner=sandbox_runner(),
         **main_worker_tuning(settings),
     )
     integrations = Worker(
         client,
         task_queue=integrations_queue(settings.task_queue),
-        activities=bind(INTEGRATIONS_QUEUE, alerts, helpdesk, klaviyo, digest, tickets),
+        activities=[
+            alerts.raise_alert,
+            alerts.record_alert,
+            helpdesk.tag_helpdesk,
+            klaviyo.sync_delayed_list,
+            digest.post_digest,
+            tickets.triage_ticket,
+        ],
         interceptors=[IntegrationHealth(health, integration_providers(settings))],
         max_concurrent_activities=settings.integration_concurrency,
     )
@@ -193,7 +195,7 @@ async def running_workers(client: Client, settings: Settings) -> AsyncIterator[N
         Worker(
             client,
             task_queue=poll_queue(settings.task_queue, provider),
-            activities=bind(POLL_QUEUE, polling),
+            activities=[polling.poll_carrier],
             max_task_queue_activities_per_second=settings.poll_rate_per_second,
         )
         for provider in POLL_PROVIDERS
@@ -222,6 +224,24 @@ class MainWorkerTuning(TypedDict, total=False):
     max_concurrent_local_activities: int
 
 
+def message_brand(settings: Settings) -> Brand:
+    """How the store presents itself in the messages the worker sends."""
+    return Brand(
+        store_name=settings.store_name,
+        support_email=settings.contact_email,
+        support_phone=settings.support_phone,
+        support_url=settings.support_url,
+        resolution_url=settings.resolution_url,
+        review_url=settings.review_url,
+        logo_url=settings.brand_logo_url,
+        primary_color=settings.brand_color or DEFAULT_BRAND_COLOR,
+        postal_address=settings.brand_postal_address,
+        public_url=settings.public_url,
+        unsubscribe_secret=settings.unsubscribe_secret,
+        unsubscribe_email=settings.unsubscribe_email,
+    )
+
+
 def main_worker_tuning(settings: Settings) -> MainWorkerTuning:
     """The main worker's cache size (TRACKFLOW_MAX_CACHED_WORKFLOWS) and the slots set by
     TRACKFLOW_MAX_CONCURRENT_{WORKFLOW_TASKS,ACTIVITIES,LOCAL_ACTIVITIES}; unset: the SDK's."""
@@ -237,18 +257,16 @@ def main_worker_tuning(settings: Settings) -> MainWorkerTuning:
 
 def integration_providers(settings: Settings) -> dict[str, str]:
     """Which integration each activity calls, for those configured (their health counted)."""
-    providers: dict[Callable[..., Any], str] = {}
+    providers: dict[str, str] = {}
     if settings.slack_webhook_url or settings.slack_bot_token:
-        providers[catalogue.AlertActivities.raise_alert] = "slack"
-        providers[catalogue.DigestActivities.post_digest] = "slack"
+        providers["raise_alert"] = providers["post_digest"] = "slack"
     helpdesk = "gorgias" if settings.gorgias_configured else None
     helpdesk = helpdesk or ("zendesk" if settings.zendesk_configured else None)
     if helpdesk is not None:
-        providers[catalogue.HelpdeskActivities.tag_helpdesk] = helpdesk
-        providers[catalogue.TicketActivities.triage_ticket] = helpdesk
+        providers["tag_helpdesk"] = providers["triage_ticket"] = helpdesk
     if settings.klaviyo_api_key and settings.klaviyo_delayed_list_id:
-        providers[catalogue.DelayedListActivities.sync_delayed_list] = "klaviyo"
-    return {activity_name(activity): provider for activity, provider in providers.items()}
+        providers["sync_delayed_list"] = "klaviyo"
+    return providers
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:

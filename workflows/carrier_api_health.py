@@ -10,7 +10,6 @@ from datetime import timedelta
 from temporalio import workflow
 
 from trackflow import api_health, policy_table
-from trackflow.activity_catalogue import AlertActivities
 from trackflow.api_health import ApiHealth
 from trackflow.contracts import (
     API_HEALTH_WORKFLOW_NAME,
@@ -70,15 +69,20 @@ class CarrierApiHealthWorkflow:
 
     async def _apply(self, decision: api_health.HealthDecision) -> None:
         self._health = decision.health
-        # In the background, on the integrations queue: a Slack outage never holds the
-        # count. An alert about Slack itself goes to the ledger and the worker's log.
-        about_slack = self._health.provider == "slack"
-        activity = AlertActivities.record_alert if about_slack else AlertActivities.raise_alert
-        for alert in decision.alerts:
-            call = effects.integrate(activity, alert, f"alert {alert.alert.value}")
-            task = asyncio.create_task(self._settle(call))
-            self._alerts.add(task)
-            task.add_done_callback(self._alerts.discard)
+        if not decision.alerts:
+            pass
+        elif workflow.patched(effects.INTEGRATIONS_PATCH):
+            # In the background, on the integrations queue: a Slack outage never holds the
+            # count. An alert about Slack itself goes to the ledger and the worker's log.
+            activity = "record_alert" if self._health.provider == "slack" else "raise_alert"
+            for alert in decision.alerts:
+                call = effects.integrate(activity, alert, f"alert {alert.alert.value}")
+                task = asyncio.create_task(self._settle(call))
+                self._alerts.add(task)
+                task.add_done_callback(self._alerts.discard)
+        else:
+            for alert in decision.alerts:
+                await effects.raise_alert(alert)
         if self._health.status != self._published:
             self._published = self._health.status
             workflow.upsert_search_attributes([STATUS.value_set(self._health.status)])

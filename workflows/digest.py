@@ -13,10 +13,10 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from trackflow.activity_catalogue import DigestActivities
 from trackflow.contracts import integrations_queue
 from trackflow.digest import (
     DIGEST_WORKFLOW_NAME,
+    POST_DIGEST,
     DigestJob,
     DigestReceipt,
     DigestRequest,
@@ -37,9 +37,10 @@ class DailyDigestWorkflow:
     @workflow.run
     async def run(self, request: DigestRequest) -> DigestReceipt:
         job = DigestJob(fired_at=workflow.now(), timezone=request.timezone)
-        receipt: DigestReceipt = await workflow.execute_activity_method(
-            DigestActivities.post_digest,
+        receipt: DigestReceipt = await workflow.execute_activity(
+            POST_DIGEST,
             job,
+            result_type=DigestReceipt,
             task_queue=integrations_queue(workflow.info().task_queue),
             start_to_close_timeout=timedelta(minutes=2),
             schedule_to_close_timeout=GIVE_UP_AFTER,

@@ -2,9 +2,9 @@
 
 Started by `POST /webhooks/gorgias` and `/webhooks/zendesk` with the id
 `ticket-<helpdesk>-<ticket id>`, which a repeated webhook cannot start again. It runs on the
-main task queue and hands the work to one activity, `TicketActivities.triage_ticket`, on
-the integrations task queue (contracts.integrations_queue): a helpdesk that is down retries
-there, with backoff, for up to a day, and never takes a customer message's worker slot.
+main task queue and hands the work to one activity, `triage_ticket`, on the integrations
+task queue (contracts.integrations_queue): a helpdesk that is down retries there, with
+backoff, for up to a day, and never takes a customer message's worker slot.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from trackflow.activity_catalogue import TicketActivities
 from trackflow.contracts import integrations_queue
 
 with workflow.unsafe.imports_passed_through():
@@ -22,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from trackflow.tickets import InboundTicket, TicketTriage
 
 INBOUND_TICKET_WORKFLOW_NAME = "InboundTicketWorkflow"
+TRIAGE_TICKET = "triage_ticket"
 TRIAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -36,9 +36,10 @@ TRIAGE_SCHEDULE_TO_CLOSE = timedelta(days=1)
 class InboundTicketWorkflow:
     @workflow.run
     async def run(self, ticket: InboundTicket) -> TicketTriage:
-        triage: TicketTriage = await workflow.execute_activity_method(
-            TicketActivities.triage_ticket,
+        triage: TicketTriage = await workflow.execute_activity(
+            TRIAGE_TICKET,
             ticket,
+            result_type=TicketTriage,
             task_queue=integrations_queue(workflow.info().task_queue),
             start_to_close_timeout=TRIAGE_START_TO_CLOSE,
             schedule_to_close_timeout=TRIAGE_SCHEDULE_TO_CLOSE,

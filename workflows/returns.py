@@ -7,7 +7,6 @@ import asyncio
 from temporalio import workflow
 
 from trackflow import policy_table
-from trackflow.activity_catalogue import AlertActivities, HelpdeskActivities
 from trackflow.contracts import RETURNS_WORKFLOW_NAME, ReturnsWorkflowInput
 from trackflow.messages import MessageContext
 from trackflow.returns import plan_return
@@ -20,15 +19,15 @@ class ReturnsWorkflow:
     async def run(self, input: ReturnsWorkflowInput) -> list[str]:
         policy = policy_table.resolve(input.policy)
         plan = plan_return(input.shipment, policy, input.request, workflow.now())
-        # Not awaited: a helpdesk or Slack outage never holds the acknowledgement.
-        integrations = [
-            asyncio.create_task(
-                effects.integrate(HelpdeskActivities.tag_helpdesk, plan.tag, "helpdesk tag")
-            ),
-            asyncio.create_task(
-                effects.integrate(AlertActivities.raise_alert, plan.alert, "alert")
-            ),
-        ]
+        if workflow.patched(effects.INTEGRATIONS_PATCH):
+            # Not awaited: a helpdesk or Slack outage never holds the acknowledgement.
+            integrations = [
+                asyncio.create_task(effects.integrate("tag_helpdesk", plan.tag, "helpdesk tag")),
+                asyncio.create_task(effects.integrate("raise_alert", plan.alert, "alert")),
+            ]
+        else:
+            await effects.tag_helpdesk(plan.tag)
+            integrations = []
         sent = []
         for timed in sorted(plan.acknowledgements, key=lambda t: t.due_at):
             wait = timed.due_at - workflow.now()

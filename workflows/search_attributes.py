@@ -21,7 +21,7 @@ from trackflow.contracts import (
 from trackflow.models import Shipment
 from trackflow.shipment_state import NextAction
 
-NEXT_ACTION_AT_SLACK = timedelta(minutes=1)
+NEXT_ACTION_AT_SLACK = timedelta(minutes=1)  # once the workflow upserts with it (LEAN_PATCH)
 
 
 def changed_search_attributes(
@@ -29,11 +29,11 @@ def changed_search_attributes(
     shipment: Shipment,
     status: str,
     action: NextAction,
-    slack: timedelta = NEXT_ACTION_AT_SLACK,
+    slack: timedelta = timedelta(0),
 ) -> list[SearchAttributeUpdate[str] | SearchAttributeUpdate[datetime]]:
     """Only the values that differ from `current` (each upsert is a history event and a
-    billable action: the first task's, from the start's pending / `AWAIT_WORKER`, is one);
-    NextActionAt only when it moves by `slack` or more (a filter for people)."""
+    billable action); NextActionAt only when it moves by `slack` or more (a filter for
+    people: the start sets it as the edge foresaw it, a moment before the workflow's clock)."""
     wanted: list[tuple[SearchAttributeKey[str], str]] = [
         (ORDER_ID, shipment.order_id),
         (TRACKING_NUMBER, shipment.tracking_number),

@@ -13,11 +13,6 @@ from temporalio.workflow import ParentClosePolicy
 
 from trackflow import policy, policy_table
 from trackflow import projection as read_model
-from trackflow.activity_catalogue import (
-    AlertActivities,
-    DelayedListActivities,
-    HelpdeskActivities,
-)
 from trackflow.contracts import (
     ANOTHER_ORDER,
     QUERY_STATE,
@@ -34,12 +29,12 @@ from trackflow.contracts import (
     ReturnsWorkflowInput,
     ShipmentWorkflowInput,
 )
-from trackflow.effects import StartReturn
+from trackflow.effects import RaiseAlert, StartReturn
 from trackflow.messages import MessageContext
 from trackflow.models import CarrierEvent, ReturnRequest, ShipmentUpdate
 from trackflow.shipment_state import Decision, Outcome, ShipmentProjection, ShipmentView
 from workflows import effects
-from workflows.search_attributes import changed_search_attributes
+from workflows.search_attributes import NEXT_ACTION_AT_SLACK, changed_search_attributes
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -61,9 +56,13 @@ class ShipmentTrackingWorkflow:
         self._broken: BaseException | None = None
         self._written: ShipmentProjection | None = None
         self._row_due: datetime | None = None  # a scan-only row owed, written then
+        self._lean = False  # the shape since LEAN_PATCH (set as the run starts)
 
     @workflow.run
     async def run(self, input: ShipmentWorkflowInput) -> ShipmentView:
+        self._lean = workflow.patched(effects.LEAN_PATCH)
+        if self._lean and not self._state.review_skip_at_delivery:
+            self._state = self._state.model_copy(update={"review_skip_at_delivery": True})
         self._state = policy.on_start(self._state, workflow.now())
         while True:
             await self._apply(
@@ -239,8 +238,12 @@ class ShipmentTrackingWorkflow:
 
     async def _apply(self, decision: Decision) -> None:
         self._state = decision.state
-        await self._send(decision)
-        self._integrate(decision)
+        integrations = decision.alerts or decision.tags or decision.segments
+        if integrations and not workflow.patched(effects.INTEGRATIONS_PATCH):
+            await self._apply_before_integrations_patch(decision)
+        else:
+            await self._send(decision)
+            self._integrate(decision)
         for start in decision.returns:
             await self._start_return(start)
         for request in decision.polls:
@@ -255,23 +258,22 @@ class ShipmentTrackingWorkflow:
     async def _send(self, decision: Decision) -> None:
         if not decision.sends:
             return
-        row = self._next_row()
+        row = self._next_row() if workflow.patched(effects.READ_MODEL_PATCH) else None
         report = await effects.send(MessageContext.of(self._shipment), decision.sends, row)
         by_key = {send.idempotency_key: send for send in decision.sends}
-        self._written = row.with_sent(  # what the send activity wrote
-            [(by_key[r.idempotency_key], r.sent_at, r.send_outcome) for r in report.receipts]
-        )
+        if row is not None:  # what the send activity wrote
+            self._written = row.with_sent(
+                [(by_key[r.idempotency_key], r.sent_at, r.transport) for r in report.receipts]
+            )
         for receipt in report.receipts:
             sent = by_key[receipt.idempotency_key]
-            self._state = policy.record_sent(
-                self._state, sent, receipt.sent_at, receipt.send_outcome
-            )
+            self._state = policy.record_sent(self._state, sent, receipt.sent_at, receipt.transport)
         for receipt in report.receipts:
             await self._apply(
                 policy.on_send_outcome(
                     self._state,
                     by_key[receipt.idempotency_key],
-                    receipt.send_outcome,
+                    receipt.transport,
                     self._shipment,
                     self._policy,
                 )
@@ -289,11 +291,13 @@ class ShipmentTrackingWorkflow:
         """Write the row when it says something the last one written does not (a change
         that sent no message: the send activity writes it otherwise); a scan that only
         refreshes the timeline waits out `SCAN_WRITE_INTERVAL` since the last write."""
+        if not workflow.patched(effects.READ_MODEL_PATCH):
+            return
         current = read_model.project(
             self._state, self._shipment, self._policy, workflow.now(), self._state.projections or 1
         )
         written = self._written
-        if written is not None:
+        if written is not None and self._lean:
             written = read_model.as_of(written, workflow.now())  # what readers see already
         self._row_due = read_model.write_due(written, current)
         if self._row_due is not None and (finishing or self._row_due <= workflow.now()):
@@ -310,20 +314,21 @@ class ShipmentTrackingWorkflow:
         for alert in decision.alerts:
             self._background(
                 alert.idempotency_key,
-                effects.integrate(AlertActivities.raise_alert, alert, f"alert {alert.alert.value}"),
+                effects.integrate("raise_alert", alert, f"alert {alert.alert.value}"),
             )
         for tag in decision.tags:
             summary = "helpdesk " + "+".join(tag.all_tags)
-            tagging = effects.integrate(HelpdeskActivities.tag_helpdesk, tag, summary)
-            self._background(tag.idempotency_key, tagging)
+            self._background(tag.idempotency_key, effects.integrate("tag_helpdesk", tag, summary))
         for change in decision.segments:
             summary = "delayed list " + ("add" if change.member else "remove")
             earlier = self._list_change
-            if earlier is not None and earlier.done():
+            if earlier is not None and (
+                earlier.done() or not workflow.patched(effects.LIST_ORDER_PATCH)
+            ):
                 earlier = None
             self._list_change = self._background(
                 change.idempotency_key,
-                effects.integrate(DelayedListActivities.sync_delayed_list, change, summary),
+                effects.integrate("sync_delayed_list", change, summary),
                 after=earlier,
             )
 
@@ -356,6 +361,21 @@ class ShipmentTrackingWorkflow:
         if self._broken is not None:
             raise self._broken
 
+    async def _apply_before_integrations_patch(self, decision: Decision) -> None:
+        """The shape histories recorded before INTEGRATIONS_PATCH replay: alerts alongside the
+        send, then one tag activity per tag, in line."""
+        await asyncio.gather(self._send(decision), *map(self._alert, decision.alerts))
+        for tag in decision.tags:
+            for name in tag.all_tags:
+                key = tag.idempotency_key.rsplit(":", 1)[0] + f":{name}"
+                await effects.tag_helpdesk(
+                    tag.model_copy(update={"tag": name, "tags": [name], "idempotency_key": key})
+                )
+
+    @staticmethod
+    async def _alert(alert: RaiseAlert) -> None:
+        await effects.raise_alert(alert)
+
     async def _start_return(self, start: StartReturn) -> None:
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
@@ -377,8 +397,9 @@ class ShipmentTrackingWorkflow:
             self._shipment,
             self._state.phase,
             action,
+            slack=NEXT_ACTION_AT_SLACK if self._lean else timedelta(0),
         )
-        if updates and not policy.is_finished(self._state):  # a closed run shows
+        if updates and not (self._lean and policy.is_finished(self._state)):  # a closed run shows
             workflow.upsert_search_attributes(updates)  # ExecutionStatus, no next action
         status = self._state.phase.value + (
             f" ({self._state.open_exception.value})" if self._state.open_exception else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from activities.channels.base import OutgoingMessage, ProviderReceipt
-from trackflow.send_outcome import SHADOW_PROVIDER
 
 OUTBOX = "outbox"
 
@@ -27,7 +26,7 @@ class OutboxTransport:
         return None
 
 
-SHADOW = SHADOW_PROVIDER
+SHADOW = "shadow"
 
 
 class ShadowTransport(OutboxTransport):

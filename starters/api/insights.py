@@ -77,7 +77,7 @@ async def metrics_report(context: Context, summary: Figures) -> HTMLResponse:
     """The figures of `/v1/metrics/summary` as the page `trackflow report` writes: one
     self-contained HTML file (charts as inline SVG, no script, nothing fetched)."""
     return HTMLResponse(
-        render_html(summary, context.settings.brand()),
+        render_html(summary, context.settings.store_name),
         headers={"Content-Security-Policy": REPORT_CSP, "Cache-Control": "no-store"},
     )
 

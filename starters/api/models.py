@@ -9,6 +9,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Literal
 
+import pytz
 from pydantic import BaseModel, Field, field_validator
 
 from trackflow.event_time import implausible_time
@@ -22,7 +23,6 @@ from trackflow.models import (
     Shipment,
 )
 from trackflow.tracking_policy import MAX_TIME_SCALE
-from trackflow.zones import canonical_zone
 
 logger = logging.getLogger("trackflow.api")
 
@@ -33,9 +33,10 @@ class CustomerIn(Customer):
     def _known_zone(cls, name: str | None) -> str | None:
         if name is None or not name.strip():
             return None
-        if (zone := canonical_zone(name)) is None:
-            raise ValueError("unknown IANA time zone; e.g. Europe/London")
-        return zone
+        try:
+            return str(pytz.timezone(name.strip()).zone)
+        except pytz.UnknownTimeZoneError:
+            raise ValueError("unknown IANA time zone; e.g. Europe/London") from None
 
 
 class ShipmentIn(Shipment):

@@ -22,10 +22,11 @@ from fastapi.responses import HTMLResponse
 from activities.ledger import Ledger
 from starters.api.dependencies import AppLedger, Context
 from starters.api.page_headers import shopper_page_headers
-from trackflow.idempotency import IdempotencyKey
+from trackflow.messages import DEFAULT_BRAND_COLOR
+from trackflow.page import PageBrand, message_ref, not_found_page, render_page, tracking_page
 from trackflow.page import expired as page_expired
-from trackflow.page import message_ref, not_found_page, render_page, tracking_page
 from trackflow.projection import as_of
+from trackflow.settings import Settings
 from trackflow.shipment_state import ShipmentProjection
 
 router = APIRouter(include_in_schema=False)
@@ -34,6 +35,19 @@ log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _REF = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 HEADERS = shopper_page_headers()
+
+
+def page_brand(settings: Settings) -> PageBrand:
+    return PageBrand(
+        store_name=settings.store_name,
+        color=settings.brand_color or DEFAULT_BRAND_COLOR,
+        logo_url=settings.brand_logo_url,
+        support_email=settings.contact_email,
+        support_phone=settings.support_phone,
+        support_url=settings.support_url,
+        return_url=settings.return_url,
+        resolution_url=settings.resolution_url,
+    )
 
 
 @router.get("/t/{token}", response_class=HTMLResponse)
@@ -47,7 +61,7 @@ async def tracking_page_view(
     if row is None or page_expired(row, settings.tracking_page_days, now):
         return HTMLResponse(not_found_page(), status_code=404, headers=HEADERS)
     await _record_visit(ledger, token, row, m, now)
-    brand = settings.brand()
+    brand = page_brand(settings)
     return HTMLResponse(render_page(tracking_page(row, brand, now), brand), headers=HEADERS)
 
 
@@ -64,9 +78,9 @@ async def _record_visit(
 
 
 async def _message_key(ledger: Ledger, row: ShipmentProjection, ref: str) -> str | None:
+    prefix = f"{row.shipment_key}:"
     for state in await ledger.states(row.tracking_number):
         key = state.idempotency_key
-        mine = IdempotencyKey.parse(key).shipment == row.shipment_key
-        if state.kind == "message" and mine and message_ref(key) == ref:
+        if state.kind == "message" and key.startswith(prefix) and message_ref(key) == ref:
             return key
     return None

@@ -22,7 +22,6 @@ from fastapi.responses import HTMLResponse
 
 from starters.api.dependencies import AppLedger, Context, merchant_of
 from starters.api.page_headers import shopper_page_headers
-from trackflow.idempotency import IdempotencyKey
 from trackflow.models import Channel
 from trackflow.unsubscribe_token import read_legacy_unsubscribe_token, read_unsubscribe_token
 
@@ -40,11 +39,11 @@ async def _recipients(token: str, context: Context, ledger: AppLedger) -> list[s
         sent_since = datetime.now(UTC) - timedelta(days=context.settings.retention_days)
     if subject is None:
         raise HTTPException(404, "Not Found", headers=HEADERS)
-    shipment = IdempotencyKey(subject)
+    tracking_number = subject.split("/", 1)[0]
     addresses = {
         row.to
-        for row in await ledger.states(shipment.tracking_number)
-        if IdempotencyKey.parse(row.idempotency_key).shipment == subject
+        for row in await ledger.states(tracking_number)
+        if row.idempotency_key.startswith(f"{subject}:")
         and row.channel == Channel.EMAIL.value
         and row.to
         and (sent_since is None or (row.sent_at is not None and row.sent_at >= sent_since))

@@ -59,7 +59,7 @@ from starters.api.dependencies import Context, TemporalClient, configured
 from starters.api.json_body import parse_json_object
 from starters.api.metrics import CountedRoute, event_outcome
 from starters.api.verified import Signature, verified_body
-from trackflow.email_address import canonical_email_or_none
+from trackflow.email_address import canonical_email
 from trackflow.sources.signatures import fresh
 from trackflow.tickets import Helpdesk, InboundTicket, workflow_id_for_ticket
 from workflows.inbound_ticket import INBOUND_TICKET_WORKFLOW_NAME
@@ -105,6 +105,17 @@ def _ticket_id(value: str | None) -> str:
     return value
 
 
+def _email(value: str | None) -> str | None:
+    """The requester's canonical address, or None (no address, or not one plain address):
+    an unknown requester."""
+    if value is None:
+        return None
+    try:
+        return canonical_email(value)
+    except ValueError:
+        return None
+
+
 def _time(value: str | None) -> datetime | None:
     """ISO 8601; naive means UTC (Gorgias' `created_datetime`). Unreadable: None."""
     if value is None:
@@ -145,7 +156,7 @@ def _inbound(
         return InboundTicket(
             helpdesk=helpdesk,
             ticket_id=_ticket_id(ticket_id),
-            requester_email=canonical_email_or_none(email),
+            requester_email=_email(email),
             subject=_clip(subject, MAX_SUBJECT),
             body=_clip(body, MAX_BODY),
             created_at=_time(created_at),

@@ -33,7 +33,6 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ConfigDict
 
 from trackflow.consent import SmsKeyword, sms_keyword
-from trackflow.email_address import comparable_email
 from trackflow.models import Channel
 from trackflow.sources.normalized import SourcePayloadError
 
@@ -197,7 +196,7 @@ def _sendgrid_event(event: Mapping[str, Any]) -> FeedbackRecord:
         event=_text(name, 100) or "unknown",
         status=status,
         at=at,
-        address=comparable_email(email) if email else None,
+        address=email.strip().lower() if email else None,
         error_code=error_code,
         detail=detail,
         reason=reason,

@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trackflow import carrier_codes
-from trackflow.email_address import canonical_email_or_none
+from trackflow.email_address import canonical_email
 from trackflow.limits import MAX_ORDER_VALUE_DIGITS
 from trackflow.models import (
     Address,
@@ -170,7 +170,13 @@ def _id(value: object, field: str) -> str:
 def _email(value: object) -> str | None:
     """The order's email, canonical; one that is not a plain address is dropped (like an
     unusable phone), so the customer is reached by text or the payload is refused."""
-    return canonical_email_or_none(_text(value))
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        return canonical_email(text)
+    except ValueError:
+        return None
 
 
 def _phone(value: object, country_code: str | None) -> str | None:
