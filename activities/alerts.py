@@ -14,7 +14,7 @@ from typing import Protocol
 from temporalio import activity
 
 from activities.exactly_once import Once, perform_once
-from activities.ledger import Ledger, LedgerRecord
+from storage import Ledger, LedgerRecord
 from trackflow.effects import AlertKind, RaiseAlert
 from trackflow.models import Model
 

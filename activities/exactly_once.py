@@ -44,7 +44,7 @@ from activities.channels.base import (
     ProviderUnavailable,
     Transport,
 )
-from activities.ledger import Claim, ClaimState, Ledger, LedgerRecord, MessageState
+from storage import Claim, ClaimState, Ledger, LedgerRecord, MessageState
 
 MESSAGE_KIND = "message"
 MESSAGE_CLAIMED = "MessageClaimed"

@@ -28,7 +28,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.exactly_once import Once, perform_once
-from activities.ledger import Ledger, LedgerRecord
+from storage import Ledger, LedgerRecord
 from trackflow.effects import TagHelpdesk
 from trackflow.models import Model
 

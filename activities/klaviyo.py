@@ -52,7 +52,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.exactly_once import perform_once
-from activities.ledger import Ledger, LedgerRecord
+from storage import Ledger, LedgerRecord
 from trackflow.effects import SyncDelayedList
 from trackflow.settings import Settings
 

@@ -36,7 +36,7 @@ from activities.exactly_once import (
     perform_once,
     send_once,
 )
-from activities.ledger import Ledger, LedgerRecord
+from storage import Ledger, LedgerRecord
 from activities.read_model import ReadModel
 from trackflow.api_health import MESSAGE_PROVIDERS
 from trackflow.consent import may_send

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.ledger import Ledger
+from storage import Ledger
 from trackflow.page_token import page_token
 from trackflow.shipment_state import ShipmentProjection
 

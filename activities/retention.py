@@ -14,7 +14,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from activities.ledger import Ledger, Purged
+from storage import Ledger, Purged
 from trackflow.settings import Settings
 
 PURGE_EVERY = timedelta(days=1)

@@ -61,7 +61,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.alerts import ALERT_CHANNEL, ALERT_KIND, Alerts, LedgerAlerts
-from activities.ledger import Ledger, LedgerRecord
+from storage import Ledger, LedgerRecord
 from trackflow.effects import AlertKind, RaiseAlert
 from trackflow.models import workflow_id_for
 from trackflow.settings import Settings

@@ -32,7 +32,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.exactly_once import perform_once
-from activities.ledger import CustomerShipment, Ledger, LedgerRecord, TicketRecord
+from storage import CustomerShipment, Ledger, LedgerRecord, TicketRecord
 from trackflow.carriers import courier_tracking_url
 from trackflow.contracts import QUERY_STATE
 from trackflow.intent import Intent, classify

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from trackflow.settings import SUPERVISOR_FD_ENV, Settings
 
 if TYPE_CHECKING:
-    from activities.ledger import MessageState
+    from storage import MessageState
 
 # Set by `trackflow up` for its Python children: the read end of a pipe it never writes to.
 SHUTDOWN_TIMEOUT_S = 5.0
@@ -336,7 +336,7 @@ async def _deliveries(
     settings: Settings, tracking_number: str, order_id: str
 ) -> list[MessageState]:
     """What the ledger knows of the shipment's messages: provider, id, delivery feedback."""
-    from activities.ledger import open_ledger
+    from storage import open_ledger
 
     ledger = open_ledger(settings.resolved_ledger_url, read_only=True)
     try:
@@ -347,7 +347,7 @@ async def _deliveries(
 
 
 def _run_outbox(args: argparse.Namespace, settings: Settings) -> int:
-    from activities.ledger import open_ledger
+    from storage import open_ledger
 
     async def show() -> int:
         ledger = open_ledger(settings.resolved_ledger_url, read_only=True)
@@ -384,7 +384,7 @@ def _in_mode(transport: str, mode: str) -> bool:
 
 
 def _write_csv(rows: list[dict[str, Any]]) -> None:
-    from activities.ledger import LedgerRecord
+    from storage import LedgerRecord
     from trackflow import csv_cells
 
     writer = csv_cells.dict_writer(sys.stdout, fieldnames=list(LedgerRecord.model_fields))
@@ -395,7 +395,7 @@ def _write_csv(rows: list[dict[str, Any]]) -> None:
 def _run_report(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
-    from activities.ledger import open_ledger
+    from storage import open_ledger
     from starters.report import load_summary, write_report
     from trackflow.insight import PeriodError, period
 
@@ -421,7 +421,7 @@ def _run_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_baseline_import(args: argparse.Namespace, settings: Settings) -> int:
-    from activities.ledger import BaselineWeek, open_ledger
+    from storage import BaselineWeek, open_ledger
     from trackflow.insight import BaselineCsvError, parse_baseline_csv, per_100
 
     path = Path(args.csv_file)

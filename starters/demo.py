@@ -52,7 +52,7 @@ from typing import Any, Literal
 import httpx
 import pytz
 
-from activities.ledger import LedgerRecord, MessageState, open_ledger
+from storage import LedgerRecord, MessageState, open_ledger
 from starters.demo_history import is_history, seed_history
 from starters.render import format_outbox_line
 from starters.report import load_summary, write_report

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
-from activities.ledger import BaselineWeek, Ledger, LedgerRecord, TicketRecord
+from storage import BaselineWeek, Ledger, LedgerRecord, TicketRecord
 from trackflow.insight import monday
 from trackflow.models import Customer, Shipment, ShippingSpeed
 from trackflow.projection import project

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from activities.ledger import LedgerRecord, MessageState
+from storage import LedgerRecord, MessageState
 from trackflow.shipment_state import ShipmentDocument
 
 

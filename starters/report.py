@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from activities.ledger import Ledger
+from storage import Ledger
 from trackflow import csv_cells
 from trackflow.insight import MessageRow, OptOut, Period, Summary, summarise
 from trackflow.projection import as_of

@@ -13,7 +13,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.alerts import AlertActivities, AlertReceipt, Alerts, LedgerAlerts
 from activities.helpdesk import Helpdesk, HelpdeskActivities, HelpdeskReceipt, LedgerHelpdesk
-from activities.ledger import Ledger, LedgerRecord, open_ledger
+from storage import Ledger, LedgerRecord, open_ledger
 from trackflow.effects import LOST_PACKAGE_TAG, AlertKind, RaiseAlert, TagHelpdesk
 
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)

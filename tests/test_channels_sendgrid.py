@@ -21,7 +21,7 @@ from activities.channels.base import (
 )
 from activities.channels.sendgrid import SendGridTransport
 from activities.exactly_once import Delivery, send_once
-from activities.ledger import LedgerRecord, open_ledger
+from storage import LedgerRecord, open_ledger
 from starters.embedded import free_port
 from starters.shipments import register_shipment, signal_event
 from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app

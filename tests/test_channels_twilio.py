@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 from activities.channels.base import OutgoingMessage, PermanentFailure, ProviderUnavailable
 from activities.channels.twilio import LocalPacing, PostgresPacing, TwilioTransport
 from activities.exactly_once import Delivery, send_once
-from activities.ledger import LedgerRecord, open_ledger
+from storage import LedgerRecord, open_ledger
 from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
 from starters.simulators.providers.server import serving

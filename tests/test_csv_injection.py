@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from activities.ledger import LedgerRecord
+from storage import LedgerRecord
 from starters.cli import _write_csv
 from starters.report import render_csv
 from tests.factories import make_shipment

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import pytz
 
-from activities.ledger import LedgerRecord, open_ledger
+from storage import LedgerRecord, open_ledger
 from starters import demo
 from starters.cli import _parser
 from starters.demo_history import seed_history

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from activities.ledger import open_ledger
+from storage import open_ledger
 from starters.demo_history import is_history
 from starters.embedded import free_port
 from starters.simulators.klaviyo import DELAYED_LIST_ID

@@ -25,7 +25,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.digest import DigestActivities, ensure_digest_schedule, stale_margin
-from activities.ledger import Ledger, open_ledger
+from storage import Ledger, open_ledger
 from activities.slack import SLACK, SlackPoster
 from starters.shipments import register_shipment, signal_event
 from starters.simulators.providers.server import serving

@@ -32,7 +32,7 @@ from activities.exactly_once import (
     Outcome,
     send_once,
 )
-from activities.ledger import Ledger, LedgerRecord, PostgresLedger, SqliteLedger, open_ledger
+from storage import Ledger, LedgerRecord, PostgresLedger, SqliteLedger, open_ledger
 from tests.harness import drop_ledger_tables
 from trackflow.models import Channel
 

@@ -24,7 +24,7 @@ from activities.helpdesk import (
     marker_for,
 )
 from activities.helpdesks import GorgiasHelpdesk
-from activities.ledger import Ledger, open_ledger
+from storage import Ledger, open_ledger
 from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
 from starters.simulators.providers.server import serving
 from tests.harness import free_port

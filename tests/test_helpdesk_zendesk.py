@@ -32,7 +32,7 @@ from activities.helpdesks import (
     annotator_for,
     helpdesk_for,
 )
-from activities.ledger import Ledger, open_ledger
+from storage import Ledger, open_ledger
 from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
 from starters.simulators.providers.server import serving
 from starters.simulators.zendesk import ZendeskDouble, create_zendesk_app

@@ -28,7 +28,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.helpdesks import annotator_for
-from activities.ledger import CustomerShipment, Ledger, TicketRecord, open_ledger
+from storage import CustomerShipment, Ledger, TicketRecord, open_ledger
 from activities.tickets import TicketActivities, index_customer, index_shipment, note_key
 from starters.api import create_app, webhooks_helpdesk
 from starters.api.models import ShipmentIn

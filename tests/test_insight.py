@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from activities.ledger import BaselineWeek, MessageState, TicketRecord
+from storage import BaselineWeek, MessageState, TicketRecord
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from trackflow.insight import (
     BaselineCsvError,

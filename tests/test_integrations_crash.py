@@ -32,7 +32,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.alerts import AlertActivities
 from activities.digest import DigestActivities
-from activities.ledger import Ledger, LedgerRecord, open_ledger
+from storage import Ledger, LedgerRecord, open_ledger
 from activities.slack import (
     HISTORY_PAGE,
     SLACK,

@@ -22,7 +22,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.ledger import LedgerRecord, open_ledger
+from storage import LedgerRecord, open_ledger
 from starters.shipments import register_shipment, shipment_view, signal_event
 from starters.simulators.providers.app import create_providers_app
 from starters.simulators.providers.ops import OpsDoubles, simulated_ops_env

@@ -29,7 +29,7 @@ from activities.klaviyo import (
     KlaviyoActivities,
     KlaviyoClient,
 )
-from activities.ledger import Ledger, MessageState, open_ledger
+from storage import Ledger, MessageState, open_ledger
 from activities.notify import NotificationActivities, message_facts, outgoing
 from starters.shipments import register_shipment, signal_event
 from starters.simulators.klaviyo import DELAYED_LIST_ID, KlaviyoDouble, create_klaviyo_app

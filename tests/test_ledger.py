@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from activities.ledger import (
+from storage import (
     BaselineWeek,
     ClaimState,
     Ledger,
@@ -139,8 +139,14 @@ def test_processes_opening_a_fresh_sqlite_ledger_together_all_get_in(tmp_path: P
     failures: list[BaseException] = []
 
     def open_and_query(ledger: SqliteLedger) -> None:
+        async def query() -> None:
+            try:
+                await ledger.states()
+            finally:
+                await ledger.close()
+
         try:
-            ledger._run("SELECT count(*) FROM notification_ledger", ())
+            asyncio.run(query())
         except BaseException as error:
             failures.append(error)
 
@@ -152,8 +158,6 @@ def test_processes_opening_a_fresh_sqlite_ledger_together_all_get_in(tmp_path: P
             thread.start()
         for thread in threads:
             thread.join()
-        for ledger in ledgers:
-            ledger._close()
 
     assert failures == []
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.ledger import SqliteLedger
+from storage import SqliteLedger
 from trackflow import policy_table
 from trackflow.policy_table import PolicyRef, UnknownPolicy
 from trackflow.tracking_policy import TrackingPolicy

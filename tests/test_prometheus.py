@@ -11,7 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
-from activities.ledger import (
+from storage import (
     LatencyHistogram,
     Ledger,
     LedgerRecord,

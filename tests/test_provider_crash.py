@@ -26,7 +26,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.ledger import MessageState, open_ledger
+from storage import MessageState, open_ledger
 from starters.embedded import free_port
 from starters.shipments import register_shipment, signal_event
 from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app

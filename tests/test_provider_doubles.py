@@ -32,7 +32,7 @@ from activities.channels.base import OutgoingMessage
 from activities.channels.sendgrid import SendGridTransport
 from activities.channels.twilio import TwilioTransport
 from activities.exactly_once import send_once
-from activities.ledger import LedgerRecord, open_ledger
+from storage import LedgerRecord, open_ledger
 from starters.api import create_app
 from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, create_providers_app

@@ -33,7 +33,7 @@ from temporalio.testing import ActivityEnvironment
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client as TwilioClient
 
-from activities.ledger import Ledger, LedgerRecord, open_ledger
+from storage import Ledger, LedgerRecord, open_ledger
 from activities.notify import NotificationActivities
 from starters.api import create_app
 from starters.embedded import free_port

@@ -11,7 +11,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.channels.base import ProviderUnavailable
-from activities.ledger import Ledger, open_ledger
+from storage import Ledger, open_ledger
 from activities.notify import NotificationActivities
 from tests.test_notify import BATCH, BRAND, Provider, run
 from trackflow import api_health

@@ -12,7 +12,7 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from activities.ledger import open_ledger
+from storage import open_ledger
 from tests.api_support import api_client, api_settings, event_body, shipment_body, tracking_number
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, running_worker

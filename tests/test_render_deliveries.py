@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from activities.ledger import MessageState
+from storage import MessageState
 from starters.render import format_shipment
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from trackflow.policy import ShipmentState, view

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.ledger import BaselineWeek, Ledger, LedgerRecord, TicketRecord, open_ledger
+from storage import BaselineWeek, Ledger, LedgerRecord, TicketRecord, open_ledger
 from starters.cli import _parser
 from starters.demo_history import seed_history
 from starters.report import load_summary, render_csv, render_html

@@ -18,7 +18,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from temporalio.client import Client
 
-from activities.ledger import open_ledger
+from storage import open_ledger
 from starters.api import create_app
 from starters.demo_history import seed_history
 from starters.report import load_summary

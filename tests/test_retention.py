@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from activities.ledger import TicketRecord, open_ledger
+from storage import TicketRecord, open_ledger
 from activities.retention import purge_expired
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from trackflow.projection import project

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.alerts import AlertActivities
-from activities.ledger import Ledger, open_ledger
+from storage import Ledger, open_ledger
 from activities.slack import (
     SLACK,
     SLACK_REFUSED,

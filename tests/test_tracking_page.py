@@ -18,7 +18,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from activities.ledger import open_ledger
+from storage import open_ledger
 from activities.notify import NotificationActivities, with_page_link
 from activities.read_model import ReadModel
 from starters import demo

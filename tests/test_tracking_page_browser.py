@@ -16,7 +16,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from temporalio.client import Client
 
-from activities.ledger import open_ledger
+from storage import open_ledger
 from starters.api import create_app
 from tests.browser import offline_chromium, serving_app
 from tests.factories import ANY_TIME_POLICY

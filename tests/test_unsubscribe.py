@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from activities.ledger import LedgerRecord, open_ledger
+from storage import LedgerRecord, open_ledger
 from activities.notify import outgoing
 from starters.api import create_app
 from tests.api_support import api_client, api_settings

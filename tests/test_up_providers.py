@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from activities.ledger import MessageState, open_ledger
+from storage import MessageState, open_ledger
 from starters import demo
 from starters.demo import _feedback_lines, _wrapped
 from starters.embedded import _runs

@@ -4,7 +4,7 @@ email), whether they were already told, and the private note the agent reads.
 Customer index key
 ------------------
 A shipment is found from a ticket by its requester's email, through an index of
-`HMAC-SHA256(key, lower-cased trimmed email)` digests (activities.ledger `customer_index`):
+`HMAC-SHA256(key, lower-cased trimmed email)` digests (storage.tickets, the customer index):
 the ledger never holds the address itself. The key is derived (HMAC with the label
 `trackflow customer index v1`) from, in this order of preference:
 

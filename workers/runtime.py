@@ -19,7 +19,7 @@ from temporalio.converter import (
     DefaultFailureConverterWithEncodedAttributes,
 )
 
-from activities.ledger import SQLITE_FILE_NAME
+from storage import SQLITE_FILE_NAME
 from trackflow.contracts import ALL_KEYS
 from trackflow.encryption import EncryptionCodec, parse_keys
 from trackflow.settings import Settings

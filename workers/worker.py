@@ -24,7 +24,7 @@ from activities.digest import DigestActivities, ensure_digest_schedule
 from activities.helpdesk import HelpdeskActivities
 from activities.helpdesks import annotator_for, helpdesk_for
 from activities.klaviyo import KlaviyoActivities
-from activities.ledger import Ledger, open_ledger
+from storage import Ledger, open_ledger
 from activities.notify import NotificationActivities
 from activities.polling import (
     EasyPostTrackers,

@@ -15,7 +15,7 @@ from activities.channels.outbox import OutboxTransport, ShadowTransport
 from trackflow.models import Channel
 
 if TYPE_CHECKING:
-    from activities.ledger import Ledger
+    from storage import Ledger
     from trackflow.settings import Settings
 
 

@@ -19,7 +19,7 @@ from activities.helpdesk import (
 )
 from activities.helpdesks.gorgias import GORGIAS, GorgiasHelpdesk
 from activities.helpdesks.zendesk import ZENDESK, ZendeskHelpdesk
-from activities.ledger import Ledger, LedgerRecord
+from storage import Ledger, LedgerRecord
 from trackflow.effects import TagHelpdesk
 from trackflow.settings import Settings
 

@@ -41,7 +41,7 @@ from activities.helpdesk import (
     send,
     with_marker,
 )
-from activities.ledger import Ledger, LedgerRecord
+from storage import Ledger, LedgerRecord
 from trackflow.effects import TagHelpdesk
 
 GORGIAS = "gorgias"

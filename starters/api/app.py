@@ -21,7 +21,7 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from activities.ledger import Ledger, LedgerUnavailable
+from storage import Ledger, LedgerUnavailable
 from starters.api import (
     insights,
     metrics,

@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.ledger import Ledger, open_ledger
+from storage import Ledger, open_ledger
 from trackflow.models import Shipment
 from trackflow.settings import Settings
 from trackflow.tracking_policy import TrackingPolicy

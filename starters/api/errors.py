@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.ledger import LedgerUnavailable
+from storage import LedgerUnavailable
 from starters.api import pages
 from starters.api.dependencies import TemporalUnavailable
 from starters.shipments import AnotherOrder, NoWorkerAnswered, ShipmentNotFound

@@ -63,7 +63,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from starlette.types import Message, Receive, Scope, Send
 
-from activities.ledger import Ledger, LedgerTotals
+from storage import Ledger, LedgerTotals
 from starters.api.dependencies import AppLedger, Context
 from starters.api.json_body import StrictJsonRoute
 

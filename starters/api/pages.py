@@ -19,7 +19,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from activities.ledger import Ledger
+from storage import Ledger
 from starters.api.dependencies import AppLedger, Context
 from starters.api.page_headers import shopper_page_headers
 from trackflow.messages import DEFAULT_BRAND_COLOR

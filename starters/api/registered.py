@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from activities.ledger import Ledger
+from storage import Ledger
 from activities.read_model import ReadModel
 from activities.tickets import index_shipment
 from starters.shipments import Registered

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException
 from temporalio.client import Client
 
-from activities.ledger import Ledger
+from storage import Ledger
 from starters.api.dependencies import ApiContext, AppLedger, Context, configured
 from starters.api.errors import bounded
 from starters.api.json_body import parse_json_object
