@@ -16,7 +16,7 @@ VENV ?= .venv
 ARGS ?= --demo
 PYTEST_ARGS ?=
 SCENARIOS ?=
-MYPY_TARGETS ?= trackflow workflows activities starters workers tests bench
+MYPY_TARGETS ?= trackflow storage workflows activities starters workers tests bench
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

@@ -39,8 +39,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.alerts import ALERT_CHANNEL, ALERT_KIND
 from activities.exactly_once import perform_once
-from storage import Ledger, LedgerRecord
 from activities.slack import SLACK, SLACK_REFUSED, SlackPoster, context, key_line
+from storage import Ledger, LedgerRecord
 from trackflow.contracts import CARRIER, NEXT_ACTION, NEXT_ACTION_AT, ORDER_ID, STATUS
 from trackflow.contracts import TRACKING_NUMBER as TRACKING_NUMBER_KEY
 from trackflow.digest import (

@@ -36,8 +36,8 @@ from activities.exactly_once import (
     perform_once,
     send_once,
 )
-from storage import Ledger, LedgerRecord
 from activities.read_model import ReadModel
+from storage import Ledger, LedgerRecord
 from trackflow.api_health import MESSAGE_PROVIDERS
 from trackflow.consent import may_send
 from trackflow.contracts import DeliveryReceipt, SendBatch, SendReport

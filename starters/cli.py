@@ -395,8 +395,8 @@ def _write_csv(rows: list[dict[str, Any]]) -> None:
 def _run_report(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
-    from storage import open_ledger
     from starters.report import load_summary, write_report
+    from storage import open_ledger
     from trackflow.insight import PeriodError, period
 
     now = datetime.now(UTC)

@@ -52,12 +52,12 @@ from typing import Any, Literal
 import httpx
 import pytz
 
-from storage import LedgerRecord, MessageState, open_ledger
 from starters.demo_history import is_history, seed_history
 from starters.render import format_outbox_line
 from starters.report import load_summary, write_report
 from starters.simulators.providers.local import SIMULATED_FROM
 from starters.simulators.providers.ops import OPS_NAMES, SLACK_CHANNEL, ops_listings
+from storage import LedgerRecord, MessageState, open_ledger
 from trackflow.carriers.samples import random_tracking_number
 from trackflow.insight import period
 from trackflow.settings import Settings

@@ -6,10 +6,11 @@ from __future__ import annotations
 import builtins
 from datetime import date
 
+from sqlalchemy import select
+
 from storage.engine import Database
 from storage.models import BaselineWeek
 from storage.tables import Tables
-from sqlalchemy import select
 
 
 class Baseline:

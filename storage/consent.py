@@ -64,7 +64,9 @@ class Consent:
         inserted = await self.db.rows(
             self.db.insert(t)
             .values(**key, at=event_at, event_at=event_at)
-            .on_conflict_do_nothing(index_elements=[t.c.merchant, t.c.channel, t.c.address, t.c.reason])
+            .on_conflict_do_nothing(
+                index_elements=[t.c.merchant, t.c.channel, t.c.address, t.c.reason]
+            )
             .returning(t.c.reason)
         )
         if inserted:
@@ -107,7 +109,9 @@ class Consent:
             .order_by(t.c.at, t.c.channel, t.c.address)
         )
         return [
-            Suppression(channel=row["channel"], address=row["address"], reason=row["reason"], at=row["at"])
+            Suppression(
+                channel=row["channel"], address=row["address"], reason=row["reason"], at=row["at"]
+            )
             for row in rows
         ]
 

@@ -285,9 +285,7 @@ class PostgresDatabase(Database):
         # asyncpg reads the DSN itself (its query's unknown parameters, such as
         # search_path, become server settings).
         read_only = {"default_transaction_read_only": "on"} if self.read_only else None
-        connection: asyncpg.Connection = await asyncpg.connect(
-            self.dsn, server_settings=read_only
-        )
+        connection: asyncpg.Connection = await asyncpg.connect(self.dsn, server_settings=read_only)
         return connection
 
     def _unavailable(self, error: BaseException) -> bool:

@@ -116,9 +116,7 @@ class Ledger:
         at: datetime | None = None,
         owner: str | None = None,
     ) -> bool:
-        return await self.messages.record_failed(
-            idempotency_key, code, detail, at=at, owner=owner
-        )
+        return await self.messages.record_failed(idempotency_key, code, detail, at=at, owner=owner)
 
     async def mark_uncertain(self, idempotency_key: str, *, owner: str | None = None) -> bool:
         return await self.messages.mark_uncertain(idempotency_key, owner=owner)

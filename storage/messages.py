@@ -424,7 +424,7 @@ class Messages:
         rows = await self._rows(
             select(t.c.provider_message_id).where(t.c.idempotency_key == idempotency_key)
         )
-        return rows[0]["provider_message_id"] if rows else None  # type: ignore[no-any-return]
+        return rows[0]["provider_message_id"] if rows else None
 
     # --- figures --------------------------------------------------------------------------
 
@@ -474,9 +474,7 @@ class Messages:
             raise ValueError(f"bucket bounds must be finite and ascending: {buckets!r}")
         s = await self._source()
         timed = (
-            select(
-                s.c.channel, self._seconds_between(s.c.sent_at, s.c.decided_at).label("delta")
-            )
+            select(s.c.channel, self._seconds_between(s.c.sent_at, s.c.decided_at).label("delta"))
             .where(
                 s.c.status == "sent",
                 func.coalesce(s.c.kind, "message") == "message",

@@ -43,9 +43,7 @@ def head() -> str:
 
 def current(connection: Connection, prefix: str) -> str | None:
     """The ledger's revision: None for a new ledger or one from before the migrations."""
-    context = MigrationContext.configure(
-        connection, opts={"version_table": version_table(prefix)}
-    )
+    context = MigrationContext.configure(connection, opts={"version_table": version_table(prefix)})
     return context.get_current_revision()
 
 

@@ -137,7 +137,9 @@ class ReadModel:
             return False
         stored = await self.db.rows(
             self.db.insert(t)
-            .values(page_token=page_token, message_key=message_key, at=at, visit_hour=visit_hour(at))
+            .values(
+                page_token=page_token, message_key=message_key, at=at, visit_hour=visit_hour(at)
+            )
             .on_conflict_do_nothing()
             .returning(t.c.page_token)
         )

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import httpx
 from temporalio.client import Client
 
-from storage import Ledger, LedgerRecord, open_ledger
 from starters.embedded import free_port as free_port  # shared with `trackflow up`
+from storage import Ledger, LedgerRecord, open_ledger
 from trackflow.settings import Settings
 from workers.worker import running_workers
 

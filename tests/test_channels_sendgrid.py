@@ -21,11 +21,11 @@ from activities.channels.base import (
 )
 from activities.channels.sendgrid import SendGridTransport
 from activities.exactly_once import Delivery, send_once
-from storage import LedgerRecord, open_ledger
 from starters.embedded import free_port
 from starters.shipments import register_shipment, signal_event
 from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
 from starters.simulators.providers.server import serving
+from storage import LedgerRecord, open_ledger
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker
 from trackflow.carriers.samples import random_tracking_number

@@ -20,10 +20,10 @@ from temporalio.exceptions import ApplicationError
 from activities.channels.base import OutgoingMessage, PermanentFailure, ProviderUnavailable
 from activities.channels.twilio import LocalPacing, PostgresPacing, TwilioTransport
 from activities.exactly_once import Delivery, send_once
-from storage import LedgerRecord, open_ledger
 from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
 from starters.simulators.providers.server import serving
+from storage import LedgerRecord, open_ledger
 from trackflow.models import Channel
 
 ACCOUNT = "AC" + "2" * 32

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage import LedgerRecord
 from starters.cli import _write_csv
 from starters.report import render_csv
+from storage import LedgerRecord
 from tests.factories import make_shipment
 from trackflow.csv_cells import FORMULA_STARTS, safe_cell
 from trackflow.insight import CarrierFigures, period, summarise

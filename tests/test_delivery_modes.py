@@ -11,8 +11,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.channels import transports_for
-from storage import open_ledger
 from starters.shipments import register_shipment
+from storage import open_ledger
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import clean_env, eventually, free_port, outbox, running_worker, trackflow_cli
 from trackflow.carriers.samples import random_tracking_number

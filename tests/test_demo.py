@@ -19,7 +19,6 @@ import httpx
 import pytest
 import pytz
 
-from storage import LedgerRecord, open_ledger
 from starters import demo
 from starters.cli import _parser
 from starters.demo_history import seed_history
@@ -27,6 +26,7 @@ from starters.render import format_outbox_line
 from starters.simulators.klaviyo import DELAYED_LIST_ID
 from starters.simulators.providers.app import create_providers_app
 from starters.simulators.providers.ops import OpsDoubles
+from storage import LedgerRecord, open_ledger
 from tests.harness import eventually
 from trackflow.carriers import detect_best
 from trackflow.effects import SendNotification

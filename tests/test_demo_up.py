@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 
-from storage import open_ledger
 from starters.demo_history import is_history
 from starters.embedded import free_port
 from starters.simulators.klaviyo import DELAYED_LIST_ID
+from storage import open_ledger
 from tests.harness import clean_env, up_command, up_ports
 
 DONE = "demo: done"

@@ -25,11 +25,11 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.digest import DigestActivities, ensure_digest_schedule, stale_margin
-from storage import Ledger, open_ledger
 from activities.slack import SLACK, SlackPoster
 from starters.shipments import register_shipment, signal_event
 from starters.simulators.providers.server import serving
 from starters.simulators.slack import SlackDouble, blocks_problem, create_slack_app
+from storage import Ledger, open_ledger
 from tests.factories import at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, zone_at_local_hour
 from trackflow.carriers.samples import random_tracking_number

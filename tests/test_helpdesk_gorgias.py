@@ -24,9 +24,9 @@ from activities.helpdesk import (
     marker_for,
 )
 from activities.helpdesks import GorgiasHelpdesk
-from storage import Ledger, open_ledger
 from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
 from starters.simulators.providers.server import serving
+from storage import Ledger, open_ledger
 from tests.harness import free_port
 from trackflow.effects import AUTO_DELAY_NOTIFIED, LOST_PACKAGE_TAG, TagHelpdesk
 

@@ -32,10 +32,10 @@ from activities.helpdesks import (
     annotator_for,
     helpdesk_for,
 )
-from storage import Ledger, open_ledger
 from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
 from starters.simulators.providers.server import serving
 from starters.simulators.zendesk import ZendeskDouble, create_zendesk_app
+from storage import Ledger, open_ledger
 from tests.harness import free_port
 from trackflow.effects import AUTO_DELAY_NOTIFIED, LOST_PACKAGE_TAG, TagHelpdesk
 from trackflow.settings import Settings

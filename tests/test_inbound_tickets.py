@@ -28,7 +28,6 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.helpdesks import annotator_for
-from storage import CustomerShipment, Ledger, TicketRecord, open_ledger
 from activities.tickets import TicketActivities, index_customer, index_shipment, note_key
 from starters.api import create_app, webhooks_helpdesk
 from starters.api.models import ShipmentIn
@@ -36,6 +35,7 @@ from starters.api.webhooks_helpdesk import zendesk_signature
 from starters.simulators.gorgias import GorgiasDouble, create_gorgias_app
 from starters.simulators.providers.server import serving
 from starters.simulators.zendesk import ZendeskDouble, create_zendesk_app
+from storage import CustomerShipment, Ledger, TicketRecord, open_ledger
 from tests.api_support import TOKEN, api_settings, event_body, shipment_body, tracking_number
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import drop_ledger_tables, eventually, free_port, outbox, running_worker, sent

@@ -32,7 +32,6 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.alerts import AlertActivities
 from activities.digest import DigestActivities
-from storage import Ledger, LedgerRecord, open_ledger
 from activities.slack import (
     HISTORY_PAGE,
     SLACK,
@@ -48,6 +47,7 @@ from starters.simulators.providers.app import create_providers_app
 from starters.simulators.providers.ops import OpsDoubles, simulated_ops_env
 from starters.simulators.providers.server import serving
 from starters.simulators.slack import SlackDouble, create_slack_app
+from storage import Ledger, LedgerRecord, open_ledger
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, free_port, outbox, sent
 from tests.test_worker_crash import worker_process

@@ -22,11 +22,11 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from storage import LedgerRecord, open_ledger
 from starters.shipments import register_shipment, shipment_view, signal_event
 from starters.simulators.providers.app import create_providers_app
 from starters.simulators.providers.ops import OpsDoubles, simulated_ops_env
 from starters.simulators.providers.server import serving
+from storage import LedgerRecord, open_ledger
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, free_port, outbox, running_worker, sent
 from trackflow import policy as tracking

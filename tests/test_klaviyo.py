@@ -29,11 +29,11 @@ from activities.klaviyo import (
     KlaviyoActivities,
     KlaviyoClient,
 )
-from storage import Ledger, MessageState, open_ledger
 from activities.notify import NotificationActivities, message_facts, outgoing
 from starters.shipments import register_shipment, signal_event
 from starters.simulators.klaviyo import DELAYED_LIST_ID, KlaviyoDouble, create_klaviyo_app
 from starters.simulators.providers.server import serving
+from storage import Ledger, MessageState, open_ledger
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker
 from tests.test_worker_crash import worker_process

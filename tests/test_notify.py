@@ -22,8 +22,8 @@ from activities.channels.base import (
 )
 from activities.channels.outbox import OutboxTransport
 from activities.exactly_once import MESSAGE_CLAIMED, PROVIDER_UNAVAILABLE
-from storage import Ledger, MessageState, open_ledger
 from activities.notify import LEASE_MARGIN, NotificationActivities
+from storage import Ledger, MessageState, open_ledger
 from tests.factories import make_shipment
 from trackflow.contracts import SendBatch, SendReport
 from trackflow.effects import AlertKind, SendNotification

@@ -11,14 +11,6 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
-from storage import (
-    LatencyHistogram,
-    Ledger,
-    LedgerRecord,
-    LedgerTotals,
-    MessageCount,
-    open_ledger,
-)
 from starters.api import create_app
 from starters.api.metrics import (
     LATENCY_BUCKETS,
@@ -28,6 +20,14 @@ from starters.api.metrics import (
     figures,
     read_figures,
     source_of,
+)
+from storage import (
+    LatencyHistogram,
+    Ledger,
+    LedgerRecord,
+    LedgerTotals,
+    MessageCount,
+    open_ledger,
 )
 from tests.api_support import (
     TOKEN,

@@ -26,11 +26,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from storage import MessageState, open_ledger
 from starters.embedded import free_port
 from starters.shipments import register_shipment, signal_event
 from starters.simulators.providers import ProviderDoubles, Rule, create_providers_app
 from starters.simulators.providers.server import serving
+from storage import MessageState, open_ledger
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually
 from tests.test_worker_crash import worker_process

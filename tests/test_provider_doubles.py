@@ -32,12 +32,12 @@ from activities.channels.base import OutgoingMessage
 from activities.channels.sendgrid import SendGridTransport
 from activities.channels.twilio import TwilioTransport
 from activities.exactly_once import send_once
-from storage import LedgerRecord, open_ledger
 from starters.api import create_app
 from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, create_providers_app
 from starters.simulators.providers.local import providers_command, simulated_provider_env
 from starters.simulators.providers.server import serving
+from storage import LedgerRecord, open_ledger
 from tests.harness import clean_env, eventually
 from trackflow.models import Channel
 from trackflow.settings import Settings

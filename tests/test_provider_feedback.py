@@ -33,12 +33,12 @@ from temporalio.testing import ActivityEnvironment
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client as TwilioClient
 
-from storage import Ledger, LedgerRecord, open_ledger
 from activities.notify import NotificationActivities
 from starters.api import create_app
 from starters.embedded import free_port
 from starters.simulators.providers import ProviderDoubles, create_providers_app
 from starters.simulators.providers.server import serving
+from storage import Ledger, LedgerRecord, open_ledger
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from tests.harness import drop_ledger_tables, eventually
 from trackflow.consent import may_send

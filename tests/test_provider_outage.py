@@ -11,8 +11,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.channels.base import ProviderUnavailable
-from storage import Ledger, open_ledger
 from activities.notify import NotificationActivities
+from storage import Ledger, open_ledger
 from tests.test_notify import BATCH, BRAND, Provider, run
 from trackflow import api_health
 from trackflow.api_health import ApiHealth

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from storage import MessageState
 from starters.render import format_shipment
+from storage import MessageState
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from trackflow.policy import ShipmentState, view
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from storage import BaselineWeek, Ledger, LedgerRecord, TicketRecord, open_ledger
 from starters.cli import _parser
 from starters.demo_history import seed_history
 from starters.report import load_summary, render_csv, render_html
+from storage import BaselineWeek, Ledger, LedgerRecord, TicketRecord, open_ledger
 from tests.api_support import api_client, api_settings
 from tests.harness import drop_ledger_tables
 from trackflow.insight import Summary, period

@@ -18,10 +18,10 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from temporalio.client import Client
 
-from storage import open_ledger
 from starters.api import create_app
 from starters.demo_history import seed_history
 from starters.report import load_summary
+from storage import open_ledger
 from tests.browser import offline_chromium, serving_app
 from tests.factories import ANY_TIME_POLICY
 from tests.test_tracking_page_browser import WIDTHS, _full_page_screenshot, screenshots_dir

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storage import TicketRecord, open_ledger
 from activities.retention import purge_expired
+from storage import TicketRecord, open_ledger
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from trackflow.projection import project
 from trackflow.settings import Settings

@@ -13,7 +13,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.alerts import AlertActivities
-from storage import Ledger, open_ledger
 from activities.slack import (
     SLACK,
     SLACK_REFUSED,
@@ -25,6 +24,7 @@ from activities.slack import (
 )
 from starters.simulators.providers.server import serving
 from starters.simulators.slack import SlackDouble, blocks_problem, create_slack_app
+from storage import Ledger, open_ledger
 from trackflow.effects import AlertKind, RaiseAlert
 
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)

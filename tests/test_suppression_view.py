@@ -7,8 +7,8 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from storage import open_ledger
 from starters.shipments import register_shipment, shipment_view
+from storage import open_ledger
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, running_worker
 from trackflow.carriers.samples import random_tracking_number

@@ -18,12 +18,12 @@ import httpx
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from storage import open_ledger
 from activities.notify import NotificationActivities, with_page_link
 from activities.read_model import ReadModel
 from starters import demo
 from starters.api import create_app
 from starters.api.pages import page_brand
+from storage import open_ledger
 from tests.api_support import api_client, api_settings, event_body, shipment_body, tracking_number
 from tests.factories import ANY_TIME_POLICY, at, make_event, make_shipment
 from tests.harness import eventually, outbox, running_worker, sent

@@ -16,8 +16,8 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from temporalio.client import Client
 
-from storage import open_ledger
 from starters.api import create_app
+from storage import open_ledger
 from tests.browser import offline_chromium, serving_app
 from tests.factories import ANY_TIME_POLICY
 from tests.test_tracking_page import STATES, WRITTEN_AT, row_for

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from storage import LedgerRecord, open_ledger
 from activities.notify import outgoing
 from starters.api import create_app
+from storage import LedgerRecord, open_ledger
 from tests.api_support import api_client, api_settings
 from tests.factories import ANY_TIME_POLICY, make_shipment
 from trackflow.effects import SendNotification

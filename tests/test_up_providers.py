@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from storage import MessageState, open_ledger
 from starters import demo
 from starters.demo import _feedback_lines, _wrapped
 from starters.embedded import _runs
 from starters.simulators.providers.local import SIMULATED_FROM
+from storage import MessageState, open_ledger
 from tests.harness import (
     clean_env,
     eventually,

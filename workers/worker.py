@@ -24,7 +24,6 @@ from activities.digest import DigestActivities, ensure_digest_schedule
 from activities.helpdesk import HelpdeskActivities
 from activities.helpdesks import annotator_for, helpdesk_for
 from activities.klaviyo import KlaviyoActivities
-from storage import Ledger, open_ledger
 from activities.notify import NotificationActivities
 from activities.polling import (
     EasyPostTrackers,
@@ -37,6 +36,7 @@ from activities.read_model import ReadModel
 from activities.retention import purge_daily
 from activities.slack import alert_transport_for, slack_poster_for
 from activities.tickets import TicketActivities
+from storage import Ledger, open_ledger
 from trackflow import policy_table
 from trackflow.contracts import POLL_PROVIDERS, integrations_queue, poll_queue
 from trackflow.messages import DEFAULT_BRAND_COLOR, Brand

@@ -21,7 +21,6 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from storage import Ledger, LedgerUnavailable
 from starters.api import (
     insights,
     metrics,
@@ -42,6 +41,7 @@ from starters.api.dependencies import (
 )
 from starters.api.errors import RETRY_AFTER_S, install_error_handlers
 from starters.api.json_body import BodySizeLimit, StrictJsonRoute
+from storage import Ledger, LedgerUnavailable
 from trackflow.settings import Settings
 from trackflow.tracking_policy import TrackingPolicy
 from workers.policy_file import load_policy

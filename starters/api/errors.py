@@ -12,10 +12,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
-from storage import LedgerUnavailable
 from starters.api import pages
 from starters.api.dependencies import TemporalUnavailable
 from starters.shipments import AnotherOrder, NoWorkerAnswered, ShipmentNotFound
+from storage import LedgerUnavailable
 from trackflow.models import InvalidTrackingNumber
 from trackflow.page import unavailable_page
 

@@ -63,9 +63,9 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from starlette.types import Message, Receive, Scope, Send
 
-from storage import Ledger, LedgerTotals
 from starters.api.dependencies import AppLedger, Context
 from starters.api.json_body import StrictJsonRoute
+from storage import Ledger, LedgerTotals
 
 logger = logging.getLogger("trackflow.api")
 

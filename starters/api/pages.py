@@ -19,9 +19,9 @@ from datetime import datetime
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from storage import Ledger
 from starters.api.dependencies import AppLedger, Context
 from starters.api.page_headers import shopper_page_headers
+from storage import Ledger
 from trackflow.messages import DEFAULT_BRAND_COLOR
 from trackflow.page import PageBrand, message_ref, not_found_page, render_page, tracking_page
 from trackflow.page import expired as page_expired

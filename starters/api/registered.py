@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from storage import Ledger
 from activities.read_model import ReadModel
 from activities.tickets import index_shipment
 from starters.shipments import Registered
+from storage import Ledger
 from trackflow.models import Shipment
 from trackflow.page_token import page_key
 from trackflow.settings import Settings

@@ -29,11 +29,11 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import Response
 
-from storage import Ledger
 from starters.api.dependencies import AppLedger, Context, configured, merchant_of
 from starters.api.json_body import parse_json
 from starters.api.metrics import CountedRoute, event_outcome
 from starters.api.verified import Signature, verified_body
+from storage import Ledger
 from trackflow.consent import (
     ConsentChange,
     InboundSmsAction,

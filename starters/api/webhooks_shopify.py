@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException
 from temporalio.client import Client
 
-from storage import Ledger
 from starters.api.dependencies import ApiContext, AppLedger, Context, configured
 from starters.api.errors import bounded
 from starters.api.json_body import parse_json_object
@@ -34,6 +33,7 @@ from starters.shipments import (
     request_return,
     running_shipments_of_order,
 )
+from storage import Ledger
 from trackflow.carriers.validity import number_warnings
 from trackflow.models import ReturnRequest, Shipment
 from trackflow.sources.shopify import (

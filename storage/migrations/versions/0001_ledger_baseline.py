@@ -12,6 +12,8 @@ Create Date: 2026-12-07
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -54,7 +56,7 @@ def _status_check() -> sa.CheckConstraint:
     return sa.CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})")
 
 
-def _message_columns() -> list[sa.Column[object]]:
+def _message_columns() -> list[sa.Column[Any]]:
     seq = sa.Column(
         "seq",
         sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -67,7 +69,7 @@ def _message_columns() -> list[sa.Column[object]]:
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("owner", sa.Text()),
         sa.Column("lease_until", TIME),
-        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
         *(
             sa.Column(name, sa.Text(), quote=name == "trigger")
             for name in (
@@ -186,7 +188,7 @@ def _create_side_tables(prefix: str) -> None:
 def _add_missing_columns(prefix: str) -> None:
     """Columns an earlier version's tables lack (the tables existed before this revision)."""
     inspector = sa.inspect(op.get_bind())
-    added = {
+    added: dict[str, list[sa.Column[Any]]] = {
         prefix: [
             sa.Column(name, TIME if name in _ADDED_TIMES else sa.Text())
             for name in ADDED_MESSAGE_COLUMNS
@@ -247,9 +249,7 @@ def _create_indexes(prefix: str) -> None:
     index(f"{prefix}_tracking", prefix, ["tracking_number", "sent_at", "seq"], if_not_exists=True)
     index(f"{prefix}_provider_id", prefix, ["provider_message_id"], if_not_exists=True)
     shipments = f"{prefix}_shipments"
-    index(
-        f"{shipments}_number", shipments, ["tracking_number", "updated_at"], if_not_exists=True
-    )
+    index(f"{shipments}_number", shipments, ["tracking_number", "updated_at"], if_not_exists=True)
     index(f"{shipments}_page", shipments, ["page_token"], unique=True, if_not_exists=True)
     index(f"{shipments}_registered", shipments, ["registered_at"], if_not_exists=True)
     visits = f"{prefix}_page_visits"
