@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
-import asyncpg
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
@@ -31,6 +29,8 @@ from activities.channels.base import (
     ProviderUnavailable,
 )
 from activities.channels.sendgrid import retry_after
+from storage import LedgerUnavailable
+from storage.turns import PostgresTurns
 
 # key -> the MessageSid a status callback for that key carried, if any.
 FeedbackLookup = Callable[[str], Awaitable[str | None]]
@@ -83,33 +83,19 @@ class LocalPacing:
 
 class PostgresPacing:
     """At most `per_second` message creations per sender across every worker on one
-    PostgreSQL ledger: a turn holds the sender's advisory lock for 1/per_second before the
-    call goes out (never during it), so turns start at least that far apart. A worker that
-    dies mid-turn loses its session, and the lock with it."""
+    PostgreSQL ledger: a turn (storage.turns) lasts 1/per_second and is taken before the
+    call goes out (never during it), so turns start at least that far apart."""
 
     def __init__(self, dsn: str, name: str, per_second: float) -> None:
-        self._dsn = dsn
-        self._key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-        self._interval = 1.0 / per_second
-        self._connection: Any = None
-        self._lock = asyncio.Lock()  # one turn at a time per process, on one connection
+        self._turns = PostgresTurns(dsn, name, 1.0 / per_second)
 
     async def wait_turn(self) -> None:
-        async with self._lock:
-            try:
-                if self._connection is None or self._connection.is_closed():
-                    self._connection = await asyncpg.connect(self._dsn)
-                connection = self._connection
-                await connection.execute("SELECT pg_advisory_lock($1)", self._key)
-                try:
-                    await asyncio.sleep(self._interval)
-                finally:
-                    await connection.execute("SELECT pg_advisory_unlock($1)", self._key)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                self._connection = None
-                raise ProviderUnavailable(
-                    f"cannot take a Twilio sending turn: {error!r}", may_have_sent=False
-                ) from error
+        try:
+            await self._turns.take()
+        except LedgerUnavailable as error:
+            raise ProviderUnavailable(
+                f"cannot take a Twilio sending turn: {error}", may_have_sent=False
+            ) from error
 
 
 class Pacing(Protocol):
