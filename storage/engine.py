@@ -1,5 +1,5 @@
-"""One ledger's database: a pooled async SQLAlchemy engine, SQLite (aiosqlite) or PostgreSQL
-(asyncpg), with the rules every repository shares.
+"""One ledger's database, SQLite or PostgreSQL, through a pooled SQLAlchemy engine, with the
+rules every repository shares.
 
 * A writer brings the schema to the newest migration on first use (storage.migrate); a
   reader (the CLI, `read_only`) creates nothing, not even a missing file or table (it then
@@ -9,8 +9,10 @@
 * A database that cannot be reached or used right now raises `LedgerUnavailable` (the API
   answers 503); an error in the SQL is raised as it is.
 
-SQLite: one connection (WAL, so a worker and the CLI can share the file; a 30 s busy
-timeout), the file and its directory private. PostgreSQL: a pool of `max_connections`.
+SQLite: the standard library's driver on one connection, each statement one trip to a worker
+thread (aiosqlite's adapter costs four), WAL so a worker and the CLI can share the file, a
+30 s busy timeout, the file and its directory private. PostgreSQL: asyncpg, a pool of
+`max_connections`.
 """
 
 from __future__ import annotations
@@ -19,25 +21,36 @@ import asyncio
 import itertools
 import os
 import sqlite3
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-import aiosqlite
 import asyncpg
-from sqlalchemy import RowMapping, Table, inspect, literal, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    Table,
+    create_engine,
+    inspect,
+    literal,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable
 
 from storage.errors import LedgerUnavailable, ReadOnlyLedgerError
-from storage.migrate import upgrade
+from storage.migrate import upgrade_postgres, upgrade_sqlite
 from storage.tables import valid_prefix
 
 Insert = sqlite.Insert | postgresql.Insert
+T = TypeVar("T")
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A WAL reader never waits for a writer; this covers the rare moments it must (recovery).
@@ -80,6 +93,21 @@ def _causes(error: BaseException) -> list[BaseException]:
     return chain
 
 
+def _execute(
+    connection: Connection, statement: Executable, params: Mapping[str, Any] | None
+) -> list[RowMapping]:
+    result = connection.execute(statement, params)
+    return list(result.mappings().all()) if result.returns_rows else []
+
+
+def _column_names(connection: Connection, table: str) -> frozenset[str]:
+    try:
+        found = inspect(connection).get_columns(table)
+    except NoSuchTableError:
+        return frozenset()
+    return frozenset(str(column["name"]) for column in found)
+
+
 class Database(ABC):
     """What the repositories of one ledger share: the engine, the table prefix, read-only."""
 
@@ -88,12 +116,16 @@ class Database(ABC):
     def __init__(self, prefix: str, read_only: bool) -> None:
         self.prefix = valid_prefix(prefix)
         self.read_only = read_only
-        self._engine: AsyncEngine | None = None
         self._migrated = read_only  # a reader migrates nothing
         self._lock = asyncio.Lock()
 
     @abstractmethod
-    def _create_engine(self) -> AsyncEngine: ...
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """Run `work(connection, *args)` on a pooled connection (autocommit)."""
+
+    @abstractmethod
+    async def _upgrade(self) -> None:
+        """Bring the schema to the newest migration (storage.migrate)."""
 
     @abstractmethod
     def _unavailable(self, error: BaseException) -> bool:
@@ -102,15 +134,15 @@ class Database(ABC):
     @abstractmethod
     def _missing_table(self, error: BaseException) -> bool: ...
 
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
     def _absent(self) -> bool:
         """Whether a reader finds no database at all (it then reads nothing, creates nothing)."""
         return False
-
-    @property
-    def engine(self) -> AsyncEngine:
-        if self._engine is None:
-            self._engine = self._create_engine()
-        return self._engine
 
     def writing(self) -> None:
         if self.read_only:
@@ -127,19 +159,20 @@ class Database(ABC):
             return
         async with self._lock:
             if not self._migrated:
-                await upgrade(self.engine, self.prefix)
+                await self._upgrade()
                 self._migrated = True
 
-    async def rows(self, statement: Executable) -> list[RowMapping]:
-        """Run one statement in its own transaction; the rows it returns (none for a reader
-        whose table does not exist yet)."""
+    async def rows(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> list[RowMapping]:
+        """Run one statement (with `params` for its bind parameters: a statement built once
+        and run with them costs a quarter of one built for each call) in its own
+        transaction; the rows it returns (none for a reader whose table does not exist)."""
         if self.read_only and self._absent():
             return []
         try:
             await self._ready()
-            async with self.engine.connect() as connection:
-                result = await connection.execute(statement)
-                return list(result.mappings().all()) if result.returns_rows else []
+            return await self.run(_execute, statement, params)
         except (OSError, DBAPIError, asyncpg.PostgresError, sqlite3.Error) as error:
             if self.read_only and self._missing_table(error):
                 return []
@@ -154,38 +187,25 @@ class Database(ABC):
         """The table's columns (none when there is no table)."""
         if self.read_only and self._absent():
             return frozenset()
-
-        def names(sync_connection: Any) -> frozenset[str]:
-            try:
-                found = inspect(sync_connection).get_columns(table)
-            except NoSuchTableError:
-                return frozenset()
-            return frozenset(str(column["name"]) for column in found)
-
         try:
-            async with self.engine.connect() as connection:
-                return await connection.run_sync(names)
-        except (OSError, DBAPIError) as error:
+            return await self.run(_column_names, table)
+        except (OSError, DBAPIError, asyncpg.PostgresError, sqlite3.Error) as error:
             if self._unavailable(error):
                 raise LedgerUnavailable(f"{self.describe()}: {error!r}") from error
             raise
 
-    @abstractmethod
-    def describe(self) -> str: ...
-
-    async def close(self) -> None:
-        async with self._lock:
-            if self._engine is not None:
-                await self._engine.dispose()
-                self._engine = None
-
 
 class SqliteDatabase(Database):
+    """SQLite through the standard library's driver, one call to a worker thread per
+    statement (the file takes one writer at a time anyway: one pooled connection)."""
+
     dialect: Literal["sqlite", "postgresql"] = "sqlite"
 
     def __init__(self, path: Path, prefix: str, read_only: bool) -> None:
         super().__init__(prefix, read_only)
         self.path = path
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
 
     def describe(self) -> str:
         return f"SQLite ledger {self.path}"
@@ -193,35 +213,48 @@ class SqliteDatabase(Database):
     def _absent(self) -> bool:
         return not self.path.exists()
 
-    def _create_engine(self) -> AsyncEngine:
-        # One connection, as the file takes one writer at a time anyway; no reset on
-        # return (autocommit: nothing to roll back), so a call is one trip to its thread.
-        return create_async_engine(
-            "sqlite+aiosqlite://",
-            async_creator=self._connect,
-            isolation_level="AUTOCOMMIT",
-            poolclass=AsyncAdaptedQueuePool,  # the URL names no file: say it is one
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=_SQLITE_BUSY_TIMEOUT_MS / 1000,
-            pool_reset_on_return=None,
-        )
+    @property
+    def engine(self) -> Engine:
+        with self._engine_lock:
+            if self._engine is None:
+                # No reset on return (autocommit: nothing to roll back).
+                self._engine = create_engine(
+                    "sqlite://",
+                    creator=self._connect,
+                    isolation_level="AUTOCOMMIT",
+                    poolclass=QueuePool,  # the URL names no file: say it is one
+                    pool_size=1,
+                    max_overflow=0,
+                    pool_timeout=_SQLITE_BUSY_TIMEOUT_MS / 1000,
+                    pool_reset_on_return=None,
+                )
+            return self._engine
 
-    async def _connect(self) -> aiosqlite.Connection:
+    def _on_connection(self, work: Callable[..., T], *args: Any) -> T:
+        with self.engine.connect() as connection:
+            return work(connection, *args)
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(self._on_connection, work, *args)
+
+    async def _upgrade(self) -> None:
+        await self.run(upgrade_sqlite, self.prefix)
+
+    def _connect(self) -> sqlite3.Connection:
         if self.read_only:
             uri = f"{self.path.absolute().as_uri()}?mode=ro"
-            conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
-            await conn.execute(f"PRAGMA busy_timeout = {_SQLITE_READ_BUSY_TIMEOUT_MS}")
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {_SQLITE_READ_BUSY_TIMEOUT_MS}")
             return conn
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # SQLite would create it 0644; its -wal and -shm files copy the database's mode.
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            await conn.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
-            await _enable_wal(conn)
+            conn.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+            _enable_wal(conn)
         except BaseException:
-            await conn.close()
+            conn.close()
             raise
         return conn
 
@@ -241,8 +274,17 @@ class SqliteDatabase(Database):
             "no such table"
         )
 
+    async def close(self) -> None:
+        def dispose() -> None:
+            with self._engine_lock:
+                if self._engine is not None:
+                    self._engine.dispose()
+                    self._engine = None
 
-async def _enable_wal(conn: aiosqlite.Connection) -> None:
+        await asyncio.to_thread(dispose)
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
     """Switch the file to WAL, waiting out another connection doing the same.
 
     SQLite answers a journal-mode change that meets a concurrent opener with an
@@ -252,21 +294,43 @@ async def _enable_wal(conn: aiosqlite.Connection) -> None:
     deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
     for pause in itertools.chain((0.001, 0.005, 0.02), itertools.repeat(0.05)):
         try:
-            await conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or time.monotonic() + pause > deadline:
                 raise
-        await asyncio.sleep(pause)
+        time.sleep(pause)
 
 
 class PostgresDatabase(Database):
+    """PostgreSQL through asyncpg, a pool of `max_connections`."""
+
     dialect: Literal["sqlite", "postgresql"] = "postgresql"
 
     def __init__(self, dsn: str, prefix: str, read_only: bool, max_connections: int) -> None:
         super().__init__(prefix, read_only)
         self.dsn = dsn
         self._max_connections = max_connections
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(work, *args)
+
+    async def _upgrade(self) -> None:
+        await upgrade_postgres(self.engine, self.prefix)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._engine is not None:
+                await self._engine.dispose()
+                self._engine = None
 
     def describe(self) -> str:
         return "PostgreSQL ledger"

@@ -31,6 +31,7 @@ from sqlalchemy import (
     FromClause,
     RowMapping,
     Select,
+    bindparam,
     case,
     cast,
     func,
@@ -51,7 +52,7 @@ from storage.models import (
     MessageCount,
     MessageState,
 )
-from storage.tables import Tables
+from storage.tables import Tables, UtcTime
 
 # Feedback statuses about engagement, not delivery: they never replace the delivery status.
 _ENGAGEMENT = frozenset({"opened", "clicked", "spam_report", "unsubscribed", "resubscribed"})
@@ -160,6 +161,39 @@ class Messages:
         # Whether the table has every column (a writer migrates it first; a reader learns
         # it by looking, on each read until they all exist: a writer may migrate meanwhile).
         self._complete = not db.read_only
+        # The statements of the send path, built once and run with their parameters.
+        t = self.table
+        self._by_key = select(t).where(t.c.idempotency_key == bindparam("b_key"))
+        self._sent_by_key = self._by_key.where(t.c.status == "sent")
+        self._insert = (
+            db.insert(t)
+            .on_conflict_do_nothing(index_elements=[t.c.idempotency_key])
+            .returning(*t.c)
+        )
+        self._take_over = (
+            update(t)
+            .where(
+                t.c.idempotency_key == bindparam("b_key"),
+                t.c.status == "sending",
+                t.c.attempts == bindparam("b_attempts"),
+            )
+            .values(
+                attempts=t.c.attempts + 1,
+                claimed_at=func.coalesce(t.c.claimed_at, bindparam("b_at", type_=UtcTime())),
+            )
+            .returning(*t.c)
+        )
+        self._record_sent = (
+            update(t)
+            .where(
+                t.c.idempotency_key == bindparam("b_key"),
+                t.c.status.in_(("sending", "uncertain")),
+            )
+            .returning(t.c.seq)
+        )
+        settle = update(t).where(t.c.idempotency_key == bindparam("b_key"), t.c.status == "sending")
+        self._settle_any = settle.returning(t.c.seq)
+        self._settle_owned = settle.where(t.c.owner == bindparam("b_owner")).returning(t.c.seq)
 
     async def _source(self) -> FromClause:
         """What message-row reads select from: the table, or, read-only on a table an earlier
@@ -183,12 +217,9 @@ class Messages:
 
     async def record_once(self, record: LedgerRecord) -> tuple[LedgerRecord, bool]:
         self.db.writing()
-        t = self.table
         created = await self.db.rows(
-            self.db.insert(t)
-            .values(idempotency_key=record.idempotency_key, status="sent", **_record_values(record))
-            .on_conflict_do_nothing(index_elements=[t.c.idempotency_key])
-            .returning(t.c.seq)
+            self._insert,
+            {"idempotency_key": record.idempotency_key, "status": "sent", **_record_values(record)},
         )
         if created:
             return record, True
@@ -199,9 +230,12 @@ class Messages:
 
     async def get(self, idempotency_key: str) -> LedgerRecord | None:
         s = await self._source()
-        rows = await self._rows(
-            select(s).where(s.c.idempotency_key == idempotency_key, s.c.status == "sent")
+        query = (
+            self._sent_by_key
+            if s is self.table
+            else select(s).where(s.c.idempotency_key == bindparam("b_key"), s.c.status == "sent")
         )
+        rows = await self.db.rows(query, {"b_key": idempotency_key})
         return _record(rows[0]) if rows else None
 
     async def list(self, tracking_number: str | None = None) -> builtins.list[LedgerRecord]:
@@ -212,8 +246,13 @@ class Messages:
         return [_record(row) for row in await self._rows(query)]
 
     async def _row(self, idempotency_key: str) -> RowMapping | None:
-        source = await self._source()
-        rows = await self._rows(select(source).where(source.c.idempotency_key == idempotency_key))
+        s = await self._source()
+        query = (
+            self._by_key
+            if s is self.table
+            else select(s).where(s.c.idempotency_key == bindparam("b_key"))
+        )
+        rows = await self.db.rows(query, {"b_key": idempotency_key})
         return rows[0] if rows else None
 
     async def state(self, idempotency_key: str) -> MessageState | None:
@@ -247,7 +286,6 @@ class Messages:
             raise ValueError("the draft's key differs from the key claimed")
         at = (now or utc_now()).astimezone(UTC)
         until = at + lease
-        t = self.table
         values: dict[str, Any] = {
             "idempotency_key": idempotency_key,
             "status": "sending",
@@ -262,14 +300,8 @@ class Messages:
             drafted = _record_values(draft)
             values.update({name: drafted[name] for name in _DRAFT_FIELDS})
             values.update(decided_at=draft.decided_at, held_until=draft.held_until)
-        insert = (
-            self.db.insert(t)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=[t.c.idempotency_key])
-            .returning(*t.c)
-        )
         while True:
-            inserted = await self.db.rows(insert)
+            inserted = await self.db.rows(self._insert, values)
             if inserted:
                 return Claim(True, ClaimState.NEW, _state(inserted[0]))
             row = await self._row(idempotency_key)
@@ -284,19 +316,14 @@ class Messages:
             # Take it over, unless another claimer did since we read it (`attempts` is the
             # row's version: every claim bumps it).
             taken = await self.db.rows(
-                update(t)
-                .where(
-                    t.c.idempotency_key == idempotency_key,
-                    t.c.status == "sending",
-                    t.c.attempts == row["attempts"],
-                )
-                .values(
-                    owner=owner,
-                    lease_until=until,
-                    attempts=t.c.attempts + 1,
-                    claimed_at=func.coalesce(t.c.claimed_at, type_coerce(at, t.c.claimed_at.type)),
-                )
-                .returning(*t.c)
+                self._take_over,
+                {
+                    "b_key": idempotency_key,
+                    "b_attempts": row["attempts"],
+                    "b_at": at,
+                    "owner": owner,
+                    "lease_until": until,
+                },
             )
             if taken:
                 state = ClaimState.RELEASED if found.owner is None else ClaimState.EXPIRED
@@ -306,15 +333,15 @@ class Messages:
         self.db.writing()
         if record.idempotency_key != idempotency_key:
             raise ValueError("the record's key differs from the key recorded")
-        t = self.table
         updated = await self.db.rows(
-            update(t)
-            .where(
-                t.c.idempotency_key == idempotency_key,
-                t.c.status.in_(("sending", "uncertain")),
-            )
-            .values(status="sent", owner=owner, lease_until=None, **_record_values(record))
-            .returning(t.c.seq)
+            self._record_sent,
+            {
+                "b_key": idempotency_key,
+                "status": "sent",
+                "owner": owner,
+                "lease_until": None,
+                **_record_values(record),
+            },
         )
         return bool(updated)
 
@@ -322,14 +349,10 @@ class Messages:
         self, idempotency_key: str, status: str, owner: str | None, **sets: object
     ) -> bool:
         self.db.writing()
-        t = self.table
-        query = update(t).where(t.c.idempotency_key == idempotency_key, t.c.status == "sending")
-        if owner is not None:
-            query = query.where(t.c.owner == owner)
-        updated = await self.db.rows(
-            query.values(status=status, lease_until=None, **sets).returning(t.c.seq)
-        )
-        return bool(updated)
+        params = {"b_key": idempotency_key, "status": status, "lease_until": None, **sets}
+        if owner is None:
+            return bool(await self.db.rows(self._settle_any, params))
+        return bool(await self.db.rows(self._settle_owned, {**params, "b_owner": owner}))
 
     async def record_failed(
         self,

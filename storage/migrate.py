@@ -56,8 +56,9 @@ def _upgrade_locked(connection: Connection, prefix: str) -> None:
     command.upgrade(config, "head")
 
 
-def _upgrade_sqlite(connection: Connection, prefix: str) -> None:
-    # The engine runs in autocommit: this transaction is ours to open and close.
+def upgrade_sqlite(connection: Connection, prefix: str) -> None:
+    """Upgrade the SQLite ledger under `prefix` to the newest revision (nothing when it is
+    there). The connection is in autocommit: this transaction is ours to open and close."""
     connection.exec_driver_sql("BEGIN IMMEDIATE")
     try:
         _upgrade_locked(connection, prefix)
@@ -67,17 +68,15 @@ def _upgrade_sqlite(connection: Connection, prefix: str) -> None:
     connection.exec_driver_sql("COMMIT")
 
 
-def _upgrade_postgres(connection: Connection, prefix: str) -> None:
+def _upgrade_postgres_locked(connection: Connection, prefix: str) -> None:
     connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:prefix))"), {"prefix": prefix})
     _upgrade_locked(connection, prefix)
 
 
-async def upgrade(engine: AsyncEngine, prefix: str) -> None:
-    """Upgrade the ledger under `prefix` to the newest revision (nothing when it is there)."""
+async def upgrade_postgres(engine: AsyncEngine, prefix: str) -> None:
+    """Upgrade the PostgreSQL ledger under `prefix` to the newest revision (nothing when it
+    is there), in one transaction."""
     async with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            await connection.run_sync(_upgrade_sqlite, prefix)
-            return
         transactional = await connection.execution_options(isolation_level="READ COMMITTED")
         async with transactional.begin():
-            await transactional.run_sync(_upgrade_postgres, prefix)
+            await transactional.run_sync(_upgrade_postgres_locked, prefix)

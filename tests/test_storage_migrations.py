@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import inspect
 
 from storage import BaselineWeek, Ledger, LedgerRecord, open_ledger
-from storage.migrate import head, version_table
+from storage.migrate import current, head, version_table
 from tests.harness import drop_ledger_tables
 from tests.test_ledger import POSTGRES_DSN
 
@@ -63,16 +63,14 @@ class Store:
         """Every table of the ledger: columns (name, type, nullable) and indexes."""
         ledger = self.open()
         try:
-            async with ledger.db.engine.connect() as connection:
-                return await connection.run_sync(_describe, self.table)
+            return await ledger.db.run(_describe, self.table)
         finally:
             await ledger.close()
 
     async def revision(self) -> str | None:
         ledger = self.open()
         try:
-            async with ledger.db.engine.connect() as connection:
-                return await connection.run_sync(_revision, self.table)
+            return await ledger.db.run(current, self.table)
         finally:
             await ledger.close()
 
@@ -115,12 +113,6 @@ def _indexes(connection: Any, inspector: Any, table: str) -> list[tuple[str, ...
         (i["name"], repr(i.get("expressions") or i["column_names"]), repr(bool(i["unique"])))
         for i in inspector.get_indexes(table)
     )
-
-
-def _revision(connection: Any, prefix: str) -> str | None:
-    from storage.migrate import current
-
-    return current(connection, prefix)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
