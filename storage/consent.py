@@ -8,7 +8,7 @@ import builtins
 import re
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
 from storage.engine import Database
 from storage.messages import utc_now
@@ -31,7 +31,13 @@ class Consent:
     def __init__(self, db: Database, tables: Tables) -> None:
         self.db = db
         self.seen = tables.feedback_seen
-        self.suppressions_table = tables.suppressions
+        self.suppressions_table = t = tables.suppressions
+        # Asked before every customer message: built once, run with its parameters.
+        self._reasons = select(t.c.reason).where(
+            t.c.merchant == bindparam("b_merchant"),
+            t.c.channel == bindparam("b_channel"),
+            t.c.address == bindparam("b_address"),
+        )
 
     async def feedback_seen(self, dedupe_id: str) -> bool:
         t = self.seen
@@ -116,13 +122,13 @@ class Consent:
         ]
 
     async def suppressed(self, merchant: str, channel: str, address: str) -> str | None:
-        t = self.suppressions_table
         rows = await self.db.rows(
-            select(t.c.reason).where(
-                t.c.merchant == merchant,
-                t.c.channel == channel,
-                t.c.address == normalize_address(channel, address),
-            )
+            self._reasons,
+            {
+                "b_merchant": merchant,
+                "b_channel": channel,
+                "b_address": normalize_address(channel, address),
+            },
         )
         reasons = [str(row["reason"]) for row in rows]
         if not reasons:

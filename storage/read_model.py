@@ -41,8 +41,17 @@ class ReadModel:
 
     def __init__(self, db: Database, tables: Tables) -> None:
         self.db = db
-        self.shipments = tables.shipments
+        self.shipments = t = tables.shipments
         self.visits = tables.page_visits
+        insert = db.insert(t)
+        self._insert_if_absent = insert.on_conflict_do_nothing(
+            index_elements=[t.c.shipment_key]
+        ).returning(t.c.version)
+        self._upsert_newer = insert.on_conflict_do_update(
+            index_elements=[t.c.shipment_key],
+            set_={name: insert.excluded[name] for name in _REPLACED_BY_NEWER},
+            where=t.c.version <= insert.excluded.version,
+        ).returning(t.c.version)
 
     async def save_projection(
         self,
@@ -55,31 +64,23 @@ class ReadModel:
         replaces it: the send activity's retry knows more), or with `only_if_absent` unless
         any row is; whether it was stored."""
         self.db.writing()
-        t = self.shipments
         document = projection.document
-        insert = self.db.insert(t).values(
-            shipment_key=projection.shipment_key,
-            workflow_id=document.workflow_id,
-            tracking_number=document.tracking_number,
-            page_token=page_token,
-            version=projection.version,
-            updated_at=projection.updated_at,
-            status=document.status.value,
-            carrier=document.carrier,
-            open_problem=projection.open_problem,
-            registered_at=projection.registered_at,
-            delivered_at=projection.delivered_at,
-            projection=projection.model_dump_json(),
-        )
-        if only_if_absent:
-            stored = insert.on_conflict_do_nothing(index_elements=[t.c.shipment_key])
-        else:
-            stored = insert.on_conflict_do_update(
-                index_elements=[t.c.shipment_key],
-                set_={name: insert.excluded[name] for name in _REPLACED_BY_NEWER},
-                where=t.c.version <= insert.excluded.version,
-            )
-        return bool(await self.db.rows(stored.returning(t.c.version)))
+        row = {
+            "shipment_key": projection.shipment_key,
+            "workflow_id": document.workflow_id,
+            "tracking_number": document.tracking_number,
+            "page_token": page_token,
+            "version": projection.version,
+            "updated_at": projection.updated_at,
+            "status": document.status.value,
+            "carrier": document.carrier,
+            "open_problem": projection.open_problem,
+            "registered_at": projection.registered_at,
+            "delivered_at": projection.delivered_at,
+            "projection": projection.model_dump_json(),
+        }
+        statement = self._insert_if_absent if only_if_absent else self._upsert_newer
+        return bool(await self.db.rows(statement, row))
 
     async def projection(self, tracking_number: str) -> ShipmentProjection | None:
         """The latest lifecycle's row for a tracking number."""
